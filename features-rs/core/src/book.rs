@@ -1,0 +1,261 @@
+//! L2 order book rebuilt from a REST snapshot plus depth diffs, following Binance's documented
+//! procedure:
+//! - diffs that arrive before the snapshot are buffered and replayed against it;
+//! - USD-M futures: drop diffs with `u < lastUpdateId`; the first kept diff must have
+//!   `U <= lastUpdateId <= u`; each later diff's `pu` must equal the previous diff's `u`;
+//! - spot: drop diffs with `u <= lastUpdateId`; the first kept diff must have
+//!   `U <= lastUpdateId + 1 <= u`; each later diff's `U` must equal the previous `u + 1`.
+//!
+//! A break marks the book invalid (levels cleared) until the next snapshot; the caller turns the
+//! returned [`Applied::Gap`] into a gap record. Keys are exact fixed-point prices.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::decode::{DepthDiff, Level, Snapshot};
+
+/// Diffs kept while waiting for a snapshot; older ones are dropped (the straddle check then
+/// reports the hole).
+const MAX_BUFFERED: usize = 20_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// No snapshot yet, or continuity was lost: diffs are buffered.
+    Invalid,
+    /// Snapshot applied; waiting for the diff that straddles it.
+    AwaitingFirstDiff,
+    /// In sync.
+    Live,
+}
+
+/// Result of feeding the book.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The book changed and is valid.
+    Updated,
+    /// Nothing to emit: buffered, stale or duplicate diff.
+    Ignored,
+    /// Continuity broke; `missing` update ids if known (spot), else 0.
+    Gap { missing: u64, after_snapshot: bool },
+}
+
+#[derive(Debug, Default)]
+pub struct Book {
+    bids: BTreeMap<i64, i64>,
+    asks: BTreeMap<i64, i64>,
+    state: Option<State>,
+    last_update_id: u64,
+    buffered: VecDeque<DepthDiff>,
+    /// Diffs dropped from a full buffer.
+    pub dropped_buffered: u64,
+    pub snapshots: u64,
+}
+
+impl Book {
+    pub fn is_valid(&self) -> bool {
+        matches!(self.state, Some(State::Live | State::AwaitingFirstDiff))
+    }
+
+    pub fn has_snapshot(&self) -> bool {
+        self.snapshots > 0
+    }
+
+    pub fn buffered_diffs(&self) -> usize {
+        self.buffered.len()
+    }
+
+    /// Final update id of the last applied diff (or the snapshot's lastUpdateId).
+    pub fn last_update_id(&self) -> u64 {
+        self.last_update_id
+    }
+
+    pub fn best_bid(&self) -> Option<Level> {
+        self.bids.iter().next_back().map(|(p, q)| (*p, *q))
+    }
+
+    pub fn best_ask(&self) -> Option<Level> {
+        self.asks.iter().next().map(|(p, q)| (*p, *q))
+    }
+
+    /// Summed quantity of the best `levels` bids and asks (exact units).
+    pub fn depth_qty(&self, levels: usize) -> (i64, i64) {
+        let bid: i64 = self.bids.values().rev().take(levels).sum();
+        let ask: i64 = self.asks.values().take(levels).sum();
+        (bid, ask)
+    }
+
+    /// Marks the book invalid (e.g. the connection dropped). Returns whether it was valid.
+    pub fn invalidate(&mut self) -> bool {
+        let was_valid = self.is_valid();
+        self.state = Some(State::Invalid);
+        self.bids.clear();
+        self.asks.clear();
+        self.buffered.clear();
+        was_valid
+    }
+
+    pub fn apply_snapshot(&mut self, snapshot: &Snapshot) -> Applied {
+        self.snapshots += 1;
+        self.bids.clear();
+        self.asks.clear();
+        set_levels(&mut self.bids, &snapshot.bids);
+        set_levels(&mut self.asks, &snapshot.asks);
+        self.last_update_id = snapshot.last_update_id;
+        self.state = Some(State::AwaitingFirstDiff);
+        let mut result = Applied::Updated;
+        let buffered = std::mem::take(&mut self.buffered);
+        for diff in buffered {
+            match self.apply_diff(diff) {
+                Applied::Gap { missing, .. } => {
+                    result = Applied::Gap {
+                        missing,
+                        after_snapshot: true,
+                    }
+                }
+                Applied::Updated if result != Applied::Updated => {}
+                _ => {}
+            }
+        }
+        result
+    }
+
+    pub fn apply_diff(&mut self, diff: DepthDiff) -> Applied {
+        let state = self.state.unwrap_or(State::Invalid);
+        if state == State::Invalid {
+            if self.buffered.len() == MAX_BUFFERED {
+                self.buffered.pop_front();
+                self.dropped_buffered += 1;
+            }
+            self.buffered.push_back(diff);
+            return Applied::Ignored;
+        }
+        let last = self.last_update_id;
+        let futures = diff.previous_final_update_id.is_some();
+        let in_sync = match state {
+            State::AwaitingFirstDiff => {
+                let target = if futures { last } else { last + 1 };
+                if diff.final_update_id < target {
+                    return Applied::Ignored; // older than the snapshot
+                }
+                diff.first_update_id <= target
+            }
+            _ => {
+                if diff.final_update_id <= last {
+                    return Applied::Ignored; // duplicate
+                }
+                match diff.previous_final_update_id {
+                    Some(previous) => previous == last,
+                    None => diff.first_update_id == last + 1,
+                }
+            }
+        };
+        if !in_sync {
+            let missing = if futures {
+                0
+            } else {
+                diff.first_update_id.saturating_sub(last + 1)
+            };
+            let after_snapshot = state == State::AwaitingFirstDiff;
+            self.invalidate();
+            self.buffered.push_back(diff);
+            return Applied::Gap {
+                missing,
+                after_snapshot,
+            };
+        }
+        set_levels(&mut self.bids, &diff.bids);
+        set_levels(&mut self.asks, &diff.asks);
+        self.last_update_id = diff.final_update_id;
+        self.state = Some(State::Live);
+        Applied::Updated
+    }
+}
+
+fn set_levels(side: &mut BTreeMap<i64, i64>, levels: &[Level]) {
+    for &(px, qty) in levels {
+        if qty == 0 {
+            side.remove(&px);
+        } else {
+            side.insert(px, qty);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn diff(first: u64, last: u64, pu: Option<u64>, bids: Vec<Level>) -> DepthDiff {
+        DepthDiff {
+            first_update_id: first,
+            final_update_id: last,
+            previous_final_update_id: pu,
+            event_ms: 0,
+            bids,
+            asks: vec![(200, 1)],
+        }
+    }
+
+    fn snapshot(id: u64) -> Snapshot {
+        Snapshot {
+            last_update_id: id,
+            event_ms: None,
+            bids: vec![(100, 5), (99, 1)],
+            asks: vec![(201, 2)],
+        }
+    }
+
+    #[test]
+    fn buffered_futures_diff_straddling_the_snapshot_is_replayed() {
+        let mut book = Book::default();
+        assert_eq!(book.apply_diff(diff(1, 5, Some(0), vec![(98, 1)])), Applied::Ignored);
+        assert_eq!(book.apply_diff(diff(6, 12, Some(5), vec![(100, 0), (101, 3)])), Applied::Ignored);
+        assert!(!book.is_valid());
+        assert_eq!(book.apply_snapshot(&snapshot(10)), Applied::Updated);
+        assert!(book.is_valid());
+        assert_eq!(book.best_bid(), Some((101, 3)));
+        assert_eq!(book.last_update_id(), 12);
+        assert_eq!(book.apply_diff(diff(13, 15, Some(12), vec![])), Applied::Updated);
+        assert_eq!(
+            book.apply_diff(diff(20, 22, Some(19), vec![])),
+            Applied::Gap { missing: 0, after_snapshot: false }
+        );
+        assert!(!book.is_valid());
+        assert_eq!(book.best_bid(), None);
+    }
+
+    #[test]
+    fn spot_chain_and_gap_size() {
+        let mut book = Book::default();
+        book.apply_snapshot(&snapshot(10));
+        assert_eq!(book.apply_diff(diff(5, 10, None, vec![])), Applied::Ignored);
+        assert_eq!(book.apply_diff(diff(9, 14, None, vec![])), Applied::Updated);
+        assert_eq!(book.apply_diff(diff(15, 16, None, vec![])), Applied::Updated);
+        assert_eq!(
+            book.apply_diff(diff(20, 21, None, vec![])),
+            Applied::Gap { missing: 3, after_snapshot: false }
+        );
+        // The next snapshot resyncs from the buffered diff.
+        assert_eq!(book.apply_snapshot(&snapshot(20)), Applied::Updated);
+        assert!(book.is_valid());
+        assert_eq!(book.last_update_id(), 21);
+    }
+
+    #[test]
+    fn snapshot_newer_than_every_buffered_diff_waits_for_the_straddle() {
+        let mut book = Book::default();
+        book.apply_diff(diff(1, 5, None, vec![]));
+        assert_eq!(book.apply_snapshot(&snapshot(10)), Applied::Updated);
+        assert_eq!(
+            book.apply_diff(diff(13, 15, None, vec![])),
+            Applied::Gap { missing: 2, after_snapshot: true }
+        );
+    }
+
+    #[test]
+    fn imbalance_depth() {
+        let mut book = Book::default();
+        book.apply_snapshot(&snapshot(1));
+        assert_eq!(book.depth_qty(1), (5, 2));
+        assert_eq!(book.depth_qty(10), (6, 2));
+    }
+}

@@ -1,0 +1,266 @@
+//! Feature configuration (TOML) and the fingerprint (contract 4).
+//!
+//! The fingerprint covers everything that can change a record: the record schema version, this
+//! crate's version and the canonical form of the `[filter]`, `[downsample]` and `[features]`
+//! sections. The `[ingest]` section (where to connect, how often to heartbeat) is transport and is
+//! not fingerprinted: the records it causes (heartbeats, connection events) are capture lines.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::record::SCHEMA_VERSION;
+
+/// The streams a pipeline can consume.
+pub const STREAMS: [&str; 4] = ["bookTicker", "trade", "aggTrade", "depth"];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterConfig {
+    /// Symbols to keep (case-insensitive); empty keeps every symbol, numbered in order of first
+    /// appearance.
+    pub symbols: Vec<String>,
+    /// Streams to keep, from [`STREAMS`].
+    pub streams: Vec<String>,
+    /// Drop bookTicker updates whose best bid/ask and sizes equal the previous one.
+    pub drop_unchanged_quotes: bool,
+}
+
+impl Default for FilterConfig {
+    fn default() -> Self {
+        FilterConfig {
+            symbols: Vec::new(),
+            streams: STREAMS.iter().map(|s| s.to_string()).collect(),
+            drop_unchanged_quotes: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DownsampleConfig {
+    /// Event-time bar length in ms of exchange time; 0 disables bars.
+    pub bar_ms: u64,
+    /// Emit one quote record per this many (kept) bookTicker updates.
+    pub quote_every_n: u32,
+    /// Emit one book record per this many applied depth diffs.
+    pub book_every_n: u32,
+}
+
+impl Default for DownsampleConfig {
+    fn default() -> Self {
+        DownsampleConfig {
+            bar_ms: 1000,
+            quote_every_n: 1,
+            book_every_n: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeaturesConfig {
+    /// Levels per side of the rebuilt book used for the imbalance.
+    pub book_levels: u32,
+    /// Trade-flow window in ms of exchange time.
+    pub flow_window_ms: u64,
+    /// EWMA weight of the newest bar return (and squared return) in (0, 1].
+    pub ewma_alpha: f64,
+}
+
+impl Default for FeaturesConfig {
+    fn default() -> Self {
+        FeaturesConfig {
+            book_levels: 5,
+            flow_window_ms: 1000,
+            ewma_alpha: 0.1,
+        }
+    }
+}
+
+/// Transport settings of the live ingest. Not part of the fingerprint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Websocket base URL, e.g. `ws://127.0.0.1:9443`.
+    pub url: String,
+    /// REST base URL for depth snapshots; empty derives it from `url`.
+    pub rest_url: String,
+    /// `futures` (`/fapi/v1/depth`) or `spot` (`/api/v3/depth`).
+    pub market: String,
+    /// Heartbeat period in ms.
+    pub heartbeat_ms: u64,
+    /// Slots in the shared-memory ring (rounded up to a power of two).
+    pub ring_slots: u64,
+    /// Rotate the capture file after this many bytes.
+    pub rotate_bytes: u64,
+    /// Reconnect backoff: first delay and cap, in ms.
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Depth snapshot size requested from REST.
+    pub snapshot_limit: u32,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            url: "ws://127.0.0.1:9443".into(),
+            rest_url: String::new(),
+            market: "futures".into(),
+            heartbeat_ms: 100,
+            ring_slots: 1 << 16,
+            rotate_bytes: 256 << 20,
+            backoff_initial_ms: 100,
+            backoff_max_ms: 5000,
+            snapshot_limit: 1000,
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeatureConfig {
+    pub filter: FilterConfig,
+    pub downsample: DownsampleConfig,
+    pub features: FeaturesConfig,
+    pub ingest: IngestConfig,
+}
+
+/// The fingerprinted part, in its canonical field order.
+#[derive(Serialize)]
+struct Canonical<'a> {
+    filter: &'a FilterConfig,
+    downsample: &'a DownsampleConfig,
+    features: &'a FeaturesConfig,
+}
+
+impl FeatureConfig {
+    /// Parses and validates TOML; `origin` (usually the path) names the file in errors.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self> {
+        let mut config: FeatureConfig =
+            toml::from_str(text).map_err(|e| Error::config(origin, e.to_string()))?;
+        config.normalize();
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    pub fn from_toml_file(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_toml_str(&text, &path.display().to_string())
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("config serializes")
+    }
+
+    fn normalize(&mut self) {
+        for symbol in &mut self.filter.symbols {
+            *symbol = symbol.to_ascii_uppercase();
+        }
+    }
+
+    fn validate(&self, origin: &str) -> Result<()> {
+        for stream in &self.filter.streams {
+            if !STREAMS.contains(&stream.as_str()) {
+                return Err(Error::config(
+                    origin,
+                    format!("filter.streams: unknown stream {stream:?}, expected one of {STREAMS:?}"),
+                ));
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for symbol in &self.filter.symbols {
+            if !seen.insert(symbol) {
+                return Err(Error::config(origin, format!("filter.symbols: {symbol} listed twice")));
+            }
+        }
+        if self.filter.symbols.len() >= crate::record::NO_SYMBOL as usize {
+            return Err(Error::config(origin, "filter.symbols: too many symbols"));
+        }
+        if self.downsample.quote_every_n == 0 || self.downsample.book_every_n == 0 {
+            return Err(Error::config(
+                origin,
+                "downsample.quote_every_n and book_every_n must be at least 1",
+            ));
+        }
+        if self.features.book_levels == 0 {
+            return Err(Error::config(origin, "features.book_levels must be at least 1"));
+        }
+        let alpha = self.features.ewma_alpha;
+        if !(alpha > 0.0 && alpha <= 1.0) {
+            return Err(Error::config(
+                origin,
+                format!("features.ewma_alpha must be in (0, 1], got {alpha}"),
+            ));
+        }
+        if !matches!(self.ingest.market.as_str(), "futures" | "spot") {
+            return Err(Error::config(
+                origin,
+                format!("ingest.market must be \"futures\" or \"spot\", got {:?}", self.ingest.market),
+            ));
+        }
+        if self.ingest.heartbeat_ms == 0 {
+            return Err(Error::config(origin, "ingest.heartbeat_ms must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Canonical JSON of the fingerprinted sections (stable field order, shortest floats).
+    pub fn canonical_json(&self) -> String {
+        serde_json::to_string(&Canonical {
+            filter: &self.filter,
+            downsample: &self.downsample,
+            features: &self.features,
+        })
+        .expect("config serializes")
+    }
+
+    /// sha256 hex over (schema version, crate version, canonical config).
+    pub fn fingerprint(&self) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(b"twinfeed-fingerprint\n");
+        hasher.update(SCHEMA_VERSION.to_string().as_bytes());
+        hasher.update(b"\n");
+        hasher.update(crate::VERSION.as_bytes());
+        hasher.update(b"\n");
+        hasher.update(self.canonical_json().as_bytes());
+        hex::encode(hasher.finalize())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_toml_is_the_default() {
+        assert_eq!(FeatureConfig::from_toml_str("", "t").unwrap(), FeatureConfig::default());
+    }
+
+    #[test]
+    fn fingerprint_ignores_ingest_and_formatting_but_not_features() {
+        let base = FeatureConfig::default().fingerprint();
+        let reformatted = FeatureConfig::from_toml_str(
+            "[features]\nbook_levels = 5\n\n[ingest]\nheartbeat_ms = 7\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(reformatted.fingerprint(), base);
+        let changed = FeatureConfig::from_toml_str("[features]\nbook_levels = 6\n", "t").unwrap();
+        assert_ne!(changed.fingerprint(), base);
+        assert_eq!(base.len(), 64);
+    }
+
+    #[test]
+    fn errors_name_origin_and_field() {
+        let err = FeatureConfig::from_toml_str("[filter]\nstreams = [\"kline\"]\n", "my.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("my.toml") && err.contains("filter.streams"), "{err}");
+        let err = FeatureConfig::from_toml_str("[features]\nbook_levls = 3\n", "my.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("book_levls"), "{err}");
+    }
+}

@@ -1,0 +1,96 @@
+//! Exact decimal parsing. Venue prices and sizes are decimal strings; they become i64 fixed-point
+//! numbers with [`SCALE`] units per 1.0, so book keys and sums are exact. The f64 view of such a
+//! number (`units as f64 / 1e8`) is the correctly rounded value of the original decimal string,
+//! because both operands are exact and IEEE division rounds once.
+
+/// Fixed-point units per 1.0 (Binance quotes at most 8 decimals).
+pub const SCALE: i64 = 100_000_000;
+const SCALE_DIGITS: u32 = 8;
+
+/// Parses a decimal string like `"61800.20"` or `"-0.001"` into units of 1e-8.
+/// Returns `None` for anything else (empty, exponent, more than 8 decimals, overflow).
+#[inline]
+pub fn parse_fixed(text: &str) -> Option<i64> {
+    let bytes = text.as_bytes();
+    let (negative, digits) = match bytes.first()? {
+        b'-' => (true, &bytes[1..]),
+        _ => (false, bytes),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut value: i64 = 0;
+    let mut fraction_digits: u32 = 0;
+    let mut seen_point = false;
+    let mut seen_digit = false;
+    for &b in digits {
+        match b {
+            b'0'..=b'9' => {
+                seen_digit = true;
+                if seen_point {
+                    if fraction_digits == SCALE_DIGITS {
+                        // Extra decimals are allowed only when they are zeros.
+                        if b != b'0' {
+                            return None;
+                        }
+                        continue;
+                    }
+                    fraction_digits += 1;
+                }
+                value = value.checked_mul(10)?.checked_add((b - b'0') as i64)?;
+            }
+            b'.' if !seen_point => seen_point = true,
+            _ => return None,
+        }
+    }
+    if !seen_digit {
+        return None;
+    }
+    value = value.checked_mul(10_i64.pow(SCALE_DIGITS - fraction_digits))?;
+    Some(if negative { -value } else { value })
+}
+
+/// The f64 nearest to a fixed-point value.
+#[inline]
+pub fn to_f64(units: i64) -> f64 {
+    units as f64 / SCALE as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_binance_strings() {
+        assert_eq!(parse_fixed("61800.20"), Some(6_180_020_000_000));
+        assert_eq!(parse_fixed("0.00000001"), Some(1));
+        assert_eq!(parse_fixed("1.54698000"), Some(154_698_000));
+        assert_eq!(parse_fixed("-2.5"), Some(-250_000_000));
+        assert_eq!(parse_fixed("3"), Some(300_000_000));
+        assert_eq!(parse_fixed("1.000000000"), Some(100_000_000));
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for bad in ["", "-", ".", "1e5", "1.2.3", "abc", "1.000000001", "99999999999999999999"] {
+            assert_eq!(parse_fixed(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn f64_view_is_correctly_rounded() {
+        for text in ["61800.20", "61837.63000000", "0.006", "3.78826000", "1000.00"] {
+            let expected: f64 = text.parse().unwrap();
+            assert_eq!(to_f64(parse_fixed(text).unwrap()), expected, "{text}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn roundtrips_any_fixed_point(units in -(1i64 << 53)..(1i64 << 53)) {
+            let text = format!("{}{}.{:08}", if units < 0 { "-" } else { "" }, units.unsigned_abs() / 100_000_000, units.unsigned_abs() % 100_000_000);
+            proptest::prop_assert_eq!(parse_fixed(&text), Some(units));
+            proptest::prop_assert_eq!(to_f64(units), text.parse::<f64>().unwrap());
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Per-symbol feature state: trade-flow window, event-time bars, EWMA return and realized
+//! volatility. Sums are exact fixed-point integers, so the order of additions and removals
+//! cannot change a result; floats are derived from them at emission time.
+
+use std::collections::VecDeque;
+
+use crate::decimal::{to_f64, SCALE};
+
+/// Signed trade flow over a sliding window of exchange time.
+#[derive(Debug, Default)]
+pub struct FlowWindow {
+    window_ns: i64,
+    trades: VecDeque<(i64, i64)>,
+    buy: i64,
+    sell: i64,
+}
+
+impl FlowWindow {
+    pub fn new(window_ms: u64) -> Self {
+        FlowWindow {
+            window_ns: window_ms as i64 * 1_000_000,
+            ..Default::default()
+        }
+    }
+
+    /// Forgets trades at or before `now_ns - window`.
+    pub fn advance(&mut self, now_ns: i64) {
+        let horizon = now_ns - self.window_ns;
+        while let Some(&(ts, signed)) = self.trades.front() {
+            if ts > horizon {
+                break;
+            }
+            if signed > 0 {
+                self.buy -= signed;
+            } else {
+                self.sell += signed;
+            }
+            self.trades.pop_front();
+        }
+    }
+
+    /// Adds a trade; `signed_qty` > 0 when the buyer was the aggressor.
+    pub fn add(&mut self, ts_ns: i64, signed_qty: i64) {
+        self.advance(ts_ns);
+        if signed_qty > 0 {
+            self.buy += signed_qty;
+        } else {
+            self.sell -= signed_qty;
+        }
+        self.trades.push_back((ts_ns, signed_qty));
+    }
+
+    /// (buy - sell volume, (buy - sell) / (buy + sell)); imbalance is NaN with no trades.
+    pub fn values(&self) -> (f64, f64) {
+        let total = self.buy + self.sell;
+        let flow = to_f64(self.buy - self.sell);
+        let imbalance = if total == 0 {
+            f64::NAN
+        } else {
+            (self.buy - self.sell) as f64 / total as f64
+        };
+        (flow, imbalance)
+    }
+}
+
+/// A bar that just closed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClosedBar {
+    pub end_ns: i64,
+    pub trades: u64,
+    pub volume: f64,
+    pub signed_volume: f64,
+    pub vwap: f64,
+    pub close_mid: f64,
+    pub ret_ewma: f64,
+    pub realized_vol: f64,
+}
+
+/// Event-time bars with an EWMA of log mid returns between bar closes.
+#[derive(Debug)]
+pub struct Bars {
+    bar_ns: i64,
+    alpha: f64,
+    current: Option<i64>,
+    trades: u64,
+    volume: i64,
+    signed_volume: i64,
+    notional: i128,
+    last_mid: f64,
+    previous_close_mid: f64,
+    ewma: f64,
+    ewma_sq: f64,
+}
+
+impl Bars {
+    pub fn new(bar_ms: u64, alpha: f64) -> Self {
+        Bars {
+            bar_ns: bar_ms as i64 * 1_000_000,
+            alpha,
+            current: None,
+            trades: 0,
+            volume: 0,
+            signed_volume: 0,
+            notional: 0,
+            last_mid: f64::NAN,
+            previous_close_mid: f64::NAN,
+            ewma: f64::NAN,
+            ewma_sq: f64::NAN,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.bar_ns > 0
+    }
+
+    /// Moves event time to `ts_ns`; returns the bar it closes, if any. Time never moves a bar
+    /// backwards: a late event counts into the current bar.
+    pub fn advance(&mut self, ts_ns: i64) -> Option<ClosedBar> {
+        if !self.enabled() || ts_ns <= 0 {
+            return None;
+        }
+        let index = ts_ns.div_euclid(self.bar_ns);
+        match self.current {
+            None => {
+                self.current = Some(index);
+                None
+            }
+            Some(current) if index > current => {
+                let closed = self.close(current);
+                self.current = Some(index);
+                Some(closed)
+            }
+            _ => None,
+        }
+    }
+
+    fn close(&mut self, index: i64) -> ClosedBar {
+        let mid = self.last_mid;
+        if mid.is_finite() && self.previous_close_mid.is_finite() && self.previous_close_mid > 0.0 {
+            let ret = (mid / self.previous_close_mid).ln();
+            if self.ewma.is_nan() {
+                self.ewma = ret;
+                self.ewma_sq = ret * ret;
+            } else {
+                self.ewma = self.alpha * ret + (1.0 - self.alpha) * self.ewma;
+                self.ewma_sq = self.alpha * ret * ret + (1.0 - self.alpha) * self.ewma_sq;
+            }
+        }
+        if mid.is_finite() {
+            self.previous_close_mid = mid;
+        }
+        let vwap = if self.volume == 0 {
+            f64::NAN
+        } else {
+            (self.notional as f64 / self.volume as f64) / SCALE as f64
+        };
+        let closed = ClosedBar {
+            end_ns: (index + 1) * self.bar_ns,
+            trades: self.trades,
+            volume: to_f64(self.volume),
+            signed_volume: to_f64(self.signed_volume),
+            vwap,
+            close_mid: mid,
+            ret_ewma: self.ewma,
+            realized_vol: self.ewma_sq.sqrt(),
+        };
+        self.trades = 0;
+        self.volume = 0;
+        self.signed_volume = 0;
+        self.notional = 0;
+        closed
+    }
+
+    pub fn set_mid(&mut self, mid: f64) {
+        self.last_mid = mid;
+    }
+
+    pub fn add_trade(&mut self, px: i64, qty: i64, buyer_aggressor: bool) {
+        self.trades += 1;
+        self.volume += qty;
+        self.signed_volume += if buyer_aggressor { qty } else { -qty };
+        self.notional += px as i128 * qty as i128;
+    }
+
+    pub fn ret_ewma(&self) -> f64 {
+        self.ewma
+    }
+
+    pub fn realized_vol(&self) -> f64 {
+        self.ewma_sq.sqrt()
+    }
+}
+
+/// Top-of-book features from exact prices and sizes.
+pub struct TopOfBook {
+    pub bid_px: f64,
+    pub bid_qty: f64,
+    pub ask_px: f64,
+    pub ask_qty: f64,
+    pub mid: f64,
+    pub spread: f64,
+    pub spread_bps: f64,
+    pub microprice: f64,
+}
+
+impl TopOfBook {
+    pub fn new(bid_px: i64, bid_qty: i64, ask_px: i64, ask_qty: i64) -> Self {
+        let (bp, bq, ap, aq) = (to_f64(bid_px), to_f64(bid_qty), to_f64(ask_px), to_f64(ask_qty));
+        // Exact in fixed point, then one rounding each.
+        let mid = (bid_px as i128 + ask_px as i128) as f64 / (2 * SCALE) as f64;
+        let spread = to_f64(ask_px - bid_px);
+        let spread_bps = if mid > 0.0 { spread / mid * 10_000.0 } else { f64::NAN };
+        let depth = bid_qty as i128 + ask_qty as i128;
+        let microprice = if depth > 0 {
+            let weighted = bid_px as i128 * ask_qty as i128 + ask_px as i128 * bid_qty as i128;
+            weighted as f64 / depth as f64 / SCALE as f64
+        } else {
+            mid
+        };
+        TopOfBook {
+            bid_px: bp,
+            bid_qty: bq,
+            ask_px: ap,
+            ask_qty: aq,
+            mid,
+            spread,
+            spread_bps,
+            microprice,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flow_window_expires_by_event_time() {
+        let mut flow = FlowWindow::new(1000);
+        flow.add(1_000_000_000, 3 * SCALE);
+        flow.add(1_500_000_000, -SCALE);
+        assert_eq!(flow.values(), (2.0, 0.5));
+        flow.advance(2_000_000_000);
+        assert_eq!(flow.values(), (-1.0, -1.0));
+        flow.advance(2_600_000_000);
+        let (value, imbalance) = flow.values();
+        assert_eq!(value, 0.0);
+        assert!(imbalance.is_nan());
+    }
+
+    #[test]
+    fn bars_close_on_event_time_with_vwap() {
+        let mut bars = Bars::new(1000, 0.5);
+        assert!(bars.advance(1_000_000_000).is_none());
+        bars.set_mid(100.0);
+        bars.add_trade(100 * SCALE, SCALE, true);
+        bars.add_trade(102 * SCALE, 3 * SCALE, false);
+        assert!(bars.advance(1_999_999_999).is_none());
+        let bar = bars.advance(2_000_000_000).unwrap();
+        assert_eq!((bar.end_ns, bar.trades, bar.volume, bar.signed_volume), (2_000_000_000, 2, 4.0, -2.0));
+        assert_eq!(bar.vwap, 101.5);
+        bars.set_mid(110.0);
+        let bar = bars.advance(5_000_000_000).unwrap();
+        assert_eq!(bar.ret_ewma, (1.1f64).ln());
+        assert!(bar.vwap.is_nan());
+    }
+
+    #[test]
+    fn microprice_leans_to_the_thin_side() {
+        let top = TopOfBook::new(100 * SCALE, 3 * SCALE, 101 * SCALE, SCALE);
+        assert_eq!(top.mid, 100.5);
+        assert_eq!(top.microprice, 100.75);
+        assert_eq!(top.spread, 1.0);
+    }
+}

@@ -1,0 +1,35 @@
+//! # twinfeed-features: the feature definition
+//!
+//! One crate turns venue websocket frames into fixed-size binary records. The live ingest
+//! binary and the Python batch binding both link it, so research and live compute features with
+//! the same code.
+//!
+//! - [`capture`]: read and write capture files (`<local_receive_ns> <frame>` lines; plain, gzip
+//!   or zstd). Torn and malformed lines are counted with their line numbers, never misread.
+//! - [`decode`]: one module per venue (Binance USD-M and spot) plus the ingest's own control lines.
+//! - [`book`]: L2 book from snapshot + diffs with Binance's sequence rules; gaps invalidate.
+//! - [`features`]: top of book, microprice, imbalance, trade flow, bars, EWMA return, volatility.
+//! - [`record`]: the one `#[repr(C)]` record layout and its schema version.
+//! - [`config`]: TOML configuration and the fingerprint.
+//! - [`pipeline`]: `Pipeline::push(local_ns, frame, &mut out)`.
+//!
+//! Invariants: no pyo3, no tokio, no clock. Output is a pure function of (config, lines).
+//! Prices and sizes are exact fixed-point integers until a feature is emitted.
+
+pub mod book;
+pub mod capture;
+pub mod config;
+pub mod decimal;
+pub mod decode;
+pub mod error;
+pub mod features;
+pub mod pipeline;
+pub mod record;
+
+pub use config::FeatureConfig;
+pub use error::{Error, Result};
+pub use pipeline::{Pipeline, Stats};
+pub use record::{Kind, Record, RECORD_SIZE, SCHEMA_VERSION};
+
+/// This crate's version; part of the fingerprint.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

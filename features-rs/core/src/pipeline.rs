@@ -1,0 +1,536 @@
+//! The pipeline: capture lines in, records out. [`Pipeline::push`] is the only entry point the
+//! ingest binary and the Python binding use, and its output is a pure function of the config
+//! and the ordered lines (contract 2): time comes from the lines, iteration is over vectors in
+//! symbol-id order, sums are exact integers.
+
+use crate::book::{Applied, Book};
+use crate::config::FeatureConfig;
+use crate::decode::{decode_frame, Control, DepthDiff, Message, Quote, Snapshot, Trade};
+use crate::features::{Bars, ClosedBar, FlowWindow, TopOfBook};
+use crate::record::{
+    GapReason, Kind, Record, StatusEvent, FLAG_BOOK_VALID, FLAG_BUYER_AGGRESSOR, NO_SYMBOL,
+};
+
+/// How many line errors are kept verbatim for reports (all are counted).
+pub const MAX_KEPT_ERRORS: usize = 100;
+
+/// A skipped line, with its 1-based line number and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineError {
+    pub line: u64,
+    pub message: String,
+}
+
+/// Counters. Every input line lands in exactly one of `frames`, `blank_lines`,
+/// `malformed_lines`, `decode_errors`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub lines: u64,
+    pub bytes: u64,
+    pub frames: u64,
+    pub blank_lines: u64,
+    /// Lines that are not `<local_receive_ns> <frame>`.
+    pub malformed_lines: u64,
+    /// Frames that are not valid JSON of the expected shape.
+    pub decode_errors: u64,
+    /// Well-formed frames of streams the pipeline does not consume.
+    pub unknown_frames: u64,
+    /// Frames dropped by the symbol/stream filter.
+    pub filtered: u64,
+    /// bookTicker updates that changed nothing.
+    pub unchanged_quotes: u64,
+    pub records: u64,
+    pub gaps: u64,
+    pub snapshots: u64,
+    /// Bare REST snapshots that could not be tied to one symbol.
+    pub unattributed_snapshots: u64,
+    pub heartbeats: u64,
+    pub errors: Vec<LineError>,
+}
+
+struct SymbolState {
+    name: String,
+    book: Book,
+    flow: FlowWindow,
+    bars: Bars,
+    seq: u64,
+    depth_diffs: u64,
+    last_exchange_ns: i64,
+    last_quote: Option<(i64, i64, i64, i64)>,
+    last_top: Option<TopOfBook>,
+    quotes_kept: u64,
+    books_applied: u64,
+}
+
+pub struct Pipeline {
+    config: FeatureConfig,
+    fingerprint: String,
+    keep: [bool; 4],
+    fixed_symbols: bool,
+    symbols: Vec<SymbolState>,
+    book_levels: usize,
+    line: u64,
+    no_symbol_seq: u64,
+    last_exchange_ns: i64,
+    stats: Stats,
+}
+
+impl Pipeline {
+    pub fn new(config: FeatureConfig) -> Self {
+        let keep = crate::config::STREAMS.map(|s| config.filter.streams.iter().any(|k| k == s));
+        let mut pipeline = Pipeline {
+            fingerprint: config.fingerprint(),
+            keep,
+            fixed_symbols: !config.filter.symbols.is_empty(),
+            symbols: Vec::new(),
+            book_levels: config.features.book_levels as usize,
+            line: 0,
+            no_symbol_seq: 0,
+            last_exchange_ns: 0,
+            stats: Stats::default(),
+            config,
+        };
+        for name in pipeline.config.filter.symbols.clone() {
+            pipeline.add_symbol(name);
+        }
+        pipeline
+    }
+
+    pub fn config(&self) -> &FeatureConfig {
+        &self.config
+    }
+
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Symbol names by id.
+    pub fn symbols(&self) -> Vec<&str> {
+        self.symbols.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    /// Symbols whose depth stream had no snapshot, so they have no book features.
+    pub fn symbols_without_snapshot(&self) -> Vec<(&str, u64)> {
+        self.symbols
+            .iter()
+            .filter(|s| s.depth_diffs > 0 && !s.book.has_snapshot())
+            .map(|s| (s.name.as_str(), s.depth_diffs))
+            .collect()
+    }
+
+    /// Human-readable warnings about the input so far (no snapshot, unattributed snapshots).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .symbols_without_snapshot()
+            .into_iter()
+            .map(|(name, diffs)| {
+                format!("{name}: {diffs} depth diffs but no depth snapshot, so no book records or imbalance")
+            })
+            .collect();
+        if self.stats.unattributed_snapshots > 0 {
+            out.push(format!(
+                "{} bare REST snapshot line(s) could not be tied to one symbol (configure filter.symbols)",
+                self.stats.unattributed_snapshots
+            ));
+        }
+        out
+    }
+
+    fn add_symbol(&mut self, name: String) -> u16 {
+        let features = &self.config.features;
+        self.symbols.push(SymbolState {
+            name,
+            book: Book::default(),
+            flow: FlowWindow::new(features.flow_window_ms),
+            bars: Bars::new(self.config.downsample.bar_ms, features.ewma_alpha),
+            seq: 0,
+            depth_diffs: 0,
+            last_exchange_ns: 0,
+            last_quote: None,
+            last_top: None,
+            quotes_kept: 0,
+            books_applied: 0,
+        });
+        (self.symbols.len() - 1) as u16
+    }
+
+    fn symbol_id(&mut self, name: &str) -> Option<u16> {
+        if let Some(index) = self.symbols.iter().position(|s| s.name == name) {
+            return Some(index as u16);
+        }
+        if self.fixed_symbols || self.symbols.len() >= NO_SYMBOL as usize {
+            return None;
+        }
+        Some(self.add_symbol(name.to_string()))
+    }
+
+    fn error(&mut self, message: String) {
+        if self.stats.errors.len() < MAX_KEPT_ERRORS {
+            self.stats.errors.push(LineError {
+                line: self.line,
+                message,
+            });
+        }
+    }
+
+    /// Pushes one raw capture line (`<local_receive_ns> <frame>`, newline optional).
+    pub fn push_line(&mut self, line: &[u8], out: &mut Vec<Record>) {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        match split_line(line) {
+            Ok(Some((local_ns, frame))) => self.push(local_ns, frame, out),
+            Ok(None) => {
+                self.line += 1;
+                self.stats.lines += 1;
+                self.stats.blank_lines += 1;
+            }
+            Err(message) => {
+                self.line += 1;
+                self.stats.lines += 1;
+                self.stats.bytes += line.len() as u64;
+                self.stats.malformed_lines += 1;
+                self.error(message);
+            }
+        }
+    }
+
+    /// Counts a line that could not be read at all (e.g. torn at the end of a file) so line
+    /// numbers stay aligned with the file.
+    pub fn skip_line(&mut self, message: String) {
+        self.line += 1;
+        self.stats.lines += 1;
+        self.stats.malformed_lines += 1;
+        self.error(message);
+    }
+
+    /// Pushes one frame received at `local_ns`; appends the records it produces to `out`.
+    pub fn push(&mut self, local_ns: i64, frame: &str, out: &mut Vec<Record>) {
+        self.line += 1;
+        self.stats.lines += 1;
+        self.stats.bytes += frame.len() as u64;
+        let before = out.len();
+        match decode_frame(frame) {
+            Ok(message) => {
+                self.stats.frames += 1;
+                self.dispatch(local_ns, message, out);
+            }
+            Err(e) => {
+                self.stats.decode_errors += 1;
+                self.error(e.to_string());
+            }
+        }
+        self.stats.records += (out.len() - before) as u64;
+    }
+
+    fn dispatch(&mut self, local_ns: i64, message: Message<'_>, out: &mut Vec<Record>) {
+        if let Some(stream) = message.stream() {
+            let index = crate::config::STREAMS.iter().position(|s| *s == stream).unwrap();
+            if !self.keep[index] {
+                self.stats.filtered += 1;
+                return;
+            }
+        }
+        match message {
+            Message::Quote(quote) => self.on_quote(local_ns, quote, out),
+            Message::Trade(trade) => self.on_trade(local_ns, trade, out),
+            Message::Depth { symbol, diff } => self.on_depth(local_ns, symbol, diff, out),
+            Message::Snapshot { symbol, snapshot } => self.on_snapshot(local_ns, symbol, snapshot, out),
+            Message::Control(control) => self.on_control(local_ns, control, out),
+            Message::Unknown => self.stats.unknown_frames += 1,
+        }
+    }
+
+    fn header(&mut self, kind: Kind, symbol: u16, local_ns: i64, exchange_ns: i64) -> Record {
+        let mut record = Record::empty(kind);
+        record.symbol_id = symbol;
+        record.line = self.line;
+        record.local_ns = local_ns;
+        record.exchange_ns = exchange_ns;
+        record.seq = if symbol == NO_SYMBOL {
+            self.no_symbol_seq += 1;
+            self.no_symbol_seq
+        } else {
+            let state = &mut self.symbols[symbol as usize];
+            state.seq += 1;
+            state.seq
+        };
+        record
+    }
+
+    /// Fills the shared feature columns from the symbol's current state.
+    fn fill_state(&self, record: &mut Record, symbol: u16) {
+        let state = &self.symbols[symbol as usize];
+        if let Some(top) = &state.last_top {
+            record.bid_px = top.bid_px;
+            record.bid_qty = top.bid_qty;
+            record.ask_px = top.ask_px;
+            record.ask_qty = top.ask_qty;
+            record.mid = top.mid;
+            record.spread = top.spread;
+            record.spread_bps = top.spread_bps;
+            record.microprice = top.microprice;
+        }
+        if state.book.is_valid() {
+            let (bid, ask) = state.book.depth_qty(self.book_levels);
+            if bid + ask > 0 {
+                record.imbalance = (bid - ask) as f64 / (bid + ask) as f64;
+            }
+            record.flags |= FLAG_BOOK_VALID;
+        }
+        let (flow, flow_imbalance) = state.flow.values();
+        record.trade_flow = flow;
+        record.flow_imbalance = flow_imbalance;
+        record.ret_ewma = state.bars.ret_ewma();
+        record.realized_vol = state.bars.realized_vol();
+    }
+
+    /// Moves a symbol's event time forward, emitting the bar it closes.
+    fn advance(&mut self, symbol: u16, local_ns: i64, exchange_ns: i64, out: &mut Vec<Record>) {
+        let state = &mut self.symbols[symbol as usize];
+        if exchange_ns > 0 {
+            state.last_exchange_ns = exchange_ns;
+            self.last_exchange_ns = self.last_exchange_ns.max(exchange_ns);
+            state.flow.advance(exchange_ns);
+        }
+        if let Some(bar) = state.bars.advance(exchange_ns) {
+            self.emit_bar(symbol, local_ns, bar, out);
+        }
+    }
+
+    fn emit_bar(&mut self, symbol: u16, local_ns: i64, bar: ClosedBar, out: &mut Vec<Record>) {
+        let mut record = self.header(Kind::Bar, symbol, local_ns, bar.end_ns);
+        self.fill_state(&mut record, symbol);
+        record.mid = bar.close_mid;
+        record.vwap = bar.vwap;
+        record.volume = bar.volume;
+        record.trade_qty = bar.signed_volume;
+        record.count = bar.trades;
+        record.ret_ewma = bar.ret_ewma;
+        record.realized_vol = bar.realized_vol;
+        out.push(record);
+    }
+
+    fn on_quote(&mut self, local_ns: i64, quote: Quote<'_>, out: &mut Vec<Record>) {
+        let Some(symbol) = self.symbol_id(quote.symbol) else {
+            self.stats.filtered += 1;
+            return;
+        };
+        let exchange_ns = match quote.event_ms {
+            Some(ms) => ms * 1_000_000,
+            None => self.symbols[symbol as usize].last_exchange_ns,
+        };
+        self.advance(symbol, local_ns, exchange_ns, out);
+        let key = (quote.bid_px, quote.bid_qty, quote.ask_px, quote.ask_qty);
+        let drop_unchanged = self.config.filter.drop_unchanged_quotes;
+        let every_n = self.config.downsample.quote_every_n as u64;
+        let state = &mut self.symbols[symbol as usize];
+        if drop_unchanged && state.last_quote == Some(key) {
+            self.stats.unchanged_quotes += 1;
+            return;
+        }
+        state.last_quote = Some(key);
+        let top = TopOfBook::new(quote.bid_px, quote.bid_qty, quote.ask_px, quote.ask_qty);
+        state.bars.set_mid(top.mid);
+        state.last_top = Some(top);
+        state.quotes_kept += 1;
+        if (state.quotes_kept - 1) % every_n != 0 {
+            return;
+        }
+        let mut record = self.header(Kind::Quote, symbol, local_ns, exchange_ns);
+        record.update_id = quote.update_id;
+        self.fill_state(&mut record, symbol);
+        out.push(record);
+    }
+
+    fn on_trade(&mut self, local_ns: i64, trade: Trade<'_>, out: &mut Vec<Record>) {
+        let Some(symbol) = self.symbol_id(trade.symbol) else {
+            self.stats.filtered += 1;
+            return;
+        };
+        let exchange_ns = trade.event_ms * 1_000_000;
+        self.advance(symbol, local_ns, exchange_ns, out);
+        let buyer_aggressor = !trade.buyer_is_maker;
+        let signed = if buyer_aggressor { trade.qty } else { -trade.qty };
+        let state = &mut self.symbols[symbol as usize];
+        state.flow.add(exchange_ns, signed);
+        state.bars.add_trade(trade.px, trade.qty, buyer_aggressor);
+        let mut record = self.header(Kind::Trade, symbol, local_ns, exchange_ns);
+        self.fill_state(&mut record, symbol);
+        record.update_id = trade.trade_id;
+        record.trade_px = crate::decimal::to_f64(trade.px);
+        record.trade_qty = crate::decimal::to_f64(signed);
+        if buyer_aggressor {
+            record.flags |= FLAG_BUYER_AGGRESSOR;
+        }
+        out.push(record);
+    }
+
+    fn on_depth(&mut self, local_ns: i64, name: &str, diff: DepthDiff, out: &mut Vec<Record>) {
+        let Some(symbol) = self.symbol_id(name) else {
+            self.stats.filtered += 1;
+            return;
+        };
+        let exchange_ns = diff.event_ms * 1_000_000;
+        self.advance(symbol, local_ns, exchange_ns, out);
+        let state = &mut self.symbols[symbol as usize];
+        state.depth_diffs += 1;
+        let applied = state.book.apply_diff(diff);
+        self.after_book_change(symbol, local_ns, exchange_ns, applied, out);
+    }
+
+    fn on_snapshot(
+        &mut self,
+        local_ns: i64,
+        name: Option<&str>,
+        snapshot: Snapshot,
+        out: &mut Vec<Record>,
+    ) {
+        let symbol = match name {
+            Some(name) => self.symbol_id(name),
+            // hftbacktest writes the bare REST body; it belongs to the one symbol there is.
+            None if self.symbols.len() == 1 => Some(0),
+            None => {
+                self.stats.unattributed_snapshots += 1;
+                self.error("depth snapshot: bare REST body but not exactly one symbol".into());
+                return;
+            }
+        };
+        let Some(symbol) = symbol else {
+            self.stats.filtered += 1;
+            return;
+        };
+        self.stats.snapshots += 1;
+        let exchange_ns = match snapshot.event_ms {
+            Some(ms) => ms * 1_000_000,
+            None => self.symbols[symbol as usize].last_exchange_ns,
+        };
+        self.advance(symbol, local_ns, exchange_ns, out);
+        let applied = self.symbols[symbol as usize].book.apply_snapshot(&snapshot);
+        self.after_book_change(symbol, local_ns, exchange_ns, applied, out);
+    }
+
+    fn after_book_change(
+        &mut self,
+        symbol: u16,
+        local_ns: i64,
+        exchange_ns: i64,
+        applied: Applied,
+        out: &mut Vec<Record>,
+    ) {
+        match applied {
+            Applied::Ignored => {}
+            Applied::Gap {
+                missing,
+                after_snapshot,
+            } => {
+                let reason = if after_snapshot {
+                    GapReason::Snapshot
+                } else {
+                    GapReason::Sequence
+                };
+                self.emit_gap(symbol, local_ns, exchange_ns, reason, missing, out);
+            }
+            Applied::Updated => {
+                let every_n = self.config.downsample.book_every_n as u64;
+                let state = &mut self.symbols[symbol as usize];
+                let (Some(bid), Some(ask)) = (state.book.best_bid(), state.book.best_ask()) else {
+                    return;
+                };
+                if state.last_quote.is_none() {
+                    // Without a bookTicker stream the book is the top of book.
+                    let top = TopOfBook::new(bid.0, bid.1, ask.0, ask.1);
+                    state.bars.set_mid(top.mid);
+                    state.last_top = Some(top);
+                }
+                state.books_applied += 1;
+                if (state.books_applied - 1) % every_n != 0 {
+                    return;
+                }
+                let update_id = state.book.last_update_id();
+                let mut record = self.header(Kind::Book, symbol, local_ns, exchange_ns);
+                self.fill_state(&mut record, symbol);
+                let top = TopOfBook::new(bid.0, bid.1, ask.0, ask.1);
+                record.bid_px = top.bid_px;
+                record.bid_qty = top.bid_qty;
+                record.ask_px = top.ask_px;
+                record.ask_qty = top.ask_qty;
+                record.mid = top.mid;
+                record.spread = top.spread;
+                record.spread_bps = top.spread_bps;
+                record.microprice = top.microprice;
+                record.update_id = update_id;
+                out.push(record);
+            }
+        }
+    }
+
+    fn emit_gap(
+        &mut self,
+        symbol: u16,
+        local_ns: i64,
+        exchange_ns: i64,
+        reason: GapReason,
+        missing: u64,
+        out: &mut Vec<Record>,
+    ) {
+        self.stats.gaps += 1;
+        let mut record = self.header(Kind::Gap, symbol, local_ns, exchange_ns);
+        record.flags = reason as u8;
+        record.count = missing;
+        out.push(record);
+    }
+
+    fn on_control(&mut self, local_ns: i64, control: Control, out: &mut Vec<Record>) {
+        let exchange_ns = self.last_exchange_ns;
+        let event = match control {
+            Control::Heartbeat => {
+                self.stats.heartbeats += 1;
+                let record = self.header(Kind::Heartbeat, NO_SYMBOL, local_ns, exchange_ns);
+                out.push(record);
+                return;
+            }
+            Control::Connected => StatusEvent::Connected,
+            Control::Subscribed => StatusEvent::Subscribed,
+            Control::Disconnected => StatusEvent::Disconnected,
+        };
+        let mut record = self.header(Kind::Status, NO_SYMBOL, local_ns, exchange_ns);
+        record.flags = event as u8;
+        out.push(record);
+        if event == StatusEvent::Disconnected {
+            for symbol in 0..self.symbols.len() as u16 {
+                let state = &mut self.symbols[symbol as usize];
+                if state.book.invalidate() {
+                    let ts = state.last_exchange_ns;
+                    self.emit_gap(symbol, local_ns, ts, GapReason::Disconnect, 0, out);
+                }
+            }
+        }
+    }
+}
+
+/// Splits `<local_receive_ns> <frame>`; `Ok(None)` for a blank line.
+pub fn split_line(line: &[u8]) -> Result<Option<(i64, &str)>, String> {
+    if line.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(None);
+    }
+    let Some(space) = memchr::memchr(b' ', line) else {
+        return Err("expected `<local_receive_ns> <frame>`, found no space".into());
+    };
+    let stamp = &line[..space];
+    if stamp.is_empty() || stamp.len() > 19 || !stamp.iter().all(u8::is_ascii_digit) {
+        return Err(format!(
+            "local_receive_ns: expected an integer, got {:?}",
+            String::from_utf8_lossy(&stamp[..stamp.len().min(40)])
+        ));
+    }
+    let local_ns = stamp
+        .iter()
+        .fold(0i64, |acc, b| acc.wrapping_mul(10).wrapping_add((b - b'0') as i64));
+    let frame = std::str::from_utf8(&line[space + 1..])
+        .map_err(|e| format!("frame: not UTF-8 ({e})"))?;
+    Ok(Some((local_ns, frame)))
+}
