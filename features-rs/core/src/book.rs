@@ -207,17 +207,29 @@ mod tests {
     #[test]
     fn buffered_futures_diff_straddling_the_snapshot_is_replayed() {
         let mut book = Book::default();
-        assert_eq!(book.apply_diff(diff(1, 5, Some(0), vec![(98, 1)])), Applied::Ignored);
-        assert_eq!(book.apply_diff(diff(6, 12, Some(5), vec![(100, 0), (101, 3)])), Applied::Ignored);
+        assert_eq!(
+            book.apply_diff(diff(1, 5, Some(0), vec![(98, 1)])),
+            Applied::Ignored
+        );
+        assert_eq!(
+            book.apply_diff(diff(6, 12, Some(5), vec![(100, 0), (101, 3)])),
+            Applied::Ignored
+        );
         assert!(!book.is_valid());
         assert_eq!(book.apply_snapshot(&snapshot(10)), Applied::Updated);
         assert!(book.is_valid());
         assert_eq!(book.best_bid(), Some((101, 3)));
         assert_eq!(book.last_update_id(), 12);
-        assert_eq!(book.apply_diff(diff(13, 15, Some(12), vec![])), Applied::Updated);
+        assert_eq!(
+            book.apply_diff(diff(13, 15, Some(12), vec![])),
+            Applied::Updated
+        );
         assert_eq!(
             book.apply_diff(diff(20, 22, Some(19), vec![])),
-            Applied::Gap { missing: 0, after_snapshot: false }
+            Applied::Gap {
+                missing: 0,
+                after_snapshot: false
+            }
         );
         assert!(!book.is_valid());
         assert_eq!(book.best_bid(), None);
@@ -229,10 +241,16 @@ mod tests {
         book.apply_snapshot(&snapshot(10));
         assert_eq!(book.apply_diff(diff(5, 10, None, vec![])), Applied::Ignored);
         assert_eq!(book.apply_diff(diff(9, 14, None, vec![])), Applied::Updated);
-        assert_eq!(book.apply_diff(diff(15, 16, None, vec![])), Applied::Updated);
+        assert_eq!(
+            book.apply_diff(diff(15, 16, None, vec![])),
+            Applied::Updated
+        );
         assert_eq!(
             book.apply_diff(diff(20, 21, None, vec![])),
-            Applied::Gap { missing: 3, after_snapshot: false }
+            Applied::Gap {
+                missing: 3,
+                after_snapshot: false
+            }
         );
         // The next snapshot resyncs from the buffered diff.
         assert_eq!(book.apply_snapshot(&snapshot(20)), Applied::Updated);
@@ -247,7 +265,10 @@ mod tests {
         assert_eq!(book.apply_snapshot(&snapshot(10)), Applied::Updated);
         assert_eq!(
             book.apply_diff(diff(13, 15, None, vec![])),
-            Applied::Gap { missing: 2, after_snapshot: true }
+            Applied::Gap {
+                missing: 2,
+                after_snapshot: true
+            }
         );
     }
 

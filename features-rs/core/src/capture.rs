@@ -48,7 +48,9 @@ struct CountingRead<R> {
 impl<R: Read> Read for CountingRead<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.count.0.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        self.count
+            .0
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(n)
     }
 }
@@ -72,7 +74,8 @@ impl CaptureReader {
                 flate2::bufread::MultiGzDecoder::new(raw),
             ))
         } else if head.starts_with(&ZSTD_MAGIC) {
-            let decoder = zstd::stream::read::Decoder::with_buffer(raw).map_err(|e| Error::io(path, e))?;
+            let decoder =
+                zstd::stream::read::Decoder::with_buffer(raw).map_err(|e| Error::io(path, e))?;
             Box::new(BufReader::with_capacity(1 << 20, decoder))
         } else {
             Box::new(raw)
@@ -104,11 +107,14 @@ impl CaptureReader {
     /// The next line, or `None` at the end of the file.
     pub fn next_line(&mut self) -> Result<Option<CaptureLine<'_>>> {
         self.buf.clear();
-        let n = self.inner.read_until(b'\n', &mut self.buf).map_err(|e| Error::Capture {
-            path: self.path.clone(),
-            line: self.line + 1,
-            message: format!("cannot read: {e}"),
-        })?;
+        let n = self
+            .inner
+            .read_until(b'\n', &mut self.buf)
+            .map_err(|e| Error::Capture {
+                path: self.path.clone(),
+                line: self.line + 1,
+                message: format!("cannot read: {e}"),
+            })?;
         if n == 0 {
             return Ok(None);
         }
@@ -215,7 +221,8 @@ impl CaptureRun {
                 let Some(path) = self.paths.get(self.next_path) else {
                     return Ok(false);
                 };
-                self.offsets.push((path.clone(), self.pipeline.stats().lines));
+                self.offsets
+                    .push((path.clone(), self.pipeline.stats().lines));
                 self.reader = Some(CaptureReader::open(path)?);
                 self.next_path += 1;
             }
@@ -243,7 +250,8 @@ impl CaptureRun {
                 "{}: torn last line ({torn_len} bytes without a newline), skipped",
                 reader.path().display()
             );
-            self.torn.push((reader.path().to_path_buf(), reader.line_number()));
+            self.torn
+                .push((reader.path().to_path_buf(), reader.line_number()));
             self.pipeline.skip_line(message);
         }
     }
@@ -317,7 +325,9 @@ impl CaptureWriter {
 
     /// Flushes file data to disk.
     pub fn sync(&mut self) -> Result<()> {
-        self.file.sync_data().map_err(|e| Error::io(self.current_path(), e))
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io(self.current_path(), e))
     }
 }
 
@@ -327,7 +337,10 @@ fn capture_path(dir: &Path, index: u64) -> PathBuf {
 
 /// The index of a file named `capture-NNNNNN.txt`.
 pub fn capture_index(name: &str) -> Option<u64> {
-    name.strip_prefix("capture-")?.strip_suffix(".txt")?.parse().ok()
+    name.strip_prefix("capture-")?
+        .strip_suffix(".txt")?
+        .parse()
+        .ok()
 }
 
 /// The capture files of a directory in writing order.
@@ -358,7 +371,8 @@ mod tests {
     use crate::FeatureConfig;
 
     fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("twinfeed-capture-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("twinfeed-capture-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
@@ -369,12 +383,17 @@ mod tests {
         let dir = temp_dir("rotate");
         let mut writer = CaptureWriter::create(&dir, 100).unwrap();
         for i in 0..10 {
-            writer.write_line(1000 + i, "{\"twinfeed\":\"heartbeat\"}").unwrap();
+            writer
+                .write_line(1000 + i, "{\"twinfeed\":\"heartbeat\"}")
+                .unwrap();
         }
         let files = capture_files(&dir).unwrap();
         assert!(files.len() > 1);
         // Simulate a kill mid-line.
-        let mut last = OpenOptions::new().append(true).open(files.last().unwrap()).unwrap();
+        let mut last = OpenOptions::new()
+            .append(true)
+            .open(files.last().unwrap())
+            .unwrap();
         last.write_all(b"1234 {\"twinf").unwrap();
         let mut run = CaptureRun::new(files, Pipeline::new(FeatureConfig::default())).unwrap();
         let mut out = Vec::new();
@@ -386,7 +405,10 @@ mod tests {
         assert!(path.ends_with("capture-000001.txt") || line >= 1);
         // A restarted writer starts a new file.
         let writer = CaptureWriter::create(&dir, 100).unwrap();
-        assert_eq!(capture_index(&writer.current_path().file_name().unwrap().to_string_lossy()), Some(run_files(&dir) as u64 - 1));
+        assert_eq!(
+            capture_index(&writer.current_path().file_name().unwrap().to_string_lossy()),
+            Some(run_files(&dir) as u64 - 1)
+        );
     }
 
     fn run_files(dir: &Path) -> usize {
@@ -398,7 +420,8 @@ mod tests {
         let dir = temp_dir("compressed");
         let text = b"1 {\"twinfeed\":\"heartbeat\"}\n2 {\"twinfeed\":\"heartbeat\"}\n";
         let gz = dir.join("a.gz");
-        let mut encoder = flate2::write::GzEncoder::new(File::create(&gz).unwrap(), flate2::Compression::fast());
+        let mut encoder =
+            flate2::write::GzEncoder::new(File::create(&gz).unwrap(), flate2::Compression::fast());
         encoder.write_all(text).unwrap();
         encoder.finish().unwrap();
         let zst = dir.join("a.zst");

@@ -165,14 +165,19 @@ impl FeatureConfig {
             if !STREAMS.contains(&stream.as_str()) {
                 return Err(Error::config(
                     origin,
-                    format!("filter.streams: unknown stream {stream:?}, expected one of {STREAMS:?}"),
+                    format!(
+                        "filter.streams: unknown stream {stream:?}, expected one of {STREAMS:?}"
+                    ),
                 ));
             }
         }
         let mut seen = std::collections::BTreeSet::new();
         for symbol in &self.filter.symbols {
             if !seen.insert(symbol) {
-                return Err(Error::config(origin, format!("filter.symbols: {symbol} listed twice")));
+                return Err(Error::config(
+                    origin,
+                    format!("filter.symbols: {symbol} listed twice"),
+                ));
             }
         }
         if self.filter.symbols.len() >= crate::record::NO_SYMBOL as usize {
@@ -185,7 +190,10 @@ impl FeatureConfig {
             ));
         }
         if self.features.book_levels == 0 {
-            return Err(Error::config(origin, "features.book_levels must be at least 1"));
+            return Err(Error::config(
+                origin,
+                "features.book_levels must be at least 1",
+            ));
         }
         let alpha = self.features.ewma_alpha;
         if !(alpha > 0.0 && alpha <= 1.0) {
@@ -197,11 +205,17 @@ impl FeatureConfig {
         if !matches!(self.ingest.market.as_str(), "futures" | "spot") {
             return Err(Error::config(
                 origin,
-                format!("ingest.market must be \"futures\" or \"spot\", got {:?}", self.ingest.market),
+                format!(
+                    "ingest.market must be \"futures\" or \"spot\", got {:?}",
+                    self.ingest.market
+                ),
             ));
         }
         if self.ingest.heartbeat_ms == 0 {
-            return Err(Error::config(origin, "ingest.heartbeat_ms must be at least 1"));
+            return Err(Error::config(
+                origin,
+                "ingest.heartbeat_ms must be at least 1",
+            ));
         }
         Ok(())
     }
@@ -235,7 +249,10 @@ mod tests {
 
     #[test]
     fn empty_toml_is_the_default() {
-        assert_eq!(FeatureConfig::from_toml_str("", "t").unwrap(), FeatureConfig::default());
+        assert_eq!(
+            FeatureConfig::from_toml_str("", "t").unwrap(),
+            FeatureConfig::default()
+        );
     }
 
     #[test]
@@ -257,7 +274,10 @@ mod tests {
         let err = FeatureConfig::from_toml_str("[filter]\nstreams = [\"kline\"]\n", "my.toml")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("my.toml") && err.contains("filter.streams"), "{err}");
+        assert!(
+            err.contains("my.toml") && err.contains("filter.streams"),
+            "{err}"
+        );
         let err = FeatureConfig::from_toml_str("[features]\nbook_levls = 3\n", "my.toml")
             .unwrap_err()
             .to_string();

@@ -72,14 +72,29 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "-", ".", "1e5", "1.2.3", "abc", "1.000000001", "99999999999999999999"] {
+        for bad in [
+            "",
+            "-",
+            ".",
+            "1e5",
+            "1.2.3",
+            "abc",
+            "1.000000001",
+            "99999999999999999999",
+        ] {
             assert_eq!(parse_fixed(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn f64_view_is_correctly_rounded() {
-        for text in ["61800.20", "61837.63000000", "0.006", "3.78826000", "1000.00"] {
+        for text in [
+            "61800.20",
+            "61837.63000000",
+            "0.006",
+            "3.78826000",
+            "1000.00",
+        ] {
             let expected: f64 = text.parse().unwrap();
             assert_eq!(to_f64(parse_fixed(text).unwrap()), expected, "{text}");
         }

@@ -205,11 +205,20 @@ pub struct TopOfBook {
 
 impl TopOfBook {
     pub fn new(bid_px: i64, bid_qty: i64, ask_px: i64, ask_qty: i64) -> Self {
-        let (bp, bq, ap, aq) = (to_f64(bid_px), to_f64(bid_qty), to_f64(ask_px), to_f64(ask_qty));
+        let (bp, bq, ap, aq) = (
+            to_f64(bid_px),
+            to_f64(bid_qty),
+            to_f64(ask_px),
+            to_f64(ask_qty),
+        );
         // Exact in fixed point, then one rounding each.
         let mid = (bid_px as i128 + ask_px as i128) as f64 / (2 * SCALE) as f64;
         let spread = to_f64(ask_px - bid_px);
-        let spread_bps = if mid > 0.0 { spread / mid * 10_000.0 } else { f64::NAN };
+        let spread_bps = if mid > 0.0 {
+            spread / mid * 10_000.0
+        } else {
+            f64::NAN
+        };
         let depth = bid_qty as i128 + ask_qty as i128;
         let microprice = if depth > 0 {
             let weighted = bid_px as i128 * ask_qty as i128 + ask_px as i128 * bid_qty as i128;
@@ -257,7 +266,10 @@ mod tests {
         bars.add_trade(102 * SCALE, 3 * SCALE, false);
         assert!(bars.advance(1_999_999_999).is_none());
         let bar = bars.advance(2_000_000_000).unwrap();
-        assert_eq!((bar.end_ns, bar.trades, bar.volume, bar.signed_volume), (2_000_000_000, 2, 4.0, -2.0));
+        assert_eq!(
+            (bar.end_ns, bar.trades, bar.volume, bar.signed_volume),
+            (2_000_000_000, 2, 4.0, -2.0)
+        );
         assert_eq!(bar.vwap, 101.5);
         bars.set_mid(110.0);
         let bar = bars.advance(5_000_000_000).unwrap();

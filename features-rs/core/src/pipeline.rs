@@ -228,7 +228,10 @@ impl Pipeline {
 
     fn dispatch(&mut self, local_ns: i64, message: Message<'_>, out: &mut Vec<Record>) {
         if let Some(stream) = message.stream() {
-            let index = crate::config::STREAMS.iter().position(|s| *s == stream).unwrap();
+            let index = crate::config::STREAMS
+                .iter()
+                .position(|s| *s == stream)
+                .unwrap();
             if !self.keep[index] {
                 self.stats.filtered += 1;
                 return;
@@ -238,7 +241,9 @@ impl Pipeline {
             Message::Quote(quote) => self.on_quote(local_ns, quote, out),
             Message::Trade(trade) => self.on_trade(local_ns, trade, out),
             Message::Depth { symbol, diff } => self.on_depth(local_ns, symbol, diff, out),
-            Message::Snapshot { symbol, snapshot } => self.on_snapshot(local_ns, symbol, snapshot, out),
+            Message::Snapshot { symbol, snapshot } => {
+                self.on_snapshot(local_ns, symbol, snapshot, out)
+            }
             Message::Control(control) => self.on_control(local_ns, control, out),
             Message::Unknown => self.stats.unknown_frames += 1,
         }
@@ -354,7 +359,11 @@ impl Pipeline {
         let exchange_ns = trade.event_ms * 1_000_000;
         self.advance(symbol, local_ns, exchange_ns, out);
         let buyer_aggressor = !trade.buyer_is_maker;
-        let signed = if buyer_aggressor { trade.qty } else { -trade.qty };
+        let signed = if buyer_aggressor {
+            trade.qty
+        } else {
+            -trade.qty
+        };
         let state = &mut self.symbols[symbol as usize];
         state.flow.add(exchange_ns, signed);
         state.bars.add_trade(trade.px, trade.qty, buyer_aggressor);
@@ -527,10 +536,10 @@ pub fn split_line(line: &[u8]) -> Result<Option<(i64, &str)>, String> {
             String::from_utf8_lossy(&stamp[..stamp.len().min(40)])
         ));
     }
-    let local_ns = stamp
-        .iter()
-        .fold(0i64, |acc, b| acc.wrapping_mul(10).wrapping_add((b - b'0') as i64));
-    let frame = std::str::from_utf8(&line[space + 1..])
-        .map_err(|e| format!("frame: not UTF-8 ({e})"))?;
+    let local_ns = stamp.iter().fold(0i64, |acc, b| {
+        acc.wrapping_mul(10).wrapping_add((b - b'0') as i64)
+    });
+    let frame =
+        std::str::from_utf8(&line[space + 1..]).map_err(|e| format!("frame: not UTF-8 ({e})"))?;
     Ok(Some((local_ns, frame)))
 }

@@ -254,7 +254,9 @@ mod tests {
 
     #[test]
     fn usdm_book_ticker() {
-        let Message::Quote(q) = decode_frame(USDM_TICKER).unwrap() else { panic!() };
+        let Message::Quote(q) = decode_frame(USDM_TICKER).unwrap() else {
+            panic!()
+        };
         assert_eq!(q.symbol, "BTCUSDT");
         assert_eq!(q.update_id, 5123107839020);
         assert_eq!((q.bid_px, q.bid_qty), (6_180_020_000_000, 250_700_000));
@@ -264,30 +266,53 @@ mod tests {
 
     #[test]
     fn spot_book_ticker_without_event_time_and_bare() {
-        let Message::Quote(q) = decode_frame(SPOT_TICKER).unwrap() else { panic!() };
+        let Message::Quote(q) = decode_frame(SPOT_TICKER).unwrap() else {
+            panic!()
+        };
         assert_eq!((q.event_ms, q.update_id), (None, 50093239212));
         let bare = r#"{"u":400900217,"s":"BNBUSDT","b":"25.35190000","B":"31.21000000","a":"25.36520000","A":"40.66000000"}"#;
-        let Message::Quote(q) = decode_frame(bare).unwrap() else { panic!() };
+        let Message::Quote(q) = decode_frame(bare).unwrap() else {
+            panic!()
+        };
         assert_eq!(q.symbol, "BNBUSDT");
     }
 
     #[test]
     fn trades() {
-        let Message::Trade(t) = decode_frame(USDM_TRADE).unwrap() else { panic!() };
-        assert_eq!((t.trade_id, t.px, t.qty, t.buyer_is_maker), (5266583935, 6_180_030_000_000, 600_000, false));
-        let Message::Trade(t) = decode_frame(AGG_TRADE).unwrap() else { panic!() };
-        assert_eq!((t.trade_id, t.buyer_is_maker, t.qty), (12345, true, 10_000_000_000));
+        let Message::Trade(t) = decode_frame(USDM_TRADE).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (t.trade_id, t.px, t.qty, t.buyer_is_maker),
+            (5266583935, 6_180_030_000_000, 600_000, false)
+        );
+        let Message::Trade(t) = decode_frame(AGG_TRADE).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            (t.trade_id, t.buyer_is_maker, t.qty),
+            (12345, true, 10_000_000_000)
+        );
     }
 
     #[test]
     fn depth_diffs_and_snapshot() {
-        let Message::Depth { diff, .. } = decode_frame(USDM_DEPTH).unwrap() else { panic!() };
+        let Message::Depth { diff, .. } = decode_frame(USDM_DEPTH).unwrap() else {
+            panic!()
+        };
         assert_eq!(diff.previous_final_update_id, Some(5123107837557));
-        assert_eq!(diff.bids, vec![(100_000_000_000, 60_667_500_000), (6_170_020_000_000, 0)]);
-        let Message::Depth { diff, .. } = decode_frame(SPOT_DEPTH).unwrap() else { panic!() };
+        assert_eq!(
+            diff.bids,
+            vec![(100_000_000_000, 60_667_500_000), (6_170_020_000_000, 0)]
+        );
+        let Message::Depth { diff, .. } = decode_frame(SPOT_DEPTH).unwrap() else {
+            panic!()
+        };
         assert_eq!(diff.previous_final_update_id, None);
         assert!(diff.asks.is_empty());
-        let Message::Snapshot { symbol, snapshot } = decode_frame(REST).unwrap() else { panic!() };
+        let Message::Snapshot { symbol, snapshot } = decode_frame(REST).unwrap() else {
+            panic!()
+        };
         assert_eq!((symbol, snapshot.last_update_id), (None, 50093239218));
     }
 
@@ -295,8 +320,12 @@ mod tests {
     fn unknown_streams_and_errors() {
         let kline = r#"{"stream":"btcusdt@kline_1m","data":{"e":"kline"}}"#;
         assert_eq!(decode_frame(kline).unwrap(), Message::Unknown);
-        assert_eq!(decode_frame(r#"{"result":null,"id":1}"#).unwrap(), Message::Unknown);
-        let err = decode_frame(&USDM_TICKER.replace("\"b\":\"61800.20\"", "\"b\":\"61x\"")).unwrap_err();
+        assert_eq!(
+            decode_frame(r#"{"result":null,"id":1}"#).unwrap(),
+            Message::Unknown
+        );
+        let err =
+            decode_frame(&USDM_TICKER.replace("\"b\":\"61800.20\"", "\"b\":\"61x\"")).unwrap_err();
         assert!(err.to_string().contains("field `b`"), "{err}");
         let err = decode_frame(&USDM_TICKER[..80]).unwrap_err();
         assert_eq!(err.what, "bookTicker");
@@ -307,9 +336,14 @@ mod tests {
     #[test]
     fn control_lines() {
         use crate::decode::control;
-        assert_eq!(decode_frame(&control::line("heartbeat", &[])).unwrap(), Message::Control(crate::decode::Control::Heartbeat));
+        assert_eq!(
+            decode_frame(&control::line("heartbeat", &[])).unwrap(),
+            Message::Control(crate::decode::Control::Heartbeat)
+        );
         let line = control::snapshot_line("BTCUSDT", REST);
-        let Message::Snapshot { symbol, .. } = decode_frame(&line).unwrap() else { panic!() };
+        let Message::Snapshot { symbol, .. } = decode_frame(&line).unwrap() else {
+            panic!()
+        };
         assert_eq!(symbol, Some("BTCUSDT"));
     }
 }

@@ -57,7 +57,11 @@ pub fn decode(frame: &str) -> Result<Message<'_>, DecodeError> {
 pub fn line(kind: &str, extra: &[(&str, &str)]) -> String {
     let mut out = format!("{{\"twinfeed\":{}", serde_json::to_string(kind).unwrap());
     for (key, value) in extra {
-        out.push_str(&format!(",{}:{}", serde_json::to_string(key).unwrap(), serde_json::to_string(value).unwrap()));
+        out.push_str(&format!(
+            ",{}:{}",
+            serde_json::to_string(key).unwrap(),
+            serde_json::to_string(value).unwrap()
+        ));
     }
     out.push('}');
     out

@@ -71,9 +71,15 @@ pub enum Control {
 pub enum Message<'a> {
     Quote(Quote<'a>),
     Trade(Trade<'a>),
-    Depth { symbol: &'a str, diff: DepthDiff },
+    Depth {
+        symbol: &'a str,
+        diff: DepthDiff,
+    },
     /// A snapshot; `symbol` is `None` for the bare REST body of hftbacktest captures.
-    Snapshot { symbol: Option<&'a str>, snapshot: Snapshot },
+    Snapshot {
+        symbol: Option<&'a str>,
+        snapshot: Snapshot,
+    },
     Control(Control),
     /// A well-formed frame of a stream the pipeline does not consume (kline, subscribe acks...).
     Unknown,

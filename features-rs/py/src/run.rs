@@ -1,0 +1,187 @@
+//! Batch runs over capture files, and an incremental `Pipeline` for pushing frames one by one.
+
+use std::path::PathBuf;
+
+use arrow_schema::SchemaRef;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+use pyo3_arrow::PyTable;
+use twinfeed_features::capture::CaptureRun;
+use twinfeed_features::pipeline::{Pipeline, Stats};
+use twinfeed_features::record::{extend_bytes, Record};
+
+use crate::config::PyFeatureConfig;
+use crate::error::to_py;
+
+fn stats_dict<'py>(
+    py: Python<'py>,
+    stats: &Stats,
+    warnings: Vec<String>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("lines", stats.lines)?;
+    d.set_item("bytes", stats.bytes)?;
+    d.set_item("frames", stats.frames)?;
+    d.set_item("blank_lines", stats.blank_lines)?;
+    d.set_item("malformed_lines", stats.malformed_lines)?;
+    d.set_item("decode_errors", stats.decode_errors)?;
+    d.set_item("unknown_frames", stats.unknown_frames)?;
+    d.set_item("filtered", stats.filtered)?;
+    d.set_item("unchanged_quotes", stats.unchanged_quotes)?;
+    d.set_item("records", stats.records)?;
+    d.set_item("gaps", stats.gaps)?;
+    d.set_item("snapshots", stats.snapshots)?;
+    d.set_item("unattributed_snapshots", stats.unattributed_snapshots)?;
+    d.set_item("heartbeats", stats.heartbeats)?;
+    let errors: Vec<(u64, String)> = stats
+        .errors
+        .iter()
+        .map(|e| (e.line, e.message.clone()))
+        .collect();
+    d.set_item("errors", errors)?;
+    d.set_item("warnings", warnings)?;
+    Ok(d)
+}
+
+/// A pipeline run over capture files (in order), pulled in batches. Releases the GIL while
+/// decoding.
+#[pyclass(name = "FeatureRun", module = "twinfeed._features", unsendable)]
+pub struct PyFeatureRun {
+    run: CaptureRun,
+    schema: SchemaRef,
+    buffer: Vec<Record>,
+}
+
+#[pymethods]
+impl PyFeatureRun {
+    #[new]
+    #[pyo3(signature = (paths, config = None))]
+    fn new(paths: Vec<PathBuf>, config: Option<PyFeatureConfig>) -> PyResult<Self> {
+        let config = config.map(|c| c.inner).unwrap_or_default();
+        let run = CaptureRun::new(paths, Pipeline::new(config)).map_err(to_py)?;
+        Ok(PyFeatureRun {
+            run,
+            schema: crate::arrow::schema(),
+            buffer: Vec::new(),
+        })
+    }
+
+    fn fill(&mut self, py: Python<'_>, max_rows: usize) -> PyResult<bool> {
+        self.buffer.clear();
+        let run = &mut self.run;
+        let buffer = &mut self.buffer;
+        py.detach(|| run.next_batch(max_rows.max(1), buffer))
+            .map_err(to_py)
+    }
+
+    /// The next Arrow batch (as a table with one chunk, exported through the Arrow PyCapsule
+    /// interface) of at most `max_rows` rows, or None at the end.
+    #[pyo3(signature = (max_rows = 65536))]
+    fn next_arrow(&mut self, py: Python<'_>, max_rows: usize) -> PyResult<Option<PyTable>> {
+        if !self.fill(py, max_rows)? {
+            return Ok(None);
+        }
+        let symbols = self.run.pipeline().symbols();
+        let batch = crate::arrow::batch(&self.buffer, &symbols, self.schema.clone());
+        Ok(Some(PyTable::try_new(vec![batch], self.schema.clone())?))
+    }
+
+    /// The next at most `max_rows` records as raw little-endian bytes (see `record_dtype()`),
+    /// or None at the end.
+    #[pyo3(signature = (max_rows = 65536))]
+    fn next_records<'py>(
+        &mut self,
+        py: Python<'py>,
+        max_rows: usize,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        if !self.fill(py, max_rows)? {
+            return Ok(None);
+        }
+        let mut bytes = Vec::new();
+        extend_bytes(&mut bytes, &self.buffer);
+        Ok(Some(PyBytes::new(py, &bytes)))
+    }
+
+    /// Counters so far, the kept line errors and warnings.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let pipeline = self.run.pipeline();
+        stats_dict(py, pipeline.stats(), pipeline.warnings())
+    }
+
+    /// Symbol names by id.
+    fn symbols(&self) -> Vec<String> {
+        self.run
+            .pipeline()
+            .symbols()
+            .into_iter()
+            .map(String::from)
+            .collect()
+    }
+
+    /// (path, line within that file) of a record's `line`.
+    fn locate(&self, line: u64) -> Option<(PathBuf, u64)> {
+        self.run.locate(line).map(|(p, l)| (p.to_path_buf(), l))
+    }
+
+    #[getter]
+    fn bytes_read(&self) -> u64 {
+        self.run.bytes_read()
+    }
+
+    #[getter]
+    fn total_bytes(&self) -> u64 {
+        self.run.total_bytes
+    }
+
+    #[getter]
+    fn fingerprint(&self) -> String {
+        self.run.pipeline().fingerprint().to_string()
+    }
+}
+
+/// An incremental pipeline: push frames one at a time (what the ingest does).
+#[pyclass(name = "Pipeline", module = "twinfeed._features", unsendable)]
+pub struct PyPipeline {
+    inner: Pipeline,
+    buffer: Vec<Record>,
+}
+
+#[pymethods]
+impl PyPipeline {
+    #[new]
+    #[pyo3(signature = (config = None))]
+    fn new(config: Option<PyFeatureConfig>) -> Self {
+        PyPipeline {
+            inner: Pipeline::new(config.map(|c| c.inner).unwrap_or_default()),
+            buffer: Vec::new(),
+        }
+    }
+
+    /// Pushes one frame received at `local_ns`; returns the records' bytes.
+    fn push<'py>(&mut self, py: Python<'py>, local_ns: i64, frame: &str) -> Bound<'py, PyBytes> {
+        self.buffer.clear();
+        self.inner.push(local_ns, frame, &mut self.buffer);
+        let mut bytes = Vec::new();
+        extend_bytes(&mut bytes, &self.buffer);
+        PyBytes::new(py, &bytes)
+    }
+
+    /// Pushes raw capture lines (`<ns> <frame>\n`...); returns the records' bytes.
+    fn push_lines<'py>(&mut self, py: Python<'py>, data: &[u8]) -> Bound<'py, PyBytes> {
+        self.buffer.clear();
+        for line in data.split_inclusive(|b| *b == b'\n') {
+            self.inner.push_line(line, &mut self.buffer);
+        }
+        let mut bytes = Vec::new();
+        extend_bytes(&mut bytes, &self.buffer);
+        PyBytes::new(py, &bytes)
+    }
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        stats_dict(py, self.inner.stats(), self.inner.warnings())
+    }
+
+    fn symbols(&self) -> Vec<String> {
+        self.inner.symbols().into_iter().map(String::from).collect()
+    }
+}

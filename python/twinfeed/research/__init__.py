@@ -1,0 +1,10 @@
+"""Research: features from captures, data catalog, backtester, metrics and plots."""
+
+from twinfeed.research.features import (
+    compute_features,
+    compute_records,
+    iter_feature_batches,
+    iter_record_batches,
+)
+
+__all__ = ["compute_features", "compute_records", "iter_feature_batches", "iter_record_batches"]

@@ -1,0 +1,109 @@
+"""Feature Parquet files stamped with the fingerprint and config."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from rich.console import Console
+from rich.table import Table
+
+from twinfeed import FeatureConfig, _features
+from twinfeed.records import KIND_NAME, build_info
+from twinfeed.research.features import CapturePaths, Progress, open_run
+
+
+@dataclass
+class RunSummary:
+    """What a feature run produced and skipped."""
+
+    rows: int = 0
+    kinds: Counter[str] = field(default_factory=Counter)
+    stats: dict[str, Any] = field(default_factory=dict)
+    symbols: list[str] = field(default_factory=list)
+    fingerprint: str = ""
+    out: Path | None = None
+
+
+def parquet_metadata(config: FeatureConfig) -> dict[bytes, bytes]:
+    """Key-value metadata stamped into every feature Parquet file."""
+    info = build_info(config)
+    return {
+        b"twinfeed.fingerprint": config.fingerprint.encode(),
+        b"twinfeed.config": config.to_toml().encode(),
+        b"twinfeed.build": json.dumps(info, sort_keys=True).encode(),
+    }
+
+
+def write_features(
+    capture: CapturePaths,
+    config: FeatureConfig,
+    out: Path | None,
+    batch_rows: int = 262_144,
+    progress: Progress | None = None,
+) -> RunSummary:
+    """Runs the pipeline over ``capture``; writes Parquet to ``out`` if given, batch by batch."""
+    run = open_run(capture, config)
+    summary = RunSummary(fingerprint=config.fingerprint, out=out)
+    writer: pq.ParquetWriter | None = None
+    schema = pa.schema(_features.arrow_schema()).with_metadata(parquet_metadata(config))
+    try:
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            writer = pq.ParquetWriter(str(out), schema, compression="zstd")
+        while (table := run.next_arrow(batch_rows)) is not None:
+            arrow = pa.table(table)
+            summary.rows += arrow.num_rows
+            kinds = arrow.column("kind").value_counts().to_pylist()
+            for item in kinds:
+                summary.kinds[KIND_NAME.get(item["values"], str(item["values"]))] += item["counts"]
+            if writer is not None:
+                writer.write_table(arrow.replace_schema_metadata(schema.metadata))
+            if progress is not None:
+                progress(run.bytes_read, run.total_bytes)
+    finally:
+        if writer is not None:
+            writer.close()
+    summary.stats = run.stats()
+    summary.symbols = run.symbols()
+    return summary
+
+
+def read_fingerprint(path: Path) -> str | None:
+    """The fingerprint stamped into a feature Parquet file, if any."""
+    metadata = pq.read_schema(str(path)).metadata or {}
+    value = metadata.get(b"twinfeed.fingerprint")
+    return value.decode() if value else None
+
+
+def summarize_run(summary: RunSummary, console: Console) -> None:
+    """Prints a run summary table, skipped-line counts and warnings."""
+    stats = summary.stats
+    table = Table(title=f"features ({summary.rows:,} records, fingerprint {summary.fingerprint[:12]})")
+    table.add_column("kind")
+    table.add_column("records", justify="right")
+    for kind, count in sorted(summary.kinds.items()):
+        table.add_row(kind, f"{count:,}")
+    console.print(table)
+    console.print(
+        f"lines {stats['lines']:,}  frames {stats['frames']:,}  symbols {', '.join(summary.symbols) or '-'}  "
+        f"snapshots {stats['snapshots']}  gaps {stats['gaps']}  heartbeats {stats['heartbeats']}"
+    )
+    skipped = {
+        key: stats[key]
+        for key in ("malformed_lines", "decode_errors", "unknown_frames", "filtered", "unchanged_quotes")
+        if stats[key]
+    }
+    if skipped:
+        console.print("skipped: " + ", ".join(f"{k} {v:,}" for k, v in skipped.items()))
+    for line, message in stats["errors"][:5]:
+        console.print(f"[yellow]line {line}: {message}")
+    for warning in stats["warnings"]:
+        console.print(f"[yellow]warning: {warning}")
+    if summary.out is not None:
+        console.print(f"wrote {summary.out}")
