@@ -14,7 +14,8 @@ KIND_NAME: dict[int, str] = {code: name for name, code in KIND.items()}
 
 
 def build_info(config: _features.FeatureConfig | None = None) -> dict[str, Any]:
-    """Crate version, build profile, git revision, schema version and (with a config) fingerprint."""
+    """Crate version, build profile, git revision, schema version and (with a config)
+    fingerprint."""
     info: dict[str, Any] = {
         "version": _features.__version__,
         "profile": _features.BUILD_PROFILE,

@@ -9,7 +9,10 @@ from twinfeed.records import build_info
 
 def _version() -> str:
     info = build_info()
-    return f"twinfeed {info['version']} ({info['profile']} build, git {info['git_revision']}, record schema {info['schema_version']})"
+    return (
+        f"twinfeed {info['version']} ({info['profile']} build, git {info['git_revision']}, "
+        f"record schema {info['schema_version']})"
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

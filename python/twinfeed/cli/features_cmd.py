@@ -12,10 +12,17 @@ from twinfeed.cli._util import console, load_config, progress_bar
 
 @main.command("features")
 @click.argument("capture", type=click.Path(exists=True, path_type=Path))
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Feature config TOML (default: FeatureConfig.default()).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write features to this Parquet file (fingerprint and config in its metadata).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Feature config TOML (default: FeatureConfig.default()).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write features to this Parquet file (fingerprint and config in its metadata).",
+)
 @click.option("--batch-rows", default=262_144, show_default=True, help="Rows per Arrow batch.")
 def features(capture: Path, config_path: Path | None, out: Path | None, batch_rows: int) -> None:
     """Compute feature records for CAPTURE (a capture file or a live capture folder).

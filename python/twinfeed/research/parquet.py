@@ -84,7 +84,9 @@ def read_fingerprint(path: Path) -> str | None:
 def summarize_run(summary: RunSummary, console: Console) -> None:
     """Prints a run summary table, skipped-line counts and warnings."""
     stats = summary.stats
-    table = Table(title=f"features ({summary.rows:,} records, fingerprint {summary.fingerprint[:12]})")
+    table = Table(
+        title=f"features ({summary.rows:,} records, fingerprint {summary.fingerprint[:12]})"
+    )
     table.add_column("kind")
     table.add_column("records", justify="right")
     for kind, count in sorted(summary.kinds.items()):
@@ -96,7 +98,13 @@ def summarize_run(summary: RunSummary, console: Console) -> None:
     )
     skipped = {
         key: stats[key]
-        for key in ("malformed_lines", "decode_errors", "unknown_frames", "filtered", "unchanged_quotes")
+        for key in (
+            "malformed_lines",
+            "decode_errors",
+            "unknown_frames",
+            "filtered",
+            "unchanged_quotes",
+        )
         if stats[key]
     }
     if skipped:
