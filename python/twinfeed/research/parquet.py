@@ -93,7 +93,8 @@ def summarize_run(summary: RunSummary, console: Console) -> None:
         table.add_row(kind, f"{count:,}")
     console.print(table)
     console.print(
-        f"lines {stats['lines']:,}  frames {stats['frames']:,}  symbols {', '.join(summary.symbols) or '-'}  "
+        f"lines {stats['lines']:,}  frames {stats['frames']:,}  "
+        f"symbols {', '.join(summary.symbols) or '-'}  "
         f"snapshots {stats['snapshots']}  gaps {stats['gaps']}  heartbeats {stats['heartbeats']}"
     )
     skipped = {
