@@ -1,0 +1,43 @@
+"""Smoke tests for the benchmark scripts: they run and print their table (no timing checks)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import twinfeed
+
+REPO = Path(__file__).resolve().parents[1]
+SYNTH = REPO / "data" / "synth-btcusdt.txt"
+
+
+def run_batch_features(*args: str) -> subprocess.CompletedProcess[str]:
+    script = REPO / "benchmarks" / "batch_features.py"
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_batch_features_quick(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = run_batch_features("--quick", "--capture", str(SYNTH), "--json", str(out))
+    if twinfeed.BUILD_PROFILE != "release":
+        # A debug build must never be measured silently: the script refuses.
+        assert result.returncode == 2
+        assert "refusing" in result.stderr
+        return
+    assert result.returncode == 0, result.stderr
+    assert "| variant | input | messages |" in result.stdout
+    assert "build_profile=release" in result.stdout
+    payload = json.loads(out.read_text())
+    variants = {row["variant"] for row in payload["results"]}
+    assert {"twinfeed compute_features", "orjson", "msgspec typed Struct"} <= variants
+    assert {"json.loads", "polars read_ndjson"} <= variants
+    # Every variant computed the same top-of-book features.
+    assert {row["matches_orjson"] for row in payload["results"]} <= {"ok", "-"}
