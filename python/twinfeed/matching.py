@@ -1,0 +1,772 @@
+"""The matching engine: simulated execution against recorded market data.
+
+One engine serves the backtester (:mod:`twinfeed.research.backtest`) and the paper venue, so
+their fills agree. It is deterministic: its output is a pure function of the sequence of calls
+(``submit``/``cancel``/``replace`` with their times, and the feature records fed to it). It keeps
+no wall clock, iterates no unordered containers, and does all price and quantity arithmetic on
+exact integers of 1e-8 units, the scale the feature crate parses decimals to; only the queue
+estimate (a fraction of displayed size) is a float, updated in one fixed order.
+
+Market state
+    The engine sees the market through feature records (``twinfeed.record_dtype()``):
+
+    - ``quote`` and ``book`` records give the touch: best bid/ask price and displayed size. Both
+      Binance streams number their updates in one update-id space, so a touch record whose
+      ``update_id`` is not newer than the last applied one of its symbol is stale (it arrived
+      late) and is ignored; ``update_id == 0`` means unknown and is always applied. Records with
+      a NaN touch are ignored. Deeper levels are not known.
+    - ``trade`` records give prints: price and size. The aggressor side is not used: a print at
+      a price means that level traded.
+    - Every other kind (bars, gaps, heartbeats, status) leaves the market state unchanged.
+
+Clock
+    All times are the capture's receive clock (``local_ns``); exchange timestamps are never
+    mixed in (recorders' clocks are offset from the venue's). Orders, cancels and replaces sent
+    at ``now_ns`` reach the venue at ``now_ns + latency_ns`` and are handled, in the order they
+    were sent, before the first record with ``local_ns >=`` that arrival time. Events carry the
+    arrival time (order handling) or the record's ``local_ns`` (fills from market activity).
+
+Rules
+    1. **Validation.** Bad side/type/tif, non-positive quantity, a limit order without a positive
+       price, or a post-only market order is ``rejected`` on arrival. A market order with no touch
+       known yet is rejected (``no market``).
+    2. **Market orders** take the opposite touch at its price, up to its displayed size (less
+       what this engine's own orders already took from that same touch). The rest sweeps
+       deeper levels the records do not show: it fills at the touch price worsened by
+       ``sweep_slippage_bps`` (so the price may be off the tick grid). Market orders always fill
+       completely. Taker fee.
+    3. **Limit orders that cross on arrival** (buy price >= best ask, sell price <= best bid) are
+       takers: they fill at the touch price, up to its displayed size (less what was already
+       taken). Then IOC expires the rest; GTC rests the rest at its limit price, which is
+       through the old touch, so with nothing ahead of it. **Post-only (GTX)** orders that would
+       cross expire without filling (reason ``post-only would cross``), as Binance does.
+       IOC orders that do not cross expire without filling.
+    4. **Resting limit orders** get a queue-ahead estimate on arrival: the displayed size at their
+       price if it is the touch, 0 if their price is better than the touch (a new level), and
+       unknown if it is behind the touch (deeper levels are not recorded). An unknown queue is
+       set to the displayed size when the level first shows at the touch.
+    5. **Queue updates.** A print at the order's price first consumes the queue ahead, then
+       fills the order (partial fills); several of this engine's orders at one price fill in
+       time priority, and together never take more than the print. When the displayed size at
+       the level shrinks by more than the prints explained, the difference is cancellations,
+       assumed spread evenly through the queue: the queue ahead shrinks in proportion
+       (``ahead *= size_now / size_before``, the linear probability queue model). The queue ahead
+       never exceeds the displayed size. If the best bid drops below a resting buy (or the best
+       ask rises above a resting sell), its level is empty in the real book: queue ahead 0.
+       While the level is behind the touch its size is not visible and nothing changes.
+    6. **Trading through.** A print strictly better than a resting order's price (below a buy,
+       above a sell), or an opposite touch at or through it (best ask <= buy price, best bid >=
+       sell price), fills the whole remaining quantity at the order's own price: a counterparty
+       was willing to trade there, and would have met this order first. (This is the
+       optimistic-but-standard rule of hftbacktest's queue models; it only triggers where the
+       simulated order stands where the recorded book has nobody.)
+    7. **Prices.** Makers fill at their limit price, takers at the touch price (never worse than
+       their limit). Fees are ``price * qty * bps / 10_000`` in quote currency, maker or taker
+       rate by liquidity; negative bps are rebates.
+    8. **Cancels** remove the rest of an open order on arrival. A cancel or replace that arrives
+       after the order finished is refused: the engine reports the order's unchanged state with
+       a reason. **Replace** sets a new price and total quantity (which must exceed the filled
+       quantity). Same price and no larger quantity keeps the queue position (as Binance's
+       modify does); otherwise the order loses its place and is handled as a new arrival at the
+       new price (rules 3-4; a post-only replace that would cross expires).
+
+Fast path
+    :meth:`MatchingEngine.on_batch` gives exactly the events of calling
+    :meth:`MatchingEngine.on_record` on each row in turn. It finds, with numpy, the rows that can
+    affect a working order (touch rows at or through a working price, prints at or through one,
+    order arrivals) and runs the per-row logic on those only; the touch of skipped rows is
+    applied in bulk. With no working orders a batch costs a few numpy calls.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from twinfeed.orders import Event, Fill, Order, OrderUpdate, validate
+from twinfeed.records import KIND
+
+__all__ = ["SCALE", "MatchingEngine", "RecordColumns", "Touch", "price_key", "qty_units"]
+
+#: Integer units per 1.0 of price and quantity (the feature crate's fixed-point scale).
+SCALE = 100_000_000
+_SCALE_F = float(SCALE)
+_QUOTE = KIND["quote"]
+_BOOK = KIND["book"]
+_TRADE = KIND["trade"]
+_NO_PRICE = 1 << 62  # larger than any price key; a bound that matches nothing
+
+
+def price_key(price: float) -> int:
+    """The exact integer key (1e-8 units) of a price as the feature crate parsed it."""
+    return round(price * _SCALE_F)
+
+
+def qty_units(qty: float) -> int:
+    """A quantity in integer 1e-8 units (rounded to the nearest unit)."""
+    return round(qty * _SCALE_F)
+
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    """Best bid and ask of one symbol as the engine knows it (sizes net of own takes)."""
+
+    bid_px: float
+    bid_qty: float
+    ask_px: float
+    ask_qty: float
+    update_id: int
+
+
+class _Market:
+    """Touch and working orders of one symbol."""
+
+    __slots__ = (
+        "ask",
+        "ask_taken",
+        "ask_units",
+        "bid",
+        "bid_taken",
+        "bid_units",
+        "known",
+        "last_uid",
+        "working",
+    )
+
+    def __init__(self) -> None:
+        self.known = False
+        self.bid = 0
+        self.bid_units = 0
+        self.ask = 0
+        self.ask_units = 0
+        self.bid_taken = 0
+        self.ask_taken = 0
+        self.last_uid = 0
+        self.working: list[_Working] = []
+
+    def set_touch(self, bid: int, bid_units: int, ask: int, ask_units: int) -> None:
+        self.known = True
+        self.bid = bid
+        self.bid_units = bid_units
+        self.ask = ask
+        self.ask_units = ask_units
+        self.bid_taken = 0
+        self.ask_taken = 0
+
+
+class _Working:
+    """Engine-side state of one order at the venue.
+
+    ``key`` is the price key times the side sign (+1 buy, -1 sell), so "better for the order"
+    is always "smaller signed opposite price" and one code path serves both sides.
+    """
+
+    __slots__ = ("filled", "key", "level", "notional", "order", "queue", "sign", "units")
+
+    def __init__(self, order: Order) -> None:
+        self.order = order
+        self.sign = 1 if order.side == "buy" else -1
+        self.key = self.sign * price_key(order.price) if order.price is not None else 0
+        self.units = qty_units(order.qty)
+        self.filled = 0
+        self.notional = 0.0
+        self.queue = -1.0  # queue ahead in units; < 0 while unknown
+        self.level = 0.0  # displayed size at the order's price when last seen
+
+
+class RecordColumns:
+    """Columns of a record batch prepared for the engine (integer keys, masks).
+
+    Build it once per batch and pass it to :meth:`MatchingEngine.process` for each range of
+    rows; :meth:`MatchingEngine.on_batch` does both.
+    """
+
+    __slots__ = (
+        "ask",
+        "ask_units",
+        "bid",
+        "bid_units",
+        "is_touch",
+        "is_trade",
+        "local_ns",
+        "monotonic",
+        "n",
+        "single_symbol",
+        "symbol",
+        "trade_key",
+        "trade_units",
+        "update_id",
+    )
+
+    def __init__(self, records: np.ndarray[Any, Any]) -> None:
+        self.n = len(records)
+        kind = records["kind"]
+        self.symbol = records["symbol_id"].astype(np.int64)
+        self.local_ns = records["local_ns"].astype(np.int64)
+        self.update_id = records["update_id"].astype(np.int64)
+        bid_px, bid_qty = records["bid_px"], records["bid_qty"]
+        ask_px, ask_qty = records["ask_px"], records["ask_qty"]
+        trade_px, trade_qty = records["trade_px"], records["trade_qty"]
+        with np.errstate(invalid="ignore"):
+            self.is_touch = ((kind == _QUOTE) | (kind == _BOOK)) & np.isfinite(
+                bid_px + bid_qty + ask_px + ask_qty
+            )
+            self.is_trade = (kind == _TRADE) & np.isfinite(trade_px + trade_qty) & (trade_qty != 0)
+            self.bid = _keys(bid_px, self.is_touch)
+            self.bid_units = _keys(bid_qty, self.is_touch)
+            self.ask = _keys(ask_px, self.is_touch)
+            self.ask_units = _keys(ask_qty, self.is_touch)
+            self.trade_key = _keys(trade_px, self.is_trade)
+            self.trade_units = np.abs(_keys(trade_qty, self.is_trade))
+        self.monotonic = bool(self.n < 2 or (np.diff(self.local_ns) >= 0).all())
+        self.single_symbol = bool(self.n == 0 or (self.symbol == self.symbol[0]).all())
+
+
+def _keys(values: np.ndarray[Any, Any], mask: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """``round(value * 1e8)`` as int64 where ``mask``, else 0 (rounds like :func:`price_key`)."""
+    scaled = np.rint(np.where(mask, values, 0.0) * _SCALE_F)
+    return scaled.astype(np.int64)
+
+
+class MatchingEngine:
+    """Deterministic simulated venue. See the module docstring for the matching rules.
+
+    Args:
+        latency_ns: Order-entry latency: requests sent at ``now_ns`` take effect at
+            ``now_ns + latency_ns`` (receive clock of the records).
+        maker_fee_bps: Fee on maker fills in basis points of notional (negative = rebate).
+        taker_fee_bps: Fee on taker fills in basis points of notional.
+        sweep_slippage_bps: Price penalty for the part of a market order beyond the displayed
+            touch size (rule 2).
+
+    Usage::
+
+        engine = MatchingEngine(latency_ns=1_000_000, taker_fee_bps=4.0)
+        engine.submit(Order("o1", 0, "buy", 0.01, 61800.0), now_ns)
+        for event in engine.on_batch(records):  # or engine.on_record(row)
+            ...  # Fill / OrderUpdate, in event order
+    """
+
+    def __init__(
+        self,
+        latency_ns: int = 0,
+        maker_fee_bps: float = 0.0,
+        taker_fee_bps: float = 0.0,
+        sweep_slippage_bps: float = 1.0,
+    ) -> None:
+        if latency_ns < 0:
+            raise ValueError(f"latency_ns must be >= 0, got {latency_ns}")
+        self.latency_ns = int(latency_ns)
+        self.maker_fee_bps = float(maker_fee_bps)
+        self.taker_fee_bps = float(taker_fee_bps)
+        self.sweep_slippage_bps = float(sweep_slippage_bps)
+        self._maker_rate = self.maker_fee_bps * 1e-4
+        self._taker_rate = self.taker_fee_bps * 1e-4
+        self._markets: dict[int, _Market] = {}
+        self._orders: dict[str, Order] = {}
+        self._working: dict[str, _Working] = {}
+        self._pending: list[tuple[int, int, str, Any]] = []
+        self._sequence = 0
+        self._fill_ids = 0
+        self._events: list[Event] = []
+
+    # ---- requests -----------------------------------------------------------------------
+
+    def submit(self, order: Order, now_ns: int) -> None:
+        """Sends ``order``; it reaches the venue at ``now_ns + latency_ns``.
+
+        The engine takes ownership of ``order`` and updates it in place (state, fills). Its
+        ``client_id`` must be new to this engine.
+        """
+        if order.client_id in self._orders:
+            raise ValueError(f"duplicate client_id {order.client_id!r}")
+        order.state = "new"
+        order.submit_ns = now_ns
+        self._orders[order.client_id] = order
+        self._schedule(now_ns, "submit", order)
+
+    def cancel(self, client_id: str, now_ns: int) -> None:
+        """Sends a cancel for ``client_id``; it takes effect on arrival (rule 8)."""
+        self._order(client_id)
+        self._schedule(now_ns, "cancel", client_id)
+
+    def cancel_all(self, now_ns: int, symbol: int | None = None) -> list[str]:
+        """Sends cancels for every open order (of ``symbol`` if given); returns their ids."""
+        ids = [
+            order.client_id
+            for order in self._orders.values()
+            if order.is_open and (symbol is None or order.symbol == symbol)
+        ]
+        for client_id in ids:
+            self._schedule(now_ns, "cancel", client_id)
+        return ids
+
+    def replace(self, client_id: str, price: float, qty: float, now_ns: int) -> None:
+        """Sends a replace: new limit ``price`` and total ``qty`` (rule 8)."""
+        self._order(client_id)
+        self._schedule(now_ns, "replace", (client_id, float(price), float(qty)))
+
+    # ---- market data --------------------------------------------------------------------
+
+    def on_record(self, record: np.void | np.ndarray[Any, Any]) -> list[Event]:
+        """Feeds one record; returns the events it caused (arrivals due first)."""
+        records = np.asarray(record).reshape(1)
+        return self.process(RecordColumns(records), 0, 1)
+
+    def on_batch(self, records: np.ndarray[Any, Any]) -> list[Event]:
+        """Feeds a batch of records; same events as :meth:`on_record` row by row."""
+        return self.process(RecordColumns(records), 0, len(records))
+
+    def advance(self, now_ns: int) -> list[Event]:
+        """Handles requests that have arrived by ``now_ns`` without market data (timers)."""
+        self._arrive_until(now_ns)
+        return self._take_events()
+
+    def process(self, columns: RecordColumns, start: int, stop: int) -> list[Event]:
+        """Feeds rows ``start:stop`` of prepared ``columns``; returns the events caused."""
+        if not columns.monotonic:
+            for row in range(start, stop):
+                self._arrive_until(int(columns.local_ns[row]))
+                self._segment(columns, row, row + 1)
+            return self._take_events()
+        row = start
+        while row < stop:
+            if self._pending:
+                due = self._pending[0][0]
+                arrival_row = row + int(
+                    np.searchsorted(columns.local_ns[row:stop], due, side="left")
+                )
+            else:
+                arrival_row = stop
+            if arrival_row > row:
+                self._segment(columns, row, arrival_row)
+                row = arrival_row
+            if row < stop:
+                self._arrive_until(int(columns.local_ns[row]))
+        return self._take_events()
+
+    # ---- queries ------------------------------------------------------------------------
+
+    @property
+    def orders(self) -> dict[str, Order]:
+        """Every order this engine has seen, by client id (read-only views)."""
+        return self._orders
+
+    def open_orders(self, symbol: int | None = None) -> list[Order]:
+        """Orders that may still execute, in submission order."""
+        return [
+            order
+            for order in self._orders.values()
+            if order.is_open and (symbol is None or order.symbol == symbol)
+        ]
+
+    def touch(self, symbol: int = 0) -> Touch | None:
+        """The symbol's touch, sizes net of what own takers consumed, or None if unknown."""
+        market = self._markets.get(symbol)
+        if market is None or not market.known:
+            return None
+        return Touch(
+            market.bid / _SCALE_F,
+            (market.bid_units - market.bid_taken) / _SCALE_F,
+            market.ask / _SCALE_F,
+            (market.ask_units - market.ask_taken) / _SCALE_F,
+            market.last_uid,
+        )
+
+    def queue_ahead(self, client_id: str) -> float | None:
+        """Estimated quantity ahead of a resting order (None if unknown or not resting)."""
+        working = self._working.get(client_id)
+        if working is None or working.queue < 0:
+            return None
+        return working.queue / _SCALE_F
+
+    @property
+    def pending_requests(self) -> int:
+        """Requests sent but not yet arrived."""
+        return len(self._pending)
+
+    # ---- internals: requests ------------------------------------------------------------
+
+    def _order(self, client_id: str) -> Order:
+        try:
+            return self._orders[client_id]
+        except KeyError:
+            raise KeyError(f"unknown client_id {client_id!r}") from None
+
+    def _schedule(self, now_ns: int, action: str, payload: Any) -> None:
+        self._sequence += 1
+        heapq.heappush(
+            self._pending, (int(now_ns) + self.latency_ns, self._sequence, action, payload)
+        )
+
+    def _market(self, symbol: int) -> _Market:
+        market = self._markets.get(symbol)
+        if market is None:
+            market = self._markets[symbol] = _Market()
+        return market
+
+    def _take_events(self) -> list[Event]:
+        events, self._events = self._events, []
+        return events
+
+    def _arrive_until(self, now_ns: int) -> None:
+        pending = self._pending
+        while pending and pending[0][0] <= now_ns:
+            ts, _, action, payload = heapq.heappop(pending)
+            if action == "submit":
+                self._arrive(payload, ts)
+            elif action == "cancel":
+                self._arrive_cancel(payload, ts)
+            else:
+                client_id, price, qty = payload
+                self._arrive_replace(client_id, price, qty, ts)
+
+    def _update(self, order: Order, ts: int, reason: str = "") -> None:
+        self._events.append(OrderUpdate.of(order, ts, reason))
+
+    def _finish(self, order: Order, state: Any, ts: int, reason: str = "") -> None:
+        order.state = state
+        order.done_ns = ts
+        order.reason = reason
+        working = self._working.pop(order.client_id, None)
+        if working is not None:
+            self._market(order.symbol).working.remove(working)
+        self._update(order, ts)
+
+    def _arrive(self, order: Order, ts: int) -> None:
+        reason = validate(order)
+        market = self._market(order.symbol)
+        if not reason and order.type == "market" and not market.known:
+            reason = "no market"
+        if reason:
+            self._finish(order, "rejected", ts, reason)
+            return
+        order.active_ns = ts
+        self._place(_Working(order), market, ts, replaced=False)
+
+    def _place(self, working: _Working, market: _Market, ts: int, replaced: bool) -> None:
+        """Rules 2-4 for an order (or a replace that lost its place) arriving at ``ts``."""
+        order = working.order
+        if order.type == "market":
+            self._update_acked(order, ts, replaced)
+            self._take(working, market, ts, limit=None)
+            rest = working.units - working.filled
+            if rest > 0:
+                touch = market.ask if working.sign > 0 else market.bid
+                worse = 1.0 + working.sign * self.sweep_slippage_bps * 1e-4
+                self._fill(working, rest, round(touch * worse), "taker", ts)
+            return
+        if market.known:
+            opposite = market.ask if working.sign > 0 else -market.bid
+            crosses = opposite <= working.key
+        else:
+            crosses = False
+        if crosses and order.tif == "GTX":
+            self._finish(order, "expired", ts, "post-only would cross")
+            return
+        if order.tif == "IOC":
+            if not crosses:
+                self._finish(order, "expired", ts, "IOC: nothing to take")
+                return
+            self._update_acked(order, ts, replaced)
+            self._take(working, market, ts, limit=working.key)
+            if order.is_open:
+                self._finish(order, "expired", ts, "IOC: rest expired")
+            return
+        self._update_acked(order, ts, replaced)
+        if crosses:
+            self._take(working, market, ts, limit=working.key)
+            if not order.is_open:
+                return
+            working.queue = 0.0
+            working.level = 0.0
+        elif market.known:
+            same = market.bid if working.sign > 0 else -market.ask
+            if same == working.key:
+                size = float(market.bid_units if working.sign > 0 else market.ask_units)
+                working.queue = working.level = size
+            elif same < working.key:
+                working.queue = working.level = 0.0
+        self._working[order.client_id] = working
+        market.working.append(working)
+
+    def _update_acked(self, order: Order, ts: int, replaced: bool) -> None:
+        if order.state == "new":
+            order.state = "acked"
+        self._update(order, ts, "replaced" if replaced else "")
+
+    def _take(self, working: _Working, market: _Market, ts: int, limit: int | None) -> None:
+        """Takes the displayed opposite touch, up to the order's size (and limit)."""
+        if working.sign > 0:
+            available = market.ask_units - market.ask_taken
+            price = market.ask
+        else:
+            available = market.bid_units - market.bid_taken
+            price = market.bid
+        if limit is not None and working.sign * price > limit:
+            return
+        units = min(working.units - working.filled, available)
+        if units <= 0:
+            return
+        if working.sign > 0:
+            market.ask_taken += units
+        else:
+            market.bid_taken += units
+        self._fill(working, units, price, "taker", ts)
+
+    def _arrive_cancel(self, client_id: str, ts: int) -> None:
+        order = self._orders[client_id]
+        if not order.is_open:
+            self._update(order, ts, f"cancel refused: order is {order.state}")
+            return
+        self._finish(order, "cancelled", ts)
+
+    def _arrive_replace(self, client_id: str, price: float, qty: float, ts: int) -> None:
+        order = self._orders[client_id]
+        if not order.is_open:
+            self._update(order, ts, f"replace refused: order is {order.state}")
+            return
+        if order.type != "limit":
+            self._update(order, ts, "replace refused: not a limit order")
+            return
+        working = self._working[client_id]
+        new_units = qty_units(qty)
+        if not (price > 0 and price < float("inf")) or new_units <= working.filled:
+            reason = f"replace refused: price {price} / qty {qty} (filled {order.filled_qty})"
+            self._update(order, ts, reason)
+            return
+        new_key = working.sign * price_key(price)
+        keeps_place = new_key == working.key and new_units <= working.units
+        order.qty = new_units / _SCALE_F
+        order.price = price
+        working.units = new_units
+        if keeps_place:
+            self._update(order, ts, "replaced")
+            return
+        market = self._market(order.symbol)
+        self._working.pop(client_id)
+        market.working.remove(working)
+        working.key = new_key
+        working.queue = -1.0
+        working.level = 0.0
+        self._place(working, market, ts, replaced=True)
+
+    # ---- internals: market data ---------------------------------------------------------
+
+    def _fill(self, working: _Working, units: int, key: int, liquidity: Any, ts: int) -> None:
+        order = working.order
+        price = abs(key) / _SCALE_F
+        qty = units / _SCALE_F
+        fee = price * qty * (self._maker_rate if liquidity == "maker" else self._taker_rate)
+        working.filled += units
+        working.notional += price * qty
+        order.filled_qty = working.filled / _SCALE_F
+        order.avg_price = working.notional / order.filled_qty
+        order.fees += fee
+        self._fill_ids += 1
+        queue_ns = ts - order.active_ns if liquidity == "maker" else 0
+        self._events.append(
+            Fill(
+                order.client_id,
+                order.symbol,
+                order.side,
+                price,
+                qty,
+                fee,
+                liquidity,
+                ts,
+                self._fill_ids,
+                queue_ns,
+            )
+        )
+        if working.filled >= working.units:
+            self._finish(order, "filled", ts)
+        else:
+            order.state = "partially_filled"
+            self._update(order, ts)
+
+    def _maker_fill_rest(self, working: _Working, ts: int) -> None:
+        self._fill(working, working.units - working.filled, working.key, "maker", ts)
+
+    def _touch_row(
+        self, market: _Market, bid: int, bid_units: int, ask: int, ask_units: int, ts: int
+    ) -> None:
+        """Rules 5-6 for an applied touch update."""
+        market.set_touch(bid, bid_units, ask, ask_units)
+        for working in tuple(market.working):
+            if working.sign > 0:
+                same, size_units, opposite = bid, bid_units, ask
+            else:
+                same, size_units, opposite = -ask, ask_units, -bid
+            key = working.key
+            if opposite <= key:
+                self._maker_fill_rest(working, ts)
+                continue
+            if same > key:
+                continue  # behind the touch: its size is not visible
+            size = float(size_units) if same == key else 0.0
+            if working.queue < 0:
+                working.queue = working.level = size
+                continue
+            if size < working.level:
+                working.queue = working.queue * size / working.level
+            working.level = size
+            if working.queue > size:
+                working.queue = size
+
+    def _trade_row(self, market: _Market, trade_key: int, units: int, ts: int) -> None:
+        """Rules 5-6 for a print of ``units`` at ``trade_key``."""
+        taken_at_level: dict[int, int] = {}
+        for working in tuple(market.working):
+            key = working.key
+            signed = working.sign * trade_key
+            if signed < key:
+                self._maker_fill_rest(working, ts)
+                continue
+            if signed > key or working.queue < 0:
+                continue
+            passed = units - working.queue
+            working.queue = max(working.queue - units, 0.0)
+            working.level = max(working.level - units, 0.0)
+            available = passed - taken_at_level.get(key, 0)
+            if available >= 1.0:
+                fill = min(working.units - working.filled, int(available))
+                taken_at_level[key] = taken_at_level.get(key, 0) + fill
+                self._fill(working, fill, key, "maker", ts)
+
+    def _bounds(self, market: _Market) -> tuple[int, int]:
+        """Highest working buy key and lowest working sell price key (or no-match bounds)."""
+        buy = -_NO_PRICE
+        sell = _NO_PRICE
+        for working in market.working:
+            if working.sign > 0:
+                buy = max(buy, working.key)
+            else:
+                sell = min(sell, -working.key)
+        return buy, sell
+
+    def _segment(self, columns: RecordColumns, start: int, stop: int) -> None:
+        """Rows ``start:stop``, with no request arriving in between: per-row logic on the rows
+        that can touch a working order, the touch of the others applied in bulk."""
+        if stop - start == 1:
+            self._one_row(columns, start)
+            return
+        if columns.single_symbol:
+            symbols = [int(columns.symbol[start])]
+            masks: list[np.ndarray[Any, Any] | None] = [None]
+        else:
+            window = columns.symbol[start:stop]
+            symbols = np.unique(window).tolist()
+            masks = [window == symbol for symbol in symbols]
+        relevant: np.ndarray[Any, Any] | None = None
+        updates = []
+        for symbol, mask in zip(symbols, masks, strict=True):
+            market = self._market(symbol)
+            touch = columns.is_touch[start:stop]
+            if mask is not None:
+                touch = touch & mask
+            uid = columns.update_id[start:stop]
+            # Stale-touch rule: applied iff the id is unknown (0) or newer than all before it.
+            touch_uid = np.where(touch, uid, 0)
+            previous = np.empty_like(touch_uid)
+            np.maximum.accumulate(touch_uid[:-1], out=previous[1:])
+            previous[0] = 0
+            np.maximum(previous, market.last_uid, out=previous)
+            applied = touch & ((uid == 0) | (uid > previous))
+            updates.append((market, applied, int(touch_uid.max())))
+            if not market.working:
+                continue
+            buy, sell = self._bounds(market)
+            bid = columns.bid[start:stop]
+            ask = columns.ask[start:stop]
+            mine = applied & ((bid <= buy) | (ask <= buy) | (ask >= sell) | (bid >= sell))
+            trade = columns.is_trade[start:stop]
+            if mask is not None:
+                trade = trade & mask
+            trade_key = columns.trade_key[start:stop]
+            mine |= trade & ((trade_key <= buy) | (trade_key >= sell))
+            relevant = mine if relevant is None else relevant | mine
+        if relevant is not None:
+            rows = np.flatnonzero(relevant)
+            if len(rows):
+                self._relevant_rows(columns, rows + start)
+        for market, applied, max_uid in updates:
+            applied_rows = np.flatnonzero(applied)
+            if len(applied_rows):
+                # Idempotent for rows the per-row logic already applied: no takes happen inside
+                # a segment, so the taken counters are zero either way.
+                row = start + int(applied_rows[-1])
+                market.set_touch(
+                    int(columns.bid[row]),
+                    int(columns.bid_units[row]),
+                    int(columns.ask[row]),
+                    int(columns.ask_units[row]),
+                )
+            market.last_uid = max(market.last_uid, max_uid)
+
+    def _one_row(self, columns: RecordColumns, row: int) -> None:
+        ts = int(columns.local_ns[row])
+        if columns.is_touch[row]:
+            market = self._market(int(columns.symbol[row]))
+            uid = int(columns.update_id[row])
+            if uid != 0:
+                if uid <= market.last_uid:
+                    return
+                market.last_uid = uid
+            self._touch_row(
+                market,
+                int(columns.bid[row]),
+                int(columns.bid_units[row]),
+                int(columns.ask[row]),
+                int(columns.ask_units[row]),
+                ts,
+            )
+        elif columns.is_trade[row]:
+            market = self._market(int(columns.symbol[row]))
+            if market.working:
+                self._trade_row(
+                    market, int(columns.trade_key[row]), int(columns.trade_units[row]), ts
+                )
+
+    def _relevant_rows(self, columns: RecordColumns, rows: np.ndarray[Any, Any]) -> None:
+        symbol = columns.symbol[rows].tolist()
+        is_touch = columns.is_touch[rows].tolist()
+        ts = columns.local_ns[rows].tolist()
+        bid = columns.bid[rows].tolist()
+        bid_units = columns.bid_units[rows].tolist()
+        ask = columns.ask[rows].tolist()
+        ask_units = columns.ask_units[rows].tolist()
+        trade_key = columns.trade_key[rows].tolist()
+        trade_units = columns.trade_units[rows].tolist()
+        markets = self._markets
+        for index in range(len(rows)):
+            market = markets[symbol[index]]
+            if not market.working:
+                continue
+            if is_touch[index]:
+                self._touch_row(
+                    market, bid[index], bid_units[index], ask[index], ask_units[index], ts[index]
+                )
+            else:
+                self._trade_row(market, trade_key[index], trade_units[index], ts[index])
+
+
+def fills_and_updates(events: Iterable[Event]) -> tuple[list[Fill], list[OrderUpdate]]:
+    """Splits an event list into fills and order updates, each in event order."""
+    fills: list[Fill] = []
+    updates: list[OrderUpdate] = []
+    for event in events:
+        if isinstance(event, Fill):
+            fills.append(event)
+        else:
+            updates.append(event)
+    return fills, updates
+
+
+def total_filled(fills: Sequence[Fill], client_id: str) -> float:
+    """Sum of fill quantities of one order (exact in 1e-8 units)."""
+    return sum(qty_units(fill.qty) for fill in fills if fill.client_id == client_id) / _SCALE_F

@@ -1,0 +1,341 @@
+"""The matching engine's rules on hand-made records, and its properties under hypothesis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import twinfeed
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from twinfeed.matching import MatchingEngine, fills_and_updates
+from twinfeed.orders import Fill, Order, OrderUpdate
+
+QUOTE, BOOK, TRADE, BAR = (twinfeed.KIND[name] for name in ("quote", "book", "trade", "bar"))
+FLOAT_FIELDS = [name for name, kind, _ in twinfeed.record_fields() if kind == "<f8"]
+
+
+def records(*rows: dict[str, Any]) -> np.ndarray[Any, Any]:
+    """Records with NaN floats except the fields given; ``local_ns`` defaults to the row index."""
+    array = np.zeros(len(rows), dtype=twinfeed.record_dtype())
+    for name in FLOAT_FIELDS:
+        array[name] = np.nan
+    for index, row in enumerate(rows):
+        array[index]["local_ns"] = index
+        for name, value in row.items():
+            array[index][name] = value
+    return array
+
+
+def quote(ts: int, bid: float, bid_qty: float, ask: float, ask_qty: float, uid: int = 0) -> dict:
+    return {
+        "kind": QUOTE,
+        "local_ns": ts,
+        "bid_px": bid,
+        "bid_qty": bid_qty,
+        "ask_px": ask,
+        "ask_qty": ask_qty,
+        "update_id": uid,
+    }
+
+
+def trade(ts: int, price: float, signed_qty: float) -> dict:
+    return {"kind": TRADE, "local_ns": ts, "trade_px": price, "trade_qty": signed_qty}
+
+
+def order(cid: str, side: str, qty: float, price: float | None = None, **kw: Any) -> Order:
+    kind = "market" if price is None else "limit"
+    symbol = kw.pop("symbol", 0)
+    return Order(cid, symbol, side, qty, price, type=kw.pop("type", kind), **kw)  # type: ignore[arg-type]
+
+
+def states(events: list) -> list[tuple[str, str]]:
+    return [(e.client_id, e.state) for e in events if isinstance(e, OrderUpdate)]
+
+
+def fills(events: list) -> list[tuple[str, float, float, str]]:
+    return [(f.client_id, f.price, f.qty, f.liquidity) for f in events if isinstance(f, Fill)]
+
+
+def test_latency_delays_arrival_until_a_record_at_or_after_it() -> None:
+    engine = MatchingEngine(latency_ns=10)
+    engine.on_record(records(quote(0, 100.0, 1.0, 100.1, 2.0))[0])
+    engine.submit(order("a", "buy", 0.5), now_ns=5)
+    assert engine.on_batch(records(quote(14, 100.0, 1.0, 100.1, 2.0))) == []
+    events = engine.on_batch(records(quote(15, 100.0, 1.0, 100.1, 2.0)))
+    assert states(events) == [("a", "acked"), ("a", "filled")]
+    assert fills(events) == [("a", 100.1, 0.5, "taker")]
+    assert events[1].ts_ns == 15  # type: ignore[union-attr]
+
+
+def test_market_order_beyond_touch_size_sweeps_at_slippage() -> None:
+    engine = MatchingEngine(taker_fee_bps=5.0, sweep_slippage_bps=10.0)
+    engine.on_record(records(quote(0, 100.0, 1.0, 100.0 + 0.1, 0.3))[0])
+    engine.submit(order("a", "buy", 0.5), now_ns=1)
+    engine.submit(order("b", "buy", 0.1), now_ns=1)
+    events = engine.advance(1)
+    got = fills(events)
+    assert got[0] == ("a", 100.1, 0.3, "taker")
+    assert got[1][:3] == ("a", pytest.approx(100.1 * 1.001), 0.2)
+    # The touch was taken by order a: b sweeps too.
+    assert got[2][:3] == ("b", pytest.approx(100.1 * 1.001), 0.1)
+    first = next(e for e in events if isinstance(e, Fill))
+    assert first.fee == pytest.approx(100.1 * 0.3 * 5e-4)
+
+
+def test_market_order_without_touch_is_rejected() -> None:
+    engine = MatchingEngine()
+    engine.submit(order("a", "sell", 1.0), now_ns=0)
+    events = engine.advance(0)
+    assert states(events) == [("a", "rejected")]
+    assert events[0].reason == "no market"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("tif", "expected_states", "expected_fills"),
+    [
+        ("GTC", [("a", "acked"), ("a", "partially_filled")], [("a", 100.1, 0.4, "taker")]),
+        (
+            "IOC",
+            [("a", "acked"), ("a", "partially_filled"), ("a", "expired")],
+            [("a", 100.1, 0.4, "taker")],
+        ),
+        ("GTX", [("a", "expired")], []),
+    ],
+)
+def test_crossing_limit_order(tif: str, expected_states: list, expected_fills: list) -> None:
+    engine = MatchingEngine()
+    engine.on_record(records(quote(0, 100.0, 1.0, 100.1, 0.4))[0])
+    engine.submit(order("a", "buy", 1.0, 100.3, tif=tif), now_ns=1)
+    events = engine.advance(1)
+    assert states(events) == expected_states
+    assert fills(events) == expected_fills
+    if tif == "GTC":
+        # The rest rests at 100.3 with nothing ahead; the next touch still crossing fills it.
+        assert engine.queue_ahead("a") == 0.0
+        events = engine.on_record(records(quote(2, 100.0, 1.0, 100.2, 0.4))[0])
+        assert fills(events) == [("a", 100.3, 0.6, "maker")]
+
+
+def test_ioc_that_does_not_cross_expires() -> None:
+    engine = MatchingEngine()
+    engine.on_record(records(quote(0, 100.0, 1.0, 100.1, 0.4))[0])
+    engine.submit(order("a", "buy", 1.0, 100.0, tif="IOC"), now_ns=1)
+    assert states(engine.advance(1)) == [("a", "expired")]
+
+
+def test_queue_position_consumed_by_prints_then_partial_fills() -> None:
+    engine = MatchingEngine(maker_fee_bps=-1.0)
+    engine.on_record(records(quote(0, 100.0, 2.0, 100.1, 1.0))[0])
+    engine.submit(order("a", "buy", 1.0, 100.0), now_ns=1)
+    engine.advance(1)
+    assert engine.queue_ahead("a") == 2.0
+    events = engine.on_batch(records(trade(2, 100.0, -1.5), trade(3, 100.0, -0.7)))
+    assert engine.queue_ahead("a") == 0.0
+    assert fills(events) == [("a", 100.0, pytest.approx(0.2), "maker")]
+    fill = next(e for e in events if isinstance(e, Fill))
+    assert fill.fee == pytest.approx(-100.0 * 0.2 * 1e-4)
+    assert fill.queue_ns == 2
+    events = engine.on_record(records(trade(4, 100.0, -5.0))[0])
+    assert fills(events) == [("a", 100.0, pytest.approx(0.8), "maker")]
+    assert states(events) == [("a", "filled")]
+
+
+def test_prints_at_one_level_never_fill_more_than_their_size() -> None:
+    engine = MatchingEngine()
+    engine.on_record(records(quote(0, 100.0, 1.0, 100.1, 1.0))[0])
+    engine.submit(order("a", "buy", 1.0, 100.0), now_ns=1)
+    engine.submit(order("b", "buy", 1.0, 100.0), now_ns=1)
+    engine.advance(1)
+    events = engine.on_record(records(trade(2, 100.0, -1.5))[0])
+    assert fills(events) == [("a", 100.0, 0.5, "maker")]
+    events = engine.on_record(records(trade(3, 100.0, -1.0))[0])
+    assert fills(events) == [("a", 100.0, 0.5, "maker"), ("b", 100.0, 0.5, "maker")]
+
+
+def test_cancels_shrink_queue_ahead_in_proportion() -> None:
+    engine = MatchingEngine()
+    engine.on_record(records(quote(0, 100.0, 4.0, 100.1, 1.0))[0])
+    engine.submit(order("a", "buy", 1.0, 100.0), now_ns=1)
+    engine.advance(1)
+    engine.on_record(records(trade(2, 100.0, -1.0))[0])  # ahead 3, level 3
+    engine.on_record(records(quote(3, 100.0, 1.5, 100.1, 1.0))[0])  # 1.5 cancelled of 3
+    assert engine.queue_ahead("a") == pytest.approx(1.5)
+    engine.on_record(records(quote(4, 100.0, 5.0, 100.1, 1.0))[0])  # joins behind
+    assert engine.queue_ahead("a") == pytest.approx(1.5)
+    engine.on_record(records(quote(5, 99.9, 5.0, 100.0, 1.0))[0])  # our level is empty
+    # The opposite touch reached our price: filled at our price as maker.
+    assert engine.orders["a"].state == "filled"
+    assert engine.orders["a"].avg_price == 100.0
+
+
+def test_new_better_level_has_no_queue_and_behind_touch_is_unknown() -> None:
+    engine = MatchingEngine()
+    engine.on_record(records(quote(0, 100.0, 4.0, 100.3, 1.0))[0])
+    engine.submit(order("inside", "sell", 1.0, 100.2), now_ns=1)
+    engine.submit(order("behind", "sell", 1.0, 100.5), now_ns=1)
+    engine.advance(1)
+    assert engine.queue_ahead("inside") == 0.0
+    assert engine.queue_ahead("behind") is None
+    engine.on_record(records(trade(2, 100.2, 0.4))[0])
+    assert engine.orders["inside"].filled_qty == pytest.approx(0.4)
+    engine.on_record(records(quote(3, 100.4, 1.0, 100.5, 3.0))[0])
+    assert engine.queue_ahead("behind") == 3.0
+    assert engine.orders["inside"].state == "filled"  # the bid went through 100.2
+
+
+def test_trade_through_fills_whole_order() -> None:
+    engine = MatchingEngine()
+    engine.on_record(records(quote(0, 100.0, 4.0, 100.3, 1.0))[0])
+    engine.submit(order("a", "buy", 2.0, 100.0), now_ns=1)
+    engine.advance(1)
+    events = engine.on_record(records(trade(2, 99.9, -0.001))[0])
+    assert fills(events) == [("a", 100.0, 2.0, "maker")]
+
+
+def test_stale_touch_is_ignored() -> None:
+    engine = MatchingEngine()
+    engine.on_batch(
+        records(quote(0, 100.0, 4.0, 100.3, 1.0, uid=10), quote(1, 99.0, 1, 99.1, 1, uid=9))
+    )
+    touch = engine.touch(0)
+    assert touch is not None and touch.bid_px == 100.0 and touch.update_id == 10
+
+
+def test_cancel_and_replace() -> None:
+    engine = MatchingEngine(latency_ns=2)
+    engine.on_record(records(quote(0, 100.0, 4.0, 100.3, 1.0))[0])
+    engine.submit(order("a", "buy", 1.0, 100.0), now_ns=0)
+    engine.replace("a", 100.0, 0.5, now_ns=1)  # same price, smaller: keeps its place
+    engine.advance(3)
+    assert engine.orders["a"].qty == 0.5 and engine.queue_ahead("a") == 4.0
+    engine.replace("a", 100.1, 0.5, now_ns=3)  # new better price: loses its place
+    engine.advance(5)
+    assert engine.queue_ahead("a") == 0.0 and engine.orders["a"].price == 100.1
+    engine.cancel("a", now_ns=5)
+    events = engine.advance(7)
+    assert states(events) == [("a", "cancelled")]
+    engine.cancel("a", now_ns=7)
+    events = engine.advance(9)
+    assert events[0].reason == "cancel refused: order is cancelled"  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="duplicate"):
+        engine.submit(order("a", "buy", 1.0, 100.0), now_ns=9)
+
+
+def test_invalid_orders_are_rejected_on_arrival() -> None:
+    engine = MatchingEngine()
+    engine.submit(order("a", "buy", 0.0, 100.0), now_ns=0)
+    engine.submit(order("b", "buy", 1.0, -1.0), now_ns=0)
+    engine.submit(order("c", "buy", 1.0, tif="GTX"), now_ns=0)
+    assert states(engine.advance(0)) == [("a", "rejected"), ("b", "rejected"), ("c", "rejected")]
+
+
+# ---- properties --------------------------------------------------------------------------
+
+PRICES = [99.7, 99.8, 99.9, 100.0, 100.1, 100.2, 100.3]
+
+
+@st.composite
+def scenario(draw: st.DrawFn) -> tuple[np.ndarray[Any, Any], list[tuple[int, str, Order]]]:
+    n = draw(st.integers(2, 40))
+    symbols = st.sampled_from([0, 0, 0, 1]) if draw(st.booleans()) else st.just(0)
+    rows = []
+    ts = 0
+    uid = 0
+    for _ in range(n):
+        ts += draw(st.integers(0, 3))
+        if draw(st.booleans()):
+            bid = draw(st.integers(0, len(PRICES) - 2))
+            ask = draw(st.integers(bid + 1, len(PRICES) - 1))
+            uid += draw(st.integers(-1, 3))
+            size = st.sampled_from([0.1, 0.5, 1.0, 2.5])
+            row = quote(ts, PRICES[bid], draw(size), PRICES[ask], draw(size), max(uid, 0))
+        else:
+            qty = draw(st.sampled_from([0.05, 0.3, 1.0, 3.0])) * draw(st.sampled_from([1, -1]))
+            row = trade(ts, draw(st.sampled_from(PRICES)), qty)
+        row["symbol_id"] = draw(symbols)
+        rows.append(row)
+    orders = []
+    for index in range(draw(st.integers(0, 6))):
+        side = draw(st.sampled_from(["buy", "sell"]))
+        kind = draw(st.sampled_from(["limit", "limit", "market"]))
+        price = draw(st.sampled_from(PRICES)) if kind == "limit" else None
+        tif = draw(st.sampled_from(["GTC", "IOC", "GTX"])) if kind == "limit" else "GTC"
+        qty = draw(st.sampled_from([0.1, 0.7, 2.0]))
+        new = order(f"o{index}", side, qty, price, tif=tif, symbol=draw(symbols))
+        orders.append((draw(st.integers(0, ts)), "submit", new))
+    return records(*rows), orders
+
+
+def run(engine: MatchingEngine, data: np.ndarray[Any, Any], requests: list, batch: bool) -> list:
+    """Submits requests and feeds rows in time order; per-row or in batches between requests."""
+    events: list = []
+    requests = sorted(requests, key=lambda item: item[0])
+    row = 0
+    for ts, _, item in requests:
+        stop = row
+        while stop < len(data) and data[stop]["local_ns"] < ts:
+            stop += 1
+        if batch:
+            if stop > row:
+                events += engine.on_batch(data[row:stop])
+        else:
+            for index in range(row, stop):
+                events += engine.on_record(data[index])
+        row = stop
+        engine.submit(item, ts)
+    if batch:
+        events += engine.on_batch(data[row:])
+    else:
+        for index in range(row, len(data)):
+            events += engine.on_record(data[index])
+    return events
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenario(), st.integers(0, 3))
+def test_properties(case: tuple, latency: int) -> None:
+    data, requests = case
+    fresh = [
+        (
+            ts,
+            a,
+            Order(
+                **{
+                    f: getattr(o, f)
+                    for f in ("client_id", "symbol", "side", "qty", "price", "type", "tif")
+                }
+            ),
+        )
+        for ts, a, o in requests
+    ]
+    engine = MatchingEngine(latency_ns=latency, maker_fee_bps=-0.5, taker_fee_bps=2.0)
+    events = run(engine, data, requests, batch=False)
+    fill_list, _ = fills_and_updates(events)
+    for order_ in engine.orders.values():
+        mine = [f for f in fill_list if f.client_id == order_.client_id]
+        total = sum(round(f.qty * 1e8) for f in mine)
+        # No fill beyond the order's quantity.
+        assert total <= round(order_.qty * 1e8)
+        assert order_.filled_qty == pytest.approx(total / 1e8)
+        if order_.state == "filled":
+            assert total == round(order_.qty * 1e8)
+        # Fills never at a worse price than the limit.
+        if order_.type == "limit":
+            assert order_.price is not None
+            for fill in mine:
+                if order_.side == "buy":
+                    assert fill.price <= order_.price + 1e-9
+                else:
+                    assert fill.price >= order_.price - 1e-9
+        if order_.tif == "GTX":
+            assert all(f.liquidity == "maker" for f in mine)
+    # Deterministic, and the batch fast path equals the per-row path exactly.
+    again = run(
+        MatchingEngine(latency_ns=latency, maker_fee_bps=-0.5, taker_fee_bps=2.0),
+        data,
+        fresh,
+        batch=True,
+    )
+    assert again == events
