@@ -449,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     import orjson
     import polars as pl
 
-    machine = {
+    load_before = os.getloadavg()[0]
+    machine: dict[str, Any] = {
         "cpu": cpu_model(),
         "cores_online": os.cpu_count(),
         "pinned_to_core": core,
@@ -461,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         "msgspec": msgspec.__version__,
         "polars": pl.__version__,
         "polars_threads": pl.thread_pool_size(),
+        "load_average_1m": round(load_before, 2),
     }
     print("machine: " + ", ".join(f"{k}={v}" for k, v in machine.items()))
     print(
@@ -483,6 +485,14 @@ def main(argv: list[str] | None = None) -> int:
             results.extend(bench_input(label, path, stripped, repeats, warmup))
             stripped.unlink()
 
+    load_after = os.getloadavg()[0]
+    machine["load_average_1m_after"] = round(load_after, 2)
+    cores = os.cpu_count() or 1
+    if max(load_before, load_after) > cores - 0.5:
+        print(
+            f"WARNING: load average {load_before:.2f} -> {load_after:.2f} on {cores} "
+            "cores: other processes competed for the CPU, timings are pessimistic and noisy"
+        )
     print()
     quick_note = f" (quick: at most {capture_lines:,} lines)" if capture_lines else ""
     print(f"capture: {args.capture}{quick_note}; bookTicker-heavy: its bookTicker lines repeated")
