@@ -4,6 +4,7 @@
 mod arrow;
 mod config;
 mod error;
+mod ring;
 mod run;
 
 use pyo3::prelude::*;
@@ -75,6 +76,7 @@ fn _features(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<config::PyFeatureConfig>()?;
     m.add_class::<run::PyFeatureRun>()?;
     m.add_class::<run::PyPipeline>()?;
+    m.add_class::<ring::PyRingReader>()?;
     m.add_function(wrap_pyfunction!(record_fields, m)?)?;
     m.add_function(wrap_pyfunction!(record_dtype, m)?)?;
     m.add_function(wrap_pyfunction!(feature_arrow_schema, m)?)?;

@@ -1,0 +1,451 @@
+//! The live loop: websocket frames, heartbeats, REST snapshots, reconnects and signals, all on
+//! one current-thread runtime. Everything that reaches the pipeline goes through [`Sink`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use futures_util::{FutureExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::mpsc;
+use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::clock::{now_ns, Jitter};
+use crate::rest::{self, HttpBase};
+use crate::sink::{write_stats_file, Sink};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(10);
+const STATS_PERIOD: Duration = Duration::from_millis(500);
+/// Frames taken from the socket without yielding when more are already buffered; they share
+/// one ring publish and one counter update.
+const MAX_BATCH: usize = 1024;
+
+/// What the live loop needs besides the sink.
+#[derive(Debug, Clone)]
+pub struct LiveSettings {
+    /// Websocket base url, e.g. `ws://127.0.0.1:9443`.
+    pub url: String,
+    pub rest: HttpBase,
+    /// `futures` or `spot`.
+    pub market: String,
+    /// Upper-case symbols to subscribe to.
+    pub symbols: Vec<String>,
+    /// Streams from the config's `filter.streams`.
+    pub streams: Vec<String>,
+    pub heartbeat: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    pub snapshot_limit: u32,
+    pub stats_file: Option<PathBuf>,
+}
+
+impl LiveSettings {
+    /// Combined-stream names: `<symbol>@<stream>`, depth as `@depth@100ms`.
+    pub fn stream_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for symbol in &self.symbols {
+            let symbol = symbol.to_ascii_lowercase();
+            for stream in &self.streams {
+                names.push(match stream.as_str() {
+                    "depth" => format!("{symbol}@depth@100ms"),
+                    other => format!("{symbol}@{other}"),
+                });
+            }
+        }
+        names
+    }
+
+    pub fn stream_url(&self) -> String {
+        format!(
+            "{}/stream?streams={}",
+            self.url.trim_end_matches('/'),
+            self.stream_names().join("/")
+        )
+    }
+
+    fn wants_snapshots(&self) -> bool {
+        self.streams.iter().any(|s| s == "depth")
+    }
+}
+
+struct SnapshotDone {
+    epoch: u64,
+    symbol: String,
+    result: Result<String>,
+}
+
+enum Event {
+    Heartbeat,
+    Stats,
+    Stop(&'static str),
+    Snapshot(SnapshotDone),
+}
+
+enum SessionEnd {
+    Stop(&'static str),
+    Lost { frames: u64 },
+}
+
+struct Live {
+    sink: Sink,
+    settings: LiveSettings,
+    heartbeat: Interval,
+    stats: Interval,
+    sigint: Signal,
+    sigterm: Signal,
+    snapshots_tx: mpsc::UnboundedSender<SnapshotDone>,
+    snapshots_rx: mpsc::UnboundedReceiver<SnapshotDone>,
+    /// Connection number; snapshots fetched for an older connection are dropped unseen.
+    epoch: u64,
+    in_flight: BTreeSet<String>,
+    /// Consecutive gaps per symbol without a book record in between (spaces out refetches).
+    gap_streak: BTreeMap<String, u32>,
+    jitter: Jitter,
+    started_ns: i64,
+}
+
+/// Runs until SIGINT or SIGTERM; then writes a `disconnected` line, flushes and returns.
+pub async fn run(sink: Sink, settings: LiveSettings) -> Result<()> {
+    let start = Instant::now();
+    let mut heartbeat = interval_at(start + settings.heartbeat, settings.heartbeat);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut stats = interval_at(start + STATS_PERIOD, STATS_PERIOD);
+    stats.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let (snapshots_tx, snapshots_rx) = mpsc::unbounded_channel();
+    let mut live = Live {
+        sink,
+        heartbeat,
+        stats,
+        sigint: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+        sigterm: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+        snapshots_tx,
+        snapshots_rx,
+        epoch: 0,
+        in_flight: BTreeSet::new(),
+        gap_streak: BTreeMap::new(),
+        jitter: Jitter::new(),
+        started_ns: now_ns(),
+        settings,
+    };
+    let url = live.settings.stream_url();
+    let mut attempt: u32 = 0;
+    loop {
+        let connecting = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio_tungstenite::connect_async(url.as_str()),
+        );
+        tokio::pin!(connecting);
+        let connected = loop {
+            tokio::select! {
+                result = &mut connecting => break result,
+                event = live.event() => if let Some(reason) = live.handle(event)? {
+                    return live.stop(reason);
+                },
+            }
+        };
+        match connected {
+            Ok(Ok((ws, _response))) => match live.session(ws, &url).await? {
+                SessionEnd::Stop(reason) => return live.stop(reason),
+                SessionEnd::Lost { frames } if frames > 0 => attempt = 0,
+                SessionEnd::Lost { .. } => {}
+            },
+            Ok(Err(e)) => {
+                live.sink.counters.disconnects += 1;
+                eprintln!("twinfeed-ingest: cannot connect to {url}: {e}");
+            }
+            Err(_) => {
+                live.sink.counters.disconnects += 1;
+                eprintln!("twinfeed-ingest: cannot connect to {url}: no answer within {CONNECT_TIMEOUT:?}");
+            }
+        }
+        let delay = live.backoff(attempt);
+        attempt = attempt.saturating_add(1);
+        eprintln!("twinfeed-ingest: reconnecting in {delay:?}");
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => break,
+                event = live.event() => if let Some(reason) = live.handle(event)? {
+                    return live.stop(reason);
+                },
+            }
+        }
+    }
+}
+
+impl Live {
+    /// The next timer, signal or snapshot event (all cancel-safe).
+    async fn event(&mut self) -> Event {
+        tokio::select! {
+            biased;
+            _ = self.sigint.recv() => Event::Stop("SIGINT"),
+            _ = self.sigterm.recv() => Event::Stop("SIGTERM"),
+            _ = self.heartbeat.tick() => Event::Heartbeat,
+            Some(done) = self.snapshots_rx.recv() => Event::Snapshot(done),
+            _ = self.stats.tick() => Event::Stats,
+        }
+    }
+
+    /// Handles an event; `Some(reason)` means stop.
+    fn handle(&mut self, event: Event) -> Result<Option<&'static str>> {
+        match event {
+            Event::Heartbeat => {
+                self.sink.heartbeat(now_ns())?;
+                self.after_lines();
+            }
+            Event::Stats => {
+                self.sink.flush();
+                self.write_stats();
+            }
+            Event::Stop(reason) => return Ok(Some(reason)),
+            Event::Snapshot(done) => self.on_snapshot(done)?,
+        }
+        Ok(None)
+    }
+
+    /// One websocket connection, from `connected` to `disconnected`.
+    async fn session(&mut self, mut ws: Ws, url: &str) -> Result<SessionEnd> {
+        self.epoch += 1;
+        self.in_flight.clear();
+        self.gap_streak.clear();
+        if self.epoch > 1 {
+            self.sink.counters.reconnects += 1;
+        }
+        self.sink.counters.connected = true;
+        eprintln!("twinfeed-ingest: connected to {url}");
+        self.sink.control(now_ns(), "connected", &[("url", url)])?;
+        let streams = self.settings.stream_names().join(",");
+        self.sink
+            .control(now_ns(), "subscribed", &[("streams", &streams)])?;
+        self.after_lines();
+        if self.settings.wants_snapshots() {
+            for symbol in self.settings.symbols.clone() {
+                self.request_snapshot(symbol, Duration::ZERO);
+            }
+        }
+        let mut frames = 0u64;
+        let reason = 'session: loop {
+            tokio::select! {
+                message = ws.next() => {
+                    let mut end = self.on_message(message, &mut frames)?;
+                    let mut taken = 1;
+                    while end.is_none() && taken < MAX_BATCH {
+                        let Some(message) = ws.next().now_or_never() else { break };
+                        end = self.on_message(message, &mut frames)?;
+                        taken += 1;
+                    }
+                    self.after_lines();
+                    if let Some(reason) = end {
+                        break 'session reason;
+                    }
+                }
+                event = self.event() => if let Some(reason) = self.handle(event)? {
+                    self.disconnected(&format!("shutdown ({reason})"))?;
+                    let _ = tokio::time::timeout(Duration::from_millis(200), ws.close(None)).await;
+                    return Ok(SessionEnd::Stop(reason));
+                },
+            }
+        };
+        self.sink.counters.disconnects += 1;
+        eprintln!("twinfeed-ingest: disconnected from {url}: {reason}");
+        self.disconnected(&reason)?;
+        Ok(SessionEnd::Lost { frames })
+    }
+
+    /// Captures and pushes one websocket message; `Some(reason)` if the connection ended.
+    fn on_message(
+        &mut self,
+        message: Option<Result<Message, WsError>>,
+        frames: &mut u64,
+    ) -> Result<Option<String>> {
+        match message {
+            Some(Ok(Message::Text(text))) => {
+                *frames += 1;
+                self.sink.line(now_ns(), text.as_str())?;
+                Ok(None)
+            }
+            Some(Ok(Message::Binary(_))) => {
+                self.sink.counters.binary_frames += 1;
+                Ok(None)
+            }
+            Some(Ok(Message::Close(frame))) => Ok(Some(match frame {
+                Some(frame) => format!("closed by the venue ({} {})", frame.code, frame.reason),
+                None => "closed by the venue".into(),
+            })),
+            // tungstenite answers pings itself.
+            Some(Ok(_)) => Ok(None),
+            Some(Err(e)) => Ok(Some(e.to_string())),
+            None => Ok(Some("connection ended".into())),
+        }
+    }
+
+    fn disconnected(&mut self, reason: &str) -> Result<()> {
+        self.sink.counters.connected = false;
+        self.sink
+            .control(now_ns(), "disconnected", &[("reason", reason)])?;
+        // The gap records of a disconnect need no refetch: the next connection fetches all.
+        self.after_lines();
+        Ok(())
+    }
+
+    /// Publishes what the last lines produced, and schedules a snapshot for every symbol that
+    /// had a gap record (spaced out if gaps repeat without a book in between).
+    fn after_lines(&mut self) {
+        self.sink.flush();
+        let (gaps, books) = self.sink.take_book_events();
+        for symbol in books {
+            self.gap_streak.remove(&symbol);
+        }
+        if !self.sink.counters.connected || !self.settings.wants_snapshots() {
+            return;
+        }
+        for symbol in gaps {
+            let streak = self.gap_streak.entry(symbol.clone()).or_insert(0);
+            let delay = match *streak {
+                0 => Duration::ZERO,
+                n => self
+                    .settings
+                    .backoff_initial
+                    .saturating_mul(1 << (n - 1).min(16)),
+            }
+            .min(self.settings.backoff_max);
+            *streak += 1;
+            self.request_snapshot(symbol, delay);
+        }
+    }
+
+    fn request_snapshot(&mut self, symbol: String, delay: Duration) {
+        if !self.in_flight.insert(symbol.clone()) {
+            return;
+        }
+        self.sink.counters.snapshot_requests += 1;
+        let tx = self.snapshots_tx.clone();
+        let base = self.settings.rest.clone();
+        let path = rest::depth_path(&self.settings.market, &symbol, self.settings.snapshot_limit);
+        let epoch = self.epoch;
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let result = rest::get(&base, &path, SNAPSHOT_TIMEOUT).await;
+            let _ = tx.send(SnapshotDone {
+                epoch,
+                symbol,
+                result,
+            });
+        });
+    }
+
+    fn on_snapshot(&mut self, done: SnapshotDone) -> Result<()> {
+        if done.epoch != self.epoch || !self.sink.counters.connected {
+            return Ok(());
+        }
+        self.in_flight.remove(&done.symbol);
+        let error = match done.result {
+            Ok(body) if is_json_object(&body) => {
+                self.sink.snapshot(now_ns(), &done.symbol, &body)?;
+                self.after_lines();
+                return Ok(());
+            }
+            Ok(body) => format!(
+                "not a JSON object: {:?}",
+                body.chars().take(80).collect::<String>()
+            ),
+            Err(e) => format!("{e:#}"),
+        };
+        self.sink.counters.snapshot_errors += 1;
+        eprintln!(
+            "twinfeed-ingest: depth snapshot for {} failed: {error}",
+            done.symbol
+        );
+        let retry = self
+            .settings
+            .backoff_initial
+            .max(Duration::from_millis(100));
+        self.request_snapshot(done.symbol, retry.min(self.settings.backoff_max));
+        Ok(())
+    }
+
+    /// Exponential backoff with jitter in [delay/2, delay].
+    fn backoff(&mut self, attempt: u32) -> Duration {
+        let initial = self.settings.backoff_initial.as_millis() as u64;
+        let max = self.settings.backoff_max.as_millis() as u64;
+        let delay = initial.saturating_mul(1 << attempt.min(20)).min(max).max(1);
+        Duration::from_millis(delay / 2 + self.jitter.below(delay / 2 + 1))
+    }
+
+    fn write_stats(&self) {
+        let Some(path) = &self.settings.stats_file else {
+            return;
+        };
+        let run = serde_json::json!({
+            "mode": "live",
+            "url": self.settings.url,
+            "streams": self.settings.stream_names(),
+            "started_ns": self.started_ns,
+            "connection": self.epoch,
+        });
+        if let Err(e) = write_stats_file(path, &self.sink.stats_json(run)) {
+            eprintln!("twinfeed-ingest: {e:#}");
+        }
+    }
+
+    fn stop(&mut self, reason: &str) -> Result<()> {
+        eprintln!("twinfeed-ingest: {reason}, stopping");
+        if self.sink.counters.connected {
+            self.disconnected(&format!("shutdown ({reason})"))?;
+        }
+        self.sink.finish()?;
+        self.write_stats();
+        Ok(())
+    }
+}
+
+/// A REST body must be one JSON object to be embedded in a snapshot line.
+fn is_json_object(body: &str) -> bool {
+    let body = body.trim();
+    body.starts_with('{')
+        && body.ends_with('}')
+        && serde_json::from_str::<serde_json::Value>(body).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_url_uses_lowercase_symbols_and_config_streams() {
+        let settings = LiveSettings {
+            url: "ws://127.0.0.1:9/".into(),
+            rest: HttpBase::parse("http://127.0.0.1:9").unwrap(),
+            market: "futures".into(),
+            symbols: vec!["BTCUSDT".into(), "ETHUSDT".into()],
+            streams: vec!["bookTicker".into(), "depth".into()],
+            heartbeat: Duration::from_millis(100),
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+            snapshot_limit: 1000,
+            stats_file: None,
+        };
+        assert_eq!(
+            settings.stream_url(),
+            "ws://127.0.0.1:9/stream?streams=btcusdt@bookTicker/btcusdt@depth@100ms/ethusdt@bookTicker/ethusdt@depth@100ms"
+        );
+        assert!(settings.wants_snapshots());
+    }
+
+    #[test]
+    fn only_json_objects_become_snapshot_lines() {
+        assert!(is_json_object(
+            " {\"lastUpdateId\":1,\"bids\":[],\"asks\":[]}\n"
+        ));
+        assert!(!is_json_object("<html>"));
+        assert!(!is_json_object("{\"a\":"));
+    }
+}

@@ -1,0 +1,253 @@
+//! Where every line goes: first the capture, then the pipeline with the same `local_ns`, then
+//! the records to the ring. Keeping these three in one place is what makes parity hold: a batch
+//! run over the capture reproduces the ring's records byte for byte.
+
+use anyhow::{Context, Result};
+use twinfeed_features::capture::CaptureWriter;
+use twinfeed_features::decode::control;
+use twinfeed_features::record::{Kind, Record};
+use twinfeed_features::Pipeline;
+use twinfeed_ring::{Counter, RingWriter};
+
+/// The ingest's own counters (the pipeline counts the rest).
+#[derive(Debug, Default, Clone)]
+pub struct IngestCounters {
+    pub reconnects: u64,
+    pub disconnects: u64,
+    pub snapshot_requests: u64,
+    pub snapshot_errors: u64,
+    pub binary_frames: u64,
+    pub skipped_lines: u64,
+    pub heartbeats: u64,
+    pub connected: bool,
+    pub last_heartbeat_ns: i64,
+    pub last_line_ns: i64,
+}
+
+pub struct Sink {
+    pipeline: Pipeline,
+    capture: Option<CaptureWriter>,
+    ring: Option<RingWriter>,
+    records: Vec<Record>,
+    /// Symbol ids with a gap record, and with a book record, since the last [`Sink::take_book_events`].
+    gap_symbols: Vec<u16>,
+    book_symbols: Vec<u16>,
+    heartbeat_line: String,
+    cleaned: String,
+    pub counters: IngestCounters,
+}
+
+impl Sink {
+    pub fn new(
+        pipeline: Pipeline,
+        capture: Option<CaptureWriter>,
+        ring: Option<RingWriter>,
+    ) -> Self {
+        Sink {
+            pipeline,
+            capture,
+            ring,
+            records: Vec::with_capacity(4096),
+            gap_symbols: Vec::new(),
+            book_symbols: Vec::new(),
+            heartbeat_line: control::line("heartbeat", &[]),
+            cleaned: String::new(),
+            counters: IngestCounters::default(),
+        }
+    }
+
+    /// Captures and pushes one line. A frame with raw CR/LF (pretty-printed JSON; never seen
+    /// from Binance) has them turned into spaces first, which keeps it the same JSON and one
+    /// capture line, and the pipeline sees exactly what the capture holds.
+    pub fn line(&mut self, local_ns: i64, frame: &str) -> Result<()> {
+        let frame = if memchr::memchr2(b'\n', b'\r', frame.as_bytes()).is_some() {
+            self.cleaned.clear();
+            self.cleaned.extend(
+                frame
+                    .chars()
+                    .map(|c| if c == '\n' || c == '\r' { ' ' } else { c }),
+            );
+            self.cleaned.as_str()
+        } else {
+            frame
+        };
+        if let Some(capture) = &mut self.capture {
+            capture
+                .write_line(local_ns, frame)
+                .context("cannot write the capture")?;
+        }
+        let before = self.records.len();
+        self.pipeline.push(local_ns, frame, &mut self.records);
+        for record in &self.records[before..] {
+            if record.kind == Kind::Gap as u8 {
+                self.gap_symbols.push(record.symbol_id);
+            } else if record.kind == Kind::Book as u8 {
+                self.book_symbols.push(record.symbol_id);
+            }
+        }
+        self.counters.last_line_ns = local_ns;
+        Ok(())
+    }
+
+    /// A control line (`connected`, `subscribed`, `disconnected`) of the ingest itself.
+    pub fn control(&mut self, local_ns: i64, kind: &str, extra: &[(&str, &str)]) -> Result<()> {
+        let line = control::line(kind, extra);
+        self.line(local_ns, &line)
+    }
+
+    pub fn heartbeat(&mut self, local_ns: i64) -> Result<()> {
+        let line = std::mem::take(&mut self.heartbeat_line);
+        let result = self.line(local_ns, &line);
+        self.heartbeat_line = line;
+        self.counters.heartbeats += 1;
+        self.counters.last_heartbeat_ns = local_ns;
+        result
+    }
+
+    pub fn snapshot(&mut self, local_ns: i64, symbol: &str, rest_body: &str) -> Result<()> {
+        let line = control::snapshot_line(symbol, rest_body);
+        self.line(local_ns, &line)
+    }
+
+    /// Publishes the records produced since the last flush and refreshes the header counters.
+    pub fn flush(&mut self) {
+        if let Some(ring) = &mut self.ring {
+            for record in &self.records {
+                ring.push(record);
+            }
+            ring.publish();
+        }
+        self.records.clear();
+        self.publish_counters();
+    }
+
+    fn publish_counters(&self) {
+        let Some(ring) = &self.ring else { return };
+        let stats = self.pipeline.stats();
+        let c = &self.counters;
+        let values = [
+            (Counter::Lines, stats.lines),
+            (Counter::Frames, stats.frames),
+            (Counter::Bytes, stats.bytes),
+            (Counter::DecodeErrors, stats.decode_errors),
+            (Counter::Records, stats.records),
+            (Counter::Gaps, stats.gaps),
+            (Counter::Snapshots, stats.snapshots),
+            (Counter::Heartbeats, c.heartbeats),
+            (Counter::Reconnects, c.reconnects),
+            (Counter::Disconnects, c.disconnects),
+            (Counter::SnapshotRequests, c.snapshot_requests),
+            (Counter::SnapshotErrors, c.snapshot_errors),
+            (Counter::BinaryFrames, c.binary_frames),
+            (
+                Counter::CaptureLines,
+                self.capture.as_ref().map_or(0, |w| w.lines),
+            ),
+            (Counter::SkippedLines, c.skipped_lines),
+            (Counter::Connected, c.connected as u64),
+            (Counter::LastHeartbeatNs, c.last_heartbeat_ns as u64),
+            (Counter::LastLineNs, c.last_line_ns as u64),
+        ];
+        for (counter, value) in values {
+            ring.set_counter(counter, value);
+        }
+    }
+
+    /// Names of the symbols that had a gap record, and of those that had a book record, since
+    /// the last call (each symbol once, in order of id).
+    pub fn take_book_events(&mut self) -> (Vec<String>, Vec<String>) {
+        if self.gap_symbols.is_empty() && self.book_symbols.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
+        let names = self.pipeline.symbols();
+        let resolve = |ids: &mut Vec<u16>| {
+            ids.sort_unstable();
+            ids.dedup();
+            let out = ids
+                .iter()
+                .filter_map(|&id| names.get(id as usize).map(|s| s.to_string()))
+                .collect();
+            ids.clear();
+            out
+        };
+        let gaps = resolve(&mut self.gap_symbols);
+        let books = resolve(&mut self.book_symbols);
+        (gaps, books)
+    }
+
+    /// Flushes everything, syncs the capture and marks the ring closed.
+    pub fn finish(&mut self) -> Result<()> {
+        self.flush();
+        if let Some(capture) = &mut self.capture {
+            capture.sync().context("cannot sync the capture")?;
+        }
+        if let Some(ring) = &mut self.ring {
+            ring.close();
+        }
+        Ok(())
+    }
+
+    /// The stats file's content.
+    pub fn stats_json(&self, extra: serde_json::Value) -> serde_json::Value {
+        let stats = self.pipeline.stats();
+        let c = &self.counters;
+        let errors: Vec<_> = stats
+            .errors
+            .iter()
+            .rev()
+            .take(10)
+            .map(|e| serde_json::json!({"line": e.line, "message": e.message}))
+            .collect();
+        serde_json::json!({
+            "pid": std::process::id(),
+            "version": twinfeed_features::VERSION,
+            "fingerprint": self.pipeline.fingerprint(),
+            "updated_ns": crate::clock::now_ns(),
+            "connected": c.connected,
+            "counters": {
+                "lines": stats.lines,
+                "frames": stats.frames,
+                "bytes": stats.bytes,
+                "decode_errors": stats.decode_errors,
+                "malformed_lines": stats.malformed_lines,
+                "unknown_frames": stats.unknown_frames,
+                "filtered": stats.filtered,
+                "records": stats.records,
+                "gaps": stats.gaps,
+                "snapshots": stats.snapshots,
+                "heartbeats": c.heartbeats,
+                "reconnects": c.reconnects,
+                "disconnects": c.disconnects,
+                "snapshot_requests": c.snapshot_requests,
+                "snapshot_errors": c.snapshot_errors,
+                "binary_frames": c.binary_frames,
+                "skipped_lines": c.skipped_lines,
+                "last_heartbeat_ns": c.last_heartbeat_ns,
+                "last_line_ns": c.last_line_ns,
+            },
+            "symbols": self.pipeline.symbols(),
+            "last_errors": errors,
+            "ring": self.ring.as_ref().map(|r| serde_json::json!({
+                "path": r.path(),
+                "capacity": r.capacity(),
+                "write_seq": r.written(),
+            })),
+            "capture": self.capture.as_ref().map(|w| serde_json::json!({
+                "path": w.current_path(),
+                "lines": w.lines,
+            })),
+            "run": extra,
+        })
+    }
+}
+
+/// Writes `value` to `path` atomically (temporary file, then rename).
+pub fn write_stats_file(path: &std::path::Path, value: &serde_json::Value) -> Result<()> {
+    let mut tmp = path.as_os_str().to_os_string();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    std::fs::write(&tmp, serde_json::to_vec_pretty(value)?)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}

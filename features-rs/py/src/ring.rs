@@ -1,0 +1,195 @@
+//! `RingReader`: the Python end of the live ring. Batches of records come back as one `bytes`
+//! object (numpy views it with `record_dtype()`); waiting happens without the GIL.
+
+use std::time::{Duration, Instant};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+use twinfeed_ring::{ReaderOptions, RingReader, Start};
+
+use crate::error::RingError;
+
+/// Longest wait without the GIL before checking for KeyboardInterrupt.
+const WAIT_SLICE: Duration = Duration::from_millis(100);
+
+fn ring_err(error: twinfeed_ring::Error) -> PyErr {
+    RingError::new_err(error.to_string())
+}
+
+/// A reader of a shared-memory ring written by `twinfeed-ingest`.
+#[pyclass(name = "RingReader", module = "twinfeed._features")]
+pub struct PyRingReader {
+    reader: RingReader,
+    buffer: Vec<u8>,
+}
+
+#[pymethods]
+impl PyRingReader {
+    /// Opens ring `name` (`/dev/shm/twinfeed-<name>`, or an absolute path). Checks the header
+    /// (magic, layout and schema versions, record size) and, if given, the fingerprint; a
+    /// mismatch raises RingError naming the field and both values. `start` is "oldest" (every
+    /// record still in the ring) or "latest" (only new ones).
+    #[staticmethod]
+    #[pyo3(signature = (name, expected_fingerprint = None, start = "oldest"))]
+    fn open(name: &str, expected_fingerprint: Option<String>, start: &str) -> PyResult<Self> {
+        let start = match start {
+            "oldest" => Start::Oldest,
+            "latest" => Start::Latest,
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "start must be \"oldest\" or \"latest\", got {other:?}"
+                )))
+            }
+        };
+        let options = ReaderOptions {
+            expected_fingerprint,
+            start,
+        };
+        let reader = RingReader::open_with(name, &options).map_err(ring_err)?;
+        Ok(PyRingReader {
+            reader,
+            buffer: Vec::new(),
+        })
+    }
+
+    /// Up to `max_rows` records as `(bytes, lost)`, waiting up to `timeout_s` for the first
+    /// one. `lost` counts records overwritten before this reader got to them; they were lost
+    /// immediately before the first returned record (a batch never spans a loss). Returns
+    /// `(b"", 0)` on timeout or once a closed ring is drained.
+    #[pyo3(signature = (max_rows = 65536, timeout_s = 1.0))]
+    fn read<'py>(
+        &mut self,
+        py: Python<'py>,
+        max_rows: usize,
+        timeout_s: f64,
+    ) -> PyResult<(Bound<'py, PyBytes>, u64)> {
+        let timeout = if timeout_s.is_finite() && timeout_s > 0.0 {
+            Duration::from_secs_f64(timeout_s.min(1e9))
+        } else {
+            Duration::ZERO
+        };
+        let deadline = Instant::now() + timeout;
+        self.buffer.clear();
+        let outcome = loop {
+            let slice = deadline
+                .saturating_duration_since(Instant::now())
+                .min(WAIT_SLICE);
+            let reader = &mut self.reader;
+            let buffer = &mut self.buffer;
+            let outcome = py.detach(|| reader.read_wait(buffer, max_rows, slice));
+            if outcome.records > 0
+                || outcome.lost > 0
+                || Instant::now() >= deadline
+                || self.reader.writer_closed()
+            {
+                break outcome;
+            }
+            py.check_signals()?;
+        };
+        Ok((PyBytes::new(py, &self.buffer), outcome.lost))
+    }
+
+    /// Waits up to `timeout_s` for records without reading them; True if some are ready.
+    #[pyo3(signature = (timeout_s = 1.0))]
+    fn wait(&self, py: Python<'_>, timeout_s: f64) -> bool {
+        let timeout = Duration::from_secs_f64(timeout_s.clamp(0.0, 1e9));
+        let reader = &self.reader;
+        py.detach(|| reader.wait(timeout))
+    }
+
+    /// Static header fields and the live state (write_seq, writer state, this reader's cursor).
+    fn header<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let info = self.reader.info();
+        let d = PyDict::new(py);
+        d.set_item("path", self.reader.path().display().to_string())?;
+        d.set_item("layout_version", info.layout_version)?;
+        d.set_item("schema_version", info.schema_version)?;
+        d.set_item("record_size", info.record_size)?;
+        d.set_item("capacity", info.capacity)?;
+        d.set_item("fingerprint", &info.fingerprint)?;
+        d.set_item("writer_pid", info.writer_pid)?;
+        d.set_item("created_ns", info.created_ns)?;
+        d.set_item("write_seq", self.reader.write_seq())?;
+        d.set_item("writer_closed", self.reader.writer_closed())?;
+        d.set_item("writer_alive", self.reader.writer_alive())?;
+        d.set_item("cursor", self.reader.cursor())?;
+        d.set_item("backlog", self.reader.backlog())?;
+        d.set_item("lost_total", self.reader.lost_total())?;
+        Ok(d)
+    }
+
+    /// The ingest's counters from the ring header (see twinfeed_ring::Counter), by name.
+    fn counters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (name, value) in self.reader.counters() {
+            d.set_item(name, value)?;
+        }
+        Ok(d)
+    }
+
+    /// The ring file was replaced by a new writer (reopen to follow it).
+    fn replaced(&self) -> bool {
+        self.reader.replaced()
+    }
+
+    #[getter]
+    fn writer_pid(&self) -> u32 {
+        self.reader.writer_pid()
+    }
+
+    #[getter]
+    fn fingerprint(&self) -> String {
+        self.reader.fingerprint().to_string()
+    }
+
+    #[getter]
+    fn path(&self) -> String {
+        self.reader.path().display().to_string()
+    }
+
+    #[getter]
+    fn capacity(&self) -> u64 {
+        self.reader.info().capacity
+    }
+
+    #[getter]
+    fn cursor(&self) -> u64 {
+        self.reader.cursor()
+    }
+
+    #[getter]
+    fn write_seq(&self) -> u64 {
+        self.reader.write_seq()
+    }
+
+    #[getter]
+    fn backlog(&self) -> u64 {
+        self.reader.backlog()
+    }
+
+    #[getter]
+    fn lost_total(&self) -> u64 {
+        self.reader.lost_total()
+    }
+
+    #[getter]
+    fn writer_closed(&self) -> bool {
+        self.reader.writer_closed()
+    }
+
+    #[getter]
+    fn writer_alive(&self) -> bool {
+        self.reader.writer_alive()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "RingReader(path={:?}, capacity={}, cursor={}, write_seq={}, writer_pid={})",
+            self.reader.path().display().to_string(),
+            self.reader.info().capacity,
+            self.reader.cursor(),
+            self.reader.write_seq(),
+            self.reader.writer_pid()
+        )
+    }
+}
