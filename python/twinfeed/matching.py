@@ -83,6 +83,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -179,31 +180,40 @@ class _Working:
 
 
 class RecordColumns:
-    """Columns of a record batch prepared for the engine (integer keys, masks).
+    """Columns of a record batch prepared for the engine (integer keys, masks, prefix maxima).
 
-    Build it once per batch and pass it to :meth:`MatchingEngine.process` for each range of
-    rows; :meth:`MatchingEngine.on_batch` does both.
+    Build it once per batch and pass it to :meth:`MatchingEngine.process` for consecutive
+    ranges of rows; :meth:`MatchingEngine.on_batch` does both. The per-batch precomputation
+    (stale-touch guard within the batch, bounds of touch and print prices per row) is what
+    keeps the per-range cost at a few numpy calls.
     """
 
     __slots__ = (
+        "_lists",
         "ask",
         "ask_units",
         "bid",
         "bid_units",
+        "fresh",
+        "high",
         "is_touch",
         "is_trade",
+        "last_fresh",
         "local_ns",
+        "low",
         "monotonic",
         "n",
         "single_symbol",
         "symbol",
         "trade_key",
         "trade_units",
+        "uid_before",
+        "uid_through",
         "update_id",
     )
 
     def __init__(self, records: np.ndarray[Any, Any]) -> None:
-        self.n = len(records)
+        n = self.n = len(records)
         kind = records["kind"]
         self.symbol = records["symbol_id"].astype(np.int64)
         self.local_ns = records["local_ns"].astype(np.int64)
@@ -222,8 +232,45 @@ class RecordColumns:
             self.ask_units = _keys(ask_qty, self.is_touch)
             self.trade_key = _keys(trade_px, self.is_trade)
             self.trade_units = np.abs(_keys(trade_qty, self.is_trade))
-        self.monotonic = bool(self.n < 2 or (np.diff(self.local_ns) >= 0).all())
-        self.single_symbol = bool(self.n == 0 or (self.symbol == self.symbol[0]).all())
+        self.monotonic = bool(n < 2 or (np.diff(self.local_ns) >= 0).all())
+        self.single_symbol = bool(n == 0 or (self.symbol == self.symbol[0]).all())
+        self._lists: tuple[list[Any], ...] | None = None
+        if not self.single_symbol or n == 0:
+            return
+        # Stale-touch guard within the batch: a touch row is fresh if its id is unknown (0) or
+        # newer than every touch id before it in the batch. That equals the engine's rule once
+        # the engine's last id is the batch's last id so far (checked per range).
+        touch_uid = np.where(self.is_touch, self.update_id, 0)
+        self.uid_through = np.maximum.accumulate(touch_uid)
+        self.uid_before = np.empty_like(self.uid_through)
+        self.uid_before[0] = 0
+        self.uid_before[1:] = self.uid_through[:-1]
+        self.fresh = self.is_touch & ((self.update_id == 0) | (self.update_id > self.uid_before))
+        index = np.arange(n)
+        self.last_fresh = np.maximum.accumulate(np.where(self.fresh, index, -1))
+        # Lowest and highest price a row shows (fresh touch: bid/ask; print: its price): a row
+        # can only matter to a buy at or above ``low`` or a sell at or below ``high``.
+        self.low = np.where(
+            self.fresh, self.bid, np.where(self.is_trade, self.trade_key, _NO_PRICE)
+        )
+        self.high = np.where(
+            self.fresh, self.ask, np.where(self.is_trade, self.trade_key, -_NO_PRICE)
+        )
+
+    def lists(self) -> tuple[list[Any], ...]:
+        """Python lists of the columns the per-row logic reads (built once, on demand)."""
+        if self._lists is None:
+            self._lists = (
+                self.is_touch.tolist(),
+                self.local_ns.tolist(),
+                self.bid.tolist(),
+                self.bid_units.tolist(),
+                self.ask.tolist(),
+                self.ask_units.tolist(),
+                self.trade_key.tolist(),
+                self.trade_units.tolist(),
+            )
+        return self._lists
 
 
 def _keys(values: np.ndarray[Any, Any], mask: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -268,6 +315,7 @@ class MatchingEngine:
         self._taker_rate = self.taker_fee_bps * 1e-4
         self._markets: dict[int, _Market] = {}
         self._orders: dict[str, Order] = {}
+        self._open: dict[str, Order] = {}  # open orders, in submission order
         self._working: dict[str, _Working] = {}
         self._pending: list[tuple[int, int, str, Any]] = []
         self._sequence = 0
@@ -287,6 +335,7 @@ class MatchingEngine:
         order.state = "new"
         order.submit_ns = now_ns
         self._orders[order.client_id] = order
+        self._open[order.client_id] = order
         self._schedule(now_ns, "submit", order)
 
     def cancel(self, client_id: str, now_ns: int) -> None:
@@ -298,8 +347,8 @@ class MatchingEngine:
         """Sends cancels for every open order (of ``symbol`` if given); returns their ids."""
         ids = [
             order.client_id
-            for order in self._orders.values()
-            if order.is_open and (symbol is None or order.symbol == symbol)
+            for order in self._open.values()
+            if symbol is None or order.symbol == symbol
         ]
         for client_id in ids:
             self._schedule(now_ns, "cancel", client_id)
@@ -358,11 +407,9 @@ class MatchingEngine:
 
     def open_orders(self, symbol: int | None = None) -> list[Order]:
         """Orders that may still execute, in submission order."""
-        return [
-            order
-            for order in self._orders.values()
-            if order.is_open and (symbol is None or order.symbol == symbol)
-        ]
+        if symbol is None:
+            return list(self._open.values())
+        return [order for order in self._open.values() if order.symbol == symbol]
 
     def touch(self, symbol: int = 0) -> Touch | None:
         """The symbol's touch, sizes net of what own takers consumed, or None if unknown."""
@@ -432,6 +479,7 @@ class MatchingEngine:
         order.state = state
         order.done_ns = ts
         order.reason = reason
+        self._open.pop(order.client_id, None)
         working = self._working.pop(order.client_id, None)
         if working is not None:
             self._market(order.symbol).working.remove(working)
@@ -597,30 +645,38 @@ class MatchingEngine:
     ) -> None:
         """Rules 5-6 for an applied touch update."""
         market.set_touch(bid, bid_units, ask, ask_units)
-        for working in tuple(market.working):
+        crossed: list[_Working] | None = None
+        for working in market.working:
             if working.sign > 0:
                 same, size_units, opposite = bid, bid_units, ask
             else:
                 same, size_units, opposite = -ask, ask_units, -bid
             key = working.key
             if opposite <= key:
-                self._maker_fill_rest(working, ts)
+                if crossed is None:
+                    crossed = [working]
+                else:
+                    crossed.append(working)
                 continue
             if same > key:
                 continue  # behind the touch: its size is not visible
             size = float(size_units) if same == key else 0.0
-            if working.queue < 0:
+            queue = working.queue
+            if queue < 0:
                 working.queue = working.level = size
                 continue
-            if size < working.level:
-                working.queue = working.queue * size / working.level
+            level = working.level
+            if size < level:
+                queue = queue * size / level
             working.level = size
-            if working.queue > size:
-                working.queue = size
+            working.queue = size if queue > size else queue
+        if crossed is not None:
+            for working in crossed:
+                self._maker_fill_rest(working, ts)
 
     def _trade_row(self, market: _Market, trade_key: int, units: int, ts: int) -> None:
         """Rules 5-6 for a print of ``units`` at ``trade_key``."""
-        taken_at_level: dict[int, int] = {}
+        taken_at_level: dict[int, int] | None = None
         for working in tuple(market.working):
             key = working.key
             signed = working.sign * trade_key
@@ -632,10 +688,13 @@ class MatchingEngine:
             passed = units - working.queue
             working.queue = max(working.queue - units, 0.0)
             working.level = max(working.level - units, 0.0)
-            available = passed - taken_at_level.get(key, 0)
+            taken = 0 if taken_at_level is None else taken_at_level.get(key, 0)
+            available = passed - taken
             if available >= 1.0:
                 fill = min(working.units - working.filled, int(available))
-                taken_at_level[key] = taken_at_level.get(key, 0) + fill
+                if taken_at_level is None:
+                    taken_at_level = {}
+                taken_at_level[key] = taken + fill
                 self._fill(working, fill, key, "maker", ts)
 
     def _bounds(self, market: _Market) -> tuple[int, int]:
@@ -656,6 +715,10 @@ class MatchingEngine:
             self._one_row(columns, start)
             return
         if columns.single_symbol:
+            market = self._market(int(columns.symbol[start]))
+            if market.last_uid == columns.uid_before[start]:
+                self._fast_segment(columns, market, start, stop)
+                return
             symbols = [int(columns.symbol[start])]
             masks: list[np.ndarray[Any, Any] | None] = [None]
         else:
@@ -707,6 +770,79 @@ class MatchingEngine:
                     int(columns.ask_units[row]),
                 )
             market.last_uid = max(market.last_uid, max_uid)
+
+    def _fast_segment(self, columns: RecordColumns, market: _Market, start: int, stop: int) -> None:
+        """Single symbol, engine's last id equal to the batch's so far (it processed the rows
+        before): the batch's fresh mask is exactly the applied mask, and the precomputed price
+        bounds pick the rows that matter."""
+        if market.working:
+            buy, sell = self._bounds(market)
+            relevant = (columns.low[start:stop] <= buy) | (columns.high[start:stop] >= sell)
+            rows = np.flatnonzero(relevant)
+            if len(rows):
+                self._fast_rows(columns, market, (rows + start).tolist())
+        row = int(columns.last_fresh[stop - 1])
+        if row >= start:
+            # Idempotent for a row the per-row logic applied: no takes happen inside a
+            # segment, so the taken counters are zero either way.
+            market.set_touch(
+                int(columns.bid[row]),
+                int(columns.bid_units[row]),
+                int(columns.ask[row]),
+                int(columns.ask_units[row]),
+            )
+            market.last_uid = max(market.last_uid, int(columns.uid_through[stop - 1]))
+
+    def _fast_rows(self, columns: RecordColumns, market: _Market, rows: list[int]) -> None:
+        """The per-row logic of ``_touch_row``/``_trade_row`` inlined for the hot loop.
+
+        The market's touch is not set row by row: nothing inside a segment reads it, and the
+        segment's last applied touch is set afterwards.
+        """
+        lists = columns.lists()
+        if len(rows) == 1:
+            values: Any = [(item[rows[0]],) for item in lists]
+        else:
+            gather = itemgetter(*rows)
+            values = [gather(item) for item in lists]
+        workings = market.working
+        for is_touch, ts, b, bu, a, au, trade_key, trade_units in zip(*values, strict=True):
+            if not is_touch:
+                self._trade_row(market, trade_key, trade_units, ts)
+                if not workings:
+                    return
+                continue
+            crossed = None
+            for working in workings:
+                key = working.key
+                if working.sign > 0:
+                    if a <= key:
+                        crossed = [working] if crossed is None else [*crossed, working]
+                        continue
+                    if b > key:
+                        continue
+                    size = float(bu) if b == key else 0.0
+                else:
+                    if -b <= key:
+                        crossed = [working] if crossed is None else [*crossed, working]
+                        continue
+                    if -a > key:
+                        continue
+                    size = float(au) if -a == key else 0.0
+                queue = working.queue
+                if queue < 0:
+                    working.queue = working.level = size
+                    continue
+                level = working.level
+                if size < level:
+                    queue = queue * size / level
+                working.level = size
+                working.queue = size if queue > size else queue
+            if crossed is not None:
+                for working in crossed:
+                    self._maker_fill_rest(working, ts)
+                if not workings:
+                    return
 
     def _one_row(self, columns: RecordColumns, row: int) -> None:
         ts = int(columns.local_ns[row])

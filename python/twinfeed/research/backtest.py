@@ -1,0 +1,388 @@
+"""Event-driven backtests of a :class:`twinfeed.strategy.Strategy` over captures.
+
+The records come from the Rust binding (the same pipeline the live ingest runs), so the
+strategy sees exactly what it would have seen live. Orders go through the shared
+:class:`twinfeed.matching.MatchingEngine`, fills through :class:`twinfeed.portfolio.Portfolio`.
+
+Time
+    Event time is the capture's receive clock, ``local_ns``. With a market-data latency
+    ``md_latency_ns`` the strategy sees each record that much later (``ctx.now_ns =
+    local_ns + md_latency_ns``); its orders reach the matching engine ``latency_ns`` after it
+    sent them. Nothing reads the wall clock.
+
+Modes
+    ``rows`` (strategies without ``wants_batches``): for each record, the engine processes it,
+    fills and order updates go to the strategy, then ``on_record``.
+    ``batches`` (``wants_batches = True``): records are cut on a fixed event-time grid of
+    ``decision_interval_ns`` (on ``now_ns``); for each non-empty interval the engine processes
+    all of it (fast path), the strategy gets the fills and updates, then one ``on_batch`` call
+    with ``ctx.now_ns`` = the time of the interval's last record. ``mode="rows"`` forces per-row
+    callbacks on a strategy that offers both.
+
+Determinism
+    The result is a pure function of (strategy and params, capture bytes, feature config,
+    settings): same inputs give byte-identical frames and artifact, whatever ``batch_rows``
+    the binding is read with, because intervals are cut on event time, not on read batches,
+    and the engine's batch path equals its per-row path exactly.
+
+Feed status
+    Derived from the records: a ``gap`` record makes the feed ``degraded`` until the next
+    ``book`` record (the book was rebuilt); a ``status`` record with the disconnected event makes
+    it ``stale`` until the next quote or book record. Recorded captures have no heartbeats to
+    lose, so silence is not treated as staleness here (the live runner does that).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from twinfeed import FeatureConfig
+from twinfeed.matching import MatchingEngine, RecordColumns
+from twinfeed.orders import Event, Fill, Order, OrderType, Side, TimeInForce
+from twinfeed.portfolio import Portfolio
+from twinfeed.records import KIND, build_info
+from twinfeed.research.backtest_report import BacktestResult, Recorder, mark_portfolio
+from twinfeed.research.features import CapturePaths, Progress, _paths, open_run
+from twinfeed.strategy import FeedStatus, PnL, Strategy
+
+__all__ = ["Backtest", "BacktestContext", "BacktestResult", "capture_digests"]
+
+Mode = Literal["auto", "rows", "batches"]
+_GAP = KIND["gap"]
+_STATUS = KIND["status"]
+_QUOTE = KIND["quote"]
+_BOOK = KIND["book"]
+_STATUS_DISCONNECTED = 2  # StatusEvent::Disconnected in the feature crate
+
+
+def capture_digests(capture: CapturePaths) -> list[dict[str, Any]]:
+    """sha256, size and name of every capture file, in reading order."""
+    digests = []
+    for path in _paths(capture):
+        sha = hashlib.sha256()
+        size = 0
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                sha.update(chunk)
+                size += len(chunk)
+        digests.append({"name": Path(path).name, "sha256": sha.hexdigest(), "bytes": size})
+    return digests
+
+
+class BacktestContext:
+    """The :class:`twinfeed.strategy.Context` of a backtest."""
+
+    def __init__(
+        self,
+        engine: MatchingEngine,
+        portfolio: Portfolio,
+        params: Mapping[str, Any],
+        primary_symbol: int = 0,
+    ) -> None:
+        self._engine = engine
+        self._portfolio = portfolio
+        self._params = params
+        self._primary = primary_symbol
+        self._now = 0
+        self._next_id = 0
+
+    @property
+    def now_ns(self) -> int:
+        """Event time of the latest record the strategy has seen."""
+        return self._now
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        """The strategy's merged parameters."""
+        return self._params
+
+    def submit(
+        self,
+        side: Side,
+        qty: float,
+        price: float | None = None,
+        type: OrderType = "limit",
+        tif: TimeInForce = "GTC",
+        client_id: str | None = None,
+        symbol: int | None = None,
+    ) -> str:
+        """See :meth:`twinfeed.strategy.Context.submit`."""
+        if client_id is None:
+            self._next_id += 1
+            client_id = f"o{self._next_id}"
+        order = Order(
+            client_id,
+            self._primary if symbol is None else symbol,
+            side,
+            float(qty),
+            None if type == "market" else price,
+            type=type,
+            tif=tif,
+        )
+        self._engine.submit(order, self._now)
+        return client_id
+
+    def cancel(self, client_id: str) -> None:
+        """See :meth:`twinfeed.strategy.Context.cancel`."""
+        self._engine.cancel(client_id, self._now)
+
+    def cancel_all(self, symbol: int | None = None) -> list[str]:
+        """See :meth:`twinfeed.strategy.Context.cancel_all`."""
+        return self._engine.cancel_all(self._now, symbol)
+
+    def replace(self, client_id: str, price: float, qty: float) -> None:
+        """See :meth:`twinfeed.strategy.Context.replace`."""
+        self._engine.replace(client_id, price, qty, self._now)
+
+    def position(self, symbol: int | None = None) -> float:
+        """See :meth:`twinfeed.strategy.Context.position`."""
+        return self._portfolio.position(self._primary if symbol is None else symbol).qty
+
+    def pnl(self) -> PnL:
+        """See :meth:`twinfeed.strategy.Context.pnl`; marks positions at the current mid."""
+        mark_portfolio(self._portfolio, self._engine)
+        return self._portfolio.pnl()
+
+    def open_orders(self, symbol: int | None = None) -> list[Order]:
+        """See :meth:`twinfeed.strategy.Context.open_orders`."""
+        return self._engine.open_orders(symbol)
+
+
+class Backtest:
+    """One backtest run of a strategy over a capture.
+
+    Args:
+        strategy: A :class:`Strategy` subclass (instantiated with ``params``) or instance.
+        capture: A capture file, a list of files, a capture folder, or an in-memory record
+            array (``twinfeed.record_dtype()``; benchmarks and tests).
+        config: Feature config (default ``FeatureConfig.default()``).
+        params: Strategy parameter overrides (only with a strategy class).
+        latency_ns: Order-entry latency (strategy -> matching engine). Default 1 ms.
+        md_latency_ns: Market-data latency (record -> strategy). Default 0.
+        maker_fee_bps: Maker fee in bps (negative = rebate). Default 0.
+        taker_fee_bps: Taker fee in bps. Default 1.7 (a high Binance USD-M fee tier).
+        sweep_slippage_bps: Penalty for market orders beyond the displayed touch size.
+        batch_rows: Rows per batch read from the binding (results do not depend on it).
+        decision_interval_ns: Event-time grid for ``on_batch`` calls (batch mode). 100 ms.
+        equity_interval_ns: Event-time grid of the equity and position samples. 1 s; a
+            multiple of ``decision_interval_ns`` in batch mode.
+        mode: ``"auto"`` (batches if the strategy ``wants_batches``), ``"rows"`` or
+            ``"batches"``.
+    """
+
+    def __init__(
+        self,
+        strategy: type[Strategy] | Strategy,
+        capture: CapturePaths | np.ndarray[Any, Any],
+        config: FeatureConfig | None = None,
+        params: Mapping[str, Any] | None = None,
+        *,
+        latency_ns: int = 1_000_000,
+        md_latency_ns: int = 0,
+        maker_fee_bps: float = 0.0,
+        taker_fee_bps: float = 1.7,
+        sweep_slippage_bps: float = 1.0,
+        batch_rows: int = 65_536,
+        decision_interval_ns: int = 100_000_000,
+        equity_interval_ns: int = 1_000_000_000,
+        mode: Mode = "auto",
+    ) -> None:
+        if isinstance(strategy, type):
+            strategy = strategy(params)
+        elif params:
+            raise ValueError("params are only accepted with a strategy class, not an instance")
+        self.strategy = strategy
+        self.capture = capture
+        self.config = config if config is not None else FeatureConfig.default()
+        if mode == "auto":
+            mode = "batches" if strategy.wants_batches else "rows"
+        if mode not in ("rows", "batches"):
+            raise ValueError(f"mode must be auto, rows or batches, got {mode!r}")
+        for name, value in (
+            ("latency_ns", latency_ns),
+            ("md_latency_ns", md_latency_ns),
+        ):
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+        if decision_interval_ns <= 0 or equity_interval_ns <= 0 or batch_rows <= 0:
+            raise ValueError("intervals and batch_rows must be positive")
+        if mode == "batches" and equity_interval_ns % decision_interval_ns:
+            raise ValueError("equity_interval_ns must be a multiple of decision_interval_ns")
+        self.mode: Literal["rows", "batches"] = mode
+        self.batch_rows = int(batch_rows)
+        #: Everything that defines the run besides strategy, capture and config; the artifact
+        #: records it. ``batch_rows`` is left out on purpose: results do not depend on it.
+        self.settings: dict[str, Any] = {
+            "latency_ns": int(latency_ns),
+            "md_latency_ns": int(md_latency_ns),
+            "maker_fee_bps": float(maker_fee_bps),
+            "taker_fee_bps": float(taker_fee_bps),
+            "sweep_slippage_bps": float(sweep_slippage_bps),
+            "decision_interval_ns": int(decision_interval_ns),
+            "equity_interval_ns": int(equity_interval_ns),
+            "mode": mode,
+            "clock": "local_ns (capture receive time)",
+        }
+
+    # ---- reading ------------------------------------------------------------------------
+
+    def _batches(
+        self, progress: Progress | None, symbols: list[str]
+    ) -> Iterator[np.ndarray[Any, Any]]:
+        if isinstance(self.capture, np.ndarray):
+            records = self.capture
+            for start in range(0, len(records), self.batch_rows):
+                yield records[start : start + self.batch_rows]
+                if progress is not None:
+                    progress(min(start + self.batch_rows, len(records)), len(records))
+            return
+        import twinfeed
+
+        dtype = twinfeed.record_dtype()
+        run = open_run(self.capture, self.config)
+        while (raw := run.next_records(self.batch_rows)) is not None:
+            yield np.frombuffer(raw, dtype=dtype)
+            if progress is not None:
+                progress(run.bytes_read, run.total_bytes)
+        symbols.extend(run.symbols())
+
+    def _slices(
+        self, batches: Iterator[np.ndarray[Any, Any]], grid_ns: int
+    ) -> Iterator[tuple[np.ndarray[Any, Any], RecordColumns, int, int]]:
+        """Re-cuts the read batches on an event-time grid (independent of ``batch_rows``).
+
+        Yields ``(chunk, columns, start, stop)``: one interval is ``chunk[start:stop]``; the
+        engine's columns are prepared once per chunk (a read batch plus the unfinished
+        interval carried over from the previous one).
+        """
+        shift = self.settings["md_latency_ns"]
+        carry: np.ndarray[Any, Any] | None = None
+        for batch in batches:
+            if not len(batch):
+                continue
+            chunk = batch if carry is None else np.concatenate([carry, batch])
+            buckets = (chunk["local_ns"] + shift) // grid_ns
+            cuts = (np.flatnonzero(buckets[1:] != buckets[:-1]) + 1).tolist()
+            if not cuts:
+                carry = chunk
+                continue
+            # The last interval may continue in the next batch: carry it over.
+            columns = RecordColumns(chunk[: cuts[-1]])
+            start = 0
+            for cut in cuts:
+                yield chunk, columns, start, cut
+                start = cut
+            carry = chunk[start:]
+        if carry is not None and len(carry):
+            yield carry, RecordColumns(carry), 0, len(carry)
+
+    # ---- running ------------------------------------------------------------------------
+
+    def run(self, progress: Progress | None = None) -> BacktestResult:
+        """Runs the backtest; ``progress(done, total)`` is called after each read batch."""
+        settings = self.settings
+        strategy = self.strategy
+        engine = MatchingEngine(
+            latency_ns=settings["latency_ns"],
+            maker_fee_bps=settings["maker_fee_bps"],
+            taker_fee_bps=settings["taker_fee_bps"],
+            sweep_slippage_bps=settings["sweep_slippage_bps"],
+        )
+        portfolio = Portfolio()
+        ctx = BacktestContext(engine, portfolio, strategy.params)
+        recorder = Recorder(
+            engine, portfolio, settings["equity_interval_ns"], settings["md_latency_ns"]
+        )
+        md_latency = settings["md_latency_ns"]
+        status: list[FeedStatus] = ["healthy"]
+
+        def dispatch(events: list[Event]) -> None:
+            for event in events:
+                if isinstance(event, Fill):
+                    recorder.fill(event, portfolio.apply(event))
+                    strategy.on_fill(ctx, event)
+                else:
+                    recorder.updates += 1
+                    strategy.on_order_update(ctx, event)
+
+        def feed_status(kind: int, flags: int) -> None:
+            current = status[0]
+            new = current
+            if kind == _GAP:
+                new = "degraded"
+            elif kind == _STATUS and flags == _STATUS_DISCONNECTED:
+                new = "stale"
+            elif (current == "degraded" and kind == _BOOK) or (
+                current == "stale" and kind in (_QUOTE, _BOOK)
+            ):
+                new = "healthy"
+            if new != current:
+                status[0] = new
+                recorder.status_changes += 1
+                strategy.on_feed_status(ctx, new)
+
+        symbols: list[str] = []
+        grid = settings["decision_interval_ns" if self.mode == "batches" else "equity_interval_ns"]
+        strategy.on_start(ctx)
+        for chunk, columns, start, stop in self._slices(self._batches(progress, symbols), grid):
+            records = chunk[start:stop]
+            local_ns = columns.local_ns
+            recorder.begin(int(local_ns[start]), stop - start)
+            if self.mode == "batches":
+                dispatch(engine.process(columns, start, stop))
+                kinds = records["kind"]
+                special = (kinds == _GAP) | (kinds == _STATUS)
+                if status[0] != "healthy":
+                    special |= (kinds == _QUOTE) | (kinds == _BOOK)
+                if special.any():
+                    flags = records["flags"]
+                    for row in np.flatnonzero(special).tolist():
+                        feed_status(int(kinds[row]), int(flags[row]))
+                ctx._now = int(local_ns[stop - 1]) + md_latency
+                strategy.on_batch(ctx, records)
+            else:
+                times = (local_ns[start:stop] + md_latency).tolist()
+                kinds_list = records["kind"].tolist()
+                flags_list = records["flags"].tolist()
+                on_record = strategy.on_record
+                for row in range(stop - start):
+                    events = engine.process(columns, start + row, start + row + 1)
+                    if events:
+                        dispatch(events)
+                    kind = kinds_list[row]
+                    if kind in (_GAP, _STATUS) or status[0] != "healthy":
+                        feed_status(kind, flags_list[row])
+                    ctx._now = times[row]
+                    on_record(ctx, records[row])
+            recorder.end(int(local_ns[stop - 1]))
+        strategy.on_stop(ctx)
+        # Whatever the strategy left working is cancelled; requests still in flight arrive.
+        engine.cancel_all(ctx.now_ns)
+        dispatch_final = engine.advance(ctx.now_ns + settings["latency_ns"])
+        for event in dispatch_final:
+            if isinstance(event, Fill):
+                recorder.fill(event, portfolio.apply(event))
+            else:
+                recorder.updates += 1
+        recorder.finish()
+        return BacktestResult.from_recorder(
+            recorder=recorder,
+            strategy_name=strategy.name or type(strategy).qualified_name(),
+            params=dict(strategy.params),
+            settings=dict(settings),
+            fingerprint=self.config.fingerprint,
+            captures=self._capture_info(),
+            build=build_info(self.config),
+            symbols=symbols,
+        )
+
+    def _capture_info(self) -> list[dict[str, Any]]:
+        if isinstance(self.capture, np.ndarray):
+            digest = hashlib.sha256(np.ascontiguousarray(self.capture).tobytes()).hexdigest()
+            return [{"name": "<records in memory>", "sha256": digest, "bytes": self.capture.nbytes}]
+        return capture_digests(self.capture)
