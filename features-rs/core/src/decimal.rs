@@ -12,6 +12,39 @@ const SCALE_DIGITS: u32 = 8;
 #[inline]
 pub fn parse_fixed(text: &str) -> Option<i64> {
     let bytes = text.as_bytes();
+    // Fast path: plain digits with a point and at most 8 decimals, at most 18 digits in all
+    // (cannot overflow). Everything else takes the careful path below.
+    if bytes.len() <= 19 && !bytes.is_empty() && bytes[0] != b'-' {
+        let mut value: i64 = 0;
+        let mut fraction: i32 = -1;
+        let mut ok = true;
+        for &b in bytes {
+            if b.is_ascii_digit() {
+                value = value * 10 + (b - b'0') as i64;
+                if fraction >= 0 {
+                    fraction += 1;
+                }
+            } else if b == b'.' && fraction < 0 {
+                fraction = 0;
+            } else {
+                ok = false;
+                break;
+            }
+        }
+        let fraction = fraction.max(0) as u32;
+        let digits = bytes.len() - (bytes.contains(&b'.') as usize);
+        if ok
+            && fraction <= SCALE_DIGITS
+            && digits > 0
+            && digits + (SCALE_DIGITS - fraction) as usize <= 18
+        {
+            return Some(value * 10_i64.pow(SCALE_DIGITS - fraction));
+        }
+    }
+    parse_fixed_careful(bytes)
+}
+
+fn parse_fixed_careful(bytes: &[u8]) -> Option<i64> {
     let (negative, digits) = match bytes.first()? {
         b'-' => (true, &bytes[1..]),
         _ => (false, bytes),

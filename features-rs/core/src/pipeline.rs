@@ -60,6 +60,9 @@ struct SymbolState {
     last_top: Option<TopOfBook>,
     quotes_kept: u64,
     books_applied: u64,
+    /// Book imbalance over the configured levels, recomputed when the book changes (NaN when
+    /// the book is invalid).
+    imbalance: f64,
 }
 
 pub struct Pipeline {
@@ -154,6 +157,7 @@ impl Pipeline {
             last_top: None,
             quotes_kept: 0,
             books_applied: 0,
+            imbalance: f64::NAN,
         });
         (self.symbols.len() - 1) as u16
     }
@@ -280,10 +284,7 @@ impl Pipeline {
             record.microprice = top.microprice;
         }
         if state.book.is_valid() {
-            let (bid, ask) = state.book.depth_qty(self.book_levels);
-            if bid + ask > 0 {
-                record.imbalance = (bid - ask) as f64 / (bid + ask) as f64;
-            }
+            record.imbalance = state.imbalance;
             record.flags |= FLAG_BOOK_VALID;
         }
         let (flow, flow_imbalance) = state.flow.values();
@@ -430,6 +431,15 @@ impl Pipeline {
         applied: Applied,
         out: &mut Vec<Record>,
     ) {
+        let levels = self.book_levels;
+        let state = &mut self.symbols[symbol as usize];
+        state.imbalance = f64::NAN;
+        if state.book.is_valid() {
+            let (bid, ask) = state.book.depth_qty(levels);
+            if bid + ask > 0 {
+                state.imbalance = (bid - ask) as f64 / (bid + ask) as f64;
+            }
+        }
         match applied {
             Applied::Ignored => {}
             Applied::Gap {
@@ -512,6 +522,7 @@ impl Pipeline {
         if event == StatusEvent::Disconnected {
             for symbol in 0..self.symbols.len() as u16 {
                 let state = &mut self.symbols[symbol as usize];
+                state.imbalance = f64::NAN;
                 if state.book.invalidate() {
                     let ts = state.last_exchange_ns;
                     self.emit_gap(symbol, local_ns, ts, GapReason::Disconnect, 0, out);

@@ -137,7 +137,15 @@ pub fn decode(frame: &str) -> Result<Message<'_>, DecodeError> {
             what: "stream envelope",
             detail: "unterminated `stream` name".into(),
         })?;
-        return decode_body(trimmed, stream_from_name(&rest[..end]), true);
+        let stream = stream_from_name(&rest[..end]);
+        let body_start = ENVELOPE_PREFIX.len() + end;
+        if let Some(message) = trimmed[body_start..]
+            .strip_prefix("\",\"data\":")
+            .and_then(|_| fast_path(trimmed, body_start + 9, stream, true))
+        {
+            return message;
+        }
+        return decode_body(trimmed, stream, true);
     }
     let stream = if let Some(event) = string_after(trimmed, "\"e\":\"") {
         stream_from_event(event)
@@ -153,7 +161,123 @@ pub fn decode(frame: &str) -> Result<Message<'_>, DecodeError> {
             detail: "not a JSON object".into(),
         });
     };
+    if let Some(message) = fast_path(trimmed, 0, stream, false) {
+        return message;
+    }
     decode_body(trimmed, stream, false)
+}
+
+/// Members of a bookTicker or trade body, filled by the flat scanner.
+#[derive(Default)]
+struct FlatBody<'a> {
+    u: Option<u64>,
+    s: Option<&'a str>,
+    b: Option<&'a str>,
+    bid_qty: Option<&'a str>,
+    a: Option<&'a str>,
+    ask_qty: Option<&'a str>,
+    a_id: Option<u64>,
+    event_ms: Option<i64>,
+    t: Option<u64>,
+    p: Option<&'a str>,
+    q: Option<&'a str>,
+    m: Option<bool>,
+    /// A member had an unexpected type: leave the frame to the full parser.
+    invalid: bool,
+}
+
+/// The flat-object fast path for bookTicker and trade frames. `None` means "not handled here";
+/// the full parser then decides, so results never depend on which path ran.
+fn fast_path(
+    text: &str,
+    body_start: usize,
+    stream: Stream,
+    enveloped: bool,
+) -> Option<Result<Message<'_>, DecodeError>> {
+    use super::flat::scan_object;
+    if !matches!(
+        stream,
+        Stream::BookTicker | Stream::Trade | Stream::AggTrade
+    ) {
+        return None;
+    }
+    let mut body = FlatBody::default();
+    let end = scan_object(text, body_start, |key, value| {
+        // A repeated known key or a wrong type: the full parser decides.
+        fn set<T>(slot: &mut Option<T>, value: Option<T>, invalid: &mut bool) {
+            match value {
+                Some(v) if slot.is_none() => *slot = Some(v),
+                _ => *invalid = true,
+            }
+        }
+        let invalid = &mut body.invalid;
+        match (stream, key) {
+            (_, "s") => set(&mut body.s, value.as_str(), invalid),
+            (_, "E") => set(&mut body.event_ms, value.as_i64(), invalid),
+            (_, "p") => set(&mut body.p, value.as_str(), invalid),
+            (_, "q") => set(&mut body.q, value.as_str(), invalid),
+            (_, "m") => set(&mut body.m, value.as_bool(), invalid),
+            (Stream::BookTicker, "u") => set(&mut body.u, value.as_u64(), invalid),
+            (Stream::BookTicker, "b") => set(&mut body.b, value.as_str(), invalid),
+            (Stream::BookTicker, "B") => set(&mut body.bid_qty, value.as_str(), invalid),
+            (Stream::BookTicker, "a") => set(&mut body.a, value.as_str(), invalid),
+            (Stream::BookTicker, "A") => set(&mut body.ask_qty, value.as_str(), invalid),
+            (Stream::Trade, "t") => set(&mut body.t, value.as_u64(), invalid),
+            (Stream::AggTrade, "a") => set(&mut body.a_id, value.as_u64(), invalid),
+            _ => {}
+        }
+    })?;
+    let rest = &text[end..];
+    let complete = if enveloped {
+        rest == "}"
+    } else {
+        rest.is_empty()
+    };
+    if !complete || body.invalid {
+        return None;
+    }
+    let message = match stream {
+        Stream::BookTicker => {
+            const WHAT: &str = "bookTicker";
+            let (u, s, b, bq, a, aq) = (
+                body.u?,
+                body.s?,
+                body.b?,
+                body.bid_qty?,
+                body.a?,
+                body.ask_qty?,
+            );
+            (|| {
+                Ok(Message::Quote(Quote {
+                    symbol: s,
+                    update_id: u,
+                    bid_px: fixed(b, WHAT, "b")?,
+                    bid_qty: fixed(bq, WHAT, "B")?,
+                    ask_px: fixed(a, WHAT, "a")?,
+                    ask_qty: fixed(aq, WHAT, "A")?,
+                    event_ms: body.event_ms,
+                }))
+            })()
+        }
+        _ => {
+            let aggregate = stream == Stream::AggTrade;
+            let what = if aggregate { "aggTrade" } else { "trade" };
+            let trade_id = if aggregate { body.a_id? } else { body.t? };
+            let (s, p, q, m, event_ms) = (body.s?, body.p?, body.q?, body.m?, body.event_ms?);
+            (|| {
+                Ok(Message::Trade(Trade {
+                    symbol: s,
+                    trade_id,
+                    px: fixed(p, what, "p")?,
+                    qty: fixed(q, what, "q")?,
+                    buyer_is_maker: m,
+                    event_ms,
+                    aggregate,
+                }))
+            })()
+        }
+    };
+    Some(message)
 }
 
 fn parse<'a, T: Deserialize<'a>>(

@@ -3,6 +3,7 @@
 
 pub mod binance;
 pub mod control;
+pub mod flat;
 
 use crate::decimal::parse_fixed;
 
