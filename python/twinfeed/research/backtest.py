@@ -50,7 +50,18 @@ from twinfeed.research.backtest_report import BacktestResult, Recorder, mark_por
 from twinfeed.research.features import CapturePaths, Progress, _paths, open_run
 from twinfeed.strategy import FeedStatus, PnL, Strategy
 
-__all__ = ["Backtest", "BacktestContext", "BacktestResult", "capture_digests"]
+__all__ = [
+    "DEFAULT_STRATEGY",
+    "Backtest",
+    "BacktestContext",
+    "BacktestResult",
+    "capture_digests",
+    "default_out_dir",
+    "load_strategy",
+]
+
+#: The strategy the demo and ``twinfeed backtest`` run when none is named.
+DEFAULT_STRATEGY = "twinfeed.strategies.market_maker:MarketMaker"
 
 Mode = Literal["auto", "rows", "batches"]
 _GAP = KIND["gap"]
@@ -72,6 +83,31 @@ def capture_digests(capture: CapturePaths) -> list[dict[str, Any]]:
                 size += len(chunk)
         digests.append({"name": Path(path).name, "sha256": sha.hexdigest(), "bytes": size})
     return digests
+
+
+def load_strategy(spec: str) -> type[Strategy]:
+    """The Strategy subclass named ``module:Class`` (e.g. :data:`DEFAULT_STRATEGY`)."""
+    import importlib
+
+    module_name, _, class_name = spec.partition(":")
+    if not module_name or not class_name:
+        raise ValueError(f"strategy must be module:Class, got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"cannot import strategy module {module_name!r}: {error}") from error
+    strategy = getattr(module, class_name, None)
+    if not (isinstance(strategy, type) and issubclass(strategy, Strategy)):
+        raise ValueError(f"{spec!r} is not a twinfeed.strategy.Strategy subclass")
+    return strategy
+
+
+def default_out_dir(capture: str | Path) -> Path:
+    """``runs/backtest-<capture stem>``, compression and text suffixes stripped."""
+    name = Path(capture).name
+    for suffix in (".gz", ".zst", ".zstd", ".txt", ".log"):
+        name = name.removesuffix(suffix)
+    return Path("runs") / f"backtest-{name}"
 
 
 class BacktestContext:
@@ -342,6 +378,7 @@ class Backtest:
                 if special.any():
                     flags = records["flags"]
                     for row in np.flatnonzero(special).tolist():
+                        ctx._now = int(local_ns[start + row]) + md_latency
                         feed_status(int(kinds[row]), int(flags[row]))
                 ctx._now = int(local_ns[stop - 1]) + md_latency
                 strategy.on_batch(ctx, records)
@@ -354,10 +391,10 @@ class Backtest:
                     events = engine.process(columns, start + row, start + row + 1)
                     if events:
                         dispatch(events)
+                    ctx._now = times[row]
                     kind = kinds_list[row]
                     if kind in (_GAP, _STATUS) or status[0] != "healthy":
                         feed_status(kind, flags_list[row])
-                    ctx._now = times[row]
                     on_record(ctx, records[row])
             recorder.end(int(local_ns[stop - 1]))
         strategy.on_stop(ctx)

@@ -1,0 +1,145 @@
+"""``twinfeed backtest``: run a strategy over a capture; metrics, plots and artifact."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from twinfeed.cli._app import main
+from twinfeed.cli._util import console, load_config, progress_bar
+from twinfeed.research.backtest import DEFAULT_STRATEGY
+
+_MODES = click.Choice(["auto", "rows", "batches"])
+
+
+def _params(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text()
+    try:
+        params = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise click.BadParameter(f"not JSON: {error}", param_hint="--params") from error
+    if not isinstance(params, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--params")
+    return params
+
+
+def _format(value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    if value == int(value) and abs(value) < 1e15:
+        return f"{int(value):,}"
+    return f"{value:,.6g}"
+
+
+@main.command("backtest")
+@click.option(
+    "--strategy",
+    "strategy_spec",
+    default=DEFAULT_STRATEGY,
+    show_default=True,
+    help="Strategy class as module:Class.",
+)
+@click.option(
+    "--capture",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Capture file or live capture folder.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Feature config TOML (default: FeatureConfig.default()).",
+)
+@click.option(
+    "--params",
+    "params_text",
+    metavar="JSON",
+    help="Strategy parameter overrides, e.g. '{\"order_qty\": 0.01}' or @params.json.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder (default: runs/backtest-<capture stem>).",
+)
+@click.option("--latency-ms", default=1.0, show_default=True, help="Order-entry latency.")
+@click.option("--md-latency-ms", default=0.0, show_default=True, help="Market-data latency.")
+@click.option("--maker-fee-bps", default=0.0, show_default=True, help="Negative = rebate.")
+@click.option("--taker-fee-bps", default=1.7, show_default=True)
+@click.option(
+    "--decision-ms",
+    default=100.0,
+    show_default=True,
+    help="Event-time interval between on_batch calls (batch strategies).",
+)
+@click.option(
+    "--mode",
+    type=_MODES,
+    default="auto",
+    show_default=True,
+    help="rows: on_record per record; batches: on_batch per interval.",
+)
+@click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+def backtest(
+    strategy_spec: str,
+    capture: Path,
+    config_path: Path | None,
+    params_text: str | None,
+    out: Path | None,
+    latency_ms: float,
+    md_latency_ms: float,
+    maker_fee_bps: float,
+    taker_fee_bps: float,
+    decision_ms: float,
+    mode: str,
+    no_plots: bool,
+) -> None:
+    """Backtest a strategy on CAPTURE through the same feature pipeline as live.
+
+    Writes artifact.json (strategy, params, feature fingerprint, capture sha256, build,
+    metrics) and equity.png, inventory.png, quotes.png into the output folder.
+    """
+    from twinfeed.research.backtest import Backtest, default_out_dir, load_strategy
+
+    try:
+        strategy = load_strategy(strategy_spec)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--strategy") from error
+    config = load_config(config_path)
+    try:
+        run = Backtest(
+            strategy,
+            capture,
+            config,
+            _params(params_text),
+            latency_ns=round(latency_ms * 1e6),
+            md_latency_ns=round(md_latency_ms * 1e6),
+            maker_fee_bps=maker_fee_bps,
+            taker_fee_bps=taker_fee_bps,
+            decision_interval_ns=round(decision_ms * 1e6),
+            mode=mode,  # type: ignore[arg-type]
+        )
+    except ValueError as error:
+        raise click.ClickException(str(error)) from error
+    with progress_bar("backtest") as advance:
+        result = run.run(progress=advance)
+    out = out if out is not None else default_out_dir(capture)
+    artifact = result.write_artifact(out / "artifact.json")
+    plots = [] if no_plots else result.plot(out)
+
+    table = Table(title=f"{result.strategy_name} on {capture.name} ({run.mode})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in result.metrics.items():
+        table.add_row(name, _format(value))
+    console.print(table)
+    console.print(f"fingerprint {result.fingerprint[:16]}  digest {result.digest()[:16]}")
+    console.print(f"wrote {artifact}" + "".join(f", {path.name}" for path in plots))
