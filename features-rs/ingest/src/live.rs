@@ -277,7 +277,13 @@ impl Live {
                 Ok(None)
             }
             Some(Ok(Message::Close(frame))) => Ok(Some(match frame {
-                Some(frame) => format!("closed by the venue ({} {})", frame.code, frame.reason),
+                Some(frame) if frame.reason.is_empty() => {
+                    format!("closed by the venue (code {})", frame.code)
+                }
+                Some(frame) => format!(
+                    "closed by the venue (code {}: {})",
+                    frame.code, frame.reason
+                ),
                 None => "closed by the venue".into(),
             })),
             // tungstenite answers pings itself.

@@ -231,7 +231,7 @@ mod tests {
             (200, b"{}{}".to_vec())
         );
         assert!(complete_body(&r[..r.len() - 1], false).is_none());
-        let r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{\"\r\n3\r\na\":1\r\n1\r\n}\r\n0\r\n\r\n";
+        let r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{\"\r\n4\r\na\":1\r\n1\r\n}\r\n0\r\n\r\n";
         assert_eq!(
             complete_body(r, false).unwrap().unwrap().1,
             b"{\"a\":1}".to_vec()
