@@ -293,9 +293,9 @@ def run(engine: MatchingEngine, data: np.ndarray[Any, Any], requests: list, batc
     return events
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(scenario(), st.integers(0, 3))
-def test_properties(case: tuple, latency: int) -> None:
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenario(), st.integers(0, 3), st.sampled_from([0, 96]))
+def test_properties(case: tuple, latency: int, per_order_min_rows: int) -> None:
     data, requests = case
     fresh = [
         (
@@ -332,10 +332,65 @@ def test_properties(case: tuple, latency: int) -> None:
         if order_.tif == "GTX":
             assert all(f.liquidity == "maker" for f in mine)
     # Deterministic, and the batch fast path equals the per-row path exactly.
-    again = run(
-        MatchingEngine(latency_ns=latency, maker_fee_bps=-0.5, taker_fee_bps=2.0),
-        data,
-        fresh,
-        batch=True,
-    )
+    # per_order_min_rows=0 forces the per-order path on every multi-row segment.
+    batch_engine = MatchingEngine(latency_ns=latency, maker_fee_bps=-0.5, taker_fee_bps=2.0)
+    batch_engine.per_order_min_rows = per_order_min_rows
+    again = run(batch_engine, data, fresh, batch=True)
     assert again == events
+
+
+@st.composite
+def one_symbol_stream(draw: st.DrawFn) -> tuple[np.ndarray[Any, Any], list[Order]]:
+    """A long single-symbol stream and resting orders sent before it (batch fast paths)."""
+    rows = []
+    uid = 1
+    bid = draw(st.integers(1, 4))
+    for ts in range(draw(st.integers(20, 150))):
+        if draw(st.integers(0, 3)):
+            bid = min(max(bid + draw(st.sampled_from([-1, 0, 0, 0, 1])), 0), len(PRICES) - 2)
+            ask = min(bid + draw(st.sampled_from([1, 1, 1, 2])), len(PRICES) - 1)
+            uid += draw(st.sampled_from([1, 1, 1, 2, -3]))
+            size = st.sampled_from([0.1, 0.5, 1.0, 2.5])
+            rows.append(quote(ts, PRICES[bid], draw(size), PRICES[ask], draw(size), max(uid, 0)))
+        else:
+            qty = draw(st.sampled_from([0.05, 0.3, 1.0])) * draw(st.sampled_from([1, -1]))
+            rows.append(trade(ts, PRICES[min(bid + draw(st.integers(-1, 2)), 6)], qty))
+    orders = [
+        order(f"o{index}", side, draw(st.sampled_from([0.1, 0.7, 2.0])), price)
+        for index, (side, price) in enumerate(
+            draw(
+                st.lists(
+                    st.tuples(st.sampled_from(["buy", "sell"]), st.sampled_from(PRICES)),
+                    min_size=1,
+                    max_size=4,
+                )
+            )
+        )
+    ]
+    return records(*rows), orders
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(one_symbol_stream(), st.sampled_from([0, 10_000]), st.integers(0, 5))
+def test_batch_paths_equal_per_row_on_long_streams(
+    case: tuple, per_order_min_rows: int, latency: int
+) -> None:
+    data, orders = case
+
+    def copy(o: Order) -> Order:
+        return Order(o.client_id, o.symbol, o.side, o.qty, o.price, type=o.type, tif=o.tif)
+
+    per_row = MatchingEngine(latency_ns=latency)
+    batched = MatchingEngine(latency_ns=latency)
+    batched.per_order_min_rows = per_order_min_rows
+    for o in orders:
+        per_row.submit(copy(o), now_ns=0)
+        batched.submit(copy(o), now_ns=0)
+    expected = [event for row in data for event in per_row.on_record(row)]
+    half = len(data) // 2
+    got = batched.on_batch(data[:half]) + batched.on_batch(data[half:])
+    assert got == expected
+    assert per_row.touch(0) == batched.touch(0)
+    for client_id, o in per_row.orders.items():
+        assert batched.queue_ahead(client_id) == per_row.queue_ahead(client_id)
+        assert batched.orders[client_id] == o

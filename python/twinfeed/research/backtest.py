@@ -35,6 +35,7 @@ Feed status
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_left
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -189,6 +190,12 @@ class BacktestContext:
         return self._engine.open_orders(symbol)
 
 
+def _special_rows(records: np.ndarray[Any, Any]) -> list[int]:
+    """Indices of gap and status records (rare: the feed-status logic looks only there)."""
+    kinds = records["kind"]
+    return np.flatnonzero((kinds == _GAP) | (kinds == _STATUS)).tolist()
+
+
 class Backtest:
     """One backtest run of a strategy over a capture.
 
@@ -289,12 +296,13 @@ class Backtest:
 
     def _slices(
         self, batches: Iterator[np.ndarray[Any, Any]], grid_ns: int
-    ) -> Iterator[tuple[np.ndarray[Any, Any], RecordColumns, int, int]]:
+    ) -> Iterator[tuple[np.ndarray[Any, Any], RecordColumns, list[int], list[int]]]:
         """Re-cuts the read batches on an event-time grid (independent of ``batch_rows``).
 
-        Yields ``(chunk, columns, start, stop)``: one interval is ``chunk[start:stop]``; the
-        engine's columns are prepared once per chunk (a read batch plus the unfinished
-        interval carried over from the previous one).
+        Yields ``(chunk, columns, bounds, special)``: interval ``i`` is
+        ``chunk[bounds[i]:bounds[i + 1]]``; the engine's columns are prepared once per chunk (a
+        read batch plus the unfinished interval carried over from the previous one), and
+        ``special`` lists the chunk's gap and status rows (feed status).
         """
         shift = self.settings["md_latency_ns"]
         carry: np.ndarray[Any, Any] | None = None
@@ -308,14 +316,11 @@ class Backtest:
                 carry = chunk
                 continue
             # The last interval may continue in the next batch: carry it over.
-            columns = RecordColumns(chunk[: cuts[-1]])
-            start = 0
-            for cut in cuts:
-                yield chunk, columns, start, cut
-                start = cut
-            carry = chunk[start:]
+            done = chunk[: cuts[-1]]
+            yield done, RecordColumns(done), [0, *cuts], _special_rows(done)
+            carry = chunk[cuts[-1] :]
         if carry is not None and len(carry):
-            yield carry, RecordColumns(carry), 0, len(carry)
+            yield carry, RecordColumns(carry), [0, len(carry)], _special_rows(carry)
 
     # ---- running ------------------------------------------------------------------------
 
@@ -365,38 +370,42 @@ class Backtest:
         symbols: list[str] = []
         grid = settings["decision_interval_ns" if self.mode == "batches" else "equity_interval_ns"]
         strategy.on_start(ctx)
-        for chunk, columns, start, stop in self._slices(self._batches(progress, symbols), grid):
-            records = chunk[start:stop]
+        batch_mode = self.mode == "batches"
+        for chunk, columns, bounds, special in self._slices(self._batches(progress, symbols), grid):
             local_ns = columns.local_ns
-            recorder.begin(int(local_ns[start]), stop - start)
-            if self.mode == "batches":
-                dispatch(engine.process(columns, start, stop))
-                kinds = records["kind"]
-                special = (kinds == _GAP) | (kinds == _STATUS)
-                if status[0] != "healthy":
-                    special |= (kinds == _QUOTE) | (kinds == _BOOK)
-                if special.any():
-                    flags = records["flags"]
-                    for row in np.flatnonzero(special).tolist():
-                        ctx._now = int(local_ns[start + row]) + md_latency
-                        feed_status(int(kinds[row]), int(flags[row]))
-                ctx._now = int(local_ns[stop - 1]) + md_latency
-                strategy.on_batch(ctx, records)
-            else:
-                times = (local_ns[start:stop] + md_latency).tolist()
-                kinds_list = records["kind"].tolist()
-                flags_list = records["flags"].tolist()
-                on_record = strategy.on_record
-                for row in range(stop - start):
-                    events = engine.process(columns, start + row, start + row + 1)
-                    if events:
-                        dispatch(events)
-                    ctx._now = times[row]
-                    kind = kinds_list[row]
-                    if kind in (_GAP, _STATUS) or status[0] != "healthy":
-                        feed_status(kind, flags_list[row])
-                    on_record(ctx, records[row])
-            recorder.end(int(local_ns[stop - 1]))
+            for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+                records = chunk[start:stop]
+                recorder.begin(int(local_ns[start]), stop - start)
+                if batch_mode:
+                    dispatch(engine.process(columns, start, stop))
+                    if status[0] != "healthy" or (
+                        special and bisect_left(special, start) < bisect_left(special, stop)
+                    ):
+                        kinds = records["kind"]
+                        mask = (kinds == _GAP) | (kinds == _STATUS)
+                        if status[0] != "healthy":
+                            mask |= (kinds == _QUOTE) | (kinds == _BOOK)
+                        flags = records["flags"]
+                        for row in np.flatnonzero(mask).tolist():
+                            ctx._now = int(local_ns[start + row]) + md_latency
+                            feed_status(int(kinds[row]), int(flags[row]))
+                    ctx._now = int(local_ns[stop - 1]) + md_latency
+                    strategy.on_batch(ctx, records)
+                else:
+                    times = (local_ns[start:stop] + md_latency).tolist()
+                    kinds_list = records["kind"].tolist()
+                    flags_list = records["flags"].tolist()
+                    on_record = strategy.on_record
+                    for row in range(stop - start):
+                        events = engine.process(columns, start + row, start + row + 1)
+                        if events:
+                            dispatch(events)
+                        ctx._now = times[row]
+                        kind = kinds_list[row]
+                        if kind in (_GAP, _STATUS) or status[0] != "healthy":
+                            feed_status(kind, flags_list[row])
+                        on_record(ctx, records[row])
+                recorder.end(int(local_ns[stop - 1]))
         strategy.on_stop(ctx)
         # Whatever the strategy left working is cancelled; requests still in flight arrive.
         engine.cancel_all(ctx.now_ns)
@@ -420,6 +429,7 @@ class Backtest:
 
     def _capture_info(self) -> list[dict[str, Any]]:
         if isinstance(self.capture, np.ndarray):
-            digest = hashlib.sha256(np.ascontiguousarray(self.capture).tobytes()).hexdigest()
+            data = np.ascontiguousarray(self.capture).view(np.uint8)
+            digest = hashlib.sha256(data.data).hexdigest()
             return [{"name": "<records in memory>", "sha256": digest, "bytes": self.capture.nbytes}]
         return capture_digests(self.capture)
