@@ -76,7 +76,8 @@ impl RingWriter {
         let built = (|| {
             file.set_len(size as u64)?;
             // SAFETY: the file is ours (fresh temporary name) and sized before mapping.
-            unsafe { MmapMut::map_mut(&file) }
+            // Populated up front: the hot path never takes a page fault.
+            unsafe { memmap2::MmapOptions::new().populate().map_mut(&file) }
         })();
         let mut map = match built {
             Ok(map) => map,
