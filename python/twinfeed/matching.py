@@ -193,6 +193,7 @@ class RecordColumns:
 
     __slots__ = (
         "_lists",
+        "_row_lists",
         "ask",
         "ask_units",
         "bid",
@@ -238,6 +239,7 @@ class RecordColumns:
         self.monotonic = bool(n < 2 or (np.diff(self.local_ns) >= 0).all())
         self.single_symbol = bool(n == 0 or (self.symbol == self.symbol[0]).all())
         self._lists: tuple[list[Any], ...] | None = None
+        self._row_lists: tuple[list[Any], ...] | None = None
         if not self.single_symbol or n == 0:
             return
         # Stale-touch guard within the batch: a touch row is fresh if its id is unknown (0) or
@@ -259,6 +261,28 @@ class RecordColumns:
         self.high = np.where(
             self.fresh, self.ask, np.where(self.is_trade, self.trade_key, -_NO_PRICE)
         )
+
+    def row_lists(self) -> tuple[list[Any], ...]:
+        """Python lists for the one-row path: is_touch, is_trade, symbol, update_id, local_ns,
+        bid, bid_units, ask, ask_units, trade_key, trade_units (built once, on demand)."""
+        if self._row_lists is None:
+            is_touch, local_ns, bid, bid_units, ask, ask_units, trade_key, trade_units = (
+                self.lists()
+            )
+            self._row_lists = (
+                is_touch,
+                self.is_trade.tolist(),
+                self.symbol.tolist(),
+                self.update_id.tolist(),
+                local_ns,
+                bid,
+                bid_units,
+                ask,
+                ask_units,
+                trade_key,
+                trade_units,
+            )
+        return self._row_lists
 
     def lists(self) -> tuple[list[Any], ...]:
         """Python lists of the columns the per-row logic reads (built once, on demand)."""
@@ -383,10 +407,13 @@ class MatchingEngine:
 
     def process(self, columns: RecordColumns, start: int, stop: int) -> list[Event]:
         """Feeds rows ``start:stop`` of prepared ``columns``; returns the events caused."""
-        if not columns.monotonic:
+        if stop - start == 1 or not columns.monotonic:
+            times = columns.row_lists()[4]
+            pending = self._pending
             for row in range(start, stop):
-                self._arrive_until(int(columns.local_ns[row]))
-                self._segment(columns, row, row + 1)
+                if pending and pending[0][0] <= times[row]:
+                    self._arrive_until(times[row])
+                self._one_row(columns, row)
             return self._take_events()
         row = start
         while row < stop:
@@ -966,28 +993,21 @@ class MatchingEngine:
                     return
 
     def _one_row(self, columns: RecordColumns, row: int) -> None:
-        ts = int(columns.local_ns[row])
-        if columns.is_touch[row]:
-            market = self._market(int(columns.symbol[row]))
-            uid = int(columns.update_id[row])
+        """The per-row logic for one row (the definition the batch paths must equal)."""
+        (is_touch, is_trade, symbol, update_id, ts, bid, bid_units, ask, ask_units, trade_key,
+         trade_units) = columns.row_lists()  # fmt: skip
+        if is_touch[row]:
+            market = self._market(symbol[row])
+            uid = update_id[row]
             if uid != 0:
                 if uid <= market.last_uid:
                     return
                 market.last_uid = uid
-            self._touch_row(
-                market,
-                int(columns.bid[row]),
-                int(columns.bid_units[row]),
-                int(columns.ask[row]),
-                int(columns.ask_units[row]),
-                ts,
-            )
-        elif columns.is_trade[row]:
-            market = self._market(int(columns.symbol[row]))
+            self._touch_row(market, bid[row], bid_units[row], ask[row], ask_units[row], ts[row])
+        elif is_trade[row]:
+            market = self._market(symbol[row])
             if market.working:
-                self._trade_row(
-                    market, int(columns.trade_key[row]), int(columns.trade_units[row]), ts
-                )
+                self._trade_row(market, trade_key[row], trade_units[row], ts[row])
 
     def _relevant_rows(self, columns: RecordColumns, rows: np.ndarray[Any, Any]) -> None:
         symbol = columns.symbol[rows].tolist()

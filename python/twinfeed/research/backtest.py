@@ -257,6 +257,8 @@ class Backtest:
         if mode == "batches" and equity_interval_ns % decision_interval_ns:
             raise ValueError("equity_interval_ns must be a multiple of decision_interval_ns")
         self.mode: Literal["rows", "batches"] = mode
+        #: sha256, size and name of each input (hashed up front: provenance, not engine work).
+        self.captures = self._capture_info()
         self.batch_rows = int(batch_rows)
         #: Everything that defines the run besides strategy, capture and config; the artifact
         #: records it. ``batch_rows`` is left out on purpose: results do not depend on it.
@@ -309,16 +311,29 @@ class Backtest:
         for batch in batches:
             if not len(batch):
                 continue
-            chunk = batch if carry is None else np.concatenate([carry, batch])
-            buckets = (chunk["local_ns"] + shift) // grid_ns
+            buckets = (batch["local_ns"] + shift) // grid_ns
             cuts = (np.flatnonzero(buckets[1:] != buckets[:-1]) + 1).tolist()
+            if carry is not None and len(carry):
+                carry_bucket = (int(carry["local_ns"][-1]) + shift) // grid_ns
+                if int(buckets[0]) != carry_bucket:
+                    cuts.insert(0, 0)
             if not cuts:
-                carry = chunk
+                carry = batch if carry is None else np.concatenate([carry, batch])
                 continue
-            # The last interval may continue in the next batch: carry it over.
-            done = chunk[: cuts[-1]]
-            yield done, RecordColumns(done), [0, *cuts], _special_rows(done)
-            carry = chunk[cuts[-1] :]
+            first = cuts[0]
+            if carry is not None and len(carry):
+                # Only the interval that straddles two read batches is copied together.
+                head = np.concatenate([carry, batch[:first]])
+                yield head, RecordColumns(head), [0, len(head)], _special_rows(head)
+            elif first:
+                head = batch[:first]
+                yield head, RecordColumns(head), [0, first], _special_rows(head)
+            if len(cuts) > 1:
+                # The last interval may continue in the next batch: carried over.
+                body = batch[first : cuts[-1]]
+                bounds = [cut - first for cut in cuts]
+                yield body, RecordColumns(body), bounds, _special_rows(body)
+            carry = batch[cuts[-1] :]
         if carry is not None and len(carry):
             yield carry, RecordColumns(carry), [0, len(carry)], _special_rows(carry)
 
@@ -422,7 +437,7 @@ class Backtest:
             params=dict(strategy.params),
             settings=dict(settings),
             fingerprint=self.config.fingerprint,
-            captures=self._capture_info(),
+            captures=self.captures,
             build=build_info(self.config),
             symbols=symbols,
         )
