@@ -27,8 +27,9 @@ Clock
     arrival time (order handling) or the record's ``local_ns`` (fills from market activity).
 
 Rules
-    1. **Validation.** Bad side/type/tif, non-positive quantity, a limit order without a positive
-       price, or a post-only market order is ``rejected`` on arrival. A market order with no touch
+    1. **Validation.** Bad side/type/tif, a quantity that is not positive (or below 1e-8), a
+       limit order without a positive price, or a post-only market order is ``rejected`` on
+       arrival. A market order with no touch
        known yet is rejected (``no market``).
     2. **Market orders** take the opposite touch at its price, up to its displayed size (less
        what this engine's own orders already took from that same touch). The rest sweeps
@@ -521,6 +522,8 @@ class MatchingEngine:
     def _arrive(self, order: Order, ts: int) -> None:
         reason = validate(order)
         market = self._market(order.symbol)
+        if not reason and qty_units(order.qty) < 1:
+            reason = f"qty {order.qty!r} is below the 1e-8 resolution"
         if not reason and order.type == "market" and not market.known:
             reason = "no market"
         if reason:
