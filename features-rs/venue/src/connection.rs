@@ -4,6 +4,7 @@
 //! writes; a reader task turns client frames into events (SUBSCRIBE, ping, close) that the
 //! writer handles between chunks, so replies land on frame boundaries.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::faults::Faults;
 use crate::frames::{self, Encoded, Mode, OPCODE_PONG, OPCODE_TEXT};
@@ -27,7 +28,8 @@ const CHUNK_BYTES: usize = 1 << 20;
 enum Ending {
     /// The capture is consumed (no `--loop`): close frame 1000.
     Finished,
-    /// The client sent a close frame or went away.
+    /// The client sent a close frame or went away, or the venue is shutting down while a
+    /// frame was half written: the TCP stream is ended without (another) close frame.
     ClientClosed,
     /// A drop fault or `POST /_venue/disconnect`: TCP reset, no close frame.
     Reset,
@@ -50,7 +52,13 @@ pub async fn serve(
     let (sender, events) = mpsc::channel(64);
     let reader = tokio::spawn(read_client(read_half, leftover, sender));
     venue.replay.clients.fetch_add(1, Ordering::Relaxed);
+    let mut commands = venue.commands.subscribe();
+    let seen_disconnects = commands.borrow_and_update().disconnects;
     let mut connection = Connection {
+        events,
+        commands,
+        seen_disconnects,
+        pending: VecDeque::new(),
         plan: venue.faults.claim(),
         encoded: venue.encodings.get(mode, &[]),
         venue: venue.clone(),
@@ -66,7 +74,7 @@ pub async fn serve(
         last_malformed_at: 0,
     };
     connection.subscribe(&streams);
-    let ending = connection.run(events).await;
+    let ending = connection.run().await;
     venue.replay.clients.fetch_sub(1, Ordering::Relaxed);
     let mut writer = connection.writer;
     match ending {
@@ -119,6 +127,11 @@ async fn read_client(read_half: OwnedReadHalf, leftover: Vec<u8>, sender: mpsc::
 struct Connection {
     venue: Arc<Venue>,
     writer: OwnedWriteHalf,
+    events: mpsc::Receiver<Incoming>,
+    commands: watch::Receiver<Command>,
+    seen_disconnects: u64,
+    /// Client events that arrived while a chunk was being written.
+    pending: VecDeque<Incoming>,
     mode: Mode,
     /// Stream names as the client asked for them (LIST_SUBSCRIPTIONS answers these).
     requested: Vec<String>,
@@ -142,22 +155,23 @@ enum Flow {
 }
 
 impl Connection {
-    async fn run(&mut self, mut events: mpsc::Receiver<Incoming>) -> std::io::Result<Ending> {
-        let mut commands = self.venue.commands.subscribe();
-        let seen_disconnects = commands.borrow_and_update().disconnects;
+    async fn run(&mut self) -> std::io::Result<Ending> {
         let mut released = self.venue.replay.released();
         let timed = matches!(self.venue.replay.speed, Speed::Factor(_));
         loop {
-            if commands.has_changed().unwrap_or(false) {
-                let command: Command = *commands.borrow_and_update();
-                if command.shutdown {
-                    return Ok(Ending::GoingAway);
-                }
-                if command.disconnects != seen_disconnects {
-                    return Ok(Ending::Reset);
-                }
+            // `changed()` below marks values seen, so compare values, not change flags.
+            let command: Command = *self.commands.borrow_and_update();
+            if command.shutdown {
+                return Ok(Ending::GoingAway);
             }
-            while let Ok(incoming) = events.try_recv() {
+            if command.disconnects != self.seen_disconnects {
+                return Ok(Ending::Reset);
+            }
+            while let Some(incoming) = self
+                .pending
+                .pop_front()
+                .or_else(|| self.events.try_recv().ok())
+            {
                 if let Flow::End(ending) = self.on_client(incoming).await? {
                     return Ok(ending);
                 }
@@ -179,13 +193,13 @@ impl Connection {
                 }
             }
             tokio::select! {
-                incoming = events.recv() => {
+                incoming = self.events.recv() => {
                     let incoming = incoming.unwrap_or(Ok(None));
                     if let Flow::End(ending) = self.on_client(incoming).await? {
                         return Ok(ending);
                     }
                 }
-                _ = commands.changed() => {}
+                _ = self.commands.changed() => {}
                 _ = released.changed(), if timed => {}
             }
         }
@@ -226,7 +240,9 @@ impl Connection {
                 let payload = frames::payload_of(encoded.bytes_of(start..start + 1));
                 let mut frame = Vec::with_capacity(payload.len() / 2 + 10);
                 frames::push_frame(&mut frame, OPCODE_TEXT, &payload[..payload.len() / 2]);
-                self.writer.write_all(&frame).await?;
+                if let Some(ending) = self.push(&frame).await? {
+                    return Ok(Flow::End(ending));
+                }
             }
         }
         let skip = match (self.skipped, self.plan.skip_depth) {
@@ -263,9 +279,9 @@ impl Connection {
         for limit in limits.into_iter().flatten() {
             chunk_end = chunk_end.min(limit);
         }
-        self.writer
-            .write_all(encoded.bytes_of(start..chunk_end))
-            .await?;
+        if let Some(ending) = self.push(encoded.bytes_of(start..chunk_end)).await? {
+            return Ok(Flow::End(ending));
+        }
         let count = (chunk_end - start) as u64;
         self.sent += count;
         self.depth_seen += encoded.depth_count(start..chunk_end) as u64;
@@ -280,6 +296,40 @@ impl Connection {
             self.report_position();
         }
         Ok(Flow::Continue)
+    }
+
+    /// Writes `bytes`, but gives up when the client closes or a venue order comes meanwhile:
+    /// a client that stopped reading must not keep the connection (and its task) forever.
+    async fn push(&mut self, bytes: &[u8]) -> std::io::Result<Option<Ending>> {
+        let mut written = 0;
+        while written < bytes.len() {
+            tokio::select! {
+                biased;
+                result = self.writer.write(&bytes[written..]) => {
+                    let n = result?;
+                    if n == 0 {
+                        return Err(std::io::ErrorKind::WriteZero.into());
+                    }
+                    written += n;
+                }
+                incoming = self.events.recv() => match incoming {
+                    Some(Ok(Some(ClientMessage::Close(_))) | Ok(None) | Err(_)) | None => {
+                        return Ok(Some(Ending::ClientClosed));
+                    }
+                    Some(other) => self.pending.push_back(other),
+                },
+                _ = self.commands.changed() => {
+                    let command = *self.commands.borrow_and_update();
+                    if command.disconnects != self.seen_disconnects {
+                        return Ok(Some(Ending::Reset));
+                    }
+                    if command.shutdown {
+                        return Ok(Some(Ending::ClientClosed));
+                    }
+                }
+            }
+        }
+        Ok(None)
     }
 
     fn advance(&mut self, lap: u64, line: usize) {
@@ -303,12 +353,16 @@ impl Connection {
                 let reply = self.on_request(&text);
                 let mut frame = Vec::with_capacity(reply.len() + 4);
                 frames::push_frame(&mut frame, OPCODE_TEXT, reply.as_bytes());
-                self.writer.write_all(&frame).await?;
+                if let Some(ending) = self.push(&frame).await? {
+                    return Ok(Flow::End(ending));
+                }
             }
             Ok(Some(ClientMessage::Ping(payload))) => {
                 let mut frame = Vec::with_capacity(payload.len() + 2);
                 frames::push_frame(&mut frame, OPCODE_PONG, &payload[..payload.len().min(125)]);
-                self.writer.write_all(&frame).await?;
+                if let Some(ending) = self.push(&frame).await? {
+                    return Ok(Flow::End(ending));
+                }
             }
             Ok(Some(ClientMessage::Binary(_) | ClientMessage::Pong)) => {}
             Ok(Some(ClientMessage::Close(_))) => {

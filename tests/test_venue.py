@@ -1,0 +1,298 @@
+"""``twinfeed-venue`` as a real process on loopback, replaying the real captures.
+
+Clients are ``websockets`` (sync) and urllib, as a user's code would be. No timing assertions:
+the venue runs at ``--speed max`` unless a test is about the clock.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from twinfeed.live.venue import VenueError, VenueFaults, VenueProcess, start_venue
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
+from websockets.sync.client import ClientConnection, connect
+
+REPO = Path(__file__).resolve().parents[1]
+BINARY = REPO / "target" / "release" / "twinfeed-venue"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def venue_binary() -> Path:
+    """Builds the venue once if no binary is there (``make setup`` normally has)."""
+    if os.environ.get("TWINFEED_BIN_DIR") or BINARY.exists():
+        return BINARY
+    subprocess.run(
+        ["cargo", "build", "--release", "-p", "twinfeed-venue"], cwd=REPO, check=True, timeout=900
+    )
+    return BINARY
+
+
+@dataclass
+class Expected:
+    """A capture read the simple way: frames by stream, in capture order."""
+
+    ordered: list[str] = field(default_factory=list)
+    frames: dict[str, list[str]] = field(default_factory=dict)
+    snapshots: list[str] = field(default_factory=list)
+    last_local_ns: int = 0
+    lines: int = 0
+
+    def of(self, *streams: str) -> list[str]:
+        """The frames of ``streams``, interleaved as captured."""
+        wanted = set(streams)
+        return [frame for frame in self.ordered if json.loads(frame)["stream"] in wanted]
+
+
+def read_capture(path: Path) -> Expected:
+    expected = Expected()
+    with gzip.open(path, "rt") as lines:
+        for line in lines:
+            stamp, frame = line.rstrip("\n").split(" ", 1)
+            expected.lines += 1
+            expected.last_local_ns = int(stamp)
+            if frame.startswith('{"stream":'):
+                stream = json.loads(frame)["stream"]
+                expected.frames.setdefault(stream, []).append(frame)
+                expected.ordered.append(frame)
+            elif frame.startswith('{"lastUpdateId":'):
+                expected.snapshots.append(frame)
+    return expected
+
+
+def bare_data(frame: str) -> str:
+    """The captured ``data`` member, byte for byte (envelopes are ``{"stream":..,"data":..}``)."""
+    return frame[frame.index(',"data":') + len(',"data":') : -1]
+
+
+@pytest.fixture(scope="session")
+def usdm(usdm_capture: Path) -> Expected:
+    return read_capture(usdm_capture)
+
+
+@pytest.fixture(scope="session")
+def spot(spot_capture: Path) -> Expected:
+    return read_capture(spot_capture)
+
+
+@pytest.fixture
+def venue(usdm_capture: Path) -> Iterator[VenueProcess]:
+    with start_venue(usdm_capture, speed="max") as process:
+        yield process
+
+
+def open_client(url: str, close_timeout: float = 10) -> ClientConnection:
+    """A websockets client. Leaving it mid-stream waits ``close_timeout``: websockets stops
+    reading when its queue is full, so it never sees the venue's answer to its close."""
+    return connect(
+        url,
+        max_size=None,
+        compression=None,
+        proxy=None,
+        open_timeout=30,
+        close_timeout=close_timeout,
+    )
+
+
+def receive_all(url: str, limit: int | None = None) -> tuple[list[str], ConnectionClosed | None]:
+    """Messages until the venue closes (or ``limit``), and how it closed."""
+    messages: list[str] = []
+    with open_client(url, close_timeout=0.2 if limit else 10) as client:
+        try:
+            while limit is None or len(messages) < limit:
+                message = client.recv(timeout=60)
+                assert isinstance(message, str)
+                messages.append(message)
+        except ConnectionClosed as closed:
+            return messages, closed
+    return messages, None
+
+
+def test_combined_streams_are_the_captured_frames_in_order(
+    venue: VenueProcess, usdm: Expected
+) -> None:
+    streams = ("btcusdt@bookTicker", "btcusdt@trade")
+    messages, closed = receive_all(venue.stream_url(*streams))
+    assert isinstance(closed, ConnectionClosedOK)
+    assert closed.rcvd is not None and closed.rcvd.code == 1000
+    expected = usdm.of(*streams)
+    assert len(expected) == 66_089 + 21_313
+    assert messages == expected
+
+
+def test_depth_at_any_speed_matches_the_captured_depth_stream(
+    venue: VenueProcess, usdm: Expected
+) -> None:
+    # The capture has btcusdt@depth@0ms; a client asking for @100ms gets those frames.
+    messages, _ = receive_all(venue.stream_url("btcusdt@depth@100ms"))
+    assert messages == usdm.frames["btcusdt@depth@0ms"]
+
+
+def test_raw_stream_sends_bare_data_objects(venue: VenueProcess, usdm: Expected) -> None:
+    messages, closed = receive_all(venue.raw_url("btcusdt@trade"))
+    assert isinstance(closed, ConnectionClosedOK)
+    assert messages == [bare_data(frame) for frame in usdm.frames["btcusdt@trade"]]
+    assert json.loads(messages[0])["e"] == "trade"
+
+
+def test_live_subscribe_method(venue: VenueProcess, usdm: Expected) -> None:
+    with open_client(venue.raw_url(), close_timeout=0.2) as client:
+        request = {"method": "SUBSCRIBE", "params": ["btcusdt@depth"], "id": 7}
+        client.send(json.dumps(request))
+        assert json.loads(client.recv(timeout=30)) == {"result": None, "id": 7}
+        first = [client.recv(timeout=30) for _ in range(50)]
+        client.send(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": "x"}))
+        reply = None
+        for _ in range(10_000):
+            message = json.loads(client.recv(timeout=30))
+            if message.get("id") == "x":
+                reply = message
+                break
+    assert first == [bare_data(f) for f in usdm.frames["btcusdt@depth@0ms"][:50]]
+    assert reply == {"result": ["btcusdt@depth"], "id": "x"}
+
+
+def test_rest_depth_returns_the_snapshot(venue: VenueProcess, usdm: Expected) -> None:
+    snapshot = json.loads(usdm.snapshots[0])
+    assert venue.depth("BTCUSDT", limit=5000) == snapshot
+    five = venue.depth("btcusdt", limit=5)
+    assert five["lastUpdateId"] == snapshot["lastUpdateId"]
+    assert five["bids"] == snapshot["bids"][:5]
+    assert five["asks"] == snapshot["asks"][:5]
+    assert len(venue.depth("BTCUSDT")["bids"]) == min(500, len(snapshot["bids"]))
+    assert venue.request("GET", "/fapi/v1/ping") == {}
+    assert "serverTime" in venue.request("GET", "/fapi/v1/time")
+    with pytest.raises(VenueError, match="-1121"):
+        venue.depth("ETHUSDT")
+
+
+def test_drop_after_resets_and_a_reconnect_resumes(usdm_capture: Path, usdm: Expected) -> None:
+    stream = "btcusdt@bookTicker"
+    expected = usdm.of(stream)
+    with start_venue(usdm_capture, speed="max", faults=VenueFaults(drop_after=100)) as venue:
+        messages, closed = receive_all(venue.stream_url(stream))
+        assert messages == expected[:100]
+        assert isinstance(closed, ConnectionClosedError)
+        assert closed.rcvd is None, "an abrupt drop, no close frame"
+        # The fault was one-shot; the next connection resumes at the shared replay position.
+        resumed, closed = receive_all(venue.stream_url(stream))
+        assert isinstance(closed, ConnectionClosedOK)
+        assert resumed == expected[100:]
+
+
+def test_skip_depth_creates_a_sequence_gap(usdm_capture: Path, usdm: Expected) -> None:
+    expected = usdm.frames["btcusdt@depth@0ms"]
+    with start_venue(usdm_capture, speed="max", faults={"skip_depth": 10}) as venue:
+        messages, _ = receive_all(venue.stream_url("btcusdt@depth@0ms"))
+    assert messages == expected[:9] + expected[10:]
+    updates = [json.loads(m)["data"] for m in messages]
+    gaps = [i for i in range(1, len(updates)) if updates[i]["pu"] != updates[i - 1]["u"]]
+    assert gaps == [9]
+
+
+def test_malformed_and_stall_faults(usdm_capture: Path, usdm: Expected) -> None:
+    expected = usdm.frames["btcusdt@trade"]
+    faults = VenueFaults(malformed_every=1000, stall_after=5, stall_ms=200)
+    with start_venue(usdm_capture, speed="max", faults=faults) as venue:
+        messages, _ = receive_all(venue.stream_url("btcusdt@trade"))
+    valid, malformed = [], []
+    for message in messages:
+        try:
+            json.loads(message)
+            valid.append(message)
+        except json.JSONDecodeError:
+            malformed.append(message)
+    assert valid == expected
+    assert len(malformed) == (len(expected) - 1) // 1000
+    assert messages[1000] == malformed[0]
+
+
+def test_control_endpoint_arms_faults_and_disconnects(usdm_capture: Path) -> None:
+    with start_venue(usdm_capture, speed="max") as venue:
+        assert venue.set_faults({"drop_after": 3})["drop_after"] == 3
+        messages, closed = receive_all(venue.raw_url("btcusdt@trade"))
+        assert len(messages) == 3 and isinstance(closed, ConnectionClosedError)
+        with pytest.raises(VenueError, match="unknown fault"):
+            venue.request("POST", "/_venue/fault", {"explode": "1"})
+        venue.set_faults(None)
+    with (
+        start_venue(usdm_capture, speed=1) as venue,
+        open_client(venue.raw_url("btcusdt@trade")) as client,
+    ):
+        client.recv(timeout=30)
+        venue.disconnect_all()
+        with pytest.raises(ConnectionClosedError):
+            while True:
+                client.recv(timeout=30)
+
+
+def test_loop_starts_again(usdm_capture: Path, usdm: Expected) -> None:
+    expected = [bare_data(f) for f in usdm.frames["btcusdt@depth@0ms"]]
+    with start_venue(usdm_capture, speed="max", loop=True) as venue:
+        messages, closed = receive_all(venue.raw_url("btcusdt@depth"), limit=len(expected) + 20)
+    assert closed is None
+    assert messages == expected + expected[:20]
+
+
+def test_status_file_tracks_the_replay_position(
+    usdm_capture: Path, usdm: Expected, tmp_path: Path
+) -> None:
+    status_file = tmp_path / "status.json"
+    with start_venue(usdm_capture, speed="max", status_file=status_file) as venue:
+        before = venue.read_status_file()
+        assert before is not None and before["started"] is False
+        assert before["line_index"] is None and before["lines"] == usdm.lines
+        receive_all(venue.stream_url("btcusdt@trade"))
+        deadline = time.monotonic() + 30
+        while venue.status()["clients"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert venue.status()["clients"] == 0
+        status = venue.read_status_file()
+        while not (status and status["finished"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            status = venue.read_status_file()
+        assert status is not None and status["finished"] is True
+        assert status["line_index"] == usdm.lines - 1
+        assert status["local_ns"] == usdm.last_local_ns
+        assert venue.status()["position"] == usdm.lines
+        process = venue.process
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+
+
+def test_timed_replay_sends_the_same_frames(usdm_capture: Path, usdm: Expected) -> None:
+    with start_venue(usdm_capture, speed=10) as venue:
+        messages, _ = receive_all(venue.stream_url("btcusdt@bookTicker"), limit=20)
+        status = venue.status()
+    assert messages == usdm.of("btcusdt@bookTicker")[:20]
+    assert status["started"] is True and status["speed"] == "10"
+
+
+def test_spot_capture(spot_capture: Path, spot: Expected) -> None:
+    streams = ("btcusdt@bookTicker", "btcusdt@trade", "btcusdt@depth@100ms")
+    with start_venue(spot_capture, speed="max") as venue:
+        snapshot = json.loads(spot.snapshots[0])
+        depth = venue.depth("BTCUSDT", api="spot")
+        assert depth["lastUpdateId"] == snapshot["lastUpdateId"]
+        assert depth["bids"] == snapshot["bids"][:100]
+        messages, closed = receive_all(venue.stream_url(*streams))
+    assert isinstance(closed, ConnectionClosedOK)
+    assert messages == spot.of(*streams)
+    assert len(messages) == 28_040 + 9_757 + 3_451
+
+
+def test_missing_capture_and_bad_options_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        start_venue(tmp_path / "nope.gz")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("1 not json\n")
+    with pytest.raises(VenueError, match="no replayable lines"):
+        start_venue(empty)
