@@ -332,9 +332,12 @@ def test_properties(case: tuple, latency: int, per_order_min_rows: int) -> None:
         if order_.tif == "GTX":
             assert all(f.liquidity == "maker" for f in mine)
     # Deterministic, and the batch fast path equals the per-row path exactly.
-    # per_order_min_rows=0 forces the per-order path on every multi-row segment.
+    # per_order_min_rows=0 (and no short-segment scan) forces the per-order path on every
+    # multi-row segment.
     batch_engine = MatchingEngine(latency_ns=latency, maker_fee_bps=-0.5, taker_fee_bps=2.0)
     batch_engine.per_order_min_rows = per_order_min_rows
+    if per_order_min_rows == 0:
+        batch_engine.short_segment_rows = 0
     again = run(batch_engine, data, fresh, batch=True)
     assert again == events
 
@@ -370,10 +373,12 @@ def one_symbol_stream(draw: st.DrawFn) -> tuple[np.ndarray[Any, Any], list[Order
     return records(*rows), orders
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(one_symbol_stream(), st.sampled_from([0, 10_000]), st.integers(0, 5))
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    one_symbol_stream(), st.sampled_from([0, 10_000]), st.sampled_from([0, 48]), st.integers(0, 5)
+)
 def test_batch_paths_equal_per_row_on_long_streams(
-    case: tuple, per_order_min_rows: int, latency: int
+    case: tuple, per_order_min_rows: int, short_segment_rows: int, latency: int
 ) -> None:
     data, orders = case
 
@@ -383,6 +388,7 @@ def test_batch_paths_equal_per_row_on_long_streams(
     per_row = MatchingEngine(latency_ns=latency)
     batched = MatchingEngine(latency_ns=latency)
     batched.per_order_min_rows = per_order_min_rows
+    batched.short_segment_rows = short_segment_rows
     for o in orders:
         per_row.submit(copy(o), now_ns=0)
         batched.submit(copy(o), now_ns=0)

@@ -193,6 +193,7 @@ class RecordColumns:
     """
 
     __slots__ = (
+        "_bound_lists",
         "_lists",
         "_row_lists",
         "ask",
@@ -241,6 +242,7 @@ class RecordColumns:
         self.single_symbol = bool(n == 0 or (self.symbol == self.symbol[0]).all())
         self._lists: tuple[list[Any], ...] | None = None
         self._row_lists: tuple[list[Any], ...] | None = None
+        self._bound_lists: tuple[list[Any], ...] | None = None
         if not self.single_symbol or n == 0:
             return
         # Stale-touch guard within the batch: a touch row is fresh if its id is unknown (0) or
@@ -262,6 +264,17 @@ class RecordColumns:
         self.high = np.where(
             self.fresh, self.ask, np.where(self.is_trade, self.trade_key, -_NO_PRICE)
         )
+
+    def bound_lists(self) -> tuple[list[Any], ...]:
+        """Python lists of low, high, last_fresh and uid_through (single-symbol batches)."""
+        if self._bound_lists is None:
+            self._bound_lists = (
+                self.low.tolist(),
+                self.high.tolist(),
+                self.last_fresh.tolist(),
+                self.uid_through.tolist(),
+            )
+        return self._bound_lists
 
     def row_lists(self) -> tuple[list[Any], ...]:
         """Python lists for the one-row path: is_touch, is_trade, symbol, update_id, local_ns,
@@ -352,6 +365,8 @@ class MatchingEngine:
         #: Segments with at least this many candidate rows take the per-order path (numpy
         #: picks each order's rows; worth it when segments are long). Results are identical.
         self.per_order_min_rows = 96
+        #: Segments up to this many rows are scanned in Python instead of with numpy calls.
+        self.short_segment_rows = 48
 
     # ---- requests -----------------------------------------------------------------------
 
@@ -811,25 +826,38 @@ class MatchingEngine:
         """Single symbol, engine's last id equal to the batch's so far (it processed the rows
         before): the batch's fresh mask is exactly the applied mask, and the precomputed price
         bounds pick the rows that matter."""
-        if market.working:
+        if market.working and stop - start <= self.short_segment_rows:
+            # Short segments: a Python scan beats the fixed cost of numpy calls.
+            low, high, last_fresh, uid_through = columns.bound_lists()
             buy, sell = self._bounds(market)
-            relevant = (columns.low[start:stop] <= buy) | (columns.high[start:stop] >= sell)
-            rows = np.flatnonzero(relevant)
-            if len(rows) >= self.per_order_min_rows and self._independent(market):
-                self._per_order_rows(columns, market, start, stop)
-            elif len(rows):
-                self._fast_rows(columns, market, (rows + start).tolist())
-        row = int(columns.last_fresh[stop - 1])
-        if row >= start:
-            # Idempotent for a row the per-row logic applied: no takes happen inside a
-            # segment, so the taken counters are zero either way.
-            market.set_touch(
-                int(columns.bid[row]),
-                int(columns.bid_units[row]),
-                int(columns.ask[row]),
-                int(columns.ask_units[row]),
-            )
-            market.last_uid = max(market.last_uid, int(columns.uid_through[stop - 1]))
+            rows = [row for row in range(start, stop) if low[row] <= buy or high[row] >= sell]
+            if rows:
+                self._fast_rows(columns, market, rows)
+            row = last_fresh[stop - 1]
+            if row >= start:
+                _, _, _, _, _, bid, bid_units, ask, ask_units, _, _ = columns.row_lists()
+                market.set_touch(bid[row], bid_units[row], ask[row], ask_units[row])
+                market.last_uid = max(market.last_uid, uid_through[stop - 1])
+        else:
+            if market.working:
+                buy, sell = self._bounds(market)
+                relevant = (columns.low[start:stop] <= buy) | (columns.high[start:stop] >= sell)
+                found = np.flatnonzero(relevant)
+                if len(found) >= self.per_order_min_rows and self._independent(market):
+                    self._per_order_rows(columns, market, start, stop)
+                elif len(found):
+                    self._fast_rows(columns, market, (found + start).tolist())
+            row = int(columns.last_fresh[stop - 1])
+            if row >= start:
+                market.set_touch(
+                    int(columns.bid[row]),
+                    int(columns.bid_units[row]),
+                    int(columns.ask[row]),
+                    int(columns.ask_units[row]),
+                )
+                market.last_uid = max(market.last_uid, int(columns.uid_through[stop - 1]))
+        # Setting the touch again is idempotent for a row the per-row logic applied: no takes
+        # happen inside a segment, so the taken counters are zero either way.
 
     @staticmethod
     def _independent(market: _Market) -> bool:

@@ -24,13 +24,14 @@ is what the benchmark's ≥1M records/s needs), or per record with ``Backtest(mo
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import numpy as np
 
 from twinfeed.orders import TERMINAL_STATES, Fill, OrderUpdate, Side, TimeInForce
 from twinfeed.records import KIND
-from twinfeed.sizing import inventory_aware, passive_price, round_price
+from twinfeed.sizing import decimals, inventory_aware
 from twinfeed.strategy import Context, FeedStatus, Strategy
 
 _QUOTE = KIND["quote"]
@@ -80,6 +81,7 @@ class MarketMaker(Strategy):
             raise ValueError("order_qty and max_position must be positive")
         self._symbol = int(p["symbol"])
         self._tick = float(p["tick_size"])
+        self._digits = decimals(self._tick)
         self._requote = float(p["requote_ticks"]) * self._tick - 1e-12
         self._tif: TimeInForce = "GTX" if p["post_only"] else "GTC"
         # Per side: working client id and what was last requested (price, remaining qty).
@@ -163,8 +165,12 @@ class MarketMaker(Strategy):
         vol_bps = self._vol * 1e4 if self._vol == self._vol else 0.0
         half = mid * 1e-4 * (p["half_spread_bps"] + p["vol_multiplier"] * vol_bps)
         tick = self._tick
-        bid = min(passive_price(fair - half, tick, "buy"), round_price(ask_px - tick, tick))
-        ask = max(passive_price(fair + half, tick, "sell"), round_price(bid_px + tick, tick))
+        # On the tick grid: bids rounded down and below the best ask, asks rounded up and
+        # above the best bid (the 1e-9 forgives float noise in price / tick).
+        bid_ticks = min(math.floor((fair - half) / tick + 1e-9), round(ask_px / tick) - 1)
+        ask_ticks = max(math.ceil((fair + half) / tick - 1e-9), round(bid_px / tick) + 1)
+        bid = round(bid_ticks * tick, self._digits)
+        ask = round(ask_ticks * tick, self._digits)
         lot, limit, size = p["lot_size"], p["max_position"], p["order_qty"]
         return {
             "buy": (bid, inventory_aware(size, position, limit, "buy", lot)),
