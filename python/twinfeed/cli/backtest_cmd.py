@@ -135,7 +135,11 @@ def backtest(
     artifact = result.write_artifact(out / "artifact.json")
     plots = [] if no_plots else result.plot(out)
 
-    table = Table(title=f"{result.strategy_name} on {capture.name} ({run.mode})")
+    console.print(
+        f"[bold]{result.strategy_name}[/] on {capture.name}: {run.mode} mode, "
+        f"latency {latency_ms:g} ms, fees {maker_fee_bps:g}/{taker_fee_bps:g} bps maker/taker"
+    )
+    table = Table(title="backtest metrics (PnL in quote currency)")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in result.metrics.items():
