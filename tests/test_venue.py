@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -296,3 +297,20 @@ def test_missing_capture_and_bad_options_are_clear_errors(tmp_path: Path) -> Non
     empty.write_text("1 not json\n")
     with pytest.raises(VenueError, match="no replayable lines"):
         start_venue(empty)
+
+
+def test_throughput_benchmark_runs(usdm_capture: Path, tmp_path: Path) -> None:
+    """Smoke test of benchmarks/venue_throughput.py (it runs and prints; no timing checks)."""
+    out = tmp_path / "venue.json"
+    script = REPO / "benchmarks" / "venue_throughput.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--seconds", "0.3", "--capture", str(usdm_capture)]
+        + ["--python-client", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| case | reader | messages |" in result.stdout
+    rows = json.loads(out.read_text())["results"]
+    assert len(rows) == 6 and all(row["messages"] > 0 for row in rows)

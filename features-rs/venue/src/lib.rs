@@ -37,3 +37,11 @@ pub mod streams;
 pub mod ws;
 
 pub use error::{Error, Result};
+
+/// `--version` text: crate version and build profile (a debug build is never benchmarked
+/// silently; the benchmark script reads this).
+pub const VERSION: &str = if cfg!(debug_assertions) {
+    concat!(env!("CARGO_PKG_VERSION"), " (debug build)")
+} else {
+    concat!(env!("CARGO_PKG_VERSION"), " (release build)")
+};

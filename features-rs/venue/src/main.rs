@@ -23,7 +23,7 @@ use twinfeed_venue::server::{self, Venue};
 /// Control: GET /_venue/status, POST /_venue/fault?..., POST /_venue/disconnect.
 /// The replay clock starts when the first websocket client subscribes; all clients share it.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about)]
+#[command(version = twinfeed_venue::VERSION, about, long_about)]
 struct Args {
     /// Capture file (`<local_receive_ns> <frame>` lines; plain, gzip or zstd).
     #[arg(long)]

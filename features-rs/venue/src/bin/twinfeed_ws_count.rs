@@ -14,7 +14,7 @@ use clap::Parser;
 
 /// Count websocket frames from a URL for a while, then print JSON statistics.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(name = "twinfeed-ws-count", version = twinfeed_venue::VERSION, about)]
 struct Args {
     /// ws://HOST:PORT/PATH (plain websocket only).
     #[arg(long)]
