@@ -314,3 +314,31 @@ def test_throughput_benchmark_runs(usdm_capture: Path, tmp_path: Path) -> None:
     assert "| case | reader | messages |" in result.stdout
     rows = json.loads(out.read_text())["results"]
     assert len(rows) == 6 and all(row["messages"] > 0 for row in rows)
+
+
+def test_cli_command_serves_the_bundled_capture_and_stops_on_sigint() -> None:
+    """``twinfeed venue`` (bundled capture by default) prints its address, serves, and on
+    SIGINT closes clients with 1001 and exits 0."""
+    command = "import twinfeed.cli.venue_cmd; from twinfeed.cli import main; main()"
+    with subprocess.Popen(
+        [sys.executable, "-c", command, "venue", "--port", "0", "--speed", "10"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline().strip()
+            assert line.startswith("listening on 127.0.0.1:"), line
+            port = int(line.rsplit(":", 1)[1])
+            with open_client(f"ws://127.0.0.1:{port}/stream?streams=btcusdt@trade") as client:
+                assert json.loads(client.recv(timeout=30))["stream"] == "btcusdt@trade"
+                process.send_signal(signal.SIGINT)
+                with pytest.raises(ConnectionClosedOK) as closed:
+                    while True:
+                        client.recv(timeout=30)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+            assert process.wait(30) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()

@@ -336,12 +336,19 @@ def run_venue(
         ready_file=ready_file,
     )
     process = subprocess.Popen(args)
+
+    def forward(signum: int, _frame: object) -> None:
+        if process.poll() is None:
+            process.send_signal(signum)
+
+    # The venue shuts down cleanly on SIGINT/SIGTERM; pass ours on (a terminal's Ctrl-C
+    # reaches both processes, a `kill` of this one only this one).
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         return process.wait()
-    except KeyboardInterrupt:
-        # The terminal sent SIGINT to the venue too; let it close its clients and exit.
-        try:
-            return process.wait(5)
-        except subprocess.TimeoutExpired:
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if process.poll() is None:
             process.kill()
-            return process.wait()
+            process.wait()
