@@ -200,7 +200,7 @@ impl Connection {
                     }
                 }
                 _ = self.commands.changed() => {}
-                _ = released.changed(), if timed => {}
+                _ = released.changed(), if timed && self.active => {}
             }
         }
     }
