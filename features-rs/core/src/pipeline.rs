@@ -8,7 +8,8 @@ use crate::config::FeatureConfig;
 use crate::decode::{decode_frame, Control, DepthDiff, Message, Quote, Snapshot, Trade};
 use crate::features::{Bars, ClosedBar, FlowWindow, TopOfBook};
 use crate::record::{
-    GapReason, Kind, Record, StatusEvent, FLAG_BOOK_VALID, FLAG_BUYER_AGGRESSOR, NO_SYMBOL,
+    GapReason, Kind, Record, StatusEvent, FLAG_BOOK_VALID, FLAG_BUYER_AGGRESSOR,
+    FLAG_FROM_SNAPSHOT, NO_SYMBOL,
 };
 
 /// How many line errors are kept verbatim for reports (all are counted).
@@ -389,7 +390,7 @@ impl Pipeline {
         let state = &mut self.symbols[symbol as usize];
         state.depth_diffs += 1;
         let applied = state.book.apply_diff(diff);
-        self.after_book_change(symbol, local_ns, exchange_ns, applied, out);
+        self.after_book_change(symbol, local_ns, exchange_ns, applied, 0, out);
     }
 
     fn on_snapshot(
@@ -420,7 +421,14 @@ impl Pipeline {
         };
         self.advance(symbol, local_ns, exchange_ns, out);
         let applied = self.symbols[symbol as usize].book.apply_snapshot(&snapshot);
-        self.after_book_change(symbol, local_ns, exchange_ns, applied, out);
+        self.after_book_change(
+            symbol,
+            local_ns,
+            exchange_ns,
+            applied,
+            FLAG_FROM_SNAPSHOT,
+            out,
+        );
     }
 
     fn after_book_change(
@@ -429,6 +437,7 @@ impl Pipeline {
         local_ns: i64,
         exchange_ns: i64,
         applied: Applied,
+        flags: u8,
         out: &mut Vec<Record>,
     ) {
         let levels = self.book_levels;
@@ -482,6 +491,7 @@ impl Pipeline {
                 record.spread_bps = top.spread_bps;
                 record.microprice = top.microprice;
                 record.update_id = update_id;
+                record.flags |= flags;
                 out.push(record);
             }
         }

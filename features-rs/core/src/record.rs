@@ -78,6 +78,9 @@ pub enum GapReason {
 pub const FLAG_BUYER_AGGRESSOR: u8 = 1;
 /// `flags` bit: book-derived fields (imbalance) are valid.
 pub const FLAG_BOOK_VALID: u8 = 2;
+/// `flags` bit on book records: produced by applying a depth snapshot (and the diffs buffered
+/// before it), i.e. a resync point rather than one diff.
+pub const FLAG_FROM_SNAPSHOT: u8 = 4;
 
 /// One output row. All f64 fields are NaN where they are not defined for the kind or not yet
 /// known; see the README's column table for each field's meaning.

@@ -5,6 +5,14 @@ from __future__ import annotations
 from twinfeed.cli._app import main
 
 # Each module adds its commands to `main` on import.
-from twinfeed.cli import data_cmd, features_cmd  # noqa: E402, F401  isort: skip
+from twinfeed.cli import (  # noqa: E402, F401  isort: skip
+    backtest_cmd,
+    data_cmd,
+    data_synth,
+    features_cmd,
+    ingest_cmd,
+    parity_cmd,
+    venue_cmd,
+)
 
 __all__ = ["main"]

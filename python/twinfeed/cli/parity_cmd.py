@@ -1,0 +1,147 @@
+"""``twinfeed parity``: check, gate, golden, diff."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from twinfeed.cli._app import main
+from twinfeed.cli._util import console, load_config
+
+CONFIG_OPTION = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Feature config TOML (default: FeatureConfig.default()).",
+)
+
+
+@main.group("parity")
+def parity() -> None:
+    """Prove that live records equal batch records, byte for byte."""
+
+
+@parity.command("check")
+@click.option("--capture", required=True, type=click.Path(exists=True, path_type=Path))
+@CONFIG_OPTION
+@click.option(
+    "--work-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the ingest's capture and the report go (default: a temp folder).",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="JSON report path (default: WORK_DIR/parity-report.json).",
+)
+@click.option("--drop-after", type=int, help="Venue fault: drop the connection after N messages.")
+@click.option("--skip-depth", type=int, help="Venue fault: skip the K-th depth update (a gap).")
+def check(
+    capture: Path,
+    config_path: Path | None,
+    work_dir: Path | None,
+    report_path: Path | None,
+    drop_after: int | None,
+    skip_depth: int | None,
+) -> None:
+    """Replay CAPTURE through venue -> ingest -> ring and through the binding; compare.
+
+    Exit status 0 only if every gating comparison is equal.
+    """
+    import tempfile
+
+    from twinfeed.parity import parity_check
+    from twinfeed.parity.report import print_report
+
+    config = load_config(config_path)
+    work = work_dir or Path(tempfile.mkdtemp(prefix="parity-"))
+    faults = {k: v for k, v in {"drop_after": drop_after, "skip_depth": skip_depth}.items() if v}
+    with console.status("replaying through the live path..."):
+        report = parity_check(capture, config, work, faults=faults or None)
+    print_report(report, console)
+    out = report_path or work / "parity-report.json"
+    report.write(out)
+    console.print(f"report: {out}")
+    sys.exit(0 if report.ok else 1)
+
+
+@parity.command("gate")
+@click.option(
+    "--strategy-artifact",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="artifact.json written by `twinfeed backtest`.",
+)
+@CONFIG_OPTION
+@click.option(
+    "--capture",
+    "captures",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Captures to check (default: bundled and ../shared real captures).",
+)
+def gate(strategy_artifact: Path, config_path: Path | None, captures: tuple[Path, ...]) -> None:
+    """The deployment gate: artifact fingerprint, golden digests, parity checks."""
+    from twinfeed.parity import parity_gate
+    from twinfeed.parity.report import print_report
+
+    config = load_config(config_path)
+    with console.status("running the parity gate..."):
+        result = parity_gate(strategy_artifact, config, list(captures) or None)
+    for golden in result.goldens:
+        mark = "[green]ok" if golden.ok else "[red]FAIL"
+        console.print(f"golden {mark}[/] {golden.describe()}")
+    for report in result.checks:
+        print_report(report, console)
+    if result.ok:
+        console.print("[bold green]GATE PASSED")
+        return
+    for failure in result.failures:
+        console.print(f"[red]{failure}")
+    console.print("[bold red]GATE FAILED")
+    sys.exit(1)
+
+
+@parity.command("golden")
+@CONFIG_OPTION
+@click.option("--write", is_flag=True, help="Regenerate the goldens (what `make golden` does).")
+def golden(config_path: Path | None, write: bool) -> None:
+    """Verify (or with --write, regenerate) golden digests of the bundled and real captures."""
+    from twinfeed.parity.golden import available_captures, verify_golden, write_golden
+
+    config = load_config(config_path)
+    failed = False
+    for capture in available_captures():
+        if write:
+            console.print(f"wrote {write_golden(capture, config)}")
+            continue
+        result = verify_golden(capture, config)
+        failed |= not result.ok
+        console.print(("[green]ok   " if result.ok else "[red]FAIL ") + result.describe())
+    sys.exit(1 if failed else 0)
+
+
+@parity.command("diff")
+@click.argument("a", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("b", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--ignore", multiple=True, help="Field to leave out (repeatable), e.g. local_ns.")
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the comparison as JSON.",
+)
+def diff(a: Path, b: Path, ignore: tuple[str, ...], json_out: Path | None) -> None:
+    """Compare two feature Parquet files and report the first divergence."""
+    from twinfeed.parity import diff_parquet
+    from twinfeed.parity.report import print_comparison
+
+    comparison = diff_parquet(a, b, ignore)
+    print_comparison(comparison, console)
+    if json_out is not None:
+        json_out.write_text(json.dumps(comparison.to_json(), indent=2) + "\n")
+    sys.exit(0 if comparison.equal else 1)

@@ -1,0 +1,45 @@
+"""``parity diff``: two feature Parquet files, first divergence field by field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from twinfeed import record_dtype
+from twinfeed.parity.compare import Comparison, compare_streams
+
+
+def parquet_records(path: Path) -> np.ndarray[Any, Any]:
+    """A feature Parquet file back into records (the ``symbol`` column is derived, dropped)."""
+    table = pq.read_table(path)
+    dtype = record_dtype()
+    missing = [name for name in dtype.names or () if name not in table.column_names]
+    if missing:
+        raise ValueError(f"{path}: not a twinfeed feature file (missing columns {missing})")
+    records = np.zeros(table.num_rows, dtype=dtype)
+    for name in dtype.names or ():
+        records[name] = table.column(name).to_numpy()
+    return records
+
+
+def diff_parquet(a: Path, b: Path, ignore_fields: tuple[str, ...] = ()) -> Comparison:
+    """Compares the records of two feature Parquet files in order."""
+    fingerprints = []
+    for path in (a, b):
+        metadata = pq.read_schema(path).metadata or {}
+        fingerprints.append(metadata.get(b"twinfeed.fingerprint", b"?").decode())
+    comparison = compare_streams(
+        parquet_records(a),
+        parquet_records(b),
+        label="parquet diff",
+        a_name=str(a),
+        b_name=str(b),
+        ignore_fields=ignore_fields,
+    )
+    comparison.extra["fingerprint_a"], comparison.extra["fingerprint_b"] = fingerprints
+    if fingerprints[0] != fingerprints[1]:
+        comparison.note = "the files were computed under different fingerprints"
+    return comparison

@@ -1,0 +1,61 @@
+"""Rendering parity results with rich."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from twinfeed.parity.check import ParityReport
+from twinfeed.parity.compare import Comparison
+
+
+def print_comparison(comparison: Comparison, console: Console) -> None:
+    status = "[green]EQUAL" if comparison.equal else "[red]DIFFERENT"
+    gating = "" if comparison.gating else " (informational)"
+    console.print(f"[bold]{comparison.label}[/]{gating}: {status}")
+    console.print(
+        f"  {comparison.a_name}: {comparison.count_a:,} records  sha256 {comparison.digest_a}\n"
+        f"  {comparison.b_name}: {comparison.count_b:,} records  sha256 {comparison.digest_b}"
+    )
+    if comparison.note:
+        console.print(f"  compared: {comparison.note}")
+    if comparison.excluded_fields:
+        console.print(f"  excluded fields: {', '.join(comparison.excluded_fields)}")
+    if comparison.excluded_kinds:
+        console.print(f"  excluded kinds: {', '.join(comparison.excluded_kinds)}")
+    first = comparison.first
+    if first is None:
+        return
+    console.print(f"  [red]first divergence at record {first.index}")
+    for name, capture_line in (("a", first.line_a), ("b", first.line_b)):
+        if capture_line is not None:
+            console.print(
+                f"  capture line ({name}): {capture_line.path}:{capture_line.line}: "
+                f"{capture_line.text[:200]}"
+            )
+    table = Table("field", comparison.a_name, comparison.b_name, show_lines=False)
+    differing = {name for name, _, _ in first.fields}
+    record_a, record_b = first.record_a or {}, first.record_b or {}
+    for name in record_a.keys() | record_b.keys() if not record_a or not record_b else record_a:
+        mark = "[red]" if name in differing else ""
+        table.add_row(f"{mark}{name}", f"{mark}{record_a.get(name)}", f"{mark}{record_b.get(name)}")
+    console.print(table)
+
+
+def print_report(report: ParityReport, console: Console) -> None:
+    console.print(f"[bold]capture[/] {report.capture}")
+    console.print(f"fingerprint {report.fingerprint}")
+    binding = report.binding
+    console.print(
+        f"binding: twinfeed {binding['version']} {binding['profile']} git {binding['git_revision']}"
+    )
+    console.print(f"ingest:  {report.ingest_version}")
+    live = report.live
+    console.print(
+        f"live path: {live['records']:,} records from {live['venue_messages']:,} venue messages "
+        f"in {live['seconds']} s; faults {live['faults'] or 'none'}"
+    )
+    for comparison in report.comparisons:
+        print_comparison(comparison, console)
+    verdict = "[green]PARITY OK" if report.ok else "[red]PARITY FAILED"
+    console.print(f"[bold]{verdict}")
