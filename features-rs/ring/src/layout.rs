@@ -49,7 +49,9 @@ const _: () = assert!(OFF_FINGERPRINT + FINGERPRINT_LEN <= OFF_COUNTER_COUNT);
 macro_rules! counters {
     ($($(#[doc = $doc:literal])* $variant:ident = $name:literal),* $(,)?) => {
         /// The ingest's counters, stored as `u64` at `OFF_COUNTERS + 8 * index` in this order.
-        /// The writer updates them while it runs; readers see them without a round trip.
+        /// The writer refreshes them after every batch it publishes; readers see them without a
+        /// round trip. Each counter is atomic on its own, but a set of them read while the
+        /// writer refreshes is not one consistent snapshot.
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         #[repr(usize)]
         pub enum Counter {
