@@ -1,0 +1,213 @@
+"""Order entry as the brain sees it: the :class:`OrderEntry` protocol, and Binance parsing.
+
+The brain talks to a venue through four calls and one event source. Anything that implements
+:class:`OrderEntry` will do: :class:`BinanceOrderEntry` wraps the REST/user-stream client of
+:mod:`twinfeed.live.gateway` (the paper venue, or Binance USD-M itself), tests use an
+in-memory venue. Everything the venue says comes back as
+:class:`twinfeed.live.brain.oms.ExecutionReport` s, so the OMS never sees wire formats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from twinfeed.live.brain.oms import ExecutionReport
+from twinfeed.orders import Order, OrderState
+
+__all__ = [
+    "BINANCE_STATES",
+    "BinanceOrderEntry",
+    "OrderEntry",
+    "OrderRefused",
+    "report_from_order_response",
+    "report_from_stream_event",
+]
+
+
+class OrderRefused(Exception):
+    """The venue refused a request (bad signature, bad order, unknown order, ...).
+
+    Attributes:
+        code: The venue's error code (Binance's negative codes; 0 if none).
+        message: The venue's message.
+        retryable: Whether sending the same request again may succeed (throttling, timeouts).
+    """
+
+    def __init__(self, code: int, message: str, retryable: bool = False) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+@runtime_checkable
+class OrderEntry(Protocol):
+    """What the brain needs from a venue. Calls are synchronous; reports may also come later
+    through :meth:`poll_reports` (duplicates and reordering are the OMS's problem)."""
+
+    def send_order(self, order: Order, symbol: str) -> ExecutionReport:
+        """Sends a new order; returns the venue's acknowledgement. Raises OrderRefused."""
+        ...
+
+    def send_cancel(self, client_id: str, symbol: str) -> ExecutionReport | None:
+        """Cancels one order; returns its state after the cancel (None: unknown to the venue,
+        e.g. it already finished). Raises OrderRefused."""
+        ...
+
+    def send_cancel_all(self, symbol: str) -> None:
+        """Cancels every open order of ``symbol``."""
+        ...
+
+    def poll_reports(self) -> list[ExecutionReport]:
+        """Execution reports received since the last call, in arrival order (non-blocking)."""
+        ...
+
+    def venue_positions(self) -> dict[str, float]:
+        """Signed position per symbol according to the venue (reconciliation)."""
+        ...
+
+
+#: Binance order status -> twinfeed order state.
+BINANCE_STATES: dict[str, OrderState] = {
+    "NEW": "acked",
+    "PARTIALLY_FILLED": "partially_filled",
+    "FILLED": "filled",
+    "CANCELED": "cancelled",
+    "CANCELLED": "cancelled",
+    "EXPIRED": "expired",
+    "EXPIRED_IN_MATCH": "expired",
+    "REJECTED": "rejected",
+}
+
+_SIDES = {"buy": "BUY", "sell": "SELL"}
+_TYPES = {"limit": "LIMIT", "market": "MARKET"}
+#: Binance unknown-order codes: cancelling an order that already finished.
+UNKNOWN_ORDER_CODES = frozenset({-2011, -2013})
+
+
+def _ms_to_ns(value: Any) -> int:
+    return int(value) * 1_000_000 if value is not None else 0
+
+
+def report_from_order_response(body: Mapping[str, Any]) -> ExecutionReport:
+    """An ExecutionReport from a REST order object (POST/DELETE /fapi/v1/order)."""
+    state = BINANCE_STATES.get(str(body.get("status", "NEW")), "acked")
+    ts = body.get("updateTime") or body.get("transactTime") or body.get("time")
+    return ExecutionReport(
+        client_id=str(body["clientOrderId"]),
+        state=state,
+        ts_ns=_ms_to_ns(ts),
+        cum_qty=float(body.get("executedQty") or body.get("cumQty") or 0.0),
+        venue_order_id=int(body["orderId"]) if body.get("orderId") is not None else None,
+    )
+
+
+def report_from_stream_event(event: Mapping[str, Any]) -> ExecutionReport | None:
+    """An ExecutionReport from a user-stream ``ORDER_TRADE_UPDATE`` (None for other events).
+
+    The sequence number is read from the event's ``seq`` (the paper venue's), or ``u``/
+    ``sequence`` if present.
+    """
+    if event.get("e") != "ORDER_TRADE_UPDATE":
+        return None
+    order = event["o"]
+    state = BINANCE_STATES.get(str(order.get("X")))
+    if state is None:
+        return None
+    seq = event.get("seq", event.get("sequence", event.get("u")))
+    trade = order.get("x") == "TRADE" and float(order.get("l") or 0) > 0
+    fee = float(order.get("n") or 0.0) if trade else 0.0
+    return ExecutionReport(
+        client_id=str(order["c"]),
+        state=state,
+        ts_ns=_ms_to_ns(order.get("T") or event.get("T") or event.get("E")),
+        cum_qty=float(order.get("z") or 0.0),
+        seq=int(seq) if seq is not None else None,
+        trade_id=int(order["t"]) if trade else None,
+        last_qty=float(order["l"]) if trade else 0.0,
+        last_price=float(order["L"]) if trade else 0.0,
+        fee=fee,
+        liquidity="maker" if order.get("m") else "taker",
+        venue_order_id=int(order["i"]) if order.get("i") is not None else None,
+        reason=str(order.get("reason", "")) if state in ("rejected", "expired") else "",
+    )
+
+
+def binance_order_params(order: Order, symbol: str) -> dict[str, str]:
+    """POST /fapi/v1/order parameters for ``order``."""
+    params = {
+        "symbol": symbol,
+        "side": _SIDES[order.side],
+        "type": _TYPES[order.type],
+        "quantity": repr(order.qty),
+        "newClientOrderId": order.client_id,
+    }
+    if order.type == "limit":
+        params["timeInForce"] = order.tif
+        params["price"] = repr(order.price)
+    return params
+
+
+class BinanceOrderEntry:
+    """:class:`OrderEntry` over :class:`twinfeed.live.gateway.OrderGateway` (duck-typed).
+
+    ``events`` returns the user-stream events (decoded JSON objects) received since the last
+    call; by default the gateway's ``poll_events()`` (non-blocking).
+    """
+
+    def __init__(
+        self,
+        gateway: Any,
+        events: Callable[[], list[Mapping[str, Any]]] | None = None,
+    ) -> None:
+        self.gateway = gateway
+        self._events = events if events is not None else gateway.poll_events
+
+    def _call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        from twinfeed.live.gateway import VenueRejected
+
+        try:
+            return function(*args, **kwargs)
+        except VenueRejected as error:
+            raise OrderRefused(int(error.code), str(error.msg), bool(error.retryable)) from error
+
+    def send_order(self, order: Order, symbol: str) -> ExecutionReport:
+        kwargs: dict[str, Any] = {
+            "symbol": symbol,
+            "side": _SIDES[order.side],
+            "type": _TYPES[order.type],
+            "quantity": order.qty,
+            "client_order_id": order.client_id,
+        }
+        if order.type == "limit":
+            kwargs["price"] = order.price
+            kwargs["time_in_force"] = order.tif
+        body = self._call(self.gateway.new_order, **kwargs)
+        return report_from_order_response(body)
+
+    def send_cancel(self, client_id: str, symbol: str) -> ExecutionReport | None:
+        try:
+            body = self._call(self.gateway.cancel, symbol=symbol, client_order_id=client_id)
+        except OrderRefused as error:
+            if error.code in UNKNOWN_ORDER_CODES:
+                return None
+            raise
+        return report_from_order_response(body)
+
+    def send_cancel_all(self, symbol: str) -> None:
+        self._call(self.gateway.cancel_all, symbol=symbol)
+
+    def poll_reports(self) -> list[ExecutionReport]:
+        reports = []
+        for event in self._events():
+            report = report_from_stream_event(event)
+            if report is not None:
+                reports.append(report)
+        return reports
+
+    def venue_positions(self) -> dict[str, float]:
+        positions: dict[str, float] = {}
+        for row in self._call(self.gateway.positions):
+            positions[str(row["symbol"])] = float(row["positionAmt"])
+        return positions

@@ -1,0 +1,107 @@
+"""Feed monitoring: healthy, degraded or stale, from the records and the ring's health.
+
+The :class:`FeedMonitor` is the one place that decides whether the feed can be trusted. It
+combines what the records say (as the backtester does: a ``gap`` record degrades the feed until
+the next ``book`` record; a ``status`` record with the disconnected event makes it stale until
+the next quote or book record) with what only a live reader can know (:class:`FeedHealth`: the
+ingest died, or its heartbeats stopped: silence is not a quiet market).
+
+The runner acts on transitions: every change is written to ``feed_events``; on ``stale`` it
+cancels all working orders and blocks orders that open risk until the feed is healthy again.
+Richer policies (unwinding after a grace period, reconnect budgets) hook in through
+:meth:`twinfeed.live.brain.runner.LiveTrader.on_feed_transition`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from twinfeed.live.feed import FeedHealth
+from twinfeed.records import KIND
+from twinfeed.strategy import FeedStatus
+
+__all__ = ["FeedMonitor", "FeedTransition"]
+
+_GAP = KIND["gap"]
+_STATUS = KIND["status"]
+_QUOTE = KIND["quote"]
+_BOOK = KIND["book"]
+_STATUS_DISCONNECTED = 2  # StatusEvent::Disconnected in the feature crate
+
+
+@dataclass(frozen=True)
+class FeedTransition:
+    """A change of feed status, and why."""
+
+    previous: FeedStatus
+    status: FeedStatus
+    reason: str
+    detail: dict[str, Any]
+
+
+class FeedMonitor:
+    """Feed status from records and :class:`FeedHealth` snapshots.
+
+    Args:
+        stale_after_s: No ingest heartbeat for this long (or the ingest process gone) = stale.
+        degraded_after_s: No ingest heartbeat for this long = degraded (the ingest is late).
+    """
+
+    def __init__(self, stale_after_s: float = 2.0, degraded_after_s: float = 0.5) -> None:
+        self.stale_after_s = stale_after_s
+        self.degraded_after_s = degraded_after_s
+        self.status: FeedStatus = "healthy"
+        self._records_status: FeedStatus = "healthy"
+        self._seen_records = False
+
+    def observe(self, records: np.ndarray[Any, Any]) -> None:
+        """Updates the record-derived status from a batch (gap/status/quote/book rows)."""
+        if not len(records):
+            return
+        self._seen_records = True
+        kinds = records["kind"]
+        mask = (kinds == _GAP) | (kinds == _STATUS)
+        if self._records_status != "healthy":
+            mask |= (kinds == _QUOTE) | (kinds == _BOOK)
+        if not mask.any():
+            return
+        flags = records["flags"]
+        status = self._records_status
+        for row in np.flatnonzero(mask).tolist():
+            kind = int(kinds[row])
+            if kind == _GAP:
+                status = "degraded"
+            elif kind == _STATUS and int(flags[row]) == _STATUS_DISCONNECTED:
+                status = "stale"
+            elif (status == "degraded" and kind == _BOOK) or (
+                status == "stale" and kind in (_QUOTE, _BOOK)
+            ):
+                status = "healthy"
+        self._records_status = status
+
+    def assess(self, health: FeedHealth | None) -> FeedTransition | None:
+        """The new status given the latest health snapshot; a transition if it changed."""
+        status, reason, detail = self._records_status, "records", {}
+        if health is not None and self._seen_records:
+            age = health.producer_heartbeat_age_s
+            detail = {
+                "heartbeat_age_s": age,
+                "producer_alive": health.producer_alive,
+                "connected": health.connected,
+                "gaps_seen": health.gaps_seen,
+                "overruns": health.overruns,
+            }
+            if not health.producer_alive:
+                status, reason = "stale", "ingest process gone"
+            elif age is None or age > self.stale_after_s:
+                status, reason = "stale", f"no ingest heartbeat for {age} s"
+            elif status == "healthy" and age > self.degraded_after_s:
+                status, reason = "degraded", f"ingest heartbeat {age:.2f} s old"
+        if status == self.status:
+            return None
+        transition = FeedTransition(self.status, status, reason, detail)
+        self.status = status
+        return transition

@@ -1,0 +1,674 @@
+"""The live trader: feed -> strategy -> risk -> OMS -> venue; venue -> OMS -> DB -> strategy.
+
+One loop, one thread. Each step:
+
+1. read a batch of records from the ring (waiting up to ``poll_timeout_s``);
+2. apply the venue's execution reports (user stream) to the OMS; each fill is written to the
+   trade DB (committed), then booked in the portfolio, then handed to ``strategy.on_fill``;
+   each state change is written and handed to ``strategy.on_order_update``;
+3. assess the feed (:class:`twinfeed.live.brain.monitor.FeedMonitor`); on a change, record it,
+   act on it (stale: cancel everything, block opening risk) and call ``on_feed_status``;
+4. hand the records to the strategy (``on_batch`` for batch strategies, ``on_record`` per row
+   otherwise, with ``ctx.now_ns`` the row's ``local_ns``), routing what it sends through risk,
+   the OMS and the venue;
+5. snapshot positions every ``snapshot_interval_ns`` of event time.
+
+Replaces: the order-entry subset has no amend, so ``ctx.replace`` cancels the working venue
+order and sends a new one for ``qty - filled`` (a "leg" ``<id>~<n>``) once the cancel is
+confirmed. The strategy keeps seeing one order under its own id: fills of every leg, and the
+state of the current leg. The OMS, the DB's ``orders`` and ``fills`` tables work per leg
+(``client_id``), with the strategy's id in ``strategy_id``.
+
+Event time is the records' ``local_ns`` (the ingest's receive clock), as in the backtester;
+the wall clock is only recorded next to it (``wall_ns`` columns) for latency reports.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from twinfeed.live.brain.entry import OrderEntry, OrderRefused
+from twinfeed.live.brain.monitor import FeedMonitor, FeedTransition
+from twinfeed.live.brain.oms import ExecutionReport, OrderManager
+from twinfeed.live.brain.risk import RiskManager
+from twinfeed.live.brain.trade_db import TradeDB
+from twinfeed.live.feed import Feed, FeedHealth
+from twinfeed.orders import (
+    OPEN_STATES,
+    TERMINAL_STATES,
+    Event,
+    Fill,
+    Order,
+    OrderType,
+    OrderUpdate,
+    Side,
+    TimeInForce,
+)
+from twinfeed.portfolio import Portfolio
+from twinfeed.records import KIND, build_info
+from twinfeed.strategy import PnL, Strategy
+
+__all__ = ["LiveConfig", "LiveContext", "LiveTrader", "RunSummary"]
+
+log = logging.getLogger("twinfeed.live")
+
+_QUOTE = KIND["quote"]
+_BOOK = KIND["book"]
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    """Settings of the live loop (risk limits live in :class:`RiskConfig`).
+
+    Attributes:
+        symbols: Venue symbol per record ``symbol_id`` (index = id).
+        poll_timeout_s: Longest wait for records in one step.
+        max_batch_rows: Most records handed over per step.
+        snapshot_interval_ns: Event-time interval of position snapshots.
+        health_interval_s: Wall-clock interval of feed health checks.
+        stale_after_s / degraded_after_s: See :class:`FeedMonitor`.
+        drain_timeout_s: At the end, how long to wait for cancels and fills to settle.
+    """
+
+    symbols: tuple[str, ...] = ("BTCUSDT",)
+    poll_timeout_s: float = 0.05
+    max_batch_rows: int = 65_536
+    snapshot_interval_ns: int = 1_000_000_000
+    health_interval_s: float = 0.1
+    stale_after_s: float = 2.0
+    degraded_after_s: float = 0.5
+    drain_timeout_s: float = 5.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RunSummary:
+    """What a run did (also stored in ``runs.summary``)."""
+
+    run_id: str
+    status: str = "running"
+    records: int = 0
+    batches: int = 0
+    orders: int = 0
+    fills: int = 0
+    risk_rejections: int = 0
+    venue_rejections: int = 0
+    feed_transitions: int = 0
+    duplicates: int = 0
+    positions: dict[str, float] = field(default_factory=dict)
+    venue_positions: dict[str, float] = field(default_factory=dict)
+    reconciled: bool | None = None
+    pnl: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class _Logical:
+    """The strategy's view of one order across its venue legs."""
+
+    view: Order
+    leg: str
+    legs: int = 1
+    replacing: bool = False
+
+
+@dataclass(slots=True)
+class _LegInfo:
+    strategy_id: str
+    submit_wall_ns: int
+    mid: float
+
+
+class LiveContext:
+    """The :class:`twinfeed.strategy.Context` of a live run."""
+
+    def __init__(self, trader: LiveTrader) -> None:
+        self._trader = trader
+        self.now = 0
+        self._next_id = 0
+
+    @property
+    def now_ns(self) -> int:
+        return self.now
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        return self._trader.strategy.params
+
+    def submit(
+        self,
+        side: Side,
+        qty: float,
+        price: float | None = None,
+        type: OrderType = "limit",
+        tif: TimeInForce = "GTC",
+        client_id: str | None = None,
+        symbol: int | None = None,
+    ) -> str:
+        if client_id is None:
+            self._next_id += 1
+            client_id = f"{self._trader.id_prefix}{self._next_id}"
+        order = Order(
+            client_id,
+            0 if symbol is None else symbol,
+            side,
+            float(qty),
+            None if type == "market" else price,
+            type=type,
+            tif=tif,
+            submit_ns=self.now,
+        )
+        self._trader.submit(order)
+        return client_id
+
+    def cancel(self, client_id: str) -> None:
+        self._trader.cancel(client_id)
+
+    def cancel_all(self, symbol: int | None = None) -> list[str]:
+        return self._trader.cancel_all(symbol)
+
+    def replace(self, client_id: str, price: float, qty: float) -> None:
+        self._trader.replace(client_id, price, qty)
+
+    def position(self, symbol: int | None = None) -> float:
+        return self._trader.portfolio.position(0 if symbol is None else symbol).qty
+
+    def pnl(self) -> PnL:
+        return self._trader.portfolio.pnl()
+
+    def open_orders(self, symbol: int | None = None) -> list[Order]:
+        return [
+            logical.view
+            for logical in self._trader.logical.values()
+            if logical.view.state in OPEN_STATES
+            and (symbol is None or logical.view.symbol == symbol)
+        ]
+
+
+class LiveTrader:
+    """Runs a strategy live. See the module docstring for the loop.
+
+    Args:
+        config: Loop settings.
+        strategy: The strategy instance (the same class the backtester runs).
+        gateway: Order entry (:class:`twinfeed.live.brain.entry.OrderEntry`).
+        feed: The ring reader; its fingerprint is recorded with the run.
+        db: The trade DB (a run is started in it by :meth:`run` / :meth:`start`).
+        risk: Pre-trade checks.
+        expected_fingerprint: Refuse to start if the feed's fingerprint differs.
+    """
+
+    def __init__(
+        self,
+        config: LiveConfig,
+        strategy: Strategy,
+        gateway: OrderEntry,
+        feed: Feed,
+        db: TradeDB,
+        risk: RiskManager,
+        *,
+        expected_fingerprint: str | None = None,
+        run_config: Mapping[str, Any] | None = None,
+        monitor: FeedMonitor | None = None,
+    ) -> None:
+        if expected_fingerprint is not None and feed.fingerprint != expected_fingerprint:
+            raise ValueError(
+                f"feed fingerprint {feed.fingerprint} differs from the validated "
+                f"{expected_fingerprint}: refusing to trade"
+            )
+        self.config = config
+        self.strategy = strategy
+        self.gateway = gateway
+        self.feed = feed
+        self.db = db
+        self.risk = risk
+        self.monitor = monitor or FeedMonitor(config.stale_after_s, config.degraded_after_s)
+        self.oms = OrderManager()
+        self.portfolio = Portfolio()
+        self.ctx = LiveContext(self)
+        self.logical: dict[str, _Logical] = {}
+        self._legs: dict[str, _LegInfo] = {}
+        self._pending: list[Event] = []
+        self._mids: dict[int, float] = {}
+        self._next_snapshot_ns = 0
+        self._next_health = 0.0
+        self._health: FeedHealth | None = None
+        self._run_config = dict(run_config or {})
+        self.id_prefix = "o"
+        self.summary = RunSummary(run_id="")
+        self.stopping = False
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> str:
+        """Starts a run in the trade DB and calls ``on_start``; returns the run id."""
+        strategy = self.strategy
+        run_id = self.db.start_run(
+            fingerprint=self.feed.fingerprint,
+            build=build_info(),
+            config={
+                **self._run_config,
+                "live": self.config.to_dict(),
+                "risk": self.risk.config.to_dict(),
+            },
+            strategy=strategy.name or type(strategy).qualified_name(),
+            params=dict(strategy.params),
+        )
+        # Client ids unique across runs on one account: Binance refuses a reused open id.
+        self.id_prefix = f"{run_id[-6:]}-"
+        self.summary = RunSummary(run_id=run_id)
+        strategy.on_start(self.ctx)
+        self._dispatch()
+        return run_id
+
+    def run(
+        self,
+        *,
+        duration_s: float | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> RunSummary:
+        """Starts, steps until ``duration_s`` (wall clock), ``should_stop()``, the ring closes,
+        or KeyboardInterrupt; then stops cleanly. Returns the summary."""
+        self.start()
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        status = "completed"
+        try:
+            while not self.stopping:
+                self.step()
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                if should_stop is not None and should_stop():
+                    break
+                if self.feed.closed:
+                    break
+        except KeyboardInterrupt:
+            status = "interrupted"
+        except Exception:
+            status = "failed"
+            self.finish(status)
+            raise
+        return self.finish(status)
+
+    def step(self) -> int:
+        """One iteration of the loop; returns the number of records handled."""
+        batch = self.feed.read_batch(self.config.max_batch_rows, self.config.poll_timeout_s)
+        records = batch.records
+        self.apply_reports(self.gateway.poll_reports())
+        self._dispatch()
+        if len(records):
+            self.monitor.observe(records)
+            self.ctx.now = max(self.ctx.now, int(records["local_ns"][-1]))
+        self._check_feed(force=bool(batch.lost))
+        if len(records):
+            self._mark(records)
+            self.summary.records += len(records)
+            self.summary.batches += 1
+            self._feed_strategy(records)
+            self._dispatch()
+        if self.ctx.now >= self._next_snapshot_ns and self.ctx.now > 0:
+            self.snapshot()
+            interval = self.config.snapshot_interval_ns
+            self._next_snapshot_ns = (self.ctx.now // interval + 1) * interval
+        return len(records)
+
+    def finish(self, status: str = "completed") -> RunSummary:
+        """``on_stop``, cancel everything, wait for the venue to settle, reconcile, record."""
+        self.stopping = True
+        try:
+            self.strategy.on_stop(self.ctx)
+        finally:
+            self._dispatch()
+        for symbol in self.config.symbols:
+            try:
+                self.gateway.send_cancel_all(symbol)
+            except OrderRefused as error:
+                log.warning("cancel all %s refused: %s", symbol, error)
+        deadline = time.monotonic() + self.config.drain_timeout_s
+        while time.monotonic() < deadline:
+            self.apply_reports(self.gateway.poll_reports())
+            self._dispatch(notify=False)
+            if not self.oms.open_orders() and not self.oms.unsettled():
+                break
+            time.sleep(0.02)
+        self.snapshot()
+        summary = self.summary
+        summary.status = status
+        summary.duplicates = self.oms.duplicates
+        summary.positions = {
+            self._symbol_name(symbol): position.qty
+            for symbol, position in sorted(self.portfolio.positions.items())
+        }
+        pnl = self.portfolio.pnl()
+        summary.pnl = {
+            "realized": pnl.realized,
+            "unrealized": pnl.unrealized,
+            "fees": pnl.fees,
+            "total": pnl.total,
+        }
+        try:
+            venue = self.gateway.venue_positions()
+        except Exception as error:  # reconciliation is best effort; the run is recorded
+            log.warning("venue positions unavailable: %s", error)
+            venue = {}
+        summary.venue_positions = {s: venue.get(s, 0.0) for s in self.config.symbols}
+        if venue:
+            mismatched = {
+                s: (summary.positions.get(s, 0.0), summary.venue_positions[s])
+                for s in self.config.symbols
+                if abs(summary.positions.get(s, 0.0) - summary.venue_positions[s]) > 1e-9
+            }
+            summary.reconciled = not mismatched
+            if mismatched:
+                self.db.risk_event(
+                    self.ctx.now,
+                    "",
+                    "reconciliation",
+                    f"brain and venue positions differ: {mismatched}",
+                    {"mismatched": mismatched},
+                )
+        self.db.end_run(status, summary.to_dict())
+        return summary
+
+    # ---- orders from the strategy -------------------------------------------------------
+
+    def _symbol_name(self, symbol: int) -> str:
+        symbols = self.config.symbols
+        return symbols[symbol] if 0 <= symbol < len(symbols) else str(symbol)
+
+    def submit(self, order: Order) -> None:
+        """Risk-checks, records and sends a new strategy order."""
+        if order.client_id in self.logical:
+            raise ValueError(f"duplicate client order id {order.client_id!r}")
+        view = Order(
+            order.client_id,
+            order.symbol,
+            order.side,
+            order.qty,
+            order.price,
+            type=order.type,
+            tif=order.tif,
+            submit_ns=order.submit_ns,
+        )
+        self.logical[order.client_id] = _Logical(view, order.client_id)
+        self._send_leg(order, order.client_id)
+
+    def _send_leg(self, order: Order, strategy_id: str) -> None:
+        mid = self._mids.get(order.symbol, float("nan"))
+        symbol = self._symbol_name(order.symbol)
+        self.oms.add(order)
+        self._legs[order.client_id] = _LegInfo(strategy_id, time.time_ns(), mid)
+        self.db.order(
+            order,
+            symbol=symbol,
+            strategy_id=strategy_id,
+            submit_wall_ns=self._legs[order.client_id].submit_wall_ns,
+            mid=mid,
+        )
+        self.summary.orders += 1
+        decision = self.risk.check(
+            order,
+            now_ns=self.ctx.now,
+            position=self.portfolio.position(order.symbol).qty,
+            mid=mid,
+            open_orders=self.oms.open_orders(order.symbol),
+        )
+        if not decision.ok:
+            self.summary.risk_rejections += 1
+            self.db.risk_event(
+                self.ctx.now, order.client_id, decision.check, decision.reason, decision.detail
+            )
+            self._apply_events(
+                self.oms.reject(order.client_id, self.ctx.now, f"risk: {decision.reason}")
+            )
+            return
+        try:
+            report = self.gateway.send_order(order, symbol)
+        except OrderRefused as error:
+            self.summary.venue_rejections += 1
+            self._apply_events(
+                self.oms.reject(
+                    order.client_id, self.ctx.now, f"venue: {error.code} {error.message}"
+                )
+            )
+            return
+        self.apply_reports([report])
+
+    def cancel(self, strategy_id: str) -> None:
+        logical = self.logical.get(strategy_id)
+        if logical is None:
+            raise KeyError(f"unknown order {strategy_id!r}")
+        self._cancel_leg(logical.leg)
+
+    def _cancel_leg(self, leg: str) -> bool:
+        """Cancels a venue order; False if it had already finished."""
+        if not self.oms.request_cancel(leg):
+            return False
+        order = self.oms.get(leg)
+        try:
+            report = self.gateway.send_cancel(leg, self._symbol_name(order.symbol))
+        except OrderRefused as error:
+            log.warning("cancel %s refused: %s", leg, error)
+            return False
+        if report is not None:
+            self.apply_reports([report])
+        return report is not None and report.state in ("cancelled", "expired")
+
+    def cancel_all(self, symbol: int | None = None) -> list[str]:
+        cancelled = []
+        for strategy_id, logical in list(self.logical.items()):
+            view = logical.view
+            if view.state in OPEN_STATES and (symbol is None or view.symbol == symbol):
+                cancelled.append(strategy_id)
+                self._cancel_leg(logical.leg)
+        return cancelled
+
+    def replace(self, strategy_id: str, price: float, qty: float) -> None:
+        logical = self.logical.get(strategy_id)
+        if logical is None:
+            raise KeyError(f"unknown order {strategy_id!r}")
+        view = logical.view
+        if view.state in TERMINAL_STATES:
+            self._pending.append(
+                OrderUpdate.of(view, self.ctx.now, "replace refused: order finished")
+            )
+            return
+        logical.replacing = True
+        try:
+            cancelled = self._cancel_leg(logical.leg)
+        finally:
+            logical.replacing = False
+        old = self.oms.get(logical.leg)
+        if not cancelled or old.state not in ("cancelled", "expired"):
+            # The leg finished (filled) first: its own update tells the strategy.
+            self._sync_view(logical, old, self.ctx.now)
+            return
+        remaining = qty - view.filled_qty
+        if remaining <= 1e-12:
+            view.qty = qty
+            self._finish_view(logical, "filled" if view.filled_qty > 0 else "cancelled")
+            return
+        view.price = price
+        view.qty = qty
+        leg_id = f"{strategy_id}~{logical.legs}"
+        logical.legs += 1
+        logical.leg = leg_id
+        leg = Order(
+            leg_id,
+            view.symbol,
+            view.side,
+            round(remaining, 8),
+            price,
+            type=view.type,
+            tif=view.tif,
+            submit_ns=self.ctx.now,
+        )
+        self._send_leg(leg, strategy_id)
+
+    # ---- venue reports ------------------------------------------------------------------
+
+    def apply_reports(self, reports: list[ExecutionReport]) -> None:
+        """Applies execution reports (REST responses or stream events) to the OMS."""
+        for report in reports:
+            if report.client_id not in self.oms:
+                log.debug("report for an order of another session: %s", report.client_id)
+                continue
+            self._apply_events(self.oms.apply(report))
+
+    def _apply_events(self, events: list[Event]) -> None:
+        for event in events:
+            leg = self.oms.get(event.client_id)
+            info = self._legs[event.client_id]
+            logical = self.logical[info.strategy_id]
+            if isinstance(event, Fill):
+                # Written and committed before anything acts on it.
+                self.db.fill(
+                    event,
+                    symbol=self._symbol_name(event.symbol),
+                    strategy_id=info.strategy_id,
+                    order=leg,
+                    submit_wall_ns=info.submit_wall_ns,
+                    mid_at_submit=info.mid,
+                )
+                self.summary.fills += 1
+                view = logical.view
+                before = view.filled_qty
+                view.filled_qty = before + event.qty
+                view.avg_price = (
+                    event.price
+                    if before <= 0
+                    else (view.avg_price * before + event.price * event.qty) / view.filled_qty
+                )
+                view.fees += event.fee
+                self.portfolio.apply(event)
+                if info.strategy_id != event.client_id:
+                    event = Fill(
+                        info.strategy_id,
+                        event.symbol,
+                        event.side,
+                        event.price,
+                        event.qty,
+                        event.fee,
+                        event.liquidity,
+                        event.ts_ns,
+                        event.fill_id,
+                        event.queue_ns,
+                    )
+                self._pending.append(event)
+            else:
+                self.db.order_event(event, leg)
+                if logical.leg == event.client_id and not (
+                    logical.replacing and event.state in ("cancelled", "expired")
+                ):
+                    self._sync_view(logical, leg, event.ts_ns, event.reason)
+
+    def _sync_view(self, logical: _Logical, leg: Order, ts_ns: int, reason: str = "") -> None:
+        view = logical.view
+        if view.state in TERMINAL_STATES:
+            return
+        state = leg.state
+        if state in ("acked", "partially_filled"):
+            state = "partially_filled" if view.filled_qty > 1e-12 else "acked"
+        if state == view.state and not reason:
+            return
+        view.state = state
+        if view.active_ns < 0 and leg.active_ns >= 0:
+            view.active_ns = leg.active_ns
+        if state in TERMINAL_STATES:
+            view.done_ns = ts_ns
+            view.reason = leg.reason
+        self._pending.append(OrderUpdate.of(view, ts_ns, reason))
+
+    def _finish_view(self, logical: _Logical, state: Any) -> None:
+        view = logical.view
+        view.state = state
+        view.done_ns = self.ctx.now
+        self._pending.append(OrderUpdate.of(view, self.ctx.now))
+
+    def _dispatch(self, notify: bool = True) -> None:
+        """Hands queued fills and updates to the strategy, in order."""
+        while self._pending:
+            events, self._pending = self._pending, []
+            if not notify:
+                continue
+            for event in events:
+                if isinstance(event, Fill):
+                    self.strategy.on_fill(self.ctx, event)
+                else:
+                    self.strategy.on_order_update(self.ctx, event)
+
+    # ---- market data --------------------------------------------------------------------
+
+    def _mark(self, records: np.ndarray[Any, Any]) -> None:
+        kinds = records["kind"]
+        touch = np.flatnonzero((kinds == _QUOTE) | (kinds == _BOOK))
+        if not len(touch):
+            return
+        symbols = records["symbol_id"][touch]
+        mids = records["mid"][touch]
+        for symbol in np.unique(symbols).tolist():
+            rows = np.flatnonzero(symbols == symbol)
+            mid = float(mids[rows[-1]])
+            if mid == mid:
+                self._mids[int(symbol)] = mid
+                self.portfolio.mark(int(symbol), mid)
+
+    def _feed_strategy(self, records: np.ndarray[Any, Any]) -> None:
+        strategy = self.strategy
+        if strategy.wants_batches:
+            strategy.on_batch(self.ctx, records)
+            return
+        times = records["local_ns"].tolist()
+        for row in range(len(records)):
+            self.ctx.now = times[row]
+            strategy.on_record(self.ctx, records[row])
+            if self._pending:
+                self._dispatch()
+
+    def _check_feed(self, force: bool = False) -> None:
+        # Records-derived changes (gap, disconnect) are assessed every step; the ring's health
+        # (heartbeat age, ingest process) every ``health_interval_s``.
+        now = time.monotonic()
+        if force or now >= self._next_health or self._health is None:
+            self._next_health = now + self.config.health_interval_s
+            self._health = self.feed.health()
+        transition = self.monitor.assess(self._health)
+        if transition is not None:
+            self.on_feed_transition(transition)
+
+    def on_feed_transition(self, transition: FeedTransition) -> None:
+        """Records a feed status change and acts on it. Override to add policies."""
+        self.summary.feed_transitions += 1
+        self.db.feed_event(
+            self.ctx.now,
+            transition.status,
+            transition.previous,
+            {"reason": transition.reason, **transition.detail},
+        )
+        if transition.status == "stale":
+            self.risk.block_opening(f"feed stale: {transition.reason}")
+            self.cancel_all()
+        elif transition.status == "healthy":
+            self.risk.allow_opening()
+        self._dispatch()
+        self.strategy.on_feed_status(self.ctx, transition.status)
+        self._dispatch()
+
+    def snapshot(self) -> None:
+        """Writes the positions of every traded symbol to ``position_snapshots``."""
+        self.db.positions(
+            self.ctx.now,
+            [
+                (self._symbol_name(symbol), position)
+                for symbol, position in sorted(self.portfolio.positions.items())
+            ],
+        )
