@@ -1,0 +1,962 @@
+"""Paper trading on the local venue: Binance USD-M futures order entry over the replayed market.
+
+:class:`PaperVenue` is an HTTP server on loopback that accepts orders the way Binance's USD-M
+futures REST API does and executes them with :class:`twinfeed.matching.MatchingEngine`, the
+engine the backtester uses, against the capture that ``twinfeed-venue`` (the Rust market-data
+venue) is replaying. So paper fills and backtest fills follow the same rules, and given the
+same records and the same submit times they are the same fills (a test checks it)::
+
+    md = start_venue(capture, speed=20)
+    paper = PaperVenue.start(capture, md_status=md.status, keys={key: secret})
+    gateway = OrderGateway(paper.url, key, secret)        # twinfeed.live.gateway
+    ...
+    paper.stop(); md.stop()
+
+Market data and time
+    A background thread polls the market-data venue's status (``md_status``: a callable such as
+    ``VenueProcess.status``, or the path of its ``--status-file``) every ``poll_interval`` s.
+    The status names the capture line replayed last (``line_index``, 0-based) and its receive
+    time ``local_ns``. The paper venue runs the batch binding over the same capture and feeds
+    the engine every record with ``line <= line_index + 1`` (records number lines from 1), then
+    sets its clock to that ``local_ns``. Requests are sent to the engine at that clock; they take
+    effect ``latency_ns`` later (the engine's order-entry latency), so event times are the
+    capture's time, never the wall clock. Before the replay starts the clock is just before the
+    capture's first record and the market is unknown (limit orders rest, market orders are
+    rejected). When the replay has finished (or, with ``--loop``, reached its second lap: the
+    paper venue follows the first lap only) the market freezes at its last state and requests
+    are handled at their arrival time.
+
+    A REST call that sends an order or a cancel answers once the engine has handled it (the
+    replay passed its arrival time), waiting at most ``ack_timeout`` s of wall time; if the
+    replay is slower than that, the answer shows the order as still ``NEW`` and the user stream
+    reports what happens next.
+
+Matching
+    The rules are :mod:`twinfeed.matching`'s: a new LIMIT GTC order rests or takes the touch,
+    IOC takes what it can and expires the rest, GTX (post-only) that would cross is refused
+    with -5022 (the event stream shows it EXPIRED, as the engine decides it), MARKET takes the
+    touch and sweeps. Fees are ``maker_fee_bps``/``taker_fee_bps`` of notional in the quote
+    asset. Positions, entry prices, realized PnL and the wallet (``initial_balance`` plus realized
+    PnL less fees) come from :class:`twinfeed.portfolio.Portfolio`; unrealized PnL is marked at
+    the engine's current mid. One account, one-way position mode (``positionSide`` BOTH).
+
+Endpoints (Binance USD-M subset; all answers JSON, errors as ``{"code", "msg"}``)
+    ``POST /fapi/v1/order``, ``DELETE /fapi/v1/order``, ``GET /fapi/v1/order``,
+    ``DELETE /fapi/v1/allOpenOrders``, ``GET /fapi/v1/openOrders``, ``GET /fapi/v2/account``,
+    ``GET /fapi/v2/positionRisk``, ``GET /fapi/v1/userTrades``: signed (see
+    :mod:`twinfeed.live.signing`). ``POST|PUT|DELETE /fapi/v1/listenKey``: API key only.
+    ``GET /fapi/v1/time``, ``GET /fapi/v1/ping``: open.
+
+    Authentication: a missing or unknown ``X-MBX-APIKEY`` is HTTP 401 -2015; a missing
+    ``timestamp`` or ``signature`` -1102; a wrong signature -1022; a ``timestamp`` more than
+    ``recvWindow`` ms (default 5000, at most 60000) behind the venue's wall clock, or more than
+    1000 ms ahead of it, -1021 (the only use of the wall clock: it is the client's clock that
+    ``timestamp`` carries). Order errors: -1102 missing parameter, -1100 malformed number,
+    -1116/-1117/-1115 bad type/side/timeInForce, -1121 unknown symbol, -1111 price or quantity
+    off the tick/step grid, -4003 quantity <= 0, -4013 price <= 0, -4116 duplicate
+    ``newClientOrderId``, -5022 post-only would take, -2010 refused by the engine (e.g. a market
+    order before any quote), -2011 cancel of an unknown or finished order, -2013 query of an
+    unknown order.
+
+User stream (long-poll; no websocket)
+    ``POST /fapi/v1/listenKey`` returns ``{"listenKey"}``. ``GET /fapi/v1/_events?listenKey=K
+    &after=SEQ&timeout=MS`` returns ``{"events": [...], "last": L, "first": F}`` as soon as
+    there are events with sequence number > SEQ, or after ``timeout`` ms (default 5000, at most
+    30000) with none. Events are Binance ``ORDER_TRADE_UPDATE`` objects (``e, E, T, o: {s, c,
+    S, o, f, q, p, ap, x, X, i, l, z, L, n, N, T, t, m, ...}``) plus a top-level ``seq``: one
+    venue-wide counter, consecutive, so a client that sees ``seq`` jump (or ``first > SEQ+1``:
+    the venue keeps the last ``max_events``) has missed events and should refetch orders.
+    ``E``/``T`` are capture time in ms; ``ns`` carries the engine's event time in ns.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from twinfeed import _features
+from twinfeed.live.signing import verify
+from twinfeed.matching import MatchingEngine
+from twinfeed.matching_batch import price_key
+from twinfeed.orders import Event, Fill, Order, OrderUpdate
+from twinfeed.portfolio import Portfolio
+from twinfeed.research.features import CapturePaths, open_run
+
+__all__ = ["JournalEntry", "PaperVenue", "SymbolRules", "read_status_file"]
+
+StatusSource = Callable[[], Mapping[str, Any]] | str | Path
+
+_STATUS = {
+    "new": "NEW",
+    "acked": "NEW",
+    "partially_filled": "PARTIALLY_FILLED",
+    "filled": "FILLED",
+    "cancelled": "CANCELED",
+    "expired": "EXPIRED",
+    "rejected": "REJECTED",
+}
+_EXECUTION = {"acked": "NEW", "cancelled": "CANCELED", "expired": "EXPIRED", "rejected": "REJECTED"}
+_GTX_CROSS = "post-only would cross"
+
+
+class ApiError(Exception):
+    """A Binance-shaped error answer."""
+
+    def __init__(self, code: int, msg: str, status: int = 400) -> None:
+        super().__init__(f"{code}: {msg}")
+        self.code = code
+        self.msg = msg
+        self.status = status
+
+
+def _missing(name: str) -> ApiError:
+    return ApiError(
+        -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
+    )
+
+
+@dataclass(frozen=True)
+class SymbolRules:
+    """Price and quantity grids (Binance ``PRICE_FILTER.tickSize``, ``LOT_SIZE.stepSize``)."""
+
+    tick_size: float = 0.1
+    step_size: float = 0.001
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One request as the engine received it: fed through capture ``line``, sent at ``now_ns``.
+
+    ``action`` is ``submit`` (payload: the Order's fields), ``cancel`` (client id) or
+    ``cancel_all`` (symbol id). Replaying the journal against a fresh engine fed the same
+    records reproduces the paper venue's events exactly.
+    """
+
+    action: str
+    line: int
+    now_ns: int
+    payload: Any
+
+
+@dataclass
+class _OrderInfo:
+    order_id: int
+    symbol: str
+    order: Order
+    time_ms: int
+    update_ms: int
+    notional: float = 0.0
+
+
+@dataclass
+class _Records:
+    """The batch binding over the capture, handed out up to a capture line."""
+
+    capture: CapturePaths
+    config: Any = None
+    batch_rows: int = 65_536
+    run: Any = None
+    batch: np.ndarray[Any, Any] | None = None
+    offset: int = 0
+    exhausted: bool = False
+    symbols: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.run = open_run(self.capture, self.config)
+        self._fetch()
+
+    def _fetch(self) -> bool:
+        raw = self.run.next_records(self.batch_rows)
+        self.symbols = list(self.run.symbols())
+        if raw is None:
+            self.exhausted = True
+            self.batch = None
+            return False
+        self.batch = np.frombuffer(raw, dtype=_features.record_dtype())
+        self.offset = 0
+        return True
+
+    def first_local_ns(self) -> int | None:
+        if self.batch is None or self.offset >= len(self.batch):
+            return None
+        return int(self.batch["local_ns"][self.offset])
+
+    def take_until(self, line: int | None) -> list[np.ndarray[Any, Any]]:
+        """Records with ``line <= line`` not yet taken (all remaining if ``line`` is None)."""
+        out: list[np.ndarray[Any, Any]] = []
+        while self.batch is not None:
+            if self.offset >= len(self.batch):
+                if not self._fetch():
+                    break
+                continue
+            rest = self.batch[self.offset :]
+            count = len(rest) if line is None else int(np.searchsorted(rest["line"], line, "right"))
+            if count:
+                out.append(rest[:count])
+                self.offset += count
+            if self.offset < len(self.batch):
+                break
+        return out
+
+
+def read_status_file(path: str | Path) -> dict[str, Any]:
+    """The Rust venue's status file (``{}`` before its first write)."""
+    try:
+        return dict(json.loads(Path(path).read_text()))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def _num(value: float) -> str:
+    if value != value:
+        return "0"
+    text = f"{value:.8f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
+
+
+def _on_grid(value: float, step: float) -> bool:
+    step_units = price_key(step)
+    return step_units <= 0 or price_key(value) % step_units == 0
+
+
+class PaperVenue:
+    """Binance USD-M order entry over the replayed market. See the module docstring.
+
+    Use :meth:`start` (it binds and starts the threads); ``.url`` is the REST base URL.
+    """
+
+    def __init__(
+        self,
+        capture: CapturePaths,
+        md_status: StatusSource,
+        *,
+        keys: Mapping[str, str],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency_ns: int = 0,
+        maker_fee_bps: float = 0.0,
+        taker_fee_bps: float = 0.0,
+        initial_balance: float = 10_000.0,
+        rules: Mapping[str, SymbolRules] | None = None,
+        poll_interval: float = 0.005,
+        ack_timeout: float = 2.0,
+        max_events: int = 100_000,
+        config: Any = None,
+    ) -> None:
+        if not keys:
+            raise ValueError("PaperVenue needs at least one API key")
+        self.capture = capture
+        self.host = host
+        self.keys = dict(keys)
+        self.engine = MatchingEngine(latency_ns, maker_fee_bps, taker_fee_bps)
+        self.portfolio = Portfolio()
+        self.initial_balance = float(initial_balance)
+        self.rules = dict(rules or {})
+        self.poll_interval = poll_interval
+        self.ack_timeout = ack_timeout
+        self.max_events = max_events
+        #: Every request the engine received, in order (see :class:`JournalEntry`).
+        self.journal: list[JournalEntry] = []
+        #: Status reads that failed (the market-data venue not up yet, or gone).
+        self.status_errors = 0
+        self._status = self._status_reader(md_status)
+        self._config = config
+        # The binding's run is bound to the thread that made it: the market thread makes it.
+        self._records: _Records | None = None
+        self._symbols: list[str] = []
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self._now_ns = 0
+        self._line = 0
+        self._frozen = False
+        self._lock = threading.Condition(threading.RLock())
+        self._orders: dict[str, _OrderInfo] = {}
+        self._by_id: dict[int, str] = {}
+        self._trades: list[dict[str, Any]] = []
+        self._events: list[dict[str, Any]] = []
+        self._seq = 0
+        self._listen_keys: set[str] = set()
+        self._stopping = threading.Event()
+        self._server = ThreadingHTTPServer((host, port), _handler(self))
+        self._server.daemon_threads = True
+        self._threads = [
+            threading.Thread(target=self._server.serve_forever, name="paper-http", daemon=True),
+            threading.Thread(target=self._follow, name="paper-market", daemon=True),
+        ]
+
+    @classmethod
+    def start(
+        cls, capture: CapturePaths, md_status: StatusSource, port: int = 0, **options: Any
+    ) -> PaperVenue:
+        """Creates the venue on ``port`` (0 = free), starts serving and following the replay."""
+        venue = cls(capture, md_status, port=port, **options)
+        venue._threads[1].start()
+        venue._ready.wait()
+        if venue._failure is not None:
+            venue._server.server_close()
+            raise venue._failure
+        venue._threads[0].start()
+        return venue
+
+    def stop(self) -> None:
+        """Stops serving and following; safe to call twice."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        with self._lock:
+            self._lock.notify_all()
+        self._server.shutdown()
+        self._server.server_close()
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(5)
+
+    def __enter__(self) -> PaperVenue:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """REST base URL, ``http://127.0.0.1:PORT``."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def line(self) -> int:
+        """Capture lines (1-based, inclusive) the engine has been fed through."""
+        return self._line
+
+    @property
+    def now_ns(self) -> int:
+        """The venue's clock: capture receive time of the replay position."""
+        return self._now_ns
+
+    @property
+    def frozen(self) -> bool:
+        """True once the replay finished (or started its second lap)."""
+        return self._frozen
+
+    def wait_for_line(self, line: int, timeout: float = 30.0) -> bool:
+        """Blocks until the engine has been fed through ``line`` (or the market froze)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._line < line and not self._frozen:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stopping.is_set():
+                    return False
+                self._lock.wait(left)
+        return True
+
+    # ---- market data --------------------------------------------------------------------
+
+    @staticmethod
+    def _status_reader(source: StatusSource) -> Callable[[], Mapping[str, Any]]:
+        if callable(source):
+            return source
+        path = Path(source)
+        return lambda: read_status_file(path)
+
+    def _follow(self) -> None:
+        try:
+            self._records = _Records(self.capture, self._config)
+            self._symbols = list(self._records.symbols)
+            first = self._records.first_local_ns()
+            self._now_ns = 0 if first is None else first - 1
+        except BaseException as error:  # noqa: BLE001 - handed to start()
+            self._failure = error
+            return
+        finally:
+            self._ready.set()
+        try:
+            while not self._stopping.is_set():
+                try:
+                    status = self._status()
+                except Exception:  # noqa: BLE001 - a venue not up yet (or gone) is retried
+                    self.status_errors += 1
+                    status = {}
+                if status:
+                    self._apply_status(status)
+                self._stopping.wait(self.poll_interval)
+        finally:
+            with self._lock:
+                self._records = None  # dropped on the thread that made it
+
+    def _apply_status(self, status: Mapping[str, Any]) -> None:
+        records = self._records
+        assert records is not None
+        line_index = status.get("line_index")
+        local_ns = status.get("local_ns")
+        second_lap = int(status.get("lap") or 0) > 0
+        finished = bool(status.get("finished")) or second_lap
+        with self._lock:
+            if self._frozen:
+                return
+            if second_lap:
+                target: int | None = None
+            else:
+                target = None if line_index is None else int(line_index) + 1
+            if target is None and not second_lap:
+                return
+            if target is None or target > self._line:
+                for batch in records.take_until(target):
+                    self._publish(self.engine.on_batch(batch))
+                    self._now_ns = max(self._now_ns, int(batch["local_ns"][-1]))
+                if target is not None:
+                    self._line = target
+                if local_ns is not None and not second_lap:
+                    self._now_ns = max(self._now_ns, int(local_ns))
+                self._publish(self.engine.advance(self._now_ns))
+            if finished:
+                for batch in records.take_until(None):
+                    self._publish(self.engine.on_batch(batch))
+                    self._now_ns = max(self._now_ns, int(batch["local_ns"][-1]))
+                self._frozen = True
+                self._publish(self.engine.advance(self._now_ns))
+            self._symbols = list(records.symbols)
+            self._lock.notify_all()
+
+    def _settle(self, arrival_ns: int) -> None:
+        """Waits (lock held) until the engine handled requests arriving by ``arrival_ns``."""
+        deadline = time.monotonic() + self.ack_timeout
+        while self._now_ns < arrival_ns:
+            if self._frozen:
+                self._now_ns = arrival_ns
+                self._publish(self.engine.advance(arrival_ns))
+                self._lock.notify_all()
+                return
+            left = deadline - time.monotonic()
+            if left <= 0 or self._stopping.is_set():
+                return
+            self._lock.wait(left)
+
+    # ---- engine events -> state and the user stream -------------------------------------
+
+    def _publish(self, events: list[Event]) -> None:
+        index = 0
+        while index < len(events):
+            event = events[index]
+            index += 1
+            if isinstance(event, Fill):
+                update = events[index] if index < len(events) else None
+                if isinstance(update, OrderUpdate) and update.client_id == event.client_id:
+                    index += 1
+                else:
+                    update = None
+                self._on_fill(event, update)
+            else:
+                self._on_update(event)
+
+    def _on_fill(self, fill: Fill, update: OrderUpdate | None) -> None:
+        info = self._orders[fill.client_id]
+        info.notional += fill.price * fill.qty
+        info.update_ms = fill.ts_ns // 1_000_000
+        position = self.portfolio.position(fill.symbol)
+        realized_before = position.realized
+        self.portfolio.apply(fill)
+        realized = position.realized - realized_before
+        self._trades.append(
+            {
+                "buyer": fill.side == "buy",
+                "commission": _num(fill.fee),
+                "commissionAsset": _quote_asset(info.symbol),
+                "id": fill.fill_id,
+                "maker": fill.liquidity == "maker",
+                "orderId": info.order_id,
+                "price": _num(fill.price),
+                "qty": _num(fill.qty),
+                "quoteQty": _num(fill.price * fill.qty),
+                "realizedPnl": _num(realized),
+                "side": fill.side.upper(),
+                "positionSide": "BOTH",
+                "symbol": info.symbol,
+                "time": fill.ts_ns // 1_000_000,
+            }
+        )
+        state = update.state if update is not None else info.order.state
+        filled = update.filled_qty if update is not None else info.order.filled_qty
+        self._emit(
+            info,
+            fill.ts_ns,
+            "TRADE",
+            _STATUS[state],
+            filled,
+            {
+                "l": _num(fill.qty),
+                "L": _num(fill.price),
+                "n": _num(fill.fee),
+                "N": _quote_asset(info.symbol),
+                "t": fill.fill_id,
+                "m": fill.liquidity == "maker",
+                "rp": _num(realized),
+            },
+        )
+
+    def _on_update(self, update: OrderUpdate) -> None:
+        execution = _EXECUTION.get(update.state)
+        if execution is None or update.reason.startswith(("cancel refused", "replace refused")):
+            return
+        info = self._orders[update.client_id]
+        info.update_ms = update.ts_ns // 1_000_000
+        self._emit(info, update.ts_ns, execution, _STATUS[update.state], update.filled_qty, {})
+
+    def _emit(
+        self,
+        info: _OrderInfo,
+        ts_ns: int,
+        execution: str,
+        status: str,
+        filled: float,
+        extra: dict[str, Any],
+    ) -> None:
+        order = info.order
+        ts_ms = ts_ns // 1_000_000
+        body = {
+            "s": info.symbol,
+            "c": order.client_id,
+            "S": order.side.upper(),
+            "o": order.type.upper(),
+            "f": order.tif,
+            "q": _num(order.qty),
+            "p": _num(order.price or 0.0),
+            "ap": _num(info.notional / filled) if filled > 0 else "0",
+            "sp": "0",
+            "x": execution,
+            "X": status,
+            "i": info.order_id,
+            "l": "0",
+            "z": _num(filled),
+            "L": "0",
+            "n": "0",
+            "N": _quote_asset(info.symbol),
+            "T": ts_ms,
+            "t": 0,
+            "m": False,
+            "R": False,
+            "ps": "BOTH",
+            "rp": "0",
+        }
+        body.update(extra)
+        self._seq += 1
+        event = {"e": "ORDER_TRADE_UPDATE", "E": ts_ms, "T": ts_ms, "seq": self._seq}
+        event.update({"ns": ts_ns, "o": body})
+        self._events.append(event)
+        if len(self._events) > self.max_events:
+            del self._events[: len(self._events) - self.max_events]
+
+    # ---- requests -----------------------------------------------------------------------
+
+    def _symbol(self, params: Mapping[str, str], required: bool = True) -> tuple[str, int] | None:
+        name = params.get("symbol", "").upper()
+        if not name:
+            if required:
+                raise _missing("symbol")
+            return None
+        symbols = self._symbols
+        if name not in symbols:
+            raise ApiError(-1121, "Invalid symbol.")
+        return name, symbols.index(name)
+
+    def new_order(self, params: Mapping[str, str]) -> dict[str, Any]:
+        symbol = self._symbol(params)
+        assert symbol is not None
+        name, symbol_id = symbol
+        side = params.get("side", "").upper()
+        if not side:
+            raise _missing("side")
+        if side not in ("BUY", "SELL"):
+            raise ApiError(-1117, "Invalid side.")
+        kind = params.get("type", "").upper()
+        if not kind:
+            raise _missing("type")
+        if kind not in ("LIMIT", "MARKET"):
+            raise ApiError(-1116, "Invalid orderType.")
+        tif = params.get("timeInForce", "").upper() or ("GTC" if kind == "MARKET" else "")
+        if not tif:
+            raise _missing("timeInForce")
+        if tif not in ("GTC", "IOC", "GTX"):
+            raise ApiError(-1115, "Invalid timeInForce.")
+        rules = self.rules.get(name, SymbolRules())
+        qty = _number(params, "quantity")
+        if qty <= 0:
+            raise ApiError(-4003, "Quantity less than or equal to zero.")
+        if not _on_grid(qty, rules.step_size):
+            raise ApiError(-1111, "Precision is over the maximum defined for this asset.")
+        price: float | None = None
+        if kind == "LIMIT":
+            price = _number(params, "price")
+            if price <= 0:
+                raise ApiError(-4013, "Price less than min price.")
+            if not _on_grid(price, rules.tick_size):
+                raise ApiError(-1111, "Precision is over the maximum defined for this asset.")
+        elif tif == "GTX":
+            raise ApiError(-1115, "Invalid timeInForce.")
+        with self._lock:
+            client_id = params.get("newClientOrderId") or f"paper-{len(self._orders) + 1}"
+            if client_id in self._orders:
+                raise ApiError(-4116, "ClientOrderId is duplicated.")
+            order = Order(
+                client_id,
+                symbol_id,
+                "buy" if side == "BUY" else "sell",
+                qty,
+                price,
+                "limit" if kind == "LIMIT" else "market",
+                tif,  # type: ignore[arg-type]
+            )
+            now_ms = self._now_ns // 1_000_000
+            info = _OrderInfo(len(self._orders) + 1, name, order, now_ms, now_ms)
+            self._orders[client_id] = info
+            self._by_id[info.order_id] = client_id
+            payload = {
+                "client_id": client_id,
+                "symbol": symbol_id,
+                "side": order.side,
+                "qty": qty,
+                "price": price,
+                "type": order.type,
+                "tif": tif,
+            }
+            self.journal.append(JournalEntry("submit", self._line, self._now_ns, payload))
+            self.engine.submit(order, self._now_ns)
+            self._publish(self.engine.advance(self._now_ns))
+            self._lock.notify_all()
+            self._settle(self._now_ns + self.engine.latency_ns)
+            if order.state == "expired" and order.reason == _GTX_CROSS:
+                raise ApiError(
+                    -5022,
+                    "Due to the order could not be executed as maker, the Post Only order will "
+                    "be rejected.",
+                )
+            if order.state == "rejected":
+                raise ApiError(-2010, f"New order rejected: {order.reason}.")
+            return self._order_json(info)
+
+    def _find(self, params: Mapping[str, str], unknown: ApiError) -> _OrderInfo:
+        client_id = params.get("origClientOrderId")
+        order_id = params.get("orderId")
+        if not client_id and not order_id:
+            raise _missing("orderId")
+        if not client_id:
+            try:
+                client_id = self._by_id.get(int(order_id or ""))
+            except ValueError:
+                raise ApiError(-1100, "Illegal characters found in parameter 'orderId'.") from None
+        info = self._orders.get(client_id or "")
+        if info is None:
+            raise unknown
+        symbol = self._symbol(params, required=False)
+        if symbol is not None and symbol[0] != info.symbol:
+            raise unknown
+        return info
+
+    def cancel_order(self, params: Mapping[str, str]) -> dict[str, Any]:
+        self._symbol(params)
+        with self._lock:
+            info = self._find(params, ApiError(-2011, "Unknown order sent."))
+            if not info.order.is_open:
+                raise ApiError(-2011, "Unknown order sent.")
+            self.journal.append(
+                JournalEntry("cancel", self._line, self._now_ns, info.order.client_id)
+            )
+            self.engine.cancel(info.order.client_id, self._now_ns)
+            self._publish(self.engine.advance(self._now_ns))
+            self._lock.notify_all()
+            self._settle(self._now_ns + self.engine.latency_ns)
+            if info.order.state != "cancelled" and not info.order.is_open:
+                raise ApiError(-2011, "Unknown order sent.")
+            return self._order_json(info)
+
+    def cancel_all(self, params: Mapping[str, str]) -> dict[str, Any]:
+        symbol = self._symbol(params)
+        assert symbol is not None
+        with self._lock:
+            self.journal.append(JournalEntry("cancel_all", self._line, self._now_ns, symbol[1]))
+            self.engine.cancel_all(self._now_ns, symbol[1])
+            self._publish(self.engine.advance(self._now_ns))
+            self._lock.notify_all()
+            self._settle(self._now_ns + self.engine.latency_ns)
+        return {"code": 200, "msg": "The operation of cancel all open order is done."}
+
+    def query_order(self, params: Mapping[str, str]) -> dict[str, Any]:
+        self._symbol(params)
+        with self._lock:
+            return self._order_json(self._find(params, ApiError(-2013, "Order does not exist.")))
+
+    def open_orders(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        symbol = self._symbol(params, required=False)
+        with self._lock:
+            orders = self.engine.open_orders(None if symbol is None else symbol[1])
+            return [self._order_json(self._orders[order.client_id]) for order in orders]
+
+    def user_trades(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        symbol = self._symbol(params)
+        assert symbol is not None
+        limit = min(int(_number(params, "limit", 500)), 1000)
+        from_id = params.get("fromId")
+        with self._lock:
+            trades = [trade for trade in self._trades if trade["symbol"] == symbol[0]]
+        if from_id:
+            trades = [trade for trade in trades if trade["id"] >= int(from_id)][:limit]
+        else:
+            trades = trades[-limit:]
+        return trades
+
+    def _marked(self) -> list[tuple[str, Any, float]]:
+        """(symbol name, position, mark price) of every symbol traded."""
+        out = []
+        for symbol_id, position in sorted(self.portfolio.positions.items()):
+            touch = self.engine.touch(symbol_id)
+            if touch is not None:
+                self.portfolio.mark(symbol_id, (touch.bid_px + touch.ask_px) / 2)
+            out.append((self._symbols[symbol_id], position, position.mark))
+        return out
+
+    def position_risk(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        symbol = self._symbol(params, required=False)
+        with self._lock:
+            rows = []
+            for name, position, mark in self._marked():
+                if symbol is not None and name != symbol[0]:
+                    continue
+                rows.append(
+                    {
+                        "symbol": name,
+                        "positionAmt": _num(position.qty),
+                        "entryPrice": _num(position.avg_price if position.units else 0.0),
+                        "markPrice": _num(mark),
+                        "unRealizedProfit": _num(position.unrealized),
+                        "liquidationPrice": "0",
+                        "leverage": "1",
+                        "marginType": "cross",
+                        "isolatedMargin": "0",
+                        "isAutoAddMargin": "false",
+                        "positionSide": "BOTH",
+                        "notional": _num(position.qty * mark if mark == mark else 0.0),
+                        "updateTime": self._now_ns // 1_000_000,
+                    }
+                )
+            return rows
+
+    def account(self, _params: Mapping[str, str]) -> dict[str, Any]:
+        with self._lock:
+            positions = self._marked()
+            realized = sum(position.realized for _, position, _ in positions)
+            fees = sum(position.fees for _, position, _ in positions)
+            unrealized = sum(position.unrealized for _, position, _ in positions)
+            wallet = self.initial_balance + realized - fees
+            margin = wallet + unrealized
+            asset = {
+                "asset": "USDT",
+                "walletBalance": _num(wallet),
+                "unrealizedProfit": _num(unrealized),
+                "marginBalance": _num(margin),
+                "availableBalance": _num(margin),
+                "maxWithdrawAmount": _num(wallet),
+                "updateTime": self._now_ns // 1_000_000,
+            }
+            return {
+                "feeTier": 0,
+                "canTrade": True,
+                "canDeposit": False,
+                "canWithdraw": False,
+                "updateTime": self._now_ns // 1_000_000,
+                "totalWalletBalance": _num(wallet),
+                "totalUnrealizedProfit": _num(unrealized),
+                "totalMarginBalance": _num(margin),
+                "availableBalance": _num(margin),
+                "maxWithdrawAmount": _num(wallet),
+                "totalRealizedProfit": _num(realized),
+                "totalFees": _num(fees),
+                "assets": [asset],
+                "positions": [
+                    {
+                        "symbol": name,
+                        "positionAmt": _num(position.qty),
+                        "entryPrice": _num(position.avg_price if position.units else 0.0),
+                        "unrealizedProfit": _num(position.unrealized),
+                        "notional": _num(position.qty * mark if mark == mark else 0.0),
+                        "positionSide": "BOTH",
+                        "leverage": "1",
+                    }
+                    for name, position, mark in positions
+                ],
+            }
+
+    def new_listen_key(self) -> dict[str, Any]:
+        with self._lock:
+            key = f"paper{len(self._listen_keys) + 1:04d}{time.monotonic_ns() & 0xFFFFFF:06x}"
+            self._listen_keys.add(key)
+        return {"listenKey": key}
+
+    def events(self, params: Mapping[str, str]) -> dict[str, Any]:
+        key = params.get("listenKey", "")
+        if key not in self._listen_keys:
+            raise ApiError(-1125, "This listenKey does not exist.")
+        after = int(_number(params, "after", 0))
+        timeout = min(_number(params, "timeout", 5000), 30_000) / 1000
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._seq <= after and not self._stopping.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._lock.wait(left)
+            first = self._events[0]["seq"] if self._events else self._seq + 1
+            events = [event for event in self._events if event["seq"] > after]
+            return {"events": events, "last": self._seq, "first": first}
+
+    def _order_json(self, info: _OrderInfo) -> dict[str, Any]:
+        order = info.order
+        filled = order.filled_qty
+        return {
+            "orderId": info.order_id,
+            "symbol": info.symbol,
+            "status": _STATUS[order.state],
+            "clientOrderId": order.client_id,
+            "price": _num(order.price or 0.0),
+            "avgPrice": _num(info.notional / filled) if filled > 0 else "0",
+            "origQty": _num(order.qty),
+            "executedQty": _num(filled),
+            "cumQty": _num(filled),
+            "cumQuote": _num(info.notional),
+            "timeInForce": order.tif,
+            "type": order.type.upper(),
+            "origType": order.type.upper(),
+            "reduceOnly": False,
+            "closePosition": False,
+            "side": order.side.upper(),
+            "positionSide": "BOTH",
+            "stopPrice": "0",
+            "workingType": "CONTRACT_PRICE",
+            "priceProtect": False,
+            "time": info.time_ms,
+            "updateTime": info.update_ms,
+        }
+
+
+def _quote_asset(symbol: str) -> str:
+    for quote in ("USDT", "USDC", "BUSD"):
+        if symbol.endswith(quote):
+            return quote
+    return "USDT"
+
+
+def _number(params: Mapping[str, str], name: str, default: float | None = None) -> float:
+    text = params.get(name, "")
+    if not text:
+        if default is None:
+            raise _missing(name)
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ApiError(-1100, f"Illegal characters found in parameter '{name}'.") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ApiError(-1100, f"Illegal characters found in parameter '{name}'.")
+    return value
+
+
+# ---- HTTP ---------------------------------------------------------------------------------
+
+_SIGNED = {
+    ("POST", "/fapi/v1/order"): PaperVenue.new_order,
+    ("DELETE", "/fapi/v1/order"): PaperVenue.cancel_order,
+    ("GET", "/fapi/v1/order"): PaperVenue.query_order,
+    ("DELETE", "/fapi/v1/allOpenOrders"): PaperVenue.cancel_all,
+    ("GET", "/fapi/v1/openOrders"): PaperVenue.open_orders,
+    ("GET", "/fapi/v2/account"): PaperVenue.account,
+    ("GET", "/fapi/v2/positionRisk"): PaperVenue.position_risk,
+    ("GET", "/fapi/v1/userTrades"): PaperVenue.user_trades,
+}
+
+
+def _handler(venue: PaperVenue) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "twinfeed-paper"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            """Quiet: request lines carry signatures and keys."""
+
+        def do_GET(self) -> None:
+            self._dispatch("GET")
+
+        def do_POST(self) -> None:
+            self._dispatch("POST")
+
+        def do_PUT(self) -> None:
+            self._dispatch("PUT")
+
+        def do_DELETE(self) -> None:
+            self._dispatch("DELETE")
+
+        def _dispatch(self, method: str) -> None:
+            split = urllib.parse.urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length).decode() if length else ""
+            try:
+                status, answer = 200, self._answer(method, split.path, split.query, body)
+            except ApiError as error:
+                status, answer = error.status, {"code": error.code, "msg": error.msg}
+            except Exception as error:  # noqa: BLE001 - a bug must not kill the server thread
+                status, answer = 500, {"code": -1000, "msg": f"internal error: {error!r}"}
+            payload = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def _answer(self, method: str, path: str, query: str, body: str) -> Any:
+            params = {
+                **dict(urllib.parse.parse_qsl(query, keep_blank_values=True)),
+                **dict(urllib.parse.parse_qsl(body, keep_blank_values=True)),
+            }
+            if path in ("/fapi/v1/ping",):
+                return {}
+            if path == "/fapi/v1/time":
+                return {"serverTime": int(time.time() * 1000)}
+            handler = _SIGNED.get((method, path))
+            is_stream = path in ("/fapi/v1/listenKey", "/fapi/v1/_events")
+            if handler is None and not is_stream:
+                raise ApiError(-1000, f"unknown endpoint {method} {path}", status=404)
+            secret = venue.keys.get(self.headers.get("X-MBX-APIKEY", ""))
+            if secret is None:
+                raise ApiError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+            if path == "/fapi/v1/listenKey":
+                if method == "POST":
+                    return venue.new_listen_key()
+                return {}
+            if path == "/fapi/v1/_events":
+                return venue.events(params)
+            assert handler is not None
+            if not params.get("timestamp"):
+                raise _missing("timestamp")
+            if "signature" not in params:
+                raise _missing("signature")
+            if not verify(query, body, secret):
+                raise ApiError(-1022, "Signature for this request is not valid.")
+            timestamp = int(_number(params, "timestamp"))
+            window = _number(params, "recvWindow", 5000)
+            if not 0 < window <= 60_000:
+                raise ApiError(-1131, "recvWindow must be less than 60000")
+            server_ms = time.time() * 1000
+            if not (server_ms - window <= timestamp < server_ms + 1000):
+                raise ApiError(-1021, "Timestamp for this request is outside of the recvWindow.")
+            return handler(venue, params)
+
+    return Handler

@@ -1,0 +1,178 @@
+"""Binance-style request signing and API credentials.
+
+Signed endpoints carry ``timestamp`` (client wall clock, ms), optionally ``recvWindow`` (ms,
+default 5000) and ``signature``: the hex HMAC-SHA256, keyed with the API secret, of the
+*total parameters*: the query string as sent, immediately followed by the request body as sent
+(no separator), with the ``signature=...`` parameter itself left out. The API key travels in the
+``X-MBX-APIKEY`` header. This is Binance's USD-M futures scheme, so a client written for it
+signs for :class:`twinfeed.live.paper_venue.PaperVenue` unchanged.
+
+Credentials come from the environment (``TWINFEED_API_KEY`` and ``TWINFEED_API_SECRET``) or
+from a file readable by its owner only (mode 0600 or stricter; a file with group or other
+permissions is refused with :class:`CredentialsError`). The file holds
+``TWINFEED_API_KEY=...`` and ``TWINFEED_API_SECRET=...`` lines (``#`` comments allowed).
+Secrets never appear in ``repr``, log lines or error messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import stat
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "API_KEY_ENV",
+    "API_SECRET_ENV",
+    "Credentials",
+    "CredentialsError",
+    "create_credentials_file",
+    "encode_params",
+    "load_credentials",
+    "sign",
+    "signed_query",
+    "total_params",
+    "verify",
+]
+
+API_KEY_ENV = "TWINFEED_API_KEY"
+API_SECRET_ENV = "TWINFEED_API_SECRET"
+
+
+class CredentialsError(RuntimeError):
+    """Credentials are missing, malformed, or kept in a file others can read."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """An API key and its secret (the secret is kept out of ``repr``)."""
+
+    api_key: str
+    api_secret: str = field(repr=False)
+
+
+def encode_params(params: Mapping[str, Any] | str) -> str:
+    """``params`` as a query string, in insertion order (a string is taken as already encoded).
+
+    Booleans become ``true``/``false`` as Binance expects; ``None`` values are left out.
+    """
+    if isinstance(params, str):
+        return params
+    items: list[tuple[str, str]] = []
+    for key, value in params.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        items.append((key, str(value)))
+    return urllib.parse.urlencode(items)
+
+
+def sign(params: Mapping[str, Any] | str, secret: str, body: str = "") -> str:
+    """The hex HMAC-SHA256 signature of ``encode_params(params) + body`` keyed by ``secret``."""
+    payload = encode_params(params) + body
+    return hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+
+
+def signed_query(params: Mapping[str, Any] | str, secret: str) -> str:
+    """``params`` encoded with ``&signature=...`` appended (signature over the query only)."""
+    query = encode_params(params)
+    signature = sign(query, secret)
+    return f"{query}&signature={signature}" if query else f"signature={signature}"
+
+
+def _without_signature(encoded: str) -> tuple[str, str | None]:
+    """``encoded`` with its ``signature`` parameter removed, and that signature."""
+    if not encoded:
+        return "", None
+    kept: list[str] = []
+    signature: str | None = None
+    for piece in encoded.split("&"):
+        name, _, value = piece.partition("=")
+        if name == "signature":
+            signature = urllib.parse.unquote_plus(value)
+        else:
+            kept.append(piece)
+    return "&".join(kept), signature
+
+
+def total_params(query: str, body: str) -> tuple[str, str | None]:
+    """The signed payload of a request (query then body, signature removed) and the
+    signature it carried (None if none)."""
+    query_rest, query_signature = _without_signature(query)
+    body_rest, body_signature = _without_signature(body)
+    return query_rest + body_rest, query_signature or body_signature
+
+
+def verify(query: str, body: str, secret: str) -> bool:
+    """True if the request's ``signature`` matches its total parameters (constant time)."""
+    payload, signature = total_params(query, body)
+    if signature is None:
+        return False
+    expected = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, signature.lower())
+
+
+def _check_private(path: Path) -> None:
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise CredentialsError(
+            f"credentials file {path} has mode {stat.S_IMODE(mode):04o}; it must be readable by "
+            f"its owner only: chmod 600 {path}"
+        )
+
+
+def _read_file(path: Path) -> Credentials:
+    _check_private(path)
+    values: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        if not sep:
+            raise CredentialsError(f"{path}:{number}: expected NAME=value")
+        values[name.strip()] = value.strip()
+    missing = [name for name in (API_KEY_ENV, API_SECRET_ENV) if not values.get(name)]
+    if missing:
+        raise CredentialsError(f"{path}: missing {', '.join(missing)}")
+    return Credentials(values[API_KEY_ENV], values[API_SECRET_ENV])
+
+
+def load_credentials(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Credentials:
+    """Credentials from the environment if both variables are set, else from ``path``.
+
+    Raises CredentialsError when neither source has them or the file is not private.
+    """
+    env = os.environ if environ is None else environ
+    key, secret = env.get(API_KEY_ENV), env.get(API_SECRET_ENV)
+    if key and secret:
+        return Credentials(key, secret)
+    if path is None:
+        raise CredentialsError(
+            f"no API credentials: set {API_KEY_ENV} and {API_SECRET_ENV}, or give a 0600 file"
+        )
+    file = Path(path)
+    if not file.exists():
+        raise CredentialsError(f"credentials file {file} not found")
+    return _read_file(file)
+
+
+def create_credentials_file(path: str | os.PathLike[str]) -> Credentials:
+    """Writes fresh random credentials to a new 0600 file (for a local paper venue)."""
+    file = Path(path)
+    credentials = Credentials(secrets.token_hex(16), secrets.token_hex(32))
+    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(
+            f"{API_KEY_ENV}={credentials.api_key}\n{API_SECRET_ENV}={credentials.api_secret}\n"
+        )
+    return credentials
