@@ -76,6 +76,24 @@ impl Book {
         self.asks.iter().next().map(|(p, q)| (*p, *q))
     }
 
+    /// The best `limit` levels of each side, best first (empty when the book is invalid).
+    pub fn levels(&self, limit: usize) -> (Vec<Level>, Vec<Level>) {
+        let bids = self
+            .bids
+            .iter()
+            .rev()
+            .take(limit)
+            .map(|(p, q)| (*p, *q))
+            .collect();
+        let asks = self
+            .asks
+            .iter()
+            .take(limit)
+            .map(|(p, q)| (*p, *q))
+            .collect();
+        (bids, asks)
+    }
+
     /// Summed quantity of the best `levels` bids and asks (exact units).
     pub fn depth_qty(&self, levels: usize) -> (i64, i64) {
         let bid: i64 = self.bids.values().rev().take(levels).sum();

@@ -306,13 +306,17 @@ impl CaptureWriter {
         self.line.clear();
         self.line.extend_from_slice(local_ns.to_string().as_bytes());
         self.line.push(b' ');
-        // A frame can never span lines: escape raw newlines (JSON never needs them).
-        for &b in frame.as_bytes() {
-            match b {
-                b'\n' => self.line.extend_from_slice(b"\\n"),
-                b'\r' => self.line.extend_from_slice(b"\\r"),
-                _ => self.line.push(b),
-            }
+        // A frame can never span lines: raw line breaks (which JSON only allows as whitespace)
+        // become spaces. The common case has none and is copied whole.
+        let bytes = frame.as_bytes();
+        if memchr::memchr2(b'\n', b'\r', bytes).is_none() {
+            self.line.extend_from_slice(bytes);
+        } else {
+            self.line.extend(
+                bytes
+                    .iter()
+                    .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+            );
         }
         self.line.push(b'\n');
         self.file

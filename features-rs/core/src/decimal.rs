@@ -83,6 +83,19 @@ fn parse_fixed_careful(bytes: &[u8]) -> Option<i64> {
     Some(if negative { -value } else { value })
 }
 
+/// The shortest decimal string of a fixed-point value (`6180020000000` -> `"61800.2"`).
+pub fn format_fixed(units: i64) -> String {
+    let sign = if units < 0 { "-" } else { "" };
+    let abs = units.unsigned_abs();
+    let whole = abs / SCALE as u64;
+    let fraction = abs % SCALE as u64;
+    if fraction == 0 {
+        return format!("{sign}{whole}");
+    }
+    let digits = format!("{fraction:08}");
+    format!("{sign}{whole}.{}", digits.trim_end_matches('0'))
+}
+
 /// The f64 nearest to a fixed-point value.
 #[inline]
 pub fn to_f64(units: i64) -> f64 {
@@ -101,6 +114,14 @@ mod tests {
         assert_eq!(parse_fixed("-2.5"), Some(-250_000_000));
         assert_eq!(parse_fixed("3"), Some(300_000_000));
         assert_eq!(parse_fixed("1.000000000"), Some(100_000_000));
+    }
+
+    #[test]
+    fn formats_shortest() {
+        assert_eq!(format_fixed(6_180_020_000_000), "61800.2");
+        assert_eq!(format_fixed(1), "0.00000001");
+        assert_eq!(format_fixed(-250_000_000), "-2.5");
+        assert_eq!(format_fixed(300_000_000), "3");
     }
 
     #[test]

@@ -82,6 +82,9 @@ pub struct Capture {
     pub text: Vec<u8>,
     pub streams: Vec<Stream>,
     pub snapshots: Vec<Snapshot>,
+    /// Snapshots the venue derived itself from the captured depth diffs (see
+    /// [`Capture::snapshot_at`]), ordered by line.
+    pub checkpoints: Vec<Snapshot>,
     pub counts: LineCounts,
 }
 
@@ -139,11 +142,22 @@ impl Capture {
     }
 
     /// The snapshot of `symbol` to serve at replay line index `line`: the latest at or before
-    /// it, else the first one.
+    /// it among the captured snapshots and the venue's checkpoints (the book rebuilt from the
+    /// captured diffs, like an exchange's current book), else the first captured one.
     pub fn snapshot_at(&self, symbol: &str, line: Option<usize>) -> Option<&Snapshot> {
         let mut of_symbol = self.snapshots.iter().filter(|s| s.symbol == symbol);
         let first = of_symbol.clone().next()?;
-        let latest = line.and_then(|line| of_symbol.rfind(|s| s.line <= line));
+        let latest = line.and_then(|line| {
+            let captured = of_symbol.rfind(|s| s.line <= line);
+            let derived = self
+                .checkpoints
+                .iter()
+                .rfind(|s| s.symbol == symbol && s.line <= line);
+            match (captured, derived) {
+                (Some(a), Some(b)) => Some(if b.line > a.line { b } else { a }),
+                (a, b) => a.or(b),
+            }
+        });
         Some(latest.unwrap_or(first))
     }
 
@@ -207,6 +221,7 @@ impl Builder {
                 text: Vec::new(),
                 streams: Vec::new(),
                 snapshots: Vec::new(),
+                checkpoints: Vec::new(),
                 counts: LineCounts::default(),
             },
             first_ns: None,
@@ -341,6 +356,7 @@ impl Builder {
             };
             self.capture.snapshots[index].symbol = symbol;
         }
+        crate::checkpoints::derive(&mut self.capture);
         if self.capture.counts.frames == 0 && self.capture.counts.snapshots == 0 {
             return Err(Error::EmptyCapture {
                 path: self.capture.path,

@@ -25,6 +25,7 @@
 //! `GET /_venue/status` returns the same document.
 
 pub mod capture;
+pub mod checkpoints;
 pub mod connection;
 pub mod error;
 pub mod faults;

@@ -141,6 +141,7 @@ def parity_check(
     work_dir: str | Path | None = None,
     faults: dict[str, Any] | None = None,
     transform: CollectorTransform | None = None,
+    speed: float | str = "max",
 ) -> ParityReport:
     """Runs the live path and the batch binding on ``capture`` and compares them."""
     config = config or FeatureConfig.default()
@@ -150,7 +151,9 @@ def parity_check(
     symbols = config.symbols or original_stats["symbols"]
     if not symbols:
         raise TwinfeedError(f"{capture}: no symbols found; nothing to compare")
-    live_run = run_live_path(capture, config, work, symbols, faults=faults, transform=transform)
+    live_run = run_live_path(
+        capture, config, work, symbols, faults=faults, transform=transform, speed=speed
+    )
     check_builds(config, live_run.ingest_version)
     if live_run.lost:
         raise TwinfeedError(

@@ -67,9 +67,10 @@ def run_live_path(
     faults: VenueFaults | dict[str, Any] | None = None,
     transform: CollectorTransform | None = None,
     settle_s: float = 0.5,
+    speed: float | str = "max",
     timeout_s: float = 600.0,
 ) -> LiveRun:
-    """Replays ``capture`` at full speed through venue -> ingest -> ring and collects records.
+    """Replays ``capture`` (at ``speed``) through venue -> ingest -> ring and collects records.
 
     The run ends when the venue has sent the whole capture and the ingest has been quiet for
     ``settle_s``; the ingest is then stopped with SIGTERM (it writes a ``disconnected`` line and
@@ -85,14 +86,17 @@ def run_live_path(
     started = time.monotonic()
     batches: list[np.ndarray[Any, Any]] = []
     lost = 0
-    with start_venue(capture, speed="max", loop=False, faults=faults) as venue:
+    with (
+        start_venue(capture, speed=speed, loop=False, faults=faults) as venue,
+        open(work / "ingest.log", "wb") as ingest_log,
+    ):
         ingest = start_ingest(
             capture_dir=capture_dir,
             ring=ring,
             config=config_path,
             url=venue.url,
             symbols=symbols,
-            stderr=open(work / "ingest.log", "wb"),  # noqa: SIM115 (closed with the process)
+            stderr=ingest_log,
         )
         try:
             ingest.wait_for_ring(timeout=30)
