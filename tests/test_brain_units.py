@@ -402,9 +402,9 @@ def test_trader_routes_orders_and_records_everything(tmp_path: Path) -> None:
     )
     trader.start()
     trader.step()  # submits a, big (risk), badsig (venue)
-    trader.step()  # replaces a -> a~1
-    assert set(venue.orders) == {"a", "a~1"}
-    venue.fill("a~1", 0.004, 99.8)
+    trader.step()  # replaces a -> a.1
+    assert set(venue.orders) == {"a", "a.1"}
+    venue.fill("a.1", 0.004, 99.8)
     trader.step()
     trader.step()  # the gap: degraded
     summary = trader.finish()
@@ -425,7 +425,7 @@ def test_trader_routes_orders_and_records_everything(tmp_path: Path) -> None:
     assert status == "completed" and fingerprint == FakeFeed.fingerprint
     assert json.loads(config)["test"] is True
     fills = con.execute("SELECT client_id, strategy_id, qty, mid_at_submit FROM fills").fetchall()
-    assert fills == [("a~1", "a", 0.004, 100.0)]
+    assert fills == [("a.1", "a", 0.004, 100.0)]
     risk_rows = con.execute('SELECT client_id, "check", reason FROM risk_events').fetchall()
     assert risk_rows[0][:2] == ("big", "order_size")
     states = dict(con.execute("SELECT client_id, state FROM orders").fetchall())
@@ -433,7 +433,7 @@ def test_trader_routes_orders_and_records_everything(tmp_path: Path) -> None:
         "a": "cancelled",
         "big": "rejected",
         "badsig": "rejected",
-        "a~1": "cancelled",
+        "a.1": "cancelled",
     }
     assert con.execute("SELECT status FROM feed_events").fetchall() == [("degraded",)]
     assert con.execute("SELECT count(*) FROM position_snapshots").fetchone()[0] > 0  # type: ignore[index]

@@ -9,6 +9,8 @@ in-memory venue. Everything the venue says comes back as
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
@@ -121,7 +123,9 @@ def report_from_stream_event(event: Mapping[str, Any]) -> ExecutionReport | None
     return ExecutionReport(
         client_id=str(order["c"]),
         state=state,
-        ts_ns=_ms_to_ns(order.get("T") or event.get("T") or event.get("E")),
+        ts_ns=int(event["ns"])
+        if event.get("ns") is not None
+        else _ms_to_ns(order.get("T") or event.get("T") or event.get("E")),
         cum_qty=float(order.get("z") or 0.0),
         seq=int(seq) if seq is not None else None,
         trade_id=int(order["t"]) if trade else None,
@@ -134,35 +138,46 @@ def report_from_stream_event(event: Mapping[str, Any]) -> ExecutionReport | None
     )
 
 
-def binance_order_params(order: Order, symbol: str) -> dict[str, str]:
-    """POST /fapi/v1/order parameters for ``order``."""
-    params = {
-        "symbol": symbol,
-        "side": _SIDES[order.side],
-        "type": _TYPES[order.type],
-        "quantity": repr(order.qty),
-        "newClientOrderId": order.client_id,
-    }
-    if order.type == "limit":
-        params["timeInForce"] = order.tif
-        params["price"] = repr(order.price)
-    return params
-
-
 class BinanceOrderEntry:
-    """:class:`OrderEntry` over :class:`twinfeed.live.gateway.OrderGateway` (duck-typed).
+    """:class:`OrderEntry` over :class:`twinfeed.live.gateway.OrderGateway`.
 
-    ``events`` returns the user-stream events (decoded JSON objects) received since the last
-    call; by default the gateway's ``poll_events()`` (non-blocking).
+    A background thread long-polls the user stream (``gateway.user_stream()``) and queues its
+    events; :meth:`poll_reports` drains the queue without blocking. ``stream_gaps`` counts the
+    times the stream reported missed events (the OMS then relies on REST answers and the
+    end-of-run reconciliation; see ``docs/trade_db.md``).
     """
 
-    def __init__(
-        self,
-        gateway: Any,
-        events: Callable[[], list[Mapping[str, Any]]] | None = None,
-    ) -> None:
+    def __init__(self, gateway: Any, *, stream: bool = True, poll_timeout_s: float = 1.0) -> None:
         self.gateway = gateway
-        self._events = events if events is not None else gateway.poll_events
+        self.stream_gaps = 0
+        self.stream_errors = 0
+        self._queue: deque[Mapping[str, Any]] = deque()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if stream:
+            self._stream = gateway.user_stream()
+            self._thread = threading.Thread(
+                target=self._read_stream, args=(poll_timeout_s,), name="user-stream", daemon=True
+            )
+            self._thread.start()
+
+    def _read_stream(self, timeout: float) -> None:
+        while not self._stop.is_set():
+            try:
+                batch = self._stream.poll(timeout=timeout)
+            except Exception:  # the venue went away or hiccuped: retry, counted
+                self.stream_errors += 1
+                self._stop.wait(0.1)
+                continue
+            if batch.gap:
+                self.stream_gaps += 1
+            self._queue.extend(batch.events)
+
+    def close(self) -> None:
+        """Stops the stream reader (waits for its current long-poll to return)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
 
     def _call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         from twinfeed.live.gateway import VenueRejected
@@ -173,22 +188,21 @@ class BinanceOrderEntry:
             raise OrderRefused(int(error.code), str(error.msg), bool(error.retryable)) from error
 
     def send_order(self, order: Order, symbol: str) -> ExecutionReport:
-        kwargs: dict[str, Any] = {
-            "symbol": symbol,
-            "side": _SIDES[order.side],
-            "type": _TYPES[order.type],
-            "quantity": order.qty,
-            "client_order_id": order.client_id,
-        }
-        if order.type == "limit":
-            kwargs["price"] = order.price
-            kwargs["time_in_force"] = order.tif
-        body = self._call(self.gateway.new_order, **kwargs)
+        body = self._call(
+            self.gateway.new_order,
+            symbol,
+            _SIDES[order.side],
+            order.qty,
+            order.price if order.type == "limit" else None,
+            type=_TYPES[order.type],
+            time_in_force=order.tif if order.type == "limit" else None,
+            client_order_id=order.client_id,
+        )
         return report_from_order_response(body)
 
     def send_cancel(self, client_id: str, symbol: str) -> ExecutionReport | None:
         try:
-            body = self._call(self.gateway.cancel, symbol=symbol, client_order_id=client_id)
+            body = self._call(self.gateway.cancel, symbol, client_order_id=client_id)
         except OrderRefused as error:
             if error.code in UNKNOWN_ORDER_CODES:
                 return None
@@ -196,12 +210,12 @@ class BinanceOrderEntry:
         return report_from_order_response(body)
 
     def send_cancel_all(self, symbol: str) -> None:
-        self._call(self.gateway.cancel_all, symbol=symbol)
+        self._call(self.gateway.cancel_all, symbol)
 
     def poll_reports(self) -> list[ExecutionReport]:
         reports = []
-        for event in self._events():
-            report = report_from_stream_event(event)
+        while self._queue:
+            report = report_from_stream_event(self._queue.popleft())
             if report is not None:
                 reports.append(report)
         return reports

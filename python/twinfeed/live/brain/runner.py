@@ -14,10 +14,11 @@ One loop, one thread. Each step:
 5. snapshot positions every ``snapshot_interval_ns`` of event time.
 
 Replaces: the order-entry subset has no amend, so ``ctx.replace`` cancels the working venue
-order and sends a new one for ``qty - filled`` (a "leg" ``<id>~<n>``) once the cancel is
-confirmed. The strategy keeps seeing one order under its own id: fills of every leg, and the
-state of the current leg. The OMS, the DB's ``orders`` and ``fills`` tables work per leg
-(``client_id``), with the strategy's id in ``strategy_id``.
+order and sends a new one for ``qty - filled`` (a "leg" ``<id>.<n>``: Binance client ids
+allow only ``[.A-Za-z0-9:/_-]``) once the cancel is confirmed. The strategy keeps seeing
+one order under its own id: fills of every leg, and the state of the current leg. The OMS
+and the DB's ``orders`` and ``fills`` tables work per leg (``client_id``), with the
+strategy's id in ``strategy_id``.
 
 Event time is the records' ``local_ns`` (the ingest's receive clock), as in the backtester;
 the wall clock is only recorded next to it (``wall_ns`` columns) for latency reports.
@@ -499,7 +500,7 @@ class LiveTrader:
             return
         view.price = price
         view.qty = qty
-        leg_id = f"{strategy_id}~{logical.legs}"
+        leg_id = f"{strategy_id}.{logical.legs}"
         logical.legs += 1
         logical.leg = leg_id
         leg = Order(

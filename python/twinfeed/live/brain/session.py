@@ -1,0 +1,233 @@
+"""A complete local paper-trading session: venue, paper order entry, ingest and the brain.
+
+:func:`run_session` is what ``twinfeed live`` runs (and what the integration tests run)::
+
+    market-data venue (twinfeed-venue, replaying a capture) --ws--> twinfeed-ingest --ring-->
+    LiveTrader --REST--> PaperVenue (matching engine following the same replay)
+              <--user stream (long poll)--
+
+Everything binds to loopback on free ports. The session ends when the replay has finished and
+the feed has been quiet for ``settle_s`` (or after ``duration_s``); then the trader cancels,
+drains, reconciles against the paper venue's ``/fapi/v2/positionRisk`` and the processes stop.
+
+Settings come from a TOML file (all sections optional; see ``LiveSettings``)::
+
+    [session]   capture, speed, duration_s, db, settle_s, latency_ns, maker_fee_bps, taker_fee_bps
+    [strategy]  spec = "module:Class", params = {...}
+    [live]      LiveConfig fields (symbols, poll_timeout_s, stale_after_s, ...)
+    [risk]      RiskConfig fields (max_order_qty, max_position, ...)
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+import time
+import tomllib
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from twinfeed import FeatureConfig
+from twinfeed.live.brain.entry import BinanceOrderEntry
+from twinfeed.live.brain.risk import RiskConfig, RiskManager
+from twinfeed.live.brain.runner import LiveConfig, LiveTrader, RunSummary
+from twinfeed.live.brain.trade_db import TradeDB
+
+__all__ = ["LiveSettings", "SessionResult", "load_settings", "run_session"]
+
+DEFAULT_STRATEGY = "twinfeed.strategies.market_maker:MarketMaker"
+
+
+@dataclass
+class LiveSettings:
+    """Everything a session needs. ``capture=None`` is the bundled synthetic capture."""
+
+    capture: str | None = None
+    speed: float | str = 2.0
+    duration_s: float | None = None
+    db: str = "runs/live/trade.duckdb"
+    settle_s: float = 1.0
+    latency_ns: int = 0
+    maker_fee_bps: float = 0.0
+    taker_fee_bps: float = 1.7
+    strategy: str = DEFAULT_STRATEGY
+    params: dict[str, Any] = field(default_factory=dict)
+    live: LiveConfig = field(default_factory=LiveConfig)
+    risk: RiskConfig = field(default_factory=RiskConfig)
+    #: Keys for the paper venue: TWINFEED_API_KEY/_SECRET if set, else generated per session.
+    api_key: str | None = None
+    api_secret: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """The settings as stored in the run's config (credentials left out)."""
+        values = asdict(self)
+        values.pop("api_key")
+        values.pop("api_secret")
+        return values
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> LiveSettings:
+    """Settings from a TOML file (optional) with keyword overrides (None values ignored)."""
+    settings = LiveSettings()
+    if path is not None:
+        data = tomllib.loads(Path(path).read_text())
+        unknown = sorted(set(data) - {"session", "strategy", "live", "risk"})
+        if unknown:
+            raise ValueError(f"{path}: unknown sections {unknown}")
+        session = dict(data.get("session", {}))
+        known = set(LiveSettings.__dataclass_fields__) - {"live", "risk", "strategy", "params"}
+        bad = sorted(set(session) - known)
+        if bad:
+            raise ValueError(f"{path}: unknown [session] settings {bad}")
+        settings = replace(settings, **session)
+        strategy = dict(data.get("strategy", {}))
+        if "spec" in strategy:
+            settings.strategy = str(strategy.pop("spec"))
+        settings.params = dict(strategy.pop("params", {}))
+        if strategy:
+            raise ValueError(f"{path}: unknown [strategy] settings {sorted(strategy)}")
+        live = dict(data.get("live", {}))
+        if "symbols" in live:
+            live["symbols"] = tuple(live["symbols"])
+        settings.live = LiveConfig(**live)
+        settings.risk = RiskConfig.from_mapping(dict(data.get("risk", {})))
+    for name, value in overrides.items():
+        if value is not None:
+            setattr(settings, name, value)
+    return settings
+
+
+@dataclass
+class SessionResult:
+    summary: RunSummary
+    db_path: Path
+    capture_dir: Path
+    venue_messages: int
+    stream_gaps: int
+
+
+def run_session(
+    settings: LiveSettings,
+    *,
+    work_dir: str | os.PathLike[str] | None = None,
+    on_status: Callable[[str], None] | None = None,
+    strategy_factory: Callable[[], Any] | None = None,
+) -> SessionResult:
+    """Runs one paper-trading session (see the module docstring); returns its result."""
+    from twinfeed.live.feed import Feed
+    from twinfeed.live.gateway import OrderGateway
+    from twinfeed.live.ingest import start_ingest
+    from twinfeed.live.paper_venue import PaperVenue
+    from twinfeed.live.venue import BUNDLED_CAPTURE, start_venue
+    from twinfeed.research.backtest import load_strategy
+
+    say = on_status or (lambda _message: None)
+    capture = Path(settings.capture) if settings.capture else BUNDLED_CAPTURE
+    config = FeatureConfig.default()
+    if strategy_factory is not None:
+        strategy = strategy_factory()
+    else:
+        strategy = load_strategy(settings.strategy)(settings.params)
+    key = settings.api_key or os.environ.get("TWINFEED_API_KEY") or secrets.token_hex(16)
+    secret = settings.api_secret or os.environ.get("TWINFEED_API_SECRET") or secrets.token_hex(32)
+    owned_tmp = None
+    if work_dir is None:
+        owned_tmp = tempfile.TemporaryDirectory(prefix="twinfeed-live-")
+        work_dir = owned_tmp.name
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    capture_dir = work / "capture"
+    ring = f"live-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    venue_messages = 0
+    stream_gaps = 0
+    db = TradeDB(settings.db)
+    try:
+        with start_venue(capture, speed=settings.speed) as market:
+            say(f"market-data venue on {market.url} replaying {capture.name} at {settings.speed}x")
+            paper = PaperVenue.start(
+                capture,
+                market.status,
+                keys={key: secret},
+                latency_ns=settings.latency_ns,
+                maker_fee_bps=settings.maker_fee_bps,
+                taker_fee_bps=settings.taker_fee_bps,
+                config=config,
+            )
+            entry: BinanceOrderEntry | None = None
+            try:
+                say(f"paper order entry on {paper.url}")
+                with open(work / "ingest.log", "wb") as ingest_log:
+                    ingest = start_ingest(
+                        capture_dir=capture_dir,
+                        ring=ring,
+                        config=config,
+                        url=market.url,
+                        symbols=list(settings.live.symbols),
+                        stderr=ingest_log,
+                    )
+                    try:
+                        ingest.wait_for_ring(timeout=30)
+                        feed = Feed.open(ring, expected_fingerprint=config.fingerprint, wait=10)
+                        entry = BinanceOrderEntry(OrderGateway(paper.url, key, secret))
+                        trader = LiveTrader(
+                            settings.live,
+                            strategy,
+                            entry,
+                            feed,
+                            db,
+                            RiskManager(settings.risk),
+                            expected_fingerprint=config.fingerprint,
+                            run_config={
+                                "session": settings.describe(),
+                                "capture": str(capture),
+                                "feature_config": config.canonical_json,
+                            },
+                        )
+                        say(f"ingest pid {ingest.pid} -> ring {ring}; trading")
+                        summary = trader.run(
+                            duration_s=settings.duration_s,
+                            should_stop=_replay_done(market.status, feed, settings.settle_s),
+                        )
+                        venue_messages = int(market.status().get("messages_sent", 0))
+                    finally:
+                        ingest.stop()
+            finally:
+                if entry is not None:
+                    stream_gaps = entry.stream_gaps
+                    entry.close()
+                paper.stop()
+    finally:
+        db.close()
+        if owned_tmp is not None:
+            owned_tmp.cleanup()
+    return SessionResult(summary, Path(settings.db), capture_dir, venue_messages, stream_gaps)
+
+
+def _replay_done(
+    status: Callable[[], Mapping[str, Any]], feed: Any, settle_s: float
+) -> Callable[[], bool]:
+    """True ``settle_s`` after the venue reports its replay finished (the ingest and the brain
+    catch up meanwhile; heartbeats keep coming, so "no new records" is no signal)."""
+    next_check = 0.0
+    finished_at: float | None = None
+
+    def done() -> bool:
+        nonlocal next_check, finished_at
+        now = time.monotonic()
+        if finished_at is not None:
+            return now - finished_at >= settle_s and feed.backlog == 0
+        if now < next_check:
+            return False
+        next_check = now + 0.2
+        try:
+            if status().get("finished"):
+                finished_at = now
+        except Exception:  # the venue is busy or gone; the duration limit still applies
+            return False
+        return False
+
+    return done
