@@ -14,6 +14,7 @@ Richer policies (unwinding after a grace period, reconnect budgets) hook in thro
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,12 +57,15 @@ class FeedMonitor:
         self.status: FeedStatus = "healthy"
         self._records_status: FeedStatus = "healthy"
         self._seen_records = False
+        self._first_record_wall = 0.0
 
     def observe(self, records: np.ndarray[Any, Any]) -> None:
         """Updates the record-derived status from a batch (gap/status/quote/book rows)."""
         if not len(records):
             return
-        self._seen_records = True
+        if not self._seen_records:
+            self._seen_records = True
+            self._first_record_wall = time.monotonic()
         kinds = records["kind"]
         mask = (kinds == _GAP) | (kinds == _STATUS)
         if self._records_status != "healthy":
@@ -96,7 +100,11 @@ class FeedMonitor:
             }
             if not health.producer_alive:
                 status, reason = "stale", "ingest process gone"
-            elif age is None or age > self.stale_after_s:
+            elif age is None:
+                # Records can precede the ingest's first heartbeat: allow it a grace period.
+                if time.monotonic() - self._first_record_wall > self.stale_after_s:
+                    status, reason = "stale", "no ingest heartbeat yet"
+            elif age > self.stale_after_s:
                 status, reason = "stale", f"no ingest heartbeat for {age} s"
             elif status == "healthy" and age > self.degraded_after_s:
                 status, reason = "degraded", f"ingest heartbeat {age:.2f} s old"

@@ -1,0 +1,109 @@
+"""``twinfeed live``: paper-trade a strategy on a local replay (venue, ingest, brain), then
+print the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from twinfeed.cli._app import main
+from twinfeed.cli._util import console
+
+
+def _params(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        params = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise click.BadParameter(f"not JSON: {error}", param_hint="--params") from error
+    if not isinstance(params, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--params")
+    return params
+
+
+def _speed(value: str | None) -> float | str | None:
+    if value is None or value == "max":
+        return value
+    try:
+        speed = float(value)
+    except ValueError as error:
+        raise click.BadParameter("a positive number or 'max'", param_hint="--speed") from error
+    if speed <= 0:
+        raise click.BadParameter("a positive number or 'max'", param_hint="--speed")
+    return speed
+
+
+@main.command("live")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Live settings TOML ([session], [strategy], [live], [risk]; see twinfeed.live.brain"
+    ".session).",
+)
+@click.option(
+    "--capture",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Capture the venue replays (default: data/synth-btcusdt.txt).",
+)
+@click.option("--speed", help="Replay speed, e.g. 2 (default) or max.")
+@click.option("--duration", type=float, help="Stop after this many seconds (wall clock).")
+@click.option(
+    "--db", type=click.Path(dir_okay=False, path_type=Path), help="Trade DB (DuckDB) file."
+)
+@click.option("--strategy", help="Strategy as module:Class (default: the example MarketMaker).")
+@click.option("--params", help="Strategy parameter overrides as a JSON object.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the report PNG goes (default: next to the DB).",
+)
+def live(
+    config_path: Path | None,
+    capture: Path | None,
+    speed: str | None,
+    duration: float | None,
+    db: Path | None,
+    strategy: str | None,
+    params: str | None,
+    out: Path | None,
+) -> None:
+    """Paper-trade on a local replay: venue + paper order entry + ingest + the live brain.
+
+    Starts twinfeed-venue replaying the capture, the paper venue (Binance USD-M order entry
+    matched against the same replay), twinfeed-ingest into a ring, and runs the strategy
+    through risk, the OMS and the trade DB until the replay ends (or --duration). Then prints
+    the report (twinfeed report reads the same DB later).
+    """
+    from twinfeed.live.brain.report import load_report, plot_report, print_report
+    from twinfeed.live.brain.session import load_settings, run_session
+
+    try:
+        settings = load_settings(
+            config_path,
+            capture=str(capture) if capture else None,
+            speed=_speed(speed),
+            duration_s=duration,
+            db=str(db) if db else None,
+            strategy=strategy,
+            params=_params(params),
+        )
+    except (ValueError, TypeError, OSError) as error:
+        raise click.ClickException(str(error)) from error
+    try:
+        result = run_session(settings, on_status=lambda message: console.print(message))
+    except (FileNotFoundError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+    summary = result.summary
+    console.print(
+        f"run [bold]{summary.run_id}[/] {summary.status}: {summary.records:,} records, "
+        f"{summary.orders} orders, {summary.fills} fills; trade DB {result.db_path}"
+    )
+    report = load_report(result.db_path, summary.run_id)
+    print_report(report, console)
+    png = plot_report(report, out or result.db_path.parent)
+    console.print(f"plot: {png}")

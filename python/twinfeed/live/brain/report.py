@@ -1,0 +1,211 @@
+"""Reports over the trade DB: what a run did, for the terminal, notebooks and a PNG.
+
+:func:`load_report` reads one run (default: the latest) into a :class:`RunReport` of polars
+DataFrames; :func:`print_report` shows it with rich; :func:`plot_report` writes
+``pnl_inventory.png`` (PnL and inventory over time). Slippage is signed so that positive is
+a cost: ``(fill price - mid at order time) / mid`` in bps for buys, the negative for sells.
+Order-to-fill latency is wall clock (``fills.wall_ns - orders.submit_wall_ns``); for resting
+orders it is mostly queue time.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from twinfeed.live.brain.trade_db import open_read_only
+
+__all__ = ["RunReport", "load_report", "plot_report", "print_report"]
+
+
+@dataclass
+class RunReport:
+    run: dict[str, Any]
+    orders: pl.DataFrame
+    fills: pl.DataFrame
+    positions: pl.DataFrame
+    risk_events: pl.DataFrame
+    feed_events: pl.DataFrame
+
+    def order_states(self) -> dict[str, int]:
+        if self.orders.is_empty():
+            return {}
+        counts = self.orders.group_by("state").len().sort("state")
+        return dict(zip(counts["state"].to_list(), counts["len"].to_list(), strict=True))
+
+    def fill_stats(self) -> dict[str, float]:
+        """Volume, slippage and latency figures over the run's fills."""
+        fills = self.fills
+        if fills.is_empty():
+            return {"fills": 0}
+        return {
+            "fills": fills.height,
+            "volume": _num(fills["qty"].sum()),
+            "notional": _num((fills["qty"] * fills["price"]).sum()),
+            "fees": _num(fills["fee"].sum()),
+            "maker_share": _num((fills["liquidity"] == "maker").mean()),
+            "slippage_bps_mean": _num(fills["slippage_bps"].mean()),
+            "latency_ms_p50": _num(fills["latency_ms"].median()),
+            "latency_ms_max": _num(fills["latency_ms"].max()),
+        }
+
+
+def _num(value: Any) -> float:
+    return float(value) if value is not None else float("nan")
+
+
+def load_report(db_path: str | PathLike[str], run_id: str | None = None) -> RunReport:
+    """One run of a trade DB (the latest started if ``run_id`` is None)."""
+    con = open_read_only(db_path)
+    try:
+        if run_id is None:
+            latest = con.execute(
+                "SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1"
+            ).fetchall()
+            if not latest:
+                raise ValueError(f"{db_path}: no runs recorded")
+            run_id = str(latest[0][0])
+        cursor = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
+        columns = [d[0] for d in cursor.description or []]
+        rows = cursor.fetchall()
+        if not rows:
+            raise ValueError(f"{db_path}: no run {run_id!r}")
+        run = dict(zip(columns, rows[0], strict=True))
+        for key in ("build", "config", "params", "summary"):
+            if isinstance(run.get(key), str):
+                run[key] = json.loads(run[key])
+
+        def frame(sql: str) -> pl.DataFrame:
+            result: Any = con.sql(sql, params=[run_id])
+            return result.pl()
+
+        orders = frame("SELECT * FROM orders WHERE run_id = ? ORDER BY submit_wall_ns")
+        fills = frame(
+            "SELECT *, (CASE WHEN side = 'buy' THEN 1 ELSE -1 END) * (price - mid_at_submit) "
+            "/ mid_at_submit * 1e4 AS slippage_bps, (wall_ns - submit_wall_ns) / 1e6 AS "
+            "latency_ms FROM fills WHERE run_id = ? ORDER BY ts_ns"
+        )
+        positions = frame("SELECT * FROM position_snapshots WHERE run_id = ? ORDER BY ts_ns")
+        risk = frame("SELECT * FROM risk_events WHERE run_id = ? ORDER BY wall_ns")
+        feed = frame("SELECT * FROM feed_events WHERE run_id = ? ORDER BY wall_ns")
+    finally:
+        con.close()
+    return RunReport(run, orders, fills, positions, risk, feed)
+
+
+def print_report(report: RunReport, console: Any = None) -> None:
+    """Rich tables: run, positions and PnL, orders, fills, risk and feed events."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    run = report.run
+    summary = run.get("summary") or {}
+    console.print(
+        f"[bold]run {run['run_id']}[/] {run['status']}  strategy {run['strategy']}  "
+        f"fingerprint {str(run['fingerprint'])[:12]}  build {run['build'].get('version')} "
+        f"({run['build'].get('profile')}, git {run['build'].get('git_revision')})"
+    )
+    table = Table(title="positions and PnL")
+    for column in ("symbol", "brain qty", "venue qty", "realized", "unrealized", "fees", "total"):
+        table.add_column(column, justify="right")
+    pnl = summary.get("pnl", {})
+    venue = summary.get("venue_positions", {})
+    for symbol, qty in (summary.get("positions") or {}).items():
+        table.add_row(
+            symbol,
+            f"{qty:+.3f}",
+            f"{venue.get(symbol, float('nan')):+.3f}",
+            f"{pnl.get('realized', 0.0):.4f}",
+            f"{pnl.get('unrealized', 0.0):.4f}",
+            f"{pnl.get('fees', 0.0):.4f}",
+            f"{pnl.get('total', 0.0):.4f}",
+        )
+    console.print(table)
+    reconciled = summary.get("reconciled")
+    console.print(
+        f"reconciled with venue: {'yes' if reconciled else 'NO' if reconciled is False else '-'}"
+        f"   records {summary.get('records', 0):,}   orders {summary.get('orders', 0)}"
+        f"   risk rejections {summary.get('risk_rejections', 0)}"
+        f"   venue rejections {summary.get('venue_rejections', 0)}"
+    )
+    states = report.order_states()
+    console.print("orders by state: " + ", ".join(f"{k} {v}" for k, v in states.items()))
+    stats = report.fill_stats()
+    table = Table(title="fills")
+    for key in stats:
+        table.add_column(key, justify="right")
+    table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in stats.values()))
+    console.print(table)
+    if not report.fills.is_empty():
+        table = Table(title="last fills")
+        for column in ("client_id", "side", "price", "qty", "liquidity", "slippage_bps"):
+            table.add_column(column, justify="right")
+        for row in report.fills.tail(8).iter_rows(named=True):
+            table.add_row(
+                row["client_id"],
+                row["side"],
+                f"{row['price']:.1f}",
+                f"{row['qty']:.3f}",
+                row["liquidity"],
+                f"{row['slippage_bps']:+.2f}",
+            )
+        console.print(table)
+    if not report.risk_events.is_empty():
+        table = Table(title="risk events")
+        for column in ("check", "count", "first reason"):
+            table.add_column(column)
+        grouped = report.risk_events.group_by("check", maintain_order=True).agg(
+            pl.len().alias("count"), pl.col("reason").first()
+        )
+        for row in grouped.iter_rows(named=True):
+            table.add_row(row["check"], str(row["count"]), row["reason"])
+        console.print(table)
+    if not report.feed_events.is_empty():
+        table = Table(title="feed events")
+        for column in ("ts_ns", "previous", "status", "reason"):
+            table.add_column(column)
+        for row in report.feed_events.iter_rows(named=True):
+            detail = json.loads(row["detail"]) if row["detail"] else {}
+            table.add_row(
+                str(row["ts_ns"]), row["previous"], row["status"], detail.get("reason", "")
+            )
+        console.print(table)
+
+
+def plot_report(report: RunReport, out_dir: str | PathLike[str]) -> Path:
+    """Writes ``pnl_inventory.png`` (total PnL and position over event time); returns its path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "pnl_inventory.png"
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5), sharex=True)
+    positions = report.positions
+    if not positions.is_empty():
+        start = int(positions["ts_ns"].min())  # type: ignore[arg-type]
+        for symbol in positions["symbol"].unique(maintain_order=True).to_list():
+            rows = positions.filter(pl.col("symbol") == symbol)
+            seconds = ((rows["ts_ns"] - start) / 1e9).to_list()
+            top.plot(seconds, rows["total"].to_list(), label=f"{symbol} PnL")
+            bottom.step(seconds, rows["qty"].to_list(), where="post", label=f"{symbol} position")
+    top.set_ylabel("PnL (quote)")
+    bottom.set_ylabel("position (base)")
+    bottom.set_xlabel("event time since first snapshot (s)")
+    for axis in (top, bottom):
+        axis.grid(alpha=0.3)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(loc="upper left")
+    figure.suptitle(f"run {report.run['run_id']}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
