@@ -49,6 +49,7 @@ NEXT = {
     "PARTIALLY_FILLED": {"PARTIALLY_FILLED", "FILLED", "CANCELED", "EXPIRED"},
 }
 FINAL = {"FILLED", "CANCELED", "EXPIRED", "REJECTED"}
+HAPPY: dict[str, Any] = {}  # what the happy path's first half leaves for its second half
 
 
 @dataclass
@@ -99,6 +100,101 @@ def _rejected(call: Any) -> VenueRejected:
     return caught.value
 
 
+class PaperOrders(RuleBasedStateMachine):
+    """Random submit/cancel sequences against the live paper venue; invariants over HTTP."""
+
+    market: Market
+    examples = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        PaperOrders.examples += 1
+        self.prefix = f"hyp{PaperOrders.examples}-"
+        self.gateway = self.market.gateway
+        self.stream = self.gateway.user_stream(after=self._seq_now())
+        self.ids: list[str] = []
+        self.status: dict[str, str] = {}
+
+    def _seq_now(self) -> int:
+        key = self.gateway.listen_key()
+        return int(self.gateway.events(key, 10**12, timeout=0)["last"])
+
+    @rule(
+        side=st.sampled_from(["BUY", "SELL"]),
+        kind=st.sampled_from(["LIMIT", "LIMIT", "MARKET"]),
+        tif=st.sampled_from(["GTC", "GTC", "IOC", "GTX"]),
+        offset=st.integers(-3, 3),
+        lots=st.integers(1, 30),
+    )
+    def submit(self, side: str, kind: str, tif: str, offset: int, lots: int) -> None:
+        bid, ask = _touch(self.market.paper)
+        near = bid if side == "BUY" else ask
+        sign_ = 1 if side == "BUY" else -1
+        price = round(near + sign_ * offset * TICK, 1) if kind == "LIMIT" else None
+        client_id = f"{self.prefix}{len(self.ids)}"
+        try:
+            self.gateway.new_order(
+                "BTCUSDT",
+                side,
+                lots / 1000,
+                price,
+                type=kind,
+                time_in_force=tif if kind == "LIMIT" else None,
+                client_order_id=client_id,
+            )
+        except VenueRejected as error:
+            assert error.code == -5022 and tif == "GTX"
+        self.ids.append(client_id)
+
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        if not self.ids:
+            return
+        client_id = data.draw(st.sampled_from(self.ids))
+        try:
+            answer = self.gateway.cancel("BTCUSDT", client_order_id=client_id)
+            assert answer["status"] == "CANCELED"
+        except VenueRejected as error:
+            assert error.code == -2011
+
+    @invariant()
+    def orders_are_consistent(self) -> None:
+        """Reads race the replay, so each check only compares reads in a safe order."""
+        if not self.ids:
+            return
+        open_before = {order["clientOrderId"] for order in self.gateway.open_orders("BTCUSDT")}
+        orders = [self.gateway.order("BTCUSDT", client_order_id=i) for i in self.ids]
+        open_after = {order["clientOrderId"] for order in self.gateway.open_orders("BTCUSDT")}
+        trades: dict[int, float] = {}
+        for trade in self.gateway.user_trades("BTCUSDT", limit=1000):
+            trades[trade["orderId"]] = trades.get(trade["orderId"], 0.0) + float(trade["qty"])
+        for order in orders:
+            executed = float(order["executedQty"])
+            traded = trades.get(order["orderId"], 0.0)
+            assert executed <= float(order["origQty"]) + 1e-12
+            if order["status"] in FINAL:
+                assert order["clientOrderId"] not in open_after
+                assert executed == pytest.approx(traded, abs=1e-12)
+            else:
+                assert order["clientOrderId"] in open_before
+                assert executed <= traded + 1e-12
+        for event in self.stream.poll(timeout=0).events:
+            body = event["o"]
+            if body["c"].startswith(self.prefix):
+                before = self.status.get(body["c"], "NEW")
+                assert before in NEXT and body["X"] in NEXT[before], (before, body)
+                self.status[body["c"]] = body["X"]
+
+    def teardown(self) -> None:
+        # Not cancel_all: the happy path's resting order shares the venue.
+        for order in self.gateway.open_orders("BTCUSDT"):
+            if order["clientOrderId"].startswith(self.prefix):
+                try:
+                    self.gateway.cancel("BTCUSDT", client_order_id=order["clientOrderId"])
+                except VenueRejected as error:
+                    assert error.code == -2011  # filled meanwhile
+
+
 def test_happy_path_rest_fill_market_cancel_and_account(market: Market) -> None:
     gateway, paper = market.gateway, market.paper
     stream = gateway.user_stream()
@@ -116,7 +212,26 @@ def test_happy_path_rest_fill_market_cancel_and_account(market: Market) -> None:
     assert cancelled["status"] == "CANCELED"
     assert _rejected(lambda: gateway.cancel("BTCUSDT", client_order_id="h-s1")).code == -2011
     assert "h-s1" not in {order["clientOrderId"] for order in gateway.open_orders()}
+    HAPPY.update(stream=stream, resting=resting, taken=taken, ask=ask)
 
+
+def test_random_order_sequences_keep_the_invariants(market: Market) -> None:
+    """Runs while the replay still moves (the tests before it only place a few orders)."""
+    PaperOrders.market = market
+    run_state_machine_as_test(
+        PaperOrders,
+        settings=settings(
+            max_examples=12,
+            stateful_step_count=10,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
+
+
+def test_after_the_replay_fills_cancel_all_account_and_events(market: Market) -> None:
+    gateway, paper = market.gateway, market.paper
+    stream, resting, taken, ask = HAPPY["stream"], HAPPY["resting"], HAPPY["taken"], HAPPY["ask"]
     assert paper.wait_for_line(10**9)  # the replay trades down through h-b1
     assert gateway.order("BTCUSDT", client_order_id="h-b1")["status"] == "FILLED"
     for index in range(3):
@@ -215,112 +330,6 @@ def test_signing_and_credentials(tmp_path: Path) -> None:
         load_credentials(path, environ={})
     env = {"TWINFEED_API_KEY": "k", "TWINFEED_API_SECRET": "s"}
     assert load_credentials(path, environ=env).api_key == "k"
-
-
-class PaperOrders(RuleBasedStateMachine):
-    """Random submit/cancel sequences against the live paper venue; invariants over HTTP."""
-
-    market: Market
-    examples = 0
-
-    def __init__(self) -> None:
-        super().__init__()
-        PaperOrders.examples += 1
-        self.prefix = f"hyp{PaperOrders.examples}-"
-        self.gateway = self.market.gateway
-        self.stream = self.gateway.user_stream(after=self._seq_now())
-        self.ids: list[str] = []
-        self.status: dict[str, str] = {}
-
-    def _seq_now(self) -> int:
-        key = self.gateway.listen_key()
-        return int(self.gateway.events(key, 10**12, timeout=0)["last"])
-
-    @rule(
-        side=st.sampled_from(["BUY", "SELL"]),
-        kind=st.sampled_from(["LIMIT", "LIMIT", "MARKET"]),
-        tif=st.sampled_from(["GTC", "GTC", "IOC", "GTX"]),
-        offset=st.integers(-3, 3),
-        lots=st.integers(1, 30),
-    )
-    def submit(self, side: str, kind: str, tif: str, offset: int, lots: int) -> None:
-        bid, ask = _touch(self.market.paper)
-        near = bid if side == "BUY" else ask
-        sign_ = 1 if side == "BUY" else -1
-        price = round(near + sign_ * offset * TICK, 1) if kind == "LIMIT" else None
-        client_id = f"{self.prefix}{len(self.ids)}"
-        try:
-            self.gateway.new_order(
-                "BTCUSDT",
-                side,
-                lots / 1000,
-                price,
-                type=kind,
-                time_in_force=tif if kind == "LIMIT" else None,
-                client_order_id=client_id,
-            )
-        except VenueRejected as error:
-            assert error.code == -5022 and tif == "GTX"
-        self.ids.append(client_id)
-
-    @rule(data=st.data())
-    def cancel(self, data: st.DataObject) -> None:
-        if not self.ids:
-            return
-        client_id = data.draw(st.sampled_from(self.ids))
-        try:
-            answer = self.gateway.cancel("BTCUSDT", client_order_id=client_id)
-            assert answer["status"] == "CANCELED"
-        except VenueRejected as error:
-            assert error.code == -2011
-
-    @rule()
-    def cancel_all(self) -> None:
-        self.gateway.cancel_all("BTCUSDT")
-
-    @invariant()
-    def orders_are_consistent(self) -> None:
-        """Reads race the replay, so each check only compares reads in a safe order."""
-        if not self.ids:
-            return
-        open_before = {order["clientOrderId"] for order in self.gateway.open_orders("BTCUSDT")}
-        orders = [self.gateway.order("BTCUSDT", client_order_id=i) for i in self.ids]
-        open_after = {order["clientOrderId"] for order in self.gateway.open_orders("BTCUSDT")}
-        trades: dict[int, float] = {}
-        for trade in self.gateway.user_trades("BTCUSDT", limit=1000):
-            trades[trade["orderId"]] = trades.get(trade["orderId"], 0.0) + float(trade["qty"])
-        for order in orders:
-            executed = float(order["executedQty"])
-            traded = trades.get(order["orderId"], 0.0)
-            assert executed <= float(order["origQty"]) + 1e-12
-            if order["status"] in FINAL:
-                assert order["clientOrderId"] not in open_after
-                assert executed == pytest.approx(traded, abs=1e-12)
-            else:
-                assert order["clientOrderId"] in open_before
-                assert executed <= traded + 1e-12
-        for event in self.stream.poll(timeout=0).events:
-            body = event["o"]
-            if body["c"].startswith(self.prefix):
-                before = self.status.get(body["c"], "NEW")
-                assert before in NEXT and body["X"] in NEXT[before], (before, body)
-                self.status[body["c"]] = body["X"]
-
-    def teardown(self) -> None:
-        self.gateway.cancel_all("BTCUSDT")
-
-
-def test_random_order_sequences_keep_the_invariants(market: Market) -> None:
-    PaperOrders.market = market
-    run_state_machine_as_test(
-        PaperOrders,
-        settings=settings(
-            max_examples=12,
-            stateful_step_count=10,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-        ),
-    )
 
 
 def test_paper_fills_equal_the_engine_fed_the_same_records(market: Market) -> None:
