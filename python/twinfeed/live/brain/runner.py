@@ -356,13 +356,14 @@ class LiveTrader:
             "fees": pnl.fees,
             "total": pnl.total,
         }
+        venue: dict[str, float] | None
         try:
             venue = self.gateway.venue_positions()
         except Exception as error:  # reconciliation is best effort; the run is recorded
             log.warning("venue positions unavailable: %s", error)
-            venue = {}
-        summary.venue_positions = {s: venue.get(s, 0.0) for s in self.config.symbols}
-        if venue:
+            venue = None
+        if venue is not None:
+            summary.venue_positions = {s: venue.get(s, 0.0) for s in self.config.symbols}
             mismatched = {
                 s: (summary.positions.get(s, 0.0), summary.venue_positions[s])
                 for s in self.config.symbols
