@@ -11,6 +11,9 @@ every test sent.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -377,3 +380,43 @@ def test_paper_fills_equal_the_engine_fed_the_same_records(market: Market) -> No
         assert float(trade["commission"]) == pytest.approx(fill.fee, rel=1e-12)
         assert trade["maker"] == (fill.liquidity == "maker")
         assert trade["time"] == fill.ts_ns // 1_000_000
+
+
+def test_cli_serves_orders_beside_the_market_data(tmp_path: Path) -> None:
+    """``twinfeed venue`` starts the paper venue too, with a fresh 0600 credentials file."""
+    credentials = tmp_path / "credentials"
+    command = "import twinfeed.cli.venue_cmd; from twinfeed.cli import main; main()"
+    args = ["venue", "--port", "0", "--speed", "10", "--credentials-file", str(credentials)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWINFEED_API_")}
+    with subprocess.Popen(
+        [sys.executable, "-c", command, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as process:
+        try:
+            assert process.stdout is not None and process.stderr is not None
+            md_port = int(process.stdout.readline().strip().rsplit(":", 1)[1])
+            line = ""
+            while "paper orders on" not in line:
+                line = process.stderr.readline()
+                assert line, "the CLI ended without starting the paper venue"
+            url = line.split("paper orders on ", 1)[1].split()[0]
+            gateway = OrderGateway.from_credentials(url, credentials)
+            assert oct(credentials.stat().st_mode & 0o777) == "0o600"
+            with connect(f"ws://127.0.0.1:{md_port}/stream?streams=btcusdt@trade") as client:
+                client.recv(timeout=30)
+                while True:  # the paper venue sees a quote within a few status polls
+                    try:
+                        order = gateway.new_order("BTCUSDT", "BUY", 0.01, type="MARKET")
+                        break
+                    except VenueRejected as error:
+                        assert error.code == -2010  # no market yet
+                assert order["status"] == "FILLED"
+                assert float(gateway.positions("BTCUSDT")[0]["positionAmt"]) == 0.01
+                process.send_signal(signal.SIGINT)
+            assert process.wait(30) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
