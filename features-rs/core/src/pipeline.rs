@@ -415,11 +415,12 @@ impl Pipeline {
             return;
         };
         self.stats.snapshots += 1;
+        // A snapshot does not move event time (bars, flow window): when it was fetched is the
+        // client's timing, not the market's, and must not change what the market stream yields.
         let exchange_ns = match snapshot.event_ms {
             Some(ms) => ms * 1_000_000,
             None => self.symbols[symbol as usize].last_exchange_ns,
         };
-        self.advance(symbol, local_ns, exchange_ns, out);
         let applied = self.symbols[symbol as usize].book.apply_snapshot(&snapshot);
         self.after_book_change(
             symbol,

@@ -11,7 +11,9 @@ from twinfeed.cli import (  # noqa: E402, F401  isort: skip
     data_synth,
     features_cmd,
     ingest_cmd,
+    live_cmd,
     parity_cmd,
+    report_cmd,
     venue_cmd,
 )
 
