@@ -14,7 +14,7 @@ BIN_STAMP := target/release/.binaries-built
 RUST_SOURCES := $(shell find features-rs -name '*.rs' -o -name Cargo.toml 2>/dev/null) Cargo.toml $(wildcard Cargo.lock)
 DEMO_CAPTURE := data/synth-btcusdt.txt
 
-.PHONY: help setup demo test lint fmt test-rust test-python bench parity golden clean
+.PHONY: help setup demo test lint fmt test-rust test-python bench parity gate golden clean
 
 help: ## List targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -36,10 +36,12 @@ $(BIN_STAMP): $(RUST_SOURCES)
 	cargo build --release --quiet --bins
 	@touch $@
 
-demo: setup ## Set up, then run the main job on the bundled capture
+demo: setup ## Set up, then features + a one-minute paper-trading session on the bundled capture
 	$(VENV)/bin/twinfeed features $(DEMO_CAPTURE) --out target/demo/features.parquet
+	rm -f target/demo/trade.duckdb
+	$(VENV)/bin/twinfeed live --capture $(DEMO_CAPTURE) --speed 2 --db target/demo/trade.duckdb --out target/demo
 
-test: setup lint test-rust test-python ## Set up if needed, then every test and lint
+test: setup lint test-rust test-python gate ## Set up if needed, then every test, lint and the parity gate
 
 test-rust: ## Rust unit and integration tests
 	cargo test --quiet --release
@@ -59,8 +61,21 @@ fmt: setup ## Format Rust and Python sources
 	$(VENV)/bin/ruff format python tests benchmarks
 	$(VENV)/bin/ruff check --fix python tests benchmarks
 
-bench: setup ## Run the benchmarks and print their tables
+bench: setup ## Run the benchmarks and print their tables (slow; wants a quiet machine)
 	$(PY) benchmarks/batch_features.py
+	$(PY) benchmarks/venue_throughput.py
+	$(PY) benchmarks/ring_throughput.py
+	$(PY) benchmarks/backtest.py
+
+parity: setup ## Live-vs-batch parity check on the bundled capture
+	$(VENV)/bin/twinfeed parity check --capture $(DEMO_CAPTURE) --work-dir target/parity
+
+gate: setup ## Deployment gate: backtest artifact + goldens + parity on bundled and ../shared captures
+	$(VENV)/bin/twinfeed backtest --capture $(DEMO_CAPTURE) --out target/gate/backtest --no-plots
+	$(VENV)/bin/twinfeed parity gate --strategy-artifact target/gate/backtest/artifact.json
+
+golden: setup ## Regenerate golden digests on purpose (after a deliberate feature change)
+	$(VENV)/bin/twinfeed parity golden --write
 
 clean: ## Remove build outputs (keeps .venv)
 	cargo clean
