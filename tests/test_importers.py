@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import SHARED_REAL, require_real
 from twinfeed.research.features import open_run
 from twinfeed.research.importers import (
     CaptureImportError,
@@ -16,8 +17,6 @@ from twinfeed.research.importers import (
     iso_to_ns,
     seconds_to_ns,
 )
-
-from tests.conftest import SHARED_REAL, require_real
 
 CRYPTOFEED_BINANCE = SHARED_REAL / "cryptofeed" / "BINANCE_FUTURES.ws.1.0"
 
