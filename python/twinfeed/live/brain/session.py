@@ -16,6 +16,11 @@ Settings come from a TOML file (all sections optional; see ``LiveSettings``)::
     [strategy]  spec = "module:Class", params = {...}
     [live]      LiveConfig fields (symbols, poll_timeout_s, stale_after_s, ...)
     [risk]      RiskConfig fields (max_order_qty, max_position, ...)
+    [faults]    FaultConfig fields (policy, thresholds in heartbeats, resume_after_s, ...)
+
+The brain listens for ``twinfeed ctl`` on a 0600 Unix socket (``control_socket``, default
+``control.sock`` next to the DB). A dead ingest is restarted on a fresh ring (the trader
+swaps its feed); ``venue_faults`` injects venue faults (e.g. a stall) for fault drills.
 """
 
 from __future__ import annotations
@@ -32,9 +37,11 @@ from pathlib import Path
 from typing import Any
 
 from twinfeed import FeatureConfig
+from twinfeed.live.brain.control import ControlServer
 from twinfeed.live.brain.entry import BinanceOrderEntry
+from twinfeed.live.brain.faults import FaultConfig, FaultTolerantTrader
 from twinfeed.live.brain.risk import RiskConfig, RiskManager
-from twinfeed.live.brain.runner import LiveConfig, LiveTrader, RunSummary
+from twinfeed.live.brain.runner import LiveConfig, RunSummary
 from twinfeed.live.brain.trade_db import TradeDB
 
 __all__ = ["LiveSettings", "SessionResult", "load_settings", "run_session"]
@@ -58,6 +65,11 @@ class LiveSettings:
     params: dict[str, Any] = field(default_factory=dict)
     live: LiveConfig = field(default_factory=LiveConfig)
     risk: RiskConfig = field(default_factory=RiskConfig)
+    faults: FaultConfig = field(default_factory=FaultConfig)
+    #: Control socket path (None: ``control.sock`` in the DB's directory).
+    control_socket: str | None = None
+    #: Venue faults for drills (``twinfeed.live.venue.VenueFaults`` fields).
+    venue_faults: dict[str, Any] = field(default_factory=dict)
     #: Keys for the paper venue: TWINFEED_API_KEY/_SECRET if set, else generated per session.
     api_key: str | None = None
     api_secret: str | None = None
@@ -75,11 +87,17 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
     settings = LiveSettings()
     if path is not None:
         data = tomllib.loads(Path(path).read_text())
-        unknown = sorted(set(data) - {"session", "strategy", "live", "risk"})
+        unknown = sorted(set(data) - {"session", "strategy", "live", "risk", "faults"})
         if unknown:
             raise ValueError(f"{path}: unknown sections {unknown}")
         session = dict(data.get("session", {}))
-        known = set(LiveSettings.__dataclass_fields__) - {"live", "risk", "strategy", "params"}
+        known = set(LiveSettings.__dataclass_fields__) - {
+            "live",
+            "risk",
+            "faults",
+            "strategy",
+            "params",
+        }
         bad = sorted(set(session) - known)
         if bad:
             raise ValueError(f"{path}: unknown [session] settings {bad}")
@@ -95,6 +113,7 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
             live["symbols"] = tuple(live["symbols"])
         settings.live = LiveConfig(**live)
         settings.risk = RiskConfig.from_mapping(dict(data.get("risk", {})))
+        settings.faults = FaultConfig.from_mapping(dict(data.get("faults", {})))
     for name, value in overrides.items():
         if value is not None:
             setattr(settings, name, value)
@@ -146,7 +165,7 @@ def run_session(
     stream_gaps = 0
     db = TradeDB(settings.db)
     try:
-        with start_venue(capture, speed=settings.speed) as market:
+        with start_venue(capture, speed=settings.speed, faults=settings.venue_faults) as market:
             say(f"market-data venue on {market.url} replaying {capture.name} at {settings.speed}x")
             paper = PaperVenue.start(
                 capture,
@@ -160,7 +179,7 @@ def run_session(
             entry: BinanceOrderEntry | None = None
             try:
                 say(f"paper order entry on {paper.url}")
-                with open(work / "ingest.log", "wb") as ingest_log:
+                with open(work / "ingest.log", "ab") as ingest_log:
                     ingest = start_ingest(
                         capture_dir=capture_dir,
                         ring=ring,
@@ -169,11 +188,30 @@ def run_session(
                         symbols=list(settings.live.symbols),
                         stderr=ingest_log,
                     )
+
+                    def restart_ingest() -> Feed:
+                        # Session-level: a fresh process on a fresh ring (the dead one's ring
+                        # may hold a torn state); the capture directory is shared.
+                        nonlocal ingest
+                        ingest.kill()
+                        fresh = f"live-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                        ingest = start_ingest(
+                            capture_dir=capture_dir,
+                            ring=fresh,
+                            config=config,
+                            url=market.url,
+                            symbols=list(settings.live.symbols),
+                            stderr=ingest_log,
+                        )
+                        ingest.wait_for_ring(timeout=10)
+                        say(f"ingest restarted: pid {ingest.pid} -> ring {fresh}")
+                        return Feed.open(fresh, expected_fingerprint=config.fingerprint, wait=5)
+
                     try:
                         ingest.wait_for_ring(timeout=30)
                         feed = Feed.open(ring, expected_fingerprint=config.fingerprint, wait=10)
                         entry = BinanceOrderEntry(OrderGateway(paper.url, key, secret))
-                        trader = LiveTrader(
+                        trader = FaultTolerantTrader(
                             settings.live,
                             strategy,
                             entry,
@@ -186,7 +224,14 @@ def run_session(
                                 "capture": str(capture),
                                 "feature_config": config.canonical_json,
                             },
+                            faults=settings.faults,
+                            restart_ingest=restart_ingest,
                         )
+                        control_path = settings.control_socket or str(
+                            Path(settings.db).parent / "control.sock"
+                        )
+                        trader.control = ControlServer(control_path)
+                        say(f"control socket {control_path}")
                         say(f"ingest pid {ingest.pid} -> ring {ring}; trading")
                         summary = trader.run(
                             duration_s=settings.duration_s,
