@@ -147,3 +147,42 @@ def test_cli(tmp_path: Path) -> None:
         main, ["data", "catalog", "sql", "SELECT count(*) AS n FROM features", "--root", root]
     )
     assert queried.exit_code == 0 and str(compute_features(SYNTH).height) in queried.output
+
+
+def test_adding_to_a_partition_drops_its_cached_features(catalog: Catalog, tmp_path: Path) -> None:
+    ((path, _),) = catalog.build()
+    # The capture starts at 23:59:58 UTC, so the second file must start before midnight too.
+    first_ns = int(SYNTH.read_text().split(" ", 1)[0])
+    later = tmp_path / "synth-later.txt"
+    later.write_text(f"{first_ns + 1} " + '{"twinfeed":"heartbeat"}\n')
+    catalog.add_capture(later, "binance-usdm", symbol="BTCUSDT")
+    assert not path.exists()
+    ((rebuilt, computed),) = catalog.build()
+    assert rebuilt == path and computed
+    partition = catalog.partitions()[0]
+    assert [p.name for p in catalog.capture_files(partition)] == [SYNTH.name, later.name]
+
+
+def test_imported_multi_symbol_capture(tmp_path: Path) -> None:
+    from conftest import SHARED_REAL, require_real
+    from twinfeed.research.importers import import_capture
+
+    source = require_real(SHARED_REAL / "cryptofeed" / "BINANCE_FUTURES.ws.1.0")
+    capture = tmp_path / "binance-futures-20210722.txt"
+    import_capture(source, "cryptofeed", capture)
+    store = Catalog(tmp_path / "catalog")
+    target = store.add_capture(capture, "binance-usdm")
+    assert target.parent.relative_to(store.root).as_posix() == (
+        "captures/venue=binance-usdm/symbol=ALL/date=2021-07-22"
+    )
+    per_symbol = store.sql(
+        "SELECT symbol, count(*) AS n FROM features WHERE symbol IS NOT NULL "
+        "GROUP BY symbol ORDER BY symbol"
+    )
+    assert per_symbol.get_column("symbol").to_list() == [
+        "AKROUSDT",
+        "CTKUSDT",
+        "KEEPUSDT",
+        "SUSHIUSDT",
+    ]
+    assert store.features(symbol="ALL").collect().equals(compute_features(capture))
