@@ -350,8 +350,9 @@ def test_control_socket_is_owner_only(drill: dict[str, Any]) -> None:
 
 
 def test_secret_never_written(drill: dict[str, Any]) -> None:
-    assert SECRET not in drill["output"]
-    needle = SECRET.encode()
-    for path in drill["work"].rglob("*"):
-        if path.is_file():
-            assert needle not in path.read_bytes(), path
+    for value in (SECRET, API_KEY):
+        assert value not in drill["output"]
+        needle = value.encode()
+        for path in drill["work"].rglob("*"):  # trade DB, ingest log, capture, config
+            if path.is_file():
+                assert needle not in path.read_bytes(), path
