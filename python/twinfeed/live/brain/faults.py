@@ -213,6 +213,7 @@ class FaultTolerantTrader(LiveTrader):
         *args: Any,
         faults: FaultConfig | None = None,
         restart_ingest: Callable[[], Feed] | None = None,
+        recover: bool = False,
         **kwargs: Any,
     ) -> None:
         self.faults = faults or FaultConfig()
@@ -230,6 +231,19 @@ class FaultTolerantTrader(LiveTrader):
         self._next_unwind = 0.0
         self._unwind_seq = 0
         self.control: Any = None  # a twinfeed.live.brain.control.ControlServer, if any
+        self.recover = recover
+        self.recovery: dict[str, Any] | None = None
+
+    def start(self) -> str:
+        """Starts the run; with ``recover``, first rebuilds state after a crash
+        (:func:`twinfeed.live.brain.recovery.recover`)."""
+        run_id = super().start()
+        if self.recover:
+            from twinfeed.live.brain.recovery import recover
+
+            self.recovery = recover(self).to_dict()
+            self._dispatch()
+        return run_id
 
     # ---- the loop -----------------------------------------------------------------------
 
@@ -453,7 +467,11 @@ class FaultTolerantTrader(LiveTrader):
 
     def finish(self, status: str = "completed") -> RunSummary:
         summary = super().finish(status)
-        extra: dict[str, Any] = {"episodes": self.episodes, "ingest_restarts": self.ingest_restarts}
+        extra: dict[str, Any] = {
+            "episodes": self.episodes,
+            "ingest_restarts": self.ingest_restarts,
+            "recovery": self.recovery,
+        }
         gateway = getattr(self.gateway, "gateway", None)
         if gateway is not None:
             try:
