@@ -258,15 +258,23 @@ impl CaptureRun {
 }
 
 /// Append-only capture writer with size-based rotation into `dir/capture-NNNNNN.txt`.
+///
+/// Lines are collected in memory and written by [`CaptureWriter::flush`] with one `write` call
+/// (the ingest flushes before it publishes the records of those lines, so the ring never holds
+/// a record whose line is not in the file). A kill therefore leaves whole lines and at most one
+/// torn last line, which readers detect.
 pub struct CaptureWriter {
     dir: PathBuf,
     rotate_bytes: u64,
     index: u64,
     file: File,
     written: u64,
-    line: Vec<u8>,
+    buffer: Vec<u8>,
     pub lines: u64,
 }
+
+/// Buffered bytes that trigger a flush on their own.
+const FLUSH_BYTES: usize = 1 << 20;
 
 impl CaptureWriter {
     /// Starts a new file after the highest-numbered one already in `dir`.
@@ -286,7 +294,7 @@ impl CaptureWriter {
             index,
             file,
             written: 0,
-            line: Vec::with_capacity(4096),
+            buffer: Vec::with_capacity(FLUSH_BYTES),
             lines: 0,
         })
     }
@@ -295,43 +303,62 @@ impl CaptureWriter {
         capture_path(&self.dir, self.index)
     }
 
-    /// Writes one line with a single `write` call (the file is unbuffered and in append mode,
-    /// so a kill leaves at most one torn line).
+    /// Appends one line to the buffer (see [`CaptureWriter::flush`]).
     pub fn write_line(&mut self, local_ns: i64, frame: &str) -> Result<()> {
-        if self.written >= self.rotate_bytes {
+        if self.written + self.buffer.len() as u64 >= self.rotate_bytes {
+            self.flush()?;
             self.index += 1;
             self.file = open_capture(&self.dir, self.index)?;
             self.written = 0;
         }
-        self.line.clear();
-        self.line.extend_from_slice(local_ns.to_string().as_bytes());
-        self.line.push(b' ');
+        self.buffer
+            .extend_from_slice(local_ns.to_string().as_bytes());
+        self.buffer.push(b' ');
         // A frame can never span lines: raw line breaks (which JSON only allows as whitespace)
         // become spaces. The common case has none and is copied whole.
         let bytes = frame.as_bytes();
         if memchr::memchr2(b'\n', b'\r', bytes).is_none() {
-            self.line.extend_from_slice(bytes);
+            self.buffer.extend_from_slice(bytes);
         } else {
-            self.line.extend(
+            self.buffer.extend(
                 bytes
                     .iter()
                     .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
             );
         }
-        self.line.push(b'\n');
-        self.file
-            .write_all(&self.line)
-            .map_err(|e| Error::io(self.current_path(), e))?;
-        self.written += self.line.len() as u64;
+        self.buffer.push(b'\n');
         self.lines += 1;
+        if self.buffer.len() >= FLUSH_BYTES {
+            self.flush()?;
+        }
         Ok(())
     }
 
-    /// Flushes file data to disk.
+    /// Writes the buffered lines to the file with one `write` call.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        self.file
+            .write_all(&self.buffer)
+            .map_err(|e| Error::io(capture_path(&self.dir, self.index), e))?;
+        self.written += self.buffer.len() as u64;
+        self.buffer.clear();
+        Ok(())
+    }
+
+    /// Flushes and syncs file data to disk.
     pub fn sync(&mut self) -> Result<()> {
+        self.flush()?;
         self.file
             .sync_data()
             .map_err(|e| Error::io(self.current_path(), e))
+    }
+}
+
+impl Drop for CaptureWriter {
+    fn drop(&mut self) {
+        let _ = self.flush();
     }
 }
 
@@ -391,6 +418,7 @@ mod tests {
                 .write_line(1000 + i, "{\"twinfeed\":\"heartbeat\"}")
                 .unwrap();
         }
+        writer.flush().unwrap();
         let files = capture_files(&dir).unwrap();
         assert!(files.len() > 1);
         // Simulate a kill mid-line.

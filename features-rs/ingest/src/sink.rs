@@ -111,6 +111,12 @@ impl Sink {
 
     /// Publishes the records produced since the last flush and refreshes the header counters.
     pub fn flush(&mut self) {
+        // Lines reach the file before their records reach the ring.
+        if let Some(capture) = &mut self.capture {
+            if let Err(error) = capture.flush() {
+                eprintln!("twinfeed-ingest: cannot write the capture: {error:#}");
+            }
+        }
         if let Some(ring) = &mut self.ring {
             for record in &self.records {
                 ring.push(record);
