@@ -7,6 +7,7 @@ from twinfeed.cli._app import main
 # Each module adds its commands to `main` on import.
 from twinfeed.cli import (  # noqa: E402, F401  isort: skip
     backtest_cmd,
+    ctl_cmd,
     data_catalog,
     data_cmd,
     data_import,
