@@ -1,0 +1,425 @@
+"""Live path: pure-Python websocket clients against venue -> twinfeed-ingest -> ring -> Python.
+
+One run starts ``twinfeed-venue --loop`` on the real Binance USD-M capture (default
+../shared/data/real/binance-usdm/btcusdt_20240808.gz), first at ``--speed max`` and then at a
+paced speed that gives about ``--rate`` bookTicker messages per second (the venue's speed is a
+factor on the capture's own timing: ``--speed N`` replays N times faster, so the paced speed is
+``rate / (bookTicker messages / capture span)``). Against each venue, one client at a time
+subscribes to ``btcusdt@bookTicker`` (combined stream) and runs for ``--seconds`` after
+``--warmup``:
+
+- ``python websockets + json`` / ``+ orjson``: ``websockets`` asyncio client, ``recv()``, decode,
+  and keep bid/ask/sizes/mid/spread/microprice per symbol. Counted: messages handled.
+- ``twinfeed ingest -> ring -> Feed.read``: ``twinfeed-ingest`` (config: BTCUSDT, bookTicker
+  only, unchanged quotes kept, so one quote record per message) writes the capture and the ring;
+  this process reads numpy batches with ``Feed.read`` and keeps the last quote row. Counted:
+  quote records delivered into Python (heartbeats excluded). The ingest's own frame counter over
+  the same window is reported too, and records lost to ring overrun.
+
+Latency (``--rate``, paced venue): a reader spinning on ``Feed.read(timeout=1 ms)`` stamps
+``time.time_ns()`` when a batch returns; every quote record in it gets
+``that stamp - record.local_ns``. ``local_ns`` is the ingest's CLOCK_REALTIME stamp taken when
+tungstenite handed it the frame, so this is ingest receive stamp -> Python, i.e. decode,
+features, capture write, ring publish, wakeup and the binding's copy. It excludes the venue,
+the kernel's loopback path and websocket framing before the stamp.
+
+All processes (venue, ingest, this one) share the machine's cores; the load average before and
+after is printed with the table. Debug builds are refused.
+
+    .venv/bin/python benchmarks/live_feed.py [--seconds 5] [--rate 50000] [--json OUT] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import websockets.asyncio.client
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "python"))
+
+import twinfeed  # noqa: E402
+from twinfeed.live.feed import Feed  # noqa: E402
+from twinfeed.live.ingest import find_binary as find_ingest  # noqa: E402
+from twinfeed.live.ingest import start_ingest  # noqa: E402
+from twinfeed.live.venue import VenueProcess, start_venue  # noqa: E402
+from twinfeed.live.venue import find_binary as find_venue  # noqa: E402
+
+DEFAULT_CAPTURE = REPO.parent / "shared" / "data" / "real" / "binance-usdm" / "btcusdt_20240808.gz"
+STREAM = "btcusdt@bookTicker"
+SYMBOL = "BTCUSDT"
+QUOTE = twinfeed.KIND["quote"]
+HEADER = "| venue speed | client | messages | seconds | msg/s | vs fastest python |"
+CONFIG = f"""
+[filter]
+symbols = ["{SYMBOL}"]
+streams = ["bookTicker"]
+drop_unchanged_quotes = false
+
+[ingest]
+ring_slots = 262144
+"""
+
+
+@dataclass
+class Row:
+    speed: str
+    client: str
+    messages: int
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds if self.seconds > 0 else 0.0
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def book_ticker_rate(capture: Path) -> float:
+    """bookTicker lines per second of capture time (the paced venue's rate at speed 1)."""
+    opener = gzip.open if capture.suffix == ".gz" else open
+    first = last = count = 0
+    marker = f'"stream":"{STREAM}"'.encode()
+    with opener(capture, "rb") as lines:
+        for line in lines:
+            stamp = line.split(b" ", 1)[0]
+            if not stamp.isdigit():
+                continue
+            last = int(stamp)
+            first = first or last
+            count += marker in line
+    span = (last - first) / 1e9
+    if span <= 0 or count == 0:
+        raise SystemExit(f"capture {capture}: no {STREAM} lines over a positive time span")
+    return count / span
+
+
+# -- pure-Python clients -----------------------------------------------------------------------
+
+
+def top_of_book(books: dict[str, tuple[float, ...]], data: dict[str, Any]) -> None:
+    bid = float(data["b"])
+    ask = float(data["a"])
+    bid_qty = float(data["B"])
+    ask_qty = float(data["A"])
+    mid = (bid + ask) * 0.5
+    depth = bid_qty + ask_qty
+    microprice = (bid * ask_qty + ask * bid_qty) / depth if depth > 0 else mid
+    books[data["s"]] = (bid, ask, bid_qty, ask_qty, mid, ask - bid, microprice)
+
+
+async def python_client(
+    url: str, loads: Callable[[str | bytes], Any], warmup: float, seconds: float
+) -> tuple[int, float]:
+    books: dict[str, tuple[float, ...]] = {}
+    # close_timeout: after the window the venue keeps streaming; the closing handshake is not
+    # measured and need not wait for the flood to drain.
+    async with websockets.asyncio.client.connect(
+        url, max_size=None, compression=None, close_timeout=0.1
+    ) as ws:
+        start = time.perf_counter() + warmup
+        end = start + seconds
+        counted = 0
+        counting = False
+        while True:
+            message = await ws.recv()
+            top_of_book(books, loads(message)["data"])
+            if counting:
+                counted += 1
+                now = time.perf_counter()
+                if now >= end:
+                    return counted, now - start
+            elif time.perf_counter() >= start:
+                counting = True
+                start = time.perf_counter()
+                end = start + seconds
+
+
+def run_python_client(
+    url: str, loads: Callable[[str | bytes], Any], warmup: float, seconds: float
+) -> tuple[int, float]:
+    return asyncio.run(python_client(url, loads, warmup, seconds))
+
+
+# -- venue -> ingest -> ring -> Feed -----------------------------------------------------------
+
+
+class IngestRun:
+    """An ingest subscribed to the venue and a Feed on its ring."""
+
+    def __init__(self, venue: VenueProcess, config: Path, work: Path) -> None:
+        self.ring = f"bench-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.capture_dir = work / f"capture-{self.ring}"
+        self.log = open(work / f"{self.ring}.log", "wb")  # noqa: SIM115
+        self.ingest = start_ingest(
+            capture_dir=self.capture_dir,
+            ring=self.ring,
+            config=config,
+            url=venue.url,
+            symbols=[SYMBOL],
+            stderr=self.log,
+        )
+        self.ingest.wait_for_ring(timeout=30)
+        self.feed = Feed.open(self.ring, wait=10)
+
+    def frames(self) -> int:
+        return int(self.feed.counters().get("frames", 0))
+
+    def close(self) -> None:
+        self.ingest.stop()
+        self.log.close()
+        shutil.rmtree(self.capture_dir, ignore_errors=True)
+        Path(f"/dev/shm/twinfeed-{self.ring}").unlink(missing_ok=True)
+
+
+def ingest_throughput(run: IngestRun, warmup: float, seconds: float) -> Row:
+    feed = run.feed
+    books: dict[int, np.void] = {}
+    deadline = time.perf_counter() + warmup
+    while time.perf_counter() < deadline:
+        feed.read(65536, timeout=0.01)
+    frames_before = run.frames()
+    lost_before = feed.overruns
+    start = time.perf_counter()
+    end = start + seconds
+    delivered = 0
+    while (now := time.perf_counter()) < end:
+        batch = feed.read(65536, timeout=0.01)
+        quotes = batch[batch["kind"] == QUOTE]
+        if len(quotes):
+            delivered += len(quotes)
+            last = quotes[-1]
+            books[int(last["symbol_id"])] = last
+    elapsed = now - start
+    frames = run.frames() - frames_before
+    return Row(
+        "",
+        "twinfeed ingest -> ring -> Feed.read",
+        delivered,
+        elapsed,
+        {
+            "ingest_frames": frames,
+            "ingest_frames_per_second": frames / elapsed,
+            "lost_to_overrun": feed.overruns - lost_before,
+        },
+    )
+
+
+def ingest_latency(run: IngestRun, warmup: float, seconds: float) -> dict[str, Any]:
+    feed = run.feed
+    deadline = time.perf_counter() + warmup
+    while time.perf_counter() < deadline:
+        feed.read(65536, timeout=0.001)
+    chunks: list[np.ndarray[Any, Any]] = []
+    batches = 0
+    start = time.perf_counter()
+    end = start + seconds
+    while time.perf_counter() < end:
+        batch = feed.read(65536, timeout=0.001)
+        received = time.time_ns()
+        if len(batch):
+            batches += 1
+            stamps = batch["local_ns"][batch["kind"] == QUOTE]
+            chunks.append(received - stamps)
+    elapsed = time.perf_counter() - start
+    latencies = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
+    result: dict[str, Any] = {
+        "records": int(len(latencies)),
+        "batches": batches,
+        "seconds": elapsed,
+        "records_per_second": len(latencies) / elapsed,
+        "lost_to_overrun": feed.overruns,
+    }
+    if len(latencies):
+        p50, p99, p999 = np.percentile(latencies, [50, 99, 99.9])
+        result |= {
+            "p50_us": p50 / 1e3,
+            "p99_us": p99 / 1e3,
+            "p99_9_us": p999 / 1e3,
+            "max_us": float(latencies.max()) / 1e3,
+        }
+    return result
+
+
+def measure(
+    venue: VenueProcess, label: str, config: Path, work: Path, warmup: float, seconds: float
+) -> list[Row]:
+    url = venue.stream_url(STREAM)
+    rows: list[Row] = []
+    clients: list[tuple[str, Callable[[str | bytes], Any]]] = [
+        ("python websockets + json", json.loads),
+        ("python websockets + orjson", orjson.loads),
+    ]
+    for name, loads in clients:
+        messages, elapsed = run_python_client(url, loads, warmup, seconds)
+        rows.append(Row(label, name, messages, elapsed))
+    run = IngestRun(venue, config, work)
+    try:
+        row = ingest_throughput(run, warmup, seconds)
+    finally:
+        run.close()
+    row.speed = label
+    rows.append(row)
+    return rows
+
+
+def release_versions() -> tuple[str, str] | str:
+    """The two binaries' version lines, or why they must not be benchmarked."""
+    venue = subprocess.run(
+        [str(find_venue()), "--version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    ingest = subprocess.run(
+        [str(find_ingest()), "--version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    if "release build" not in venue:
+        return f"refusing to benchmark {venue!r}: build it with `make setup`"
+    if "release build" not in ingest:
+        return f"refusing to benchmark {ingest.splitlines()[0]!r}: build it with `make setup`"
+    if twinfeed.BUILD_PROFILE != "release":
+        return f"refusing to benchmark a {twinfeed.BUILD_PROFILE} build of twinfeed._features"
+    return venue, ingest.splitlines()[0]
+
+
+def print_table(rows: list[Row]) -> None:
+    print(HEADER)
+    print("|---|---|---:|---:|---:|---:|")
+    for speed in dict.fromkeys(row.speed for row in rows):
+        group = [row for row in rows if row.speed == speed]
+        python = max((r.rate for r in group if r.client.startswith("python")), default=0.0)
+        for row in group:
+            ratio = f"{row.rate / python:.1f}x" if python else "-"
+            print(
+                f"| {row.speed} | {row.client} | {row.messages:,} | {row.seconds:.2f} | "
+                f"{row.rate:,.0f} | {ratio} |"
+            )
+    for row in rows:
+        if row.extra:
+            print(
+                f"- {row.speed}: ingest took {row.extra['ingest_frames_per_second']:,.0f} "
+                f"frames/s over the same window; {row.extra['lost_to_overrun']:,} records lost "
+                "to ring overrun"
+            )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--capture", type=Path, default=DEFAULT_CAPTURE)
+    parser.add_argument("--seconds", type=float, default=5.0, help="per throughput case")
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--rate", type=float, default=50_000.0, help="paced bookTicker msg/s")
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--quick", action="store_true", help="smoke run: a few seconds in all")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.warmup, args.latency_seconds = 0.5, 0.2, 1.0
+    if not args.capture.exists():
+        print(f"capture {args.capture} not found", file=sys.stderr)
+        return 2
+    try:
+        versions = release_versions()
+    except FileNotFoundError as error:
+        print(error, file=sys.stderr)
+        return 2
+    if isinstance(versions, str):
+        print(versions, file=sys.stderr)
+        return 2
+    venue_version, ingest_version = versions
+    speed = args.rate / book_ticker_rate(args.capture)
+
+    load_before = load_average()
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="twinfeed-live-bench-") as tmp:
+        work = Path(tmp)
+        config = work / "features.toml"
+        config.write_text(CONFIG)
+        with start_venue(args.capture, speed="max", loop=True) as venue:
+            rows += measure(venue, "max", config, work, args.warmup, args.seconds)
+        label = f"{speed:.0f} (~{args.rate:,.0f}/s)"
+        with start_venue(args.capture, speed=f"{speed:.3f}", loop=True) as venue:
+            rows += measure(venue, label, config, work, args.warmup, args.seconds)
+            run = IngestRun(venue, config, work)
+            try:
+                latency = ingest_latency(run, args.warmup, args.latency_seconds)
+            finally:
+                run.close()
+    load_after = load_average()
+
+    print(f"{venue_version}; {ingest_version}; capture {args.capture.name}; --loop")
+    print(
+        f"machine: {cpu_model()}, {os.cpu_count()} cores; load average before {load_before}, "
+        f"after {load_after}; python {platform.python_version()}, "
+        f"websockets {websockets.__version__}, orjson {orjson.__version__}"
+    )
+    print(f"stream {STREAM} (combined); {args.seconds:g} s per case after {args.warmup:g} s")
+    print()
+    print_table(rows)
+    print()
+    print(
+        f"Receive-to-Python latency at venue speed {speed:.1f} "
+        f"({latency['records_per_second']:,.0f} quote records/s over "
+        f"{latency['seconds']:.1f} s, {latency['batches']:,} batches, "
+        f"{latency['lost_to_overrun']} lost): ingest CLOCK_REALTIME receive stamp -> "
+        "time.time_ns() when Feed.read returns (spinning, 1 ms timeout)"
+    )
+    print("| records | p50 | p99 | p99.9 | max |")
+    print("|---:|---:|---:|---:|---:|")
+    if latency["records"]:
+        print(
+            f"| {latency['records']:,} | {latency['p50_us']:.1f} us | {latency['p99_us']:.1f} us "
+            f"| {latency['p99_9_us']:.1f} us | {latency['max_us']:.1f} us |"
+        )
+    else:
+        print("| 0 | - | - | - | - |")
+    if args.json:
+        payload = {
+            "venue_version": venue_version,
+            "ingest_version": ingest_version,
+            "capture": str(args.capture),
+            "machine": f"{cpu_model()}, {os.cpu_count()} cores",
+            "load_before": load_before,
+            "load_after": load_after,
+            "paced_speed": speed,
+            "quick": args.quick,
+            "throughput": [asdict(row) | {"per_second": row.rate} for row in rows],
+            "latency": latency,
+        }
+        args.json.write_text(json.dumps(payload, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

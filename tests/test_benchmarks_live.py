@@ -1,0 +1,47 @@
+"""Smoke test for benchmarks/live_feed.py: it runs end to end and prints its table (no timing
+checks)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import twinfeed
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_live_feed_quick(tmp_path: Path, usdm_capture: Path) -> None:
+    out = tmp_path / "live.json"
+    script = REPO / "benchmarks" / "live_feed.py"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--quick",
+            "--capture",
+            str(usdm_capture),
+            "--json",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if twinfeed.BUILD_PROFILE != "release":
+        # A debug build must never be measured silently: the script refuses.
+        assert result.returncode == 2
+        assert "refusing" in result.stderr
+        return
+    assert result.returncode == 0, result.stderr
+    assert "| venue speed | client | messages | seconds | msg/s | vs fastest python |" in (
+        result.stdout
+    )
+    assert "| records | p50 | p99 | p99.9 | max |" in result.stdout
+    payload = json.loads(out.read_text())
+    clients = {row["client"] for row in payload["throughput"]}
+    assert "twinfeed ingest -> ring -> Feed.read" in clients
+    assert {"python websockets + json", "python websockets + orjson"} <= clients
