@@ -71,7 +71,9 @@ User stream (long-poll; no websocket)
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 import urllib.parse
@@ -286,6 +288,9 @@ class PaperVenue:
         self._seq = 0
         self._listen_keys: set[str] = set()
         self._stopping = threading.Event()
+        #: Set while :meth:`suspend` keeps the venue unreachable (state kept, matching goes on).
+        self.suspended = False
+        self._connections: set[socket.socket] = set()
         self._server = ThreadingHTTPServer((host, port), _handler(self))
         self._server.daemon_threads = True
         self._threads = [
@@ -319,6 +324,36 @@ class PaperVenue:
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(5)
+
+    def suspend(self) -> None:
+        """Makes the venue unreachable, as a dropped connection does: the listening socket is
+        closed (new connections are refused) and open connections, long-polls of the user
+        stream included, are reset. Orders keep resting and matching the replay; every
+        account, order, trade and stream event is kept for :meth:`resume`."""
+        if self.suspended or self._stopping.is_set():
+            return
+        self.suspended = True
+        self._server.shutdown()
+        self._server.server_close()
+        with self._lock:
+            self._lock.notify_all()
+            connections = list(self._connections)
+        for connection in connections:
+            # The client's read ends without an answer (the connection dropped).
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def resume(self) -> None:
+        """Listens again on the same host and port after :meth:`suspend`."""
+        if not self.suspended or self._stopping.is_set():
+            return
+        server = ThreadingHTTPServer((self.host, self.port), _handler(self))
+        server.daemon_threads = True
+        self._server = server
+        thread = threading.Thread(target=server.serve_forever, name="paper-http", daemon=True)
+        self._threads.append(thread)
+        self.suspended = False
+        thread.start()
 
     def __enter__(self) -> PaperVenue:
         return self
@@ -810,7 +845,7 @@ class PaperVenue:
         timeout = min(_number(params, "timeout", 5000), 30_000) / 1000
         deadline = time.monotonic() + timeout
         with self._lock:
-            while self._seq <= after and not self._stopping.is_set():
+            while self._seq <= after and not self._stopping.is_set() and not self.suspended:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
@@ -891,6 +926,23 @@ def _handler(venue: PaperVenue) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             """Quiet: request lines carry signatures and keys."""
+
+        def setup(self) -> None:
+            super().setup()
+            with venue._lock:
+                venue._connections.add(self.connection)
+
+        def finish(self) -> None:
+            with venue._lock:
+                venue._connections.discard(self.connection)
+            with contextlib.suppress(OSError):  # reset by suspend()
+                super().finish()
+
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except OSError:  # reset by suspend(): the client sees the connection drop
+                self.close_connection = True
 
         def do_GET(self) -> None:
             self._dispatch("GET")
