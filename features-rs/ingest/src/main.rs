@@ -95,8 +95,9 @@ fn version_line(config: &FeatureConfig, origin: Option<&Path>) -> String {
     };
     let origin = origin.map_or("default config".to_string(), |p| p.display().to_string());
     format!(
-        "twinfeed-ingest {} ({profile} build, record schema {SCHEMA_VERSION}, ring layout {LAYOUT_VERSION})\nfingerprint {} ({origin})",
+        "twinfeed-ingest {} ({profile} build, git {}, record schema {SCHEMA_VERSION}, ring layout {LAYOUT_VERSION})\nfingerprint {} ({origin})",
         env!("CARGO_PKG_VERSION"),
+        option_env!("TWINFEED_GIT_REVISION").unwrap_or("unknown"),
         config.fingerprint(),
     )
 }
