@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -20,29 +19,14 @@ from typing import IO, Any
 
 from twinfeed import _features
 from twinfeed._features import RingError, RingReader
+from twinfeed.live import binaries
 
 BINARY = "twinfeed-ingest"
 
 
 def find_binary(name: str = BINARY) -> Path:
-    """The path of a twinfeed binary; FileNotFoundError says where it looked and how to build."""
-    candidates: list[Path] = []
-    bin_dir = os.environ.get("TWINFEED_BIN_DIR")
-    if bin_dir:
-        candidates.append(Path(bin_dir) / name)
-    repo = Path(__file__).resolve().parents[3]
-    candidates.append(repo / "target" / "release" / name)
-    for candidate in candidates:
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    found = shutil.which(name)
-    if found:
-        return Path(found)
-    looked = ", ".join(str(c) for c in candidates)
-    raise FileNotFoundError(
-        f"{name} not found (looked in {looked} and PATH); build it with "
-        f"`cargo build --release -p {name}` or set TWINFEED_BIN_DIR"
-    )
+    """The path of a twinfeed binary (see :func:`twinfeed.live.binaries.find_binary`)."""
+    return binaries.find_binary(name)
 
 
 @dataclass

@@ -16,8 +16,6 @@ replay position, and ``--status-file`` holds ``{"position", "line_index", "local
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -30,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from twinfeed.live import binaries
 
 BINARY = "twinfeed-venue"
 REPO = Path(__file__).resolve().parents[3]
@@ -95,23 +95,8 @@ class VenueFaults:
 
 
 def find_binary(name: str = BINARY) -> Path:
-    """The path of a twinfeed binary; FileNotFoundError says where it looked and how to build."""
-    candidates: list[Path] = []
-    bin_dir = os.environ.get("TWINFEED_BIN_DIR")
-    if bin_dir:
-        candidates.append(Path(bin_dir) / name)
-    candidates.append(REPO / "target" / "release" / name)
-    for candidate in candidates:
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    found = shutil.which(name)
-    if found:
-        return Path(found)
-    looked = ", ".join(str(c) for c in candidates)
-    raise FileNotFoundError(
-        f"{name} not found (looked in {looked} and on PATH): run `make setup` "
-        f"(or `cargo build --release -p twinfeed-venue`), or set TWINFEED_BIN_DIR"
-    )
+    """The path of a twinfeed binary (see :func:`twinfeed.live.binaries.find_binary`)."""
+    return binaries.find_binary(name)
 
 
 def venue_command(
