@@ -9,6 +9,7 @@ in-memory venue. Everything the venue says comes back as
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -19,6 +20,7 @@ from twinfeed.orders import Order, OrderState
 
 __all__ = [
     "BINANCE_STATES",
+    "NOT_SENT",
     "BinanceOrderEntry",
     "OrderEntry",
     "OrderRefused",
@@ -34,13 +36,28 @@ class OrderRefused(Exception):
         code: The venue's error code (Binance's negative codes; 0 if none).
         message: The venue's message.
         retryable: Whether sending the same request again may succeed (throttling, timeouts).
+        http_status: The HTTP status of the answer (0: no answer, or not HTTP).
     """
 
-    def __init__(self, code: int, message: str, retryable: bool = False) -> None:
+    def __init__(
+        self, code: int, message: str, retryable: bool = False, http_status: int = 0
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.retryable = retryable
+        self.http_status = http_status
+
+    @property
+    def link_lost(self) -> bool:
+        """No usable answer: no connection (code 0), the venue's own failures (HTTP 5xx,
+        -1001 disconnected, -1007 timeout: the request's outcome is unknown)."""
+        return self.code in (0, -1001, -1007) or self.http_status >= 500
+
+    @property
+    def rate_limited(self) -> bool:
+        """Throttled: -1003 (too many requests), HTTP 429, or 418 (IP banned for a while)."""
+        return self.code == -1003 or self.http_status in (418, 429)
 
 
 @runtime_checkable
@@ -81,6 +98,10 @@ BINANCE_STATES: dict[str, OrderState] = {
     "EXPIRED_IN_MATCH": "expired",
     "REJECTED": "rejected",
 }
+
+#: The code of a request the brain refused itself and never sent (the venue is unreachable
+#: or the brain is backing off a rate limit): see ``BinanceOrderEntry.hold``.
+NOT_SENT = -1
 
 _SIDES = {"buy": "BUY", "sell": "SELL"}
 _TYPES = {"limit": "LIMIT", "market": "MARKET"}
@@ -145,14 +166,39 @@ class BinanceOrderEntry:
     events; :meth:`poll_reports` drains the queue without blocking. ``stream_gaps`` counts the
     times the stream reported missed events (the OMS then relies on REST answers and the
     end-of-run reconciliation; see ``docs/trade_db.md``).
+
+    Hooks for the brain's order-link guard (:mod:`twinfeed.live.brain.order_faults`):
+    ``on_error`` is called with every :class:`OrderRefused` of a REST call (in the caller's
+    thread); while ``hold`` is set (a reason), orders and cancels are refused locally with
+    code :data:`NOT_SENT` and never sent; with ``pending_on_link_error``, a new order whose
+    request got no usable answer (:attr:`OrderRefused.link_lost`) is reported ``new`` (its
+    outcome unknown, settled by reconciliation) instead of refused. ``stream_down`` is True
+    from a failed user-stream poll until the next successful one; the reader retries with
+    exponential backoff (``stream_retry_s`` doubling up to ``stream_retry_max_s``;
+    :meth:`wake_stream` retries at once) and resumes after the last event it read.
     """
 
-    def __init__(self, gateway: Any, *, stream: bool = True, poll_timeout_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        gateway: Any,
+        *,
+        stream: bool = True,
+        poll_timeout_s: float = 1.0,
+        stream_retry_s: float = 0.1,
+        stream_retry_max_s: float = 1.0,
+    ) -> None:
         self.gateway = gateway
         self.stream_gaps = 0
         self.stream_errors = 0
+        self.stream_down = False
+        self.stream_retry_s = stream_retry_s
+        self.stream_retry_max_s = stream_retry_max_s
+        self.on_error: Callable[[OrderRefused], None] | None = None
+        self.hold: str | None = None
+        self.pending_on_link_error = False
         self._queue: deque[Mapping[str, Any]] = deque()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         if stream:
             self._stream = gateway.user_stream()
@@ -162,20 +208,38 @@ class BinanceOrderEntry:
             self._thread.start()
 
     def _read_stream(self, timeout: float) -> None:
+        from twinfeed.live.gateway import VenueRejected
+
+        delay = self.stream_retry_s
         while not self._stop.is_set():
             try:
-                batch = self._stream.poll(timeout=timeout)
-            except Exception:  # the venue went away or hiccuped: retry, counted
+                # After a failure, a short poll: the stream is known to be back at once.
+                batch = self._stream.poll(timeout=0.0 if self.stream_down else timeout)
+            except Exception as error:  # the venue went away or hiccuped: retry, counted
                 self.stream_errors += 1
-                self._stop.wait(0.1)
+                self.stream_down = True
+                if isinstance(error, VenueRejected) and error.code == -1125:
+                    # The listen key expired: a new one, reading on after the last event.
+                    with contextlib.suppress(Exception):
+                        self._stream.listen_key = self.gateway.listen_key()
+                self._wake.wait(delay)
+                self._wake.clear()
+                delay = min(delay * 2, self.stream_retry_max_s)
                 continue
+            self.stream_down = False
+            delay = self.stream_retry_s
             if batch.gap:
                 self.stream_gaps += 1
             self._queue.extend(batch.events)
 
+    def wake_stream(self) -> None:
+        """Ends the stream reader's backoff wait (the venue is reachable again)."""
+        self._wake.set()
+
     def close(self) -> None:
         """Stops the stream reader (waits for its current long-poll to return)."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5.0)
 
@@ -185,22 +249,42 @@ class BinanceOrderEntry:
         try:
             return function(*args, **kwargs)
         except VenueRejected as error:
-            raise OrderRefused(int(error.code), str(error.msg), bool(error.retryable)) from error
+            refused = OrderRefused(
+                int(error.code),
+                str(error.msg),
+                bool(error.retryable),
+                int(getattr(error, "http_status", 0) or 0),
+            )
+            if self.on_error is not None:
+                self.on_error(refused)
+            raise refused from error
+
+    def _held(self) -> None:
+        if self.hold is not None:
+            raise OrderRefused(NOT_SENT, f"not sent: {self.hold}")
 
     def send_order(self, order: Order, symbol: str) -> ExecutionReport:
-        body = self._call(
-            self.gateway.new_order,
-            symbol,
-            _SIDES[order.side],
-            order.qty,
-            order.price if order.type == "limit" else None,
-            type=_TYPES[order.type],
-            time_in_force=order.tif if order.type == "limit" else None,
-            client_order_id=order.client_id,
-        )
+        self._held()
+        try:
+            body = self._call(
+                self.gateway.new_order,
+                symbol,
+                _SIDES[order.side],
+                order.qty,
+                order.price if order.type == "limit" else None,
+                type=_TYPES[order.type],
+                time_in_force=order.tif if order.type == "limit" else None,
+                client_order_id=order.client_id,
+            )
+        except OrderRefused as error:
+            if self.pending_on_link_error and error.link_lost:
+                # It may have reached the venue: "new" until reconciliation finds out.
+                return ExecutionReport(order.client_id, "new", 0)
+            raise
         return report_from_order_response(body)
 
     def send_cancel(self, client_id: str, symbol: str) -> ExecutionReport | None:
+        self._held()
         try:
             body = self._call(self.gateway.cancel, symbol, client_order_id=client_id)
         except OrderRefused as error:
@@ -210,6 +294,7 @@ class BinanceOrderEntry:
         return report_from_order_response(body)
 
     def send_cancel_all(self, symbol: str) -> None:
+        self._held()
         self._call(self.gateway.cancel_all, symbol)
 
     def poll_reports(self) -> list[ExecutionReport]:

@@ -16,6 +16,10 @@ runs. Thresholds live in :class:`FaultConfig`, in units of the ingest's heartbea
 
 Every feed transition goes to ``feed_events`` (as the base runner does) and so do the brain's
 own milestones: ``flat`` (the unwind finished; detail ``seconds_since_stale``) and ``resumed``.
+
+Order-side faults (the order venue unreachable, rate limits) are
+:class:`twinfeed.live.brain.order_faults.OrderLink`'s: while the link is down opening risk
+stays blocked whatever the feed says; it reconciles with the venue before trading again.
 """
 
 from __future__ import annotations
@@ -65,6 +69,9 @@ class FaultConfig:
         restart_ingest: Restart a dead ingest (needs the session's callback).
         restart_backoff_s: Wait between restart attempts.
         unwind_retry_s: Wait before re-sending an unwind order that did not flatten.
+        venue_retry_s / venue_retry_max_s: First and longest wait between probes of an
+            unreachable order venue (exponential backoff).
+        rate_limit_backoff_s: Hold on every order after a rate limit (doubles on repeats).
     """
 
     heartbeat_interval_s: float = 0.1
@@ -78,6 +85,9 @@ class FaultConfig:
     restart_ingest: bool = True
     restart_backoff_s: float = 1.0
     unwind_retry_s: float = 0.5
+    venue_retry_s: float = 0.1
+    venue_retry_max_s: float = 2.0
+    rate_limit_backoff_s: float = 1.0
 
     def __post_init__(self) -> None:
         if self.policy not in ("flatten", "hold"):
@@ -233,6 +243,14 @@ class FaultTolerantTrader(LiveTrader):
         self.control: Any = None  # a twinfeed.live.brain.control.ControlServer, if any
         self.recover = recover
         self.recovery: dict[str, Any] | None = None
+        from twinfeed.live.brain.order_faults import OrderLink
+
+        self.order_link = OrderLink(
+            self,
+            retry_s=self.faults.venue_retry_s,
+            retry_max_s=self.faults.venue_retry_max_s,
+            rate_limit_backoff_s=self.faults.rate_limit_backoff_s,
+        )
 
     def start(self) -> str:
         """Starts the run; with ``recover``, first rebuilds state after a crash
@@ -251,6 +269,7 @@ class FaultTolerantTrader(LiveTrader):
         if self.control is not None:
             self.control.serve_pending(self)
         rows = super().step()
+        self.order_link.step()
         self._maybe_restart_ingest()
         self._maybe_unwind()
         self._maybe_resume()
@@ -404,8 +423,16 @@ class FaultTolerantTrader(LiveTrader):
         self.db.feed_event(
             self.ctx.now, "resumed", "healthy", {"healthy_for_s": self.faults.resume_after_s}
         )
-        if not self.paused:
+        if not self.paused and not self.order_link.blocking:
             self.risk.allow_opening()
+
+    def venue_link_restored(self) -> bool:
+        """The order venue is reachable again and reconciled: opens risk unless the feed, an
+        unwind or an operator pause still blocks it. Returns whether trading resumed."""
+        if self.feed_blocked or self.unwinding or self.paused:
+            return False
+        self.risk.allow_opening()
+        return True
 
     # ---- operator controls (called in the loop's thread by the control server) ---------
 
@@ -418,7 +445,7 @@ class FaultTolerantTrader(LiveTrader):
     def resume(self) -> bool:
         """Lifts an operator pause; opening risk resumes now if the feed allows it."""
         self.paused = False
-        if not self.feed_blocked and not self.unwinding:
+        if not self.feed_blocked and not self.unwinding and not self.order_link.blocking:
             self.risk.allow_opening()
             return True
         return False
@@ -430,6 +457,7 @@ class FaultTolerantTrader(LiveTrader):
         return {
             "run_id": self.summary.run_id,
             "feed": self.monitor.status,
+            "venue": self.order_link.state,
             "trading": not (self.risk.opening_blocked or self.risk.killed),
             "paused": self.paused,
             "unwinding": self.unwinding,
@@ -461,14 +489,18 @@ class FaultTolerantTrader(LiveTrader):
             "orders": self.summary.orders,
             "fills": self.summary.fills,
             "episodes": self.episodes,
+            "venue_episodes": self.order_link.episodes,
         }
 
     # ---- end ----------------------------------------------------------------------------
 
     def finish(self, status: str = "completed") -> RunSummary:
+        self.order_link.close()
         summary = super().finish(status)
         extra: dict[str, Any] = {
             "episodes": self.episodes,
+            "venue_episodes": self.order_link.episodes,
+            "venue_rate_limits": self.order_link.rate_limits,
             "ingest_restarts": self.ingest_restarts,
             "recovery": self.recovery,
         }
