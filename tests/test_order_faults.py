@@ -228,3 +228,90 @@ def test_trade_db_agrees_with_the_venue(outage: dict[str, Any]) -> None:
     assert open_in_db == 0 and outage["venue_open"] == []
     assert SECRET not in outage["output"]
     assert Path(outage["db"]).read_bytes().find(SECRET.encode()) < 0
+
+
+class _Gateway:
+    """An OrderGateway stand-in whose new_order fails with a given VenueRejected."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.calls = 0
+
+    def new_order(self, *_args: Any, **_kwargs: Any) -> dict[str, Any]:
+        self.calls += 1
+        raise self.error
+
+
+class _DB:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def risk_event(self, _ts: int, _cid: str, check: str, reason: str, _detail: Any) -> None:
+        self.events.append((check, reason))
+
+
+def _link(error: Exception, **options: Any) -> tuple[Any, Any, _Gateway, _DB]:
+    from types import SimpleNamespace
+
+    from twinfeed.live.brain.entry import BinanceOrderEntry
+    from twinfeed.live.brain.oms import OrderManager
+    from twinfeed.live.brain.order_faults import OrderLink
+    from twinfeed.live.brain.risk import RiskManager
+
+    gateway, db = _Gateway(error), _DB()
+    entry = BinanceOrderEntry(gateway, stream=False)
+    trader = SimpleNamespace(
+        gateway=entry, risk=RiskManager(), oms=OrderManager(), db=db, ctx=SimpleNamespace(now=0)
+    )
+    return OrderLink(trader, **options), entry, gateway, db
+
+
+def test_rate_limit_backs_off_without_resubmitting() -> None:
+    from twinfeed.live.brain.entry import NOT_SENT, OrderRefused
+    from twinfeed.live.gateway import VenueRejected
+    from twinfeed.orders import Order
+
+    link, entry, gateway, db = _link(
+        VenueRejected(-1003, "Too many requests.", True, 429), rate_limit_backoff_s=0.2
+    )
+    with pytest.raises(OrderRefused) as refused:
+        entry.send_order(Order("a1", 0, "buy", 0.01, 100.0), "BTCUSDT")
+    assert refused.value.rate_limited and gateway.calls == 1
+    assert [check for check, _ in db.events] == ["venue_rate_limited"]
+    assert link.state == "rate_limited" and link.up  # not a disconnect
+    with pytest.raises(OrderRefused) as held:  # held locally: the venue sees nothing
+        entry.send_order(Order("a2", 0, "buy", 0.01, 100.0), "BTCUSDT")
+    assert held.value.code == NOT_SENT and gateway.calls == 1
+    time.sleep(0.25)
+    link.step()
+    assert entry.hold is None and link.state == "up"
+    with pytest.raises(OrderRefused):  # sent again (a new order, not a resubmission)
+        entry.send_order(Order("a3", 0, "buy", 0.01, 100.0), "BTCUSDT")
+    assert gateway.calls == 2
+    assert link._rate_backoff == pytest.approx(0.4)  # noqa: SLF001 - doubled on a repeat
+
+
+def test_lost_order_request_is_pending_and_link_down() -> None:
+    from twinfeed.live.brain.entry import NOT_SENT, OrderRefused
+    from twinfeed.live.gateway import VenueRejected
+    from twinfeed.orders import Order
+
+    link, entry, gateway, db = _link(VenueRejected(0, "no answer: connection reset", True))
+    report = entry.send_order(Order("b1", 0, "buy", 0.01, 100.0), "BTCUSDT")
+    assert report.state == "new"  # outcome unknown: reconciliation settles it
+    assert not link.up and link.blocking and link.trader.risk.opening_blocked
+    assert [check for check, _ in db.events] == ["venue_disconnected"]
+    with pytest.raises(OrderRefused) as held:
+        entry.send_order(Order("b2", 0, "buy", 0.01, 100.0), "BTCUSDT")
+    assert held.value.code == NOT_SENT and gateway.calls == 1
+
+
+def test_plain_rejection_is_not_a_fault() -> None:
+    from twinfeed.live.brain.entry import OrderRefused
+    from twinfeed.live.gateway import VenueRejected
+    from twinfeed.orders import Order
+
+    link, entry, gateway, db = _link(VenueRejected(-1111, "Precision is over the maximum.", False))
+    with pytest.raises(OrderRefused):
+        entry.send_order(Order("c1", 0, "buy", 0.01, 100.0), "BTCUSDT")
+    assert link.state == "up" and entry.hold is None and db.events == []
