@@ -290,6 +290,7 @@ class PaperVenue:
         self._stopping = threading.Event()
         #: Set while :meth:`suspend` keeps the venue unreachable (state kept, matching goes on).
         self.suspended = False
+        self._lose_after: int | None = None
         self._connections: set[socket.socket] = set()
         self._server = ThreadingHTTPServer((host, port), _handler(self))
         self._server.daemon_threads = True
@@ -325,13 +326,16 @@ class PaperVenue:
             if thread.is_alive():
                 thread.join(5)
 
-    def suspend(self) -> None:
+    def suspend(self, *, lose_events: bool = False) -> None:
         """Makes the venue unreachable, as a dropped connection does: the listening socket is
         closed (new connections are refused) and open connections, long-polls of the user
         stream included, are reset. Orders keep resting and matching the replay; every
-        account, order, trade and stream event is kept for :meth:`resume`."""
+        account, order and trade is kept for :meth:`resume`. Stream events are kept too,
+        unless ``lose_events``: then those published while suspended are never served (as a
+        websocket user stream loses them; readers see the ``seq`` jump)."""
         if self.suspended or self._stopping.is_set():
             return
+        self._lose_after = self._seq if lose_events else None
         self.suspended = True
         self._server.shutdown()
         self._server.server_close()
@@ -347,6 +351,9 @@ class PaperVenue:
         """Listens again on the same host and port after :meth:`suspend`."""
         if not self.suspended or self._stopping.is_set():
             return
+        if self._lose_after is not None:
+            with self._lock:
+                self._events = [e for e in self._events if e["seq"] <= self._lose_after]
         server = ThreadingHTTPServer((self.host, self.port), _handler(self))
         server.daemon_threads = True
         self._server = server
