@@ -6,39 +6,45 @@
 /// Fixed-point units per 1.0 (Binance quotes at most 8 decimals).
 pub const SCALE: i64 = 100_000_000;
 const SCALE_DIGITS: u32 = 8;
+const POW10: [i64; 9] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+];
 
 /// Parses a decimal string like `"61800.20"` or `"-0.001"` into units of 1e-8.
 /// Returns `None` for anything else (empty, exponent, more than 8 decimals, overflow).
 #[inline]
 pub fn parse_fixed(text: &str) -> Option<i64> {
     let bytes = text.as_bytes();
-    // Fast path: plain digits with a point and at most 8 decimals, at most 18 digits in all
-    // (cannot overflow). Everything else takes the careful path below.
-    if bytes.len() <= 19 && !bytes.is_empty() && bytes[0] != b'-' {
+    // Fast path: `digits[.digits]` with 1..=10 integer digits and at most 8 decimals (cannot
+    // overflow). Everything else takes the careful path below.
+    let (whole, fraction) = match memchr::memchr(b'.', bytes) {
+        Some(point) => (&bytes[..point], &bytes[point + 1..]),
+        None => (bytes, &bytes[bytes.len()..]),
+    };
+    if (1..=10).contains(&whole.len()) && fraction.len() <= SCALE_DIGITS as usize {
         let mut value: i64 = 0;
-        let mut fraction: i32 = -1;
         let mut ok = true;
-        for &b in bytes {
-            if b.is_ascii_digit() {
-                value = value * 10 + (b - b'0') as i64;
-                if fraction >= 0 {
-                    fraction += 1;
-                }
-            } else if b == b'.' && fraction < 0 {
-                fraction = 0;
-            } else {
-                ok = false;
-                break;
-            }
+        for &b in whole {
+            let digit = b.wrapping_sub(b'0');
+            ok &= digit < 10;
+            value = value * 10 + digit as i64;
         }
-        let fraction = fraction.max(0) as u32;
-        let digits = bytes.len() - (bytes.contains(&b'.') as usize);
-        if ok
-            && fraction <= SCALE_DIGITS
-            && digits > 0
-            && digits + (SCALE_DIGITS - fraction) as usize <= 18
-        {
-            return Some(value * 10_i64.pow(SCALE_DIGITS - fraction));
+        let mut frac: i64 = 0;
+        for &b in fraction {
+            let digit = b.wrapping_sub(b'0');
+            ok &= digit < 10;
+            frac = frac * 10 + digit as i64;
+        }
+        if ok {
+            return Some(value * SCALE + frac * POW10[SCALE_DIGITS as usize - fraction.len()]);
         }
     }
     parse_fixed_careful(bytes)

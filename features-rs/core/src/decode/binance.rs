@@ -130,6 +130,15 @@ fn string_after<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 
 const ENVELOPE_PREFIX: &str = "{\"stream\":\"";
 
+/// The general path only (no positional fast path): what the fast paths must agree with.
+#[cfg(test)]
+pub(crate) fn decode_general(frame: &str) -> Result<Message<'_>, DecodeError> {
+    let trimmed = frame.trim_end();
+    let rest = trimmed.strip_prefix(ENVELOPE_PREFIX).unwrap();
+    let end = memchr::memchr(b'"', rest.as_bytes()).unwrap();
+    decode_body(trimmed, stream_from_name(&rest[..end]), true)
+}
+
 pub fn decode(frame: &str) -> Result<Message<'_>, DecodeError> {
     let trimmed = frame.trim_end();
     if let Some(rest) = trimmed.strip_prefix(ENVELOPE_PREFIX) {
@@ -139,6 +148,11 @@ pub fn decode(frame: &str) -> Result<Message<'_>, DecodeError> {
         })?;
         let stream = stream_from_name(&rest[..end]);
         let body_start = ENVELOPE_PREFIX.len() + end;
+        if stream == Stream::BookTicker && trimmed[body_start..].starts_with("\",\"data\":") {
+            if let Some(quote) = super::positional::book_ticker(trimmed, body_start + 9, "}") {
+                return quote.map(Message::Quote);
+            }
+        }
         if let Some(message) = trimmed[body_start..]
             .strip_prefix("\",\"data\":")
             .and_then(|_| fast_path(trimmed, body_start + 9, stream, true))

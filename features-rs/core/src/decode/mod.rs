@@ -4,6 +4,7 @@
 pub mod binance;
 pub mod control;
 pub mod flat;
+pub mod positional;
 
 use crate::decimal::parse_fixed;
 

@@ -1,0 +1,155 @@
+//! The fastest path, for the frame shape that dominates real feeds: a bookTicker body with
+//! Binance's exact member order (`e`?, `u`, `s`, `b`, `B`, `a`, `A`, then `T`/`E` in either
+//! order or absent). It walks the bytes once, comparing literals and reading integers in place.
+//! Any other shape returns `None` and the general flat-object path runs instead, so the result
+//! never depends on which path ran.
+
+use super::{fixed, DecodeError, Quote};
+
+struct Cursor<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// Consumes `expected` (compared as a fixed-size array: inline, no memcmp call).
+    #[inline]
+    fn literal<const N: usize>(&mut self, expected: &[u8; N]) -> Option<()> {
+        self.peek(expected).then(|| self.at += N)
+    }
+
+    #[inline]
+    fn peek<const N: usize>(&self, expected: &[u8; N]) -> bool {
+        let bytes = self.text.as_bytes();
+        match bytes.get(self.at..self.at + N) {
+            Some(window) => <&[u8; N]>::try_from(window).is_ok_and(|w| w == expected),
+            None => false,
+        }
+    }
+
+    /// Digits of a non-negative integer without leading zeros, at most 18 of them.
+    #[inline]
+    fn integer(&mut self) -> Option<u64> {
+        let bytes = self.text.as_bytes();
+        let start = self.at;
+        let mut value: u64 = 0;
+        while let Some(&b) = bytes.get(self.at) {
+            if !b.is_ascii_digit() {
+                break;
+            }
+            value = value * 10 + (b - b'0') as u64;
+            self.at += 1;
+        }
+        let len = self.at - start;
+        (len > 0 && len <= 18 && !(len > 1 && bytes[start] == b'0')).then_some(value)
+    }
+
+    /// A string without escapes or control characters; the cursor is just past its opening
+    /// quote and ends just past its closing one.
+    #[inline]
+    fn string(&mut self) -> Option<&'a str> {
+        let rest = &self.text.as_bytes()[self.at..];
+        let len = rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if rest[len] != b'"' {
+            return None;
+        }
+        let value = &self.text[self.at..self.at + len];
+        self.at += len + 1;
+        Some(value)
+    }
+}
+
+/// The quote in `text[body_start..]`, which must end with the body's `}` followed by `tail`.
+pub fn book_ticker<'a>(
+    text: &'a str,
+    body_start: usize,
+    tail: &str,
+) -> Option<Result<Quote<'a>, DecodeError>> {
+    const WHAT: &str = "bookTicker";
+    let mut c = Cursor {
+        text,
+        at: body_start,
+    };
+    c.literal(b"{")?;
+    if c.peek(b"\"e\":") {
+        c.literal(b"\"e\":\"bookTicker\",")?;
+    }
+    c.literal(b"\"u\":")?;
+    let update_id = c.integer()?;
+    c.literal(b",\"s\":\"")?;
+    let symbol = c.string()?;
+    c.literal(b",\"b\":\"")?;
+    let b = c.string()?;
+    c.literal(b",\"B\":\"")?;
+    let bid_qty = c.string()?;
+    c.literal(b",\"a\":\"")?;
+    let a = c.string()?;
+    c.literal(b",\"A\":\"")?;
+    let ask_qty = c.string()?;
+    let mut event_ms = None;
+    let (mut seen_t, mut seen_e) = (false, false);
+    while c.peek(b",") {
+        if !seen_t && c.peek(b",\"T\":") {
+            c.literal(b",\"T\":")?;
+            c.integer()?;
+            seen_t = true;
+        } else if !seen_e && c.peek(b",\"E\":") {
+            c.literal(b",\"E\":")?;
+            event_ms = Some(c.integer()? as i64);
+            seen_e = true;
+        } else {
+            return None;
+        }
+    }
+    c.literal(b"}")?;
+    if &text[c.at..] != tail {
+        return None;
+    }
+    Some((|| {
+        Ok(Quote {
+            symbol,
+            update_id,
+            bid_px: fixed(b, WHAT, "b")?,
+            bid_qty: fixed(bid_qty, WHAT, "B")?,
+            ask_px: fixed(a, WHAT, "a")?,
+            ask_qty: fixed(ask_qty, WHAT, "A")?,
+            event_ms,
+        })
+    })())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::binance;
+
+    #[test]
+    fn agrees_with_the_general_path_on_every_shape() {
+        let bodies = [
+            r#"{"e":"bookTicker","u":5123107839020,"s":"BTCUSDT","b":"61800.20","B":"2.507","a":"61800.30","A":"2.510","T":1723161256313,"E":1723161256313}"#,
+            r#"{"u":50093239212,"s":"BTCUSDT","b":"61837.63000000","B":"3.78826000","a":"61837.64000000","A":"1.54698000"}"#,
+            r#"{"u":1,"s":"X","b":"1","B":"1","a":"2","A":"1","E":5,"T":4}"#,
+            r#"{"u":1,"s":"X","b":"1x","B":"1","a":"2","A":"1"}"#,
+            r#"{"u":01,"s":"X","b":"1","B":"1","a":"2","A":"1"}"#,
+            r#"{"u":1,"s":"X","b":"1","B":"1","a":"2","A":"1","E":5,"E":6}"#,
+            r#"{"u":1,"s":"X","b":"1","B":"1","a":"2","A":"1","x":5}"#,
+            r#"{"u":1,"s":"X\"","b":"1","B":"1","a":"2","A":"1"}"#,
+        ];
+        for body in bodies {
+            let framed = format!("{{\"stream\":\"x@bookTicker\",\"data\":{body}}}");
+            let fast = book_ticker(&framed, framed.len() - body.len() - 1, "}");
+            let general = binance::decode_general(&framed);
+            if let Some(fast) = fast {
+                assert_eq!(fast.map(crate::decode::Message::Quote), general, "{body}");
+            }
+        }
+        assert!(book_ticker(
+            r#"{"u":1,"s":"X","b":"1","B":"1","a":"2","A":"1","x":5}"#,
+            0,
+            ""
+        )
+        .is_none());
+    }
+}
