@@ -6,7 +6,7 @@
 //! size into numbered files; a restarted writer never appends to an old (possibly torn) file.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -25,16 +25,24 @@ pub enum CaptureLine<'a> {
     Torn(&'a [u8]),
 }
 
-/// Streams the lines of one capture file.
+/// Streams the lines of one capture file. Lines are handed out as slices of one large read
+/// buffer (no per-line copy); a line longer than the buffer grows it.
 pub struct CaptureReader {
     path: PathBuf,
-    inner: Box<dyn BufRead + Send>,
+    inner: Box<dyn Read + Send>,
     buf: Vec<u8>,
+    /// Unconsumed bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+    eof: bool,
     line: u64,
     /// Total size of the file on disk (for progress).
     pub file_size: u64,
     counted: CountingHandle,
 }
+
+/// Bytes of the read buffer (and of each `read` call).
+const READ_CHUNK: usize = 4 << 20;
 
 /// Bytes of the underlying file consumed so far (compressed bytes for compressed files).
 #[derive(Clone, Default)]
@@ -57,33 +65,32 @@ impl<R: Read> Read for CountingRead<R> {
 
 impl CaptureReader {
     pub fn open(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
         let file_size = file.metadata().map(|m| m.len()).unwrap_or(0);
         let counted = CountingHandle::default();
-        let mut raw = BufReader::with_capacity(
-            1 << 20,
-            CountingRead {
-                inner: file,
-                count: counted.clone(),
-            },
-        );
-        let head = raw.fill_buf().map_err(|e| Error::io(path, e))?;
-        let inner: Box<dyn BufRead + Send> = if head.starts_with(&GZIP_MAGIC) {
-            Box::new(BufReader::with_capacity(
-                1 << 20,
-                flate2::bufread::MultiGzDecoder::new(raw),
+        let mut head = [0u8; 4];
+        let head_len = read_full(&mut file, &mut head).map_err(|e| Error::io(path, e))?;
+        let head = &head[..head_len];
+        let raw = CountingRead {
+            inner: std::io::Cursor::new(head.to_vec()).chain(file),
+            count: counted.clone(),
+        };
+        let inner: Box<dyn Read + Send> = if head.starts_with(&GZIP_MAGIC) {
+            Box::new(flate2::bufread::MultiGzDecoder::new(
+                BufReader::with_capacity(1 << 20, raw),
             ))
         } else if head.starts_with(&ZSTD_MAGIC) {
-            let decoder =
-                zstd::stream::read::Decoder::with_buffer(raw).map_err(|e| Error::io(path, e))?;
-            Box::new(BufReader::with_capacity(1 << 20, decoder))
+            Box::new(zstd::stream::read::Decoder::new(raw).map_err(|e| Error::io(path, e))?)
         } else {
             Box::new(raw)
         };
         Ok(CaptureReader {
             path: path.to_path_buf(),
             inner,
-            buf: Vec::with_capacity(4096),
+            buf: vec![0; READ_CHUNK],
+            start: 0,
+            end: 0,
+            eof: false,
             line: 0,
             file_size,
             counted,
@@ -106,24 +113,65 @@ impl CaptureReader {
 
     /// The next line, or `None` at the end of the file.
     pub fn next_line(&mut self) -> Result<Option<CaptureLine<'_>>> {
-        self.buf.clear();
-        let n = self
-            .inner
-            .read_until(b'\n', &mut self.buf)
-            .map_err(|e| Error::Capture {
-                path: self.path.clone(),
-                line: self.line + 1,
-                message: format!("cannot read: {e}"),
+        let mut searched = self.start;
+        loop {
+            if let Some(at) = memchr::memchr(b'\n', &self.buf[searched..self.end]) {
+                let newline = searched + at;
+                let line_start = self.start;
+                self.start = newline + 1;
+                self.line += 1;
+                return Ok(Some(CaptureLine::Complete(&self.buf[line_start..newline])));
+            }
+            searched = self.end;
+            if self.eof {
+                if self.start == self.end {
+                    return Ok(None);
+                }
+                let line_start = self.start;
+                self.start = self.end;
+                self.line += 1;
+                return Ok(Some(CaptureLine::Torn(&self.buf[line_start..self.end])));
+            }
+            // Keep the partial line, moved to the front; grow when it fills the buffer.
+            searched -= self.start;
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            if self.end == self.buf.len() {
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+            let n = read_retrying(&mut self.inner, &mut self.buf[self.end..]).map_err(|e| {
+                Error::Capture {
+                    path: self.path.clone(),
+                    line: self.line + 1,
+                    message: format!("cannot read: {e}"),
+                }
             })?;
-        if n == 0 {
-            return Ok(None);
+            self.end += n;
+            self.eof = n == 0;
         }
-        self.line += 1;
-        Ok(Some(match self.buf.strip_suffix(b"\n") {
-            Some(line) => CaptureLine::Complete(line),
-            None => CaptureLine::Torn(&self.buf),
-        }))
     }
+}
+
+fn read_retrying(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match reader.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Reads until `buf` is full or the input ends; returns how many bytes were read.
+fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match read_retrying(reader, &mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
 }
 
 /// A pipeline run over one or more capture files (e.g. a rotated live capture), in order.
@@ -193,25 +241,29 @@ impl CaptureRun {
     /// nothing was appended.
     pub fn next_batch(&mut self, max_rows: usize, out: &mut Vec<Record>) -> Result<bool> {
         let start = out.len();
-        loop {
-            let available = self.pending.len() - self.pending_start;
-            let wanted = max_rows - (out.len() - start);
-            if available > 0 {
-                let take = available.min(wanted);
-                out.extend_from_slice(&self.pending[self.pending_start..self.pending_start + take]);
-                self.pending_start += take;
-                if self.pending_start == self.pending.len() {
-                    self.pending.clear();
-                    self.pending_start = 0;
-                }
-            }
-            if out.len() - start >= max_rows {
-                return Ok(true);
-            }
-            if !self.read_some()? {
-                return Ok(out.len() > start);
+        while out.len() - start < max_rows {
+            match self.next_records(max_rows - (out.len() - start))? {
+                Some(records) => out.extend_from_slice(records),
+                None => break,
             }
         }
+        Ok(out.len() > start)
+    }
+
+    /// The next records, at most `max_rows` of them, borrowed from the run (no copy); `None`
+    /// once the input is exhausted. Slices hold up to about a thousand records.
+    pub fn next_records(&mut self, max_rows: usize) -> Result<Option<&[Record]>> {
+        if self.pending_start == self.pending.len() {
+            self.pending.clear();
+            self.pending_start = 0;
+            if !self.read_some()? {
+                return Ok(None);
+            }
+        }
+        let from = self.pending_start;
+        let take = (self.pending.len() - from).min(max_rows.max(1));
+        self.pending_start += take;
+        Ok(Some(&self.pending[from..from + take]))
     }
 
     /// Feeds lines until the pipeline produced something or the input ended.

@@ -5,8 +5,8 @@
 
 /// Fixed-point units per 1.0 (Binance quotes at most 8 decimals).
 pub const SCALE: i64 = 100_000_000;
-const SCALE_DIGITS: u32 = 8;
-const POW10: [i64; 9] = [
+pub(crate) const SCALE_DIGITS: usize = 8;
+pub(crate) const POW10: [i64; 9] = [
     1,
     10,
     100,
@@ -24,28 +24,16 @@ const POW10: [i64; 9] = [
 pub fn parse_fixed(text: &str) -> Option<i64> {
     let bytes = text.as_bytes();
     // Fast path: `digits[.digits]` with 1..=10 integer digits and at most 8 decimals (cannot
-    // overflow). Everything else takes the careful path below.
-    let (whole, fraction) = match memchr::memchr(b'.', bytes) {
-        Some(point) => (&bytes[..point], &bytes[point + 1..]),
-        None => (bytes, &bytes[bytes.len()..]),
+    // overflow), read eight digits at a time. Everything else takes the careful path below.
+    let (whole_len, whole) = crate::digits::run(bytes, 0);
+    let (fraction_len, fraction, end) = if bytes.get(whole_len) == Some(&b'.') {
+        let (len, value) = crate::digits::run(bytes, whole_len + 1);
+        (len, value, whole_len + 1 + len)
+    } else {
+        (0, 0, whole_len)
     };
-    if (1..=10).contains(&whole.len()) && fraction.len() <= SCALE_DIGITS as usize {
-        let mut value: i64 = 0;
-        let mut ok = true;
-        for &b in whole {
-            let digit = b.wrapping_sub(b'0');
-            ok &= digit < 10;
-            value = value * 10 + digit as i64;
-        }
-        let mut frac: i64 = 0;
-        for &b in fraction {
-            let digit = b.wrapping_sub(b'0');
-            ok &= digit < 10;
-            frac = frac * 10 + digit as i64;
-        }
-        if ok {
-            return Some(value * SCALE + frac * POW10[SCALE_DIGITS as usize - fraction.len()]);
-        }
+    if end == bytes.len() && (1..=10).contains(&whole_len) && fraction_len <= SCALE_DIGITS {
+        return Some(whole as i64 * SCALE + fraction as i64 * POW10[SCALE_DIGITS - fraction_len]);
     }
     parse_fixed_careful(bytes)
 }
@@ -59,7 +47,7 @@ fn parse_fixed_careful(bytes: &[u8]) -> Option<i64> {
         return None;
     }
     let mut value: i64 = 0;
-    let mut fraction_digits: u32 = 0;
+    let mut fraction_digits: usize = 0;
     let mut seen_point = false;
     let mut seen_digit = false;
     for &b in digits {
@@ -85,7 +73,7 @@ fn parse_fixed_careful(bytes: &[u8]) -> Option<i64> {
     if !seen_digit {
         return None;
     }
-    value = value.checked_mul(10_i64.pow(SCALE_DIGITS - fraction_digits))?;
+    value = value.checked_mul(POW10[SCALE_DIGITS - fraction_digits])?;
     Some(if negative { -value } else { value })
 }
 

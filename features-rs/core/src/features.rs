@@ -203,6 +203,15 @@ pub struct TopOfBook {
     pub microprice: f64,
 }
 
+/// `value as f64`, through the hardware i64 conversion when the value fits in an i64.
+#[inline(always)]
+fn exact_f64(value: i128) -> f64 {
+    match i64::try_from(value) {
+        Ok(small) => small as f64,
+        Err(_) => value as f64,
+    }
+}
+
 impl TopOfBook {
     pub fn new(bid_px: i64, bid_qty: i64, ask_px: i64, ask_qty: i64) -> Self {
         let (bp, bq, ap, aq) = (
@@ -212,7 +221,9 @@ impl TopOfBook {
             to_f64(ask_qty),
         );
         // Exact in fixed point, then one rounding each.
-        let mid = (bid_px as i128 + ask_px as i128) as f64 / (2 * SCALE) as f64;
+        // Sums and products are converted from i64 when they fit (the same exact integer, so
+        // the same f64), from i128 only when they do not: software i128 conversion is slow.
+        let mid = exact_f64(bid_px as i128 + ask_px as i128) / (2 * SCALE) as f64;
         let spread = to_f64(ask_px - bid_px);
         let spread_bps = if mid > 0.0 {
             spread / mid * 10_000.0
@@ -222,7 +233,7 @@ impl TopOfBook {
         let depth = bid_qty as i128 + ask_qty as i128;
         let microprice = if depth > 0 {
             let weighted = bid_px as i128 * ask_qty as i128 + ask_px as i128 * bid_qty as i128;
-            weighted as f64 / depth as f64 / SCALE as f64
+            exact_f64(weighted) / exact_f64(depth) / SCALE as f64
         } else {
             mid
         };

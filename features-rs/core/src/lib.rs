@@ -21,6 +21,7 @@ pub mod capture;
 pub mod config;
 pub mod decimal;
 pub mod decode;
+pub mod digits;
 pub mod error;
 pub mod features;
 pub mod pipeline;

@@ -545,6 +545,13 @@ impl Pipeline {
 
 /// Splits `<local_receive_ns> <frame>`; `Ok(None)` for a blank line.
 pub fn split_line(line: &[u8]) -> Result<Option<(i64, &str)>, String> {
+    // Fast path: digits, one space, valid UTF-8 (checked with SIMD).
+    let (digits, stamp) = crate::digits::run(line, 0);
+    if (1..=19).contains(&digits) && line.get(digits) == Some(&b' ') {
+        if let Ok(frame) = simdutf8::basic::from_utf8(&line[digits + 1..]) {
+            return Ok(Some((stamp as i64, frame)));
+        }
+    }
     if line.iter().all(|b| b.is_ascii_whitespace()) {
         return Ok(None);
     }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use arrow_array::builder::StringBuilder;
 use arrow_array::{
-    ArrayRef, Float64Array, Int64Array, RecordBatch, UInt16Array, UInt32Array, UInt64Array,
-    UInt8Array,
+    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, UInt16Array, UInt32Array,
+    UInt64Array, UInt8Array,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use twinfeed_features::record::{FieldType, Record, FIELDS, NO_SYMBOL};
@@ -32,51 +32,82 @@ pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-macro_rules! column {
-    ($records:expr, $array:ident, $field:ident) => {
-        Arc::new($array::from_iter_values($records.iter().map(|r| r.$field))) as ArrayRef
+/// Declares [`Columns`]: one growable vector per record field, in layout order.
+macro_rules! columns {
+    ($($field:ident: $ty:ty => $array:ident),* $(,)?) => {
+        /// A record batch under construction, one vector per field. Records are appended in one
+        /// pass each (field by field, while the record is in cache), which is what makes the
+        /// row-to-column transpose cheap; the vectors then become Arrow buffers without a copy.
+        pub struct Columns {
+            $($field: Vec<$ty>,)*
+        }
+
+        impl Columns {
+            pub fn with_capacity(rows: usize) -> Self {
+                Columns { $($field: Vec::with_capacity(rows),)* }
+            }
+
+            pub fn len(&self) -> usize {
+                self.kind.len()
+            }
+
+            pub fn extend(&mut self, records: &[Record]) {
+                for record in records {
+                    $(self.$field.push(record.$field);)*
+                }
+            }
+
+            /// The batch, resolving symbol ids through `symbols`.
+            pub fn finish(self, symbols: &[&str], schema: SchemaRef) -> RecordBatch {
+                let symbol = symbol_column(&self.symbol_id, symbols);
+                let columns: Vec<ArrayRef> = vec![
+                    $(Arc::new($array::from(self.$field)) as ArrayRef,)*
+                    Arc::new(symbol),
+                ];
+                debug_assert_eq!(columns.len(), FIELDS.len() + 1);
+                RecordBatch::try_new(schema, columns).expect("columns match the schema")
+            }
+        }
     };
 }
 
-/// One record batch from records, resolving symbol ids through `symbols`.
-pub fn batch(records: &[Record], symbols: &[&str], schema: SchemaRef) -> RecordBatch {
-    let mut symbol = StringBuilder::with_capacity(records.len(), records.len() * 8);
-    for record in records {
-        match symbols.get(record.symbol_id as usize) {
-            Some(name) if record.symbol_id != NO_SYMBOL => symbol.append_value(name),
+columns! {
+    kind: u8 => UInt8Array,
+    flags: u8 => UInt8Array,
+    symbol_id: u16 => UInt16Array,
+    reserved: u32 => UInt32Array,
+    seq: u64 => UInt64Array,
+    line: u64 => UInt64Array,
+    local_ns: i64 => Int64Array,
+    exchange_ns: i64 => Int64Array,
+    update_id: u64 => UInt64Array,
+    bid_px: f64 => Float64Array,
+    bid_qty: f64 => Float64Array,
+    ask_px: f64 => Float64Array,
+    ask_qty: f64 => Float64Array,
+    mid: f64 => Float64Array,
+    spread: f64 => Float64Array,
+    spread_bps: f64 => Float64Array,
+    microprice: f64 => Float64Array,
+    imbalance: f64 => Float64Array,
+    trade_px: f64 => Float64Array,
+    trade_qty: f64 => Float64Array,
+    trade_flow: f64 => Float64Array,
+    flow_imbalance: f64 => Float64Array,
+    vwap: f64 => Float64Array,
+    volume: f64 => Float64Array,
+    ret_ewma: f64 => Float64Array,
+    realized_vol: f64 => Float64Array,
+    count: u64 => UInt64Array,
+}
+
+fn symbol_column(ids: &[u16], symbols: &[&str]) -> StringArray {
+    let mut symbol = StringBuilder::with_capacity(ids.len(), ids.len() * 8);
+    for &id in ids {
+        match symbols.get(id as usize) {
+            Some(name) if id != NO_SYMBOL => symbol.append_value(name),
             _ => symbol.append_null(),
         }
     }
-    let columns: Vec<ArrayRef> = vec![
-        column!(records, UInt8Array, kind),
-        column!(records, UInt8Array, flags),
-        column!(records, UInt16Array, symbol_id),
-        column!(records, UInt32Array, reserved),
-        column!(records, UInt64Array, seq),
-        column!(records, UInt64Array, line),
-        column!(records, Int64Array, local_ns),
-        column!(records, Int64Array, exchange_ns),
-        column!(records, UInt64Array, update_id),
-        column!(records, Float64Array, bid_px),
-        column!(records, Float64Array, bid_qty),
-        column!(records, Float64Array, ask_px),
-        column!(records, Float64Array, ask_qty),
-        column!(records, Float64Array, mid),
-        column!(records, Float64Array, spread),
-        column!(records, Float64Array, spread_bps),
-        column!(records, Float64Array, microprice),
-        column!(records, Float64Array, imbalance),
-        column!(records, Float64Array, trade_px),
-        column!(records, Float64Array, trade_qty),
-        column!(records, Float64Array, trade_flow),
-        column!(records, Float64Array, flow_imbalance),
-        column!(records, Float64Array, vwap),
-        column!(records, Float64Array, volume),
-        column!(records, Float64Array, ret_ewma),
-        column!(records, Float64Array, realized_vol),
-        column!(records, UInt64Array, count),
-        Arc::new(symbol.finish()),
-    ];
-    debug_assert_eq!(columns.len(), FIELDS.len() + 1);
-    RecordBatch::try_new(schema, columns).expect("columns match the schema")
+    symbol.finish()
 }

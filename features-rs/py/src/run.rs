@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -10,6 +11,7 @@ use twinfeed_features::capture::CaptureRun;
 use twinfeed_features::pipeline::{Pipeline, Stats};
 use twinfeed_features::record::{extend_bytes, Record};
 
+use crate::arrow::Columns;
 use crate::config::PyFeatureConfig;
 use crate::error::to_py;
 
@@ -78,12 +80,30 @@ impl PyFeatureRun {
     /// interface) of at most `max_rows` rows, or None at the end.
     #[pyo3(signature = (max_rows = 65536))]
     fn next_arrow(&mut self, py: Python<'_>, max_rows: usize) -> PyResult<Option<PyTable>> {
-        if !self.fill(py, max_rows)? {
-            return Ok(None);
+        let max_rows = max_rows.max(1);
+        let run = &mut self.run;
+        let schema = self.schema.clone();
+        let batch = py
+            .detach(|| -> twinfeed_features::Result<Option<RecordBatch>> {
+                // Straight from the run's small record chunks into the columns: each record
+                // is transposed while it is still in cache.
+                let mut columns = Columns::with_capacity(max_rows.min(1 << 16));
+                while columns.len() < max_rows {
+                    match run.next_records(max_rows - columns.len())? {
+                        Some(records) => columns.extend(records),
+                        None => break,
+                    }
+                }
+                if columns.len() == 0 {
+                    return Ok(None);
+                }
+                Ok(Some(columns.finish(&run.pipeline().symbols(), schema)))
+            })
+            .map_err(to_py)?;
+        match batch {
+            Some(batch) => Ok(Some(PyTable::try_new(vec![batch], self.schema.clone())?)),
+            None => Ok(None),
         }
-        let symbols = self.run.pipeline().symbols();
-        let batch = crate::arrow::batch(&self.buffer, &symbols, self.schema.clone());
-        Ok(Some(PyTable::try_new(vec![batch], self.schema.clone())?))
     }
 
     /// The next at most `max_rows` records as raw little-endian bytes (see `record_dtype()`),

@@ -5,6 +5,25 @@
 //! never depends on which path ran.
 
 use super::{fixed, DecodeError, Quote};
+use crate::decimal::{POW10, SCALE, SCALE_DIGITS};
+use crate::digits;
+
+/// A decimal member: its value, or (unusual shape) its text for `parse_fixed` to judge.
+#[derive(Clone, Copy)]
+enum Number<'a> {
+    Value(i64),
+    Text(&'a str),
+}
+
+impl Number<'_> {
+    #[inline(always)]
+    fn resolve(self, field: &str) -> Result<i64, DecodeError> {
+        match self {
+            Number::Value(value) => Ok(value),
+            Number::Text(text) => fixed(text, "bookTicker", field),
+        }
+    }
+}
 
 struct Cursor<'a> {
     text: &'a str,
@@ -13,12 +32,12 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     /// Consumes `expected` (compared as a fixed-size array: inline, no memcmp call).
-    #[inline]
+    #[inline(always)]
     fn literal<const N: usize>(&mut self, expected: &[u8; N]) -> Option<()> {
         self.peek(expected).then(|| self.at += N)
     }
 
-    #[inline]
+    #[inline(always)]
     fn peek<const N: usize>(&self, expected: &[u8; N]) -> bool {
         let bytes = self.text.as_bytes();
         match bytes.get(self.at..self.at + N) {
@@ -28,25 +47,56 @@ impl<'a> Cursor<'a> {
     }
 
     /// Digits of a non-negative integer without leading zeros, at most 18 of them.
-    #[inline]
+    #[inline(always)]
     fn integer(&mut self) -> Option<u64> {
         let bytes = self.text.as_bytes();
-        let start = self.at;
-        let mut value: u64 = 0;
-        while let Some(&b) = bytes.get(self.at) {
-            if !b.is_ascii_digit() {
-                break;
-            }
-            value = value * 10 + (b - b'0') as u64;
-            self.at += 1;
+        let (len, value) = digits::run(bytes, self.at);
+        let leading_zero = len > 1 && bytes[self.at] == b'0';
+        self.at += len;
+        (len > 0 && len <= 18 && !leading_zero).then_some(value)
+    }
+
+    /// Like [`Cursor::integer`], for a member whose value is not needed.
+    #[inline(always)]
+    fn skip_integer(&mut self) -> Option<()> {
+        let bytes = self.text.as_bytes();
+        let len = digits::count(bytes, self.at);
+        let leading_zero = len > 1 && bytes[self.at] == b'0';
+        self.at += len;
+        (len > 0 && len <= 18 && !leading_zero).then_some(())
+    }
+
+    /// A decimal string's value in fixed-point units; the cursor is just past its opening
+    /// quote and ends just past its closing one. The common shape (`digits[.digits]`, as
+    /// [`crate::decimal::parse_fixed`]'s fast path takes it) is read in place; anything else
+    /// goes through `parse_fixed` itself, so both give the same value or the same error.
+    #[inline(always)]
+    fn decimal(&mut self) -> Option<Number<'a>> {
+        let bytes = self.text.as_bytes();
+        let (whole_len, whole) = digits::run(bytes, self.at);
+        let mut end = self.at + whole_len;
+        let (fraction_len, fraction) = if bytes.get(end) == Some(&b'.') {
+            let run = digits::run(bytes, end + 1);
+            end += 1 + run.0;
+            run
+        } else {
+            (0, 0)
+        };
+        if bytes.get(end) == Some(&b'"')
+            && (1..=10).contains(&whole_len)
+            && fraction_len <= SCALE_DIGITS
+        {
+            self.at = end + 1;
+            return Some(Number::Value(
+                whole as i64 * SCALE + fraction as i64 * POW10[SCALE_DIGITS - fraction_len],
+            ));
         }
-        let len = self.at - start;
-        (len > 0 && len <= 18 && !(len > 1 && bytes[start] == b'0')).then_some(value)
+        self.string().map(Number::Text)
     }
 
     /// A string without escapes or control characters; the cursor is just past its opening
     /// quote and ends just past its closing one.
-    #[inline]
+    #[inline(always)]
     fn string(&mut self) -> Option<&'a str> {
         let rest = &self.text.as_bytes()[self.at..];
         let len = rest
@@ -67,7 +117,6 @@ pub fn book_ticker<'a>(
     body_start: usize,
     tail: &str,
 ) -> Option<Result<Quote<'a>, DecodeError>> {
-    const WHAT: &str = "bookTicker";
     let mut c = Cursor {
         text,
         at: body_start,
@@ -81,19 +130,19 @@ pub fn book_ticker<'a>(
     c.literal(b",\"s\":\"")?;
     let symbol = c.string()?;
     c.literal(b",\"b\":\"")?;
-    let b = c.string()?;
+    let bid_px = c.decimal()?;
     c.literal(b",\"B\":\"")?;
-    let bid_qty = c.string()?;
+    let bid_qty = c.decimal()?;
     c.literal(b",\"a\":\"")?;
-    let a = c.string()?;
+    let ask_px = c.decimal()?;
     c.literal(b",\"A\":\"")?;
-    let ask_qty = c.string()?;
+    let ask_qty = c.decimal()?;
     let mut event_ms = None;
     let (mut seen_t, mut seen_e) = (false, false);
     while c.peek(b",") {
         if !seen_t && c.peek(b",\"T\":") {
             c.literal(b",\"T\":")?;
-            c.integer()?;
+            c.skip_integer()?;
             seen_t = true;
         } else if !seen_e && c.peek(b",\"E\":") {
             c.literal(b",\"E\":")?;
@@ -107,14 +156,31 @@ pub fn book_ticker<'a>(
     if &text[c.at..] != tail {
         return None;
     }
+    if let (
+        Number::Value(bid_px),
+        Number::Value(bid_qty),
+        Number::Value(ask_px),
+        Number::Value(ask_qty),
+    ) = (bid_px, bid_qty, ask_px, ask_qty)
+    {
+        return Some(Ok(Quote {
+            symbol,
+            update_id,
+            bid_px,
+            bid_qty,
+            ask_px,
+            ask_qty,
+            event_ms,
+        }));
+    }
     Some((|| {
         Ok(Quote {
             symbol,
             update_id,
-            bid_px: fixed(b, WHAT, "b")?,
-            bid_qty: fixed(bid_qty, WHAT, "B")?,
-            ask_px: fixed(a, WHAT, "a")?,
-            ask_qty: fixed(ask_qty, WHAT, "A")?,
+            bid_px: bid_px.resolve("b")?,
+            bid_qty: bid_qty.resolve("B")?,
+            ask_px: ask_px.resolve("a")?,
+            ask_qty: ask_qty.resolve("A")?,
             event_ms,
         })
     })())

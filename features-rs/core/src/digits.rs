@@ -1,0 +1,141 @@
+//! Runs of ASCII digits, eight at a time (SWAR: "SIMD within a register", the technique of
+//! simdjson and Lemire's "fast number parsing"). Venue frames are mostly numbers, and a
+//! digit-by-digit `value * 10 + d` loop is one long multiply chain; this reads a whole 8-byte
+//! word, finds where its digits end with a few bit operations and combines them with three
+//! multiplies. The scalar loop handles the last bytes of a slice, so no read ever goes past it.
+
+const ZEROS: u64 = 0x3030_3030_3030_3030;
+const POW10: [u64; 9] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+];
+
+/// How many of the word's bytes, from the first (lowest), are ASCII digits (0..=8).
+#[inline(always)]
+fn leading_digits(word: u64) -> usize {
+    let values = word ^ ZEROS; // digits become 0..=9 with a zero high nibble
+                               // A byte is not a digit when its high nibble is set, or its value + 6 carries into it.
+                               // Carries only start at non-digit bytes and move to later bytes, so the first marked
+                               // byte is exactly the first non-digit.
+    let marks = (values | values.wrapping_add(0x0606_0606_0606_0606)) & 0xF0F0_F0F0_F0F0_F0F0;
+    (marks.trailing_zeros() / 8) as usize
+}
+
+/// The number written by the first `len` (1..=8) digit bytes of `word`.
+#[inline(always)]
+fn combine(word: u64, len: usize) -> u64 {
+    // Digit values, shifted so the unused bytes become leading zeros.
+    let mut v = (word ^ ZEROS) << (8 * (8 - len));
+    v = (v * 10 + (v >> 8)) & 0x00FF_00FF_00FF_00FF;
+    v = (v.wrapping_mul((100 << 16) + 1) >> 16) & 0x0000_FFFF_0000_FFFF;
+    v.wrapping_mul((10_000 << 32) + 1) >> 32
+}
+
+/// Eight bytes of `bytes` from `at` as a little-endian word; bytes past the end read as zero
+/// (which is not a digit), so a run never extends beyond the slice.
+#[inline(always)]
+fn load(bytes: &[u8], at: usize) -> u64 {
+    if let Some(chunk) = bytes.get(at..at + 8) {
+        return u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+    }
+    let len = bytes.len();
+    if at >= len {
+        return 0;
+    }
+    if len >= 8 {
+        // The last eight bytes, shifted so `bytes[at]` comes first.
+        let word = u64::from_le_bytes(bytes[len - 8..].try_into().expect("8 bytes"));
+        return word >> (8 * (at + 8 - len));
+    }
+    let mut padded = [0u8; 8];
+    padded[..len - at].copy_from_slice(&bytes[at..]);
+    u64::from_le_bytes(padded)
+}
+
+/// The run of ASCII digits starting at `bytes[at]`: (how many, their value). The value is
+/// only meaningful for runs of at most 19 digits; longer runs return the count with value 0.
+#[inline(always)]
+pub fn run(bytes: &[u8], at: usize) -> (usize, u64) {
+    let word = load(bytes, at);
+    let len = leading_digits(word);
+    if len < 8 {
+        return (len, if len == 0 { 0 } else { combine(word, len) });
+    }
+    let mut total = 8;
+    let mut value = combine(word, 8);
+    loop {
+        let word = load(bytes, at + total);
+        let len = leading_digits(word);
+        if len > 0 {
+            value = value
+                .wrapping_mul(POW10[len])
+                .wrapping_add(combine(word, len));
+        }
+        total += len;
+        if len < 8 {
+            return (total, if total <= 19 { value } else { 0 });
+        }
+    }
+}
+
+/// How many ASCII digits start at `bytes[at]`.
+#[inline(always)]
+pub fn count(bytes: &[u8], at: usize) -> usize {
+    let mut total = 0;
+    loop {
+        let len = leading_digits(load(bytes, at + total));
+        total += len;
+        if len < 8 {
+            return total;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slow(bytes: &[u8], at: usize) -> (usize, u64) {
+        let len = bytes[at..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        let value = if len <= 19 {
+            bytes[at..at + len]
+                .iter()
+                .fold(0u64, |v, b| v * 10 + (b - b'0') as u64)
+        } else {
+            0
+        };
+        (len, value)
+    }
+
+    #[test]
+    fn known_runs() {
+        assert_eq!(run(b"1723161256313,\"E\"", 0), (13, 1_723_161_256_313));
+        assert_eq!(run(b"61800.20\"", 0), (5, 61800));
+        assert_eq!(run(b"61800.20\"", 6), (2, 20));
+        assert_eq!(run(b"x", 0), (0, 0));
+        assert_eq!(run(b"", 0), (0, 0));
+        assert_eq!(run(b"12345678", 0), (8, 12_345_678));
+        assert_eq!(run(b"9/:0", 0), (1, 9));
+        assert_eq!(run(b"18446744073709551615}", 0), (20, 0));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn agrees_with_the_digit_loop(bytes in proptest::collection::vec(
+            proptest::prop_oneof![b'0'..=b'9', proptest::num::u8::ANY], 0..40), at in 0usize..40) {
+            let at = at.min(bytes.len());
+            proptest::prop_assert_eq!(run(&bytes, at), slow(&bytes, at));
+            proptest::prop_assert_eq!(count(&bytes, at), slow(&bytes, at).0);
+        }
+    }
+}
