@@ -203,12 +203,24 @@ pub struct TopOfBook {
     pub microprice: f64,
 }
 
-/// `value as f64`, through the hardware i64 conversion when the value fits in an i64.
+/// `value as f64` (correctly rounded, bit for bit the same) without the slow software i128
+/// conversion: values that fit an i64 use the hardware conversion; larger ones keep their top
+/// 64 bits plus a sticky bit for everything below (so ties round exactly as the full value
+/// would), convert those, and scale by a power of two, which is exact.
 #[inline(always)]
-fn exact_f64(value: i128) -> f64 {
-    match i64::try_from(value) {
-        Ok(small) => small as f64,
-        Err(_) => value as f64,
+pub fn exact_f64(value: i128) -> f64 {
+    if let Ok(small) = i64::try_from(value) {
+        return small as f64;
+    }
+    let magnitude = value.unsigned_abs();
+    let shift = 64 - magnitude.leading_zeros();
+    let top = (magnitude >> shift) as u64;
+    let sticky = (magnitude & ((1u128 << shift) - 1) != 0) as u64;
+    let scaled = (top | sticky) as f64 * f64::from_bits((1023 + shift as u64) << 52);
+    if value < 0 {
+        -scaled
+    } else {
+        scaled
     }
 }
 
@@ -294,5 +306,33 @@ mod tests {
         assert_eq!(top.mid, 100.5);
         assert_eq!(top.microprice, 100.75);
         assert_eq!(top.spread, 1.0);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn exact_f64_is_the_i128_conversion(value in proptest::num::i128::ANY, bits in 0u32..127) {
+            let narrowed = value >> bits; // every magnitude, not just huge ones
+            proptest::prop_assert_eq!(exact_f64(narrowed).to_bits(), (narrowed as f64).to_bits());
+            proptest::prop_assert_eq!(exact_f64(value).to_bits(), (value as f64).to_bits());
+        }
+    }
+
+    #[test]
+    fn exact_f64_rounds_ties_like_i128() {
+        for value in [
+            (1i128 << 64) + (1 << 11),
+            (1i128 << 64) + (1 << 11) + 1,
+            (1i128 << 64) + (3 << 11),
+            i128::MIN,
+            i128::MAX,
+            1i128 << 63,
+            -(1i128 << 63) - 1,
+        ] {
+            assert_eq!(
+                exact_f64(value).to_bits(),
+                (value as f64).to_bits(),
+                "{value}"
+            );
+        }
     }
 }

@@ -35,9 +35,10 @@ pub fn schema() -> SchemaRef {
 /// Declares [`Columns`]: one growable vector per record field, in layout order.
 macro_rules! columns {
     ($($field:ident: $ty:ty => $array:ident),* $(,)?) => {
-        /// A record batch under construction, one vector per field. Records are appended in one
-        /// pass each (field by field, while the record is in cache), which is what makes the
-        /// row-to-column transpose cheap; the vectors then become Arrow buffers without a copy.
+        /// A record batch under construction, one vector per field. Records arrive in chunks
+        /// small enough to stay in cache while each field is copied out of them, which is
+        /// what makes the row-to-column transpose cheap; the vectors then become Arrow
+        /// buffers without a copy.
         pub struct Columns {
             $($field: Vec<$ty>,)*
         }
@@ -52,9 +53,7 @@ macro_rules! columns {
             }
 
             pub fn extend(&mut self, records: &[Record]) {
-                for record in records {
-                    $(self.$field.push(record.$field);)*
-                }
+                $(self.$field.extend(records.iter().map(|r| r.$field));)*
             }
 
             /// The batch, resolving symbol ids through `symbols`.

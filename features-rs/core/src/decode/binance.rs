@@ -139,6 +139,28 @@ pub(crate) fn decode_general(frame: &str) -> Result<Message<'_>, DecodeError> {
     decode_body(trimmed, stream_from_name(&rest[..end]), true)
 }
 
+/// The fastest route, on raw bytes before any UTF-8 check: a combined-stream bookTicker frame
+/// in Binance's exact layout. `None` means "not this shape": decode the frame with [`decode`]
+/// (after checking it is UTF-8), which then gives the very same result a match would have.
+#[inline]
+pub fn book_ticker_envelope(frame: &[u8]) -> Option<Result<Quote<'_>, DecodeError>> {
+    let rest = frame.strip_prefix(ENVELOPE_PREFIX.as_bytes())?;
+    let end = rest.iter().position(|&b| b == b'"')?;
+    let name = &rest[..end];
+    let kind = match name.iter().position(|&b| b == b'@') {
+        Some(at) => &name[at + 1..],
+        None => name,
+    };
+    if kind != b"bookTicker" || std::str::from_utf8(name).is_err() {
+        return None;
+    }
+    let body_start = ENVELOPE_PREFIX.len() + end;
+    if !frame[body_start..].starts_with(b"\",\"data\":") {
+        return None;
+    }
+    super::positional::book_ticker(frame, body_start + 9, b"}")
+}
+
 pub fn decode(frame: &str) -> Result<Message<'_>, DecodeError> {
     let trimmed = frame.trim_end();
     if let Some(rest) = trimmed.strip_prefix(ENVELOPE_PREFIX) {
@@ -149,7 +171,9 @@ pub fn decode(frame: &str) -> Result<Message<'_>, DecodeError> {
         let stream = stream_from_name(&rest[..end]);
         let body_start = ENVELOPE_PREFIX.len() + end;
         if stream == Stream::BookTicker && trimmed[body_start..].starts_with("\",\"data\":") {
-            if let Some(quote) = super::positional::book_ticker(trimmed, body_start + 9, "}") {
+            if let Some(quote) =
+                super::positional::book_ticker(trimmed.as_bytes(), body_start + 9, b"}")
+            {
                 return quote.map(Message::Quote);
             }
         }

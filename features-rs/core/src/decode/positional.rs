@@ -26,7 +26,7 @@ impl Number<'_> {
 }
 
 struct Cursor<'a> {
-    text: &'a str,
+    bytes: &'a [u8],
     at: usize,
 }
 
@@ -39,7 +39,7 @@ impl<'a> Cursor<'a> {
 
     #[inline(always)]
     fn peek<const N: usize>(&self, expected: &[u8; N]) -> bool {
-        let bytes = self.text.as_bytes();
+        let bytes = self.bytes;
         match bytes.get(self.at..self.at + N) {
             Some(window) => <&[u8; N]>::try_from(window).is_ok_and(|w| w == expected),
             None => false,
@@ -49,7 +49,7 @@ impl<'a> Cursor<'a> {
     /// Digits of a non-negative integer without leading zeros, at most 18 of them.
     #[inline(always)]
     fn integer(&mut self) -> Option<u64> {
-        let bytes = self.text.as_bytes();
+        let bytes = self.bytes;
         let (len, value) = digits::run(bytes, self.at);
         let leading_zero = len > 1 && bytes[self.at] == b'0';
         self.at += len;
@@ -59,7 +59,7 @@ impl<'a> Cursor<'a> {
     /// Like [`Cursor::integer`], for a member whose value is not needed.
     #[inline(always)]
     fn skip_integer(&mut self) -> Option<()> {
-        let bytes = self.text.as_bytes();
+        let bytes = self.bytes;
         let len = digits::count(bytes, self.at);
         let leading_zero = len > 1 && bytes[self.at] == b'0';
         self.at += len;
@@ -72,7 +72,7 @@ impl<'a> Cursor<'a> {
     /// goes through `parse_fixed` itself, so both give the same value or the same error.
     #[inline(always)]
     fn decimal(&mut self) -> Option<Number<'a>> {
-        let bytes = self.text.as_bytes();
+        let bytes = self.bytes;
         let (whole_len, whole) = digits::run(bytes, self.at);
         let mut end = self.at + whole_len;
         let (fraction_len, fraction) = if bytes.get(end) == Some(&b'.') {
@@ -98,27 +98,32 @@ impl<'a> Cursor<'a> {
     /// quote and ends just past its closing one.
     #[inline(always)]
     fn string(&mut self) -> Option<&'a str> {
-        let rest = &self.text.as_bytes()[self.at..];
+        let rest = &self.bytes[self.at..];
         let len = rest
             .iter()
             .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
         if rest[len] != b'"' {
             return None;
         }
-        let value = &self.text[self.at..self.at + len];
+        // Only this member's bytes are checked: the rest of the frame is ASCII by construction.
+        let value = std::str::from_utf8(&rest[..len]).ok()?;
         self.at += len + 1;
         Some(value)
     }
 }
 
 /// The quote in `text[body_start..]`, which must end with the body's `}` followed by `tail`.
+///
+/// Works on bytes: every byte it accepts is ASCII structure or digits, except string members,
+/// which it checks as UTF-8 itself; so a frame it accepts is valid UTF-8 as a whole, and callers
+/// need not validate it first.
 pub fn book_ticker<'a>(
-    text: &'a str,
+    bytes: &'a [u8],
     body_start: usize,
-    tail: &str,
+    tail: &[u8],
 ) -> Option<Result<Quote<'a>, DecodeError>> {
     let mut c = Cursor {
-        text,
+        bytes,
         at: body_start,
     };
     c.literal(b"{")?;
@@ -153,7 +158,7 @@ pub fn book_ticker<'a>(
         }
     }
     c.literal(b"}")?;
-    if &text[c.at..] != tail {
+    if &bytes[c.at..] != tail {
         return None;
     }
     if let (
@@ -205,16 +210,16 @@ mod tests {
         ];
         for body in bodies {
             let framed = format!("{{\"stream\":\"x@bookTicker\",\"data\":{body}}}");
-            let fast = book_ticker(&framed, framed.len() - body.len() - 1, "}");
+            let fast = book_ticker(framed.as_bytes(), framed.len() - body.len() - 1, b"}");
             let general = binance::decode_general(&framed);
             if let Some(fast) = fast {
                 assert_eq!(fast.map(crate::decode::Message::Quote), general, "{body}");
             }
         }
         assert!(book_ticker(
-            r#"{"u":1,"s":"X","b":"1","B":"1","a":"2","A":"1","x":5}"#,
+            br#"{"u":1,"s":"X","b":"1","B":"1","a":"2","A":"1","x":5}"#,
             0,
-            ""
+            b""
         )
         .is_none());
     }
