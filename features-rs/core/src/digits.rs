@@ -1,3 +1,5 @@
+//! Byte scans eight bytes at a time: runs of ASCII digits, and the first of some bytes.
+//!
 //! Runs of ASCII digits, eight at a time (SWAR: "SIMD within a register", the technique of
 //! simdjson and Lemire's "fast number parsing"). Venue frames are mostly numbers, and a
 //! digit-by-digit `value * 10 + d` loop is one long multiply chain; this reads a whole 8-byte
@@ -98,6 +100,51 @@ pub fn count(bytes: &[u8], at: usize) -> usize {
     }
 }
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Marks (high bit) the bytes of `word` equal to zero; exact up to the first zero byte.
+#[inline(always)]
+fn zero_bytes(word: u64) -> u64 {
+    word.wrapping_sub(ONES) & !word & HIGHS
+}
+
+/// Index of the first `needle` in `bytes[at..]`, relative to `at`.
+#[inline(always)]
+pub fn find(bytes: &[u8], at: usize, needle: u8) -> Option<usize> {
+    let mut offset = 0;
+    while at + offset < bytes.len() {
+        let marks = zero_bytes(load(bytes, at + offset) ^ (ONES * needle as u64));
+        if marks != 0 {
+            let found = offset + (marks.trailing_zeros() / 8) as usize;
+            return (at + found < bytes.len()).then_some(found);
+        }
+        offset += 8;
+    }
+    None
+}
+
+/// Index of the first byte of `bytes[at..]` that ends a plain JSON string: a quote, a
+/// backslash or a control character (relative to `at`).
+#[inline(always)]
+pub fn string_end(bytes: &[u8], at: usize) -> Option<usize> {
+    let mut offset = 0;
+    while at + offset < bytes.len() {
+        let word = load(bytes, at + offset);
+        // Bytes below 0x20 (ASCII only: bytes >= 0x80 keep their high bit out of `!word`).
+        let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+        let marks = zero_bytes(word ^ (ONES * b'"' as u64))
+            | zero_bytes(word ^ (ONES * b'\\' as u64))
+            | control;
+        if marks != 0 {
+            let found = offset + (marks.trailing_zeros() / 8) as usize;
+            return (at + found < bytes.len()).then_some(found);
+        }
+        offset += 8;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,10 +179,17 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn agrees_with_the_digit_loop(bytes in proptest::collection::vec(
-            proptest::prop_oneof![b'0'..=b'9', proptest::num::u8::ANY], 0..40), at in 0usize..40) {
+            proptest::prop_oneof![b'0'..=b'9', proptest::num::u8::ANY, proptest::sample::select(vec![b'"', b'\\', b'@', 0, 0x1f, 0x20, 0x80, 0xa2])], 0..40), at in 0usize..40) {
             let at = at.min(bytes.len());
             proptest::prop_assert_eq!(run(&bytes, at), slow(&bytes, at));
             proptest::prop_assert_eq!(count(&bytes, at), slow(&bytes, at).0);
+            for needle in [b'"', b'@', 0, b'5'] {
+                proptest::prop_assert_eq!(find(&bytes, at, needle), bytes[at..].iter().position(|&b| b == needle));
+            }
+            proptest::prop_assert_eq!(
+                string_end(&bytes, at),
+                bytes[at..].iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+            );
         }
     }
 }

@@ -7,25 +7,33 @@ use std::collections::VecDeque;
 use crate::decimal::{to_f64, SCALE};
 
 /// Signed trade flow over a sliding window of exchange time.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FlowWindow {
     window_ns: i64,
     trades: VecDeque<(i64, i64)>,
     buy: i64,
     sell: i64,
+    /// `values()`, recomputed only when the sums change.
+    values: (f64, f64),
 }
 
 impl FlowWindow {
     pub fn new(window_ms: u64) -> Self {
-        FlowWindow {
+        let mut flow = FlowWindow {
             window_ns: window_ms as i64 * 1_000_000,
-            ..Default::default()
-        }
+            trades: VecDeque::new(),
+            buy: 0,
+            sell: 0,
+            values: (0.0, f64::NAN),
+        };
+        flow.update_values();
+        flow
     }
 
     /// Forgets trades at or before `now_ns - window`.
     pub fn advance(&mut self, now_ns: i64) {
-        let horizon = now_ns - self.window_ns;
+        let horizon = now_ns.saturating_sub(self.window_ns);
+        let mut changed = false;
         while let Some(&(ts, signed)) = self.trades.front() {
             if ts > horizon {
                 break;
@@ -36,6 +44,10 @@ impl FlowWindow {
                 self.sell += signed;
             }
             self.trades.pop_front();
+            changed = true;
+        }
+        if changed {
+            self.update_values();
         }
     }
 
@@ -48,10 +60,20 @@ impl FlowWindow {
             self.sell -= signed_qty;
         }
         self.trades.push_back((ts_ns, signed_qty));
+        self.update_values();
     }
 
     /// (buy - sell volume, (buy - sell) / (buy + sell)); imbalance is NaN with no trades.
+    #[inline]
     pub fn values(&self) -> (f64, f64) {
+        self.values
+    }
+
+    fn update_values(&mut self) {
+        self.values = self.compute_values();
+    }
+
+    fn compute_values(&self) -> (f64, f64) {
         let total = self.buy + self.sell;
         let flow = to_f64(self.buy - self.sell);
         let imbalance = if total == 0 {
@@ -82,6 +104,9 @@ pub struct Bars {
     bar_ns: i64,
     alpha: f64,
     current: Option<i64>,
+    /// Start of the bar after `current`: events before it cannot close a bar, so most need no
+    /// division.
+    next_start: i64,
     trades: u64,
     volume: i64,
     signed_volume: i64,
@@ -90,6 +115,8 @@ pub struct Bars {
     previous_close_mid: f64,
     ewma: f64,
     ewma_sq: f64,
+    /// `ewma_sq.sqrt()`, kept so every record does not take a square root.
+    vol: f64,
 }
 
 impl Bars {
@@ -98,6 +125,7 @@ impl Bars {
             bar_ns: bar_ms as i64 * 1_000_000,
             alpha,
             current: None,
+            next_start: i64::MIN,
             trades: 0,
             volume: 0,
             signed_volume: 0,
@@ -106,6 +134,7 @@ impl Bars {
             previous_close_mid: f64::NAN,
             ewma: f64::NAN,
             ewma_sq: f64::NAN,
+            vol: f64::NAN,
         }
     }
 
@@ -116,22 +145,18 @@ impl Bars {
     /// Moves event time to `ts_ns`; returns the bar it closes, if any. Time never moves a bar
     /// backwards: a late event counts into the current bar.
     pub fn advance(&mut self, ts_ns: i64) -> Option<ClosedBar> {
-        if !self.enabled() || ts_ns <= 0 {
+        if !self.enabled() || ts_ns <= 0 || (self.current.is_some() && ts_ns < self.next_start) {
             return None;
         }
         let index = ts_ns.div_euclid(self.bar_ns);
-        match self.current {
-            None => {
-                self.current = Some(index);
-                None
-            }
-            Some(current) if index > current => {
-                let closed = self.close(current);
-                self.current = Some(index);
-                Some(closed)
-            }
-            _ => None,
-        }
+        let closed = match self.current {
+            None => None,
+            Some(current) if index > current => Some(self.close(current)),
+            _ => return None,
+        };
+        self.current = Some(index);
+        self.next_start = index.saturating_add(1).saturating_mul(self.bar_ns);
+        closed
     }
 
     fn close(&mut self, index: i64) -> ClosedBar {
@@ -146,6 +171,7 @@ impl Bars {
                 self.ewma_sq = self.alpha * ret * ret + (1.0 - self.alpha) * self.ewma_sq;
             }
         }
+        self.vol = self.ewma_sq.sqrt();
         if mid.is_finite() {
             self.previous_close_mid = mid;
         }
@@ -162,7 +188,7 @@ impl Bars {
             vwap,
             close_mid: mid,
             ret_ewma: self.ewma,
-            realized_vol: self.ewma_sq.sqrt(),
+            realized_vol: self.vol,
         };
         self.trades = 0;
         self.volume = 0;
@@ -187,7 +213,7 @@ impl Bars {
     }
 
     pub fn realized_vol(&self) -> f64 {
-        self.ewma_sq.sqrt()
+        self.vol
     }
 }
 

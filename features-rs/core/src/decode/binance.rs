@@ -145,13 +145,14 @@ pub(crate) fn decode_general(frame: &str) -> Result<Message<'_>, DecodeError> {
 #[inline]
 pub fn book_ticker_envelope(frame: &[u8]) -> Option<Result<Quote<'_>, DecodeError>> {
     let rest = frame.strip_prefix(ENVELOPE_PREFIX.as_bytes())?;
-    let end = rest.iter().position(|&b| b == b'"')?;
+    let end = crate::digits::find(rest, 0, b'"')?;
     let name = &rest[..end];
-    let kind = match name.iter().position(|&b| b == b'@') {
-        Some(at) => &name[at + 1..],
-        None => name,
-    };
-    if kind != b"bookTicker" || std::str::from_utf8(name).is_err() {
+    // `<symbol>@bookTicker` with no other `@`: what `stream_from_name` calls a bookTicker.
+    let at = name.len().checked_sub(11)?;
+    if &name[at..] != b"@bookTicker"
+        || crate::digits::find(name, 0, b'@') != Some(at)
+        || super::utf8(name).is_none()
+    {
         return None;
     }
     let body_start = ENVELOPE_PREFIX.len() + end;

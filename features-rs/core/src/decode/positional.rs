@@ -99,14 +99,12 @@ impl<'a> Cursor<'a> {
     #[inline(always)]
     fn string(&mut self) -> Option<&'a str> {
         let rest = &self.bytes[self.at..];
-        let len = rest
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        let len = digits::string_end(rest, 0)?;
         if rest[len] != b'"' {
             return None;
         }
         // Only this member's bytes are checked: the rest of the frame is ASCII by construction.
-        let value = std::str::from_utf8(&rest[..len]).ok()?;
+        let value = super::utf8(&rest[..len])?;
         self.at += len + 1;
         Some(value)
     }
