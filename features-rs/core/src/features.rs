@@ -217,7 +217,20 @@ impl Bars {
     }
 }
 
+/// Size-weighted mid (the mid when both sizes are zero), exact in fixed point, then rounded.
+#[inline(always)]
+fn microprice(bid_px: i64, bid_qty: i64, ask_px: i64, ask_qty: i64, mid: f64) -> f64 {
+    let depth = bid_qty as i128 + ask_qty as i128;
+    if depth > 0 {
+        let weighted = bid_px as i128 * ask_qty as i128 + ask_px as i128 * bid_qty as i128;
+        exact_f64(weighted) / exact_f64(depth) / SCALE as f64
+    } else {
+        mid
+    }
+}
+
 /// Top-of-book features from exact prices and sizes.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TopOfBook {
     pub bid_px: f64,
     pub bid_qty: f64,
@@ -268,13 +281,7 @@ impl TopOfBook {
         } else {
             f64::NAN
         };
-        let depth = bid_qty as i128 + ask_qty as i128;
-        let microprice = if depth > 0 {
-            let weighted = bid_px as i128 * ask_qty as i128 + ask_px as i128 * bid_qty as i128;
-            exact_f64(weighted) / exact_f64(depth) / SCALE as f64
-        } else {
-            mid
-        };
+        let microprice = microprice(bid_px, bid_qty, ask_px, ask_qty, mid);
         TopOfBook {
             bid_px: bp,
             bid_qty: bq,
@@ -284,6 +291,18 @@ impl TopOfBook {
             spread,
             spread_bps,
             microprice,
+        }
+    }
+
+    /// The same as `new` with these prices and sizes, for `self` computed from the same
+    /// prices: only the size-dependent values are computed again.
+    #[inline]
+    pub fn with_sizes(&self, bid_px: i64, bid_qty: i64, ask_px: i64, ask_qty: i64) -> Self {
+        TopOfBook {
+            bid_qty: to_f64(bid_qty),
+            ask_qty: to_f64(ask_qty),
+            microprice: microprice(bid_px, bid_qty, ask_px, ask_qty, self.mid),
+            ..*self
         }
     }
 }
@@ -359,6 +378,17 @@ mod tests {
                 (value as f64).to_bits(),
                 "{value}"
             );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn with_sizes_equals_new(px in 1i64..1 << 50, spread in 0i64..1 << 20, sizes in proptest::array::uniform4(0i64..1 << 40)) {
+            let (bid, ask) = (px, px + spread);
+            let first = TopOfBook::new(bid, sizes[0], ask, sizes[1]);
+            let next = first.with_sizes(bid, sizes[2], ask, sizes[3]);
+            let fresh = TopOfBook::new(bid, sizes[2], ask, sizes[3]);
+            proptest::prop_assert_eq!(format!("{next:?}"), format!("{fresh:?}"));
         }
     }
 }
