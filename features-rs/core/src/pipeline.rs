@@ -253,11 +253,16 @@ impl Pipeline {
     }
 
     fn dispatch(&mut self, local_ns: i64, message: Message<'_>, out: &mut Vec<Record>) {
-        if let Some(stream) = message.stream() {
-            let index = crate::config::STREAMS
-                .iter()
-                .position(|s| *s == stream)
-                .unwrap();
+        // Index into `config::STREAMS` (kept in step with `Message::stream`).
+        let stream = match &message {
+            Message::Quote(_) => Some(0),
+            Message::Trade(t) if t.aggregate => Some(2),
+            Message::Trade(_) => Some(1),
+            Message::Depth { .. } | Message::Snapshot { .. } => Some(3),
+            _ => None,
+        };
+        if let Some(index) = stream {
+            debug_assert_eq!(message.stream(), Some(crate::config::STREAMS[index]));
             if !self.keep[index] {
                 self.stats.filtered += 1;
                 return;
