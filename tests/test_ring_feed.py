@@ -384,8 +384,10 @@ def test_a_killed_ingest_shows_as_a_dead_producer(
     health = feed.health()
     assert not health.producer_alive and not health.producer_closed
     assert health.is_stale(max_heartbeat_age_s=60)
-    # What was published is a prefix of the batch run over the capture (at most the lines
-    # in flight at the kill are captured but unpublished).
+    # Records are published as each frame arrives and lines reach the file from the capture
+    # thread, so at a kill the ring and the capture agree up to where the shorter one ends:
+    # lines still in memory were published but not written, never the other way round beyond
+    # them.
     data = first
     while len(batch := feed.read_batch(1 << 16, 0.05).records):
         data += batch.tobytes()
@@ -393,4 +395,5 @@ def test_a_killed_ingest_shows_as_a_dead_producer(
         list(feed)
     assert feed.overruns == 0
     captured, _ = compute_records(tmp_path / "capture")
-    assert len(data) > 0 and captured[: len(data)] == data
+    common = min(len(captured), len(data))
+    assert len(data) > 0 and common > 0 and captured[:common] == data[:common]

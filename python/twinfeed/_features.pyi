@@ -70,7 +70,10 @@ class RingReader:
 
     @staticmethod
     def open(
-        name: str, expected_fingerprint: str | None = None, start: str = "oldest"
+        name: str,
+        expected_fingerprint: str | None = None,
+        start: str = "oldest",
+        spin_us: float = 50.0,
     ) -> RingReader: ...
     def read(self, max_rows: int = 65536, timeout_s: float = 1.0) -> tuple[bytes, int]: ...
     def wait(self, timeout_s: float = 1.0) -> bool: ...

@@ -311,10 +311,11 @@ impl CaptureRun {
 
 /// Append-only capture writer with size-based rotation into `dir/capture-NNNNNN.txt`.
 ///
-/// Lines are collected in memory and written by [`CaptureWriter::flush`] with one `write` call
-/// (the ingest flushes before it publishes the records of those lines, so the ring never holds
-/// a record whose line is not in the file). A kill therefore leaves whole lines and at most one
-/// torn last line, which readers detect.
+/// Lines are collected in memory and written by [`CaptureWriter::flush`] (or handed over whole
+/// by [`CaptureWriter::write_chunk`]) with one `write` call. A kill therefore leaves whole lines
+/// and at most one torn last line, which readers detect; lines still in memory are lost. (The
+/// live ingest writes from a separate thread and publishes records first, so after a kill its
+/// ring can hold records of the last lines that did not reach the file.)
 pub struct CaptureWriter {
     dir: PathBuf,
     rotate_bytes: u64,
@@ -363,22 +364,7 @@ impl CaptureWriter {
             self.file = open_capture(&self.dir, self.index)?;
             self.written = 0;
         }
-        self.buffer
-            .extend_from_slice(local_ns.to_string().as_bytes());
-        self.buffer.push(b' ');
-        // A frame can never span lines: raw line breaks (which JSON only allows as whitespace)
-        // become spaces. The common case has none and is copied whole.
-        let bytes = frame.as_bytes();
-        if memchr::memchr2(b'\n', b'\r', bytes).is_none() {
-            self.buffer.extend_from_slice(bytes);
-        } else {
-            self.buffer.extend(
-                bytes
-                    .iter()
-                    .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
-            );
-        }
-        self.buffer.push(b'\n');
+        append_line(&mut self.buffer, local_ns, frame);
         self.lines += 1;
         if self.buffer.len() >= FLUSH_BYTES {
             self.flush()?;
@@ -399,6 +385,24 @@ impl CaptureWriter {
         Ok(())
     }
 
+    /// Writes `chunk`, whole lines formatted by [`append_line`] (`lines` of them), with one
+    /// `write` call. Rotation happens between chunks, so a file can exceed the rotation size by
+    /// up to one chunk.
+    pub fn write_chunk(&mut self, chunk: &[u8], lines: u64) -> Result<()> {
+        self.flush()?;
+        if self.written >= self.rotate_bytes {
+            self.index += 1;
+            self.file = open_capture(&self.dir, self.index)?;
+            self.written = 0;
+        }
+        self.file
+            .write_all(chunk)
+            .map_err(|e| Error::io(capture_path(&self.dir, self.index), e))?;
+        self.written += chunk.len() as u64;
+        self.lines += lines;
+        Ok(())
+    }
+
     /// Flushes and syncs file data to disk.
     pub fn sync(&mut self) -> Result<()> {
         self.flush()?;
@@ -412,6 +416,24 @@ impl Drop for CaptureWriter {
     fn drop(&mut self) {
         let _ = self.flush();
     }
+}
+
+/// Appends one capture line, `<local_ns> <frame>\n`, to `buffer`. A frame can never span
+/// lines: raw line breaks (which JSON only allows as whitespace) become spaces.
+pub fn append_line(buffer: &mut Vec<u8>, local_ns: i64, frame: &str) {
+    buffer.extend_from_slice(local_ns.to_string().as_bytes());
+    buffer.push(b' ');
+    let bytes = frame.as_bytes();
+    if memchr::memchr2(b'\n', b'\r', bytes).is_none() {
+        buffer.extend_from_slice(bytes);
+    } else {
+        buffer.extend(
+            bytes
+                .iter()
+                .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+        );
+    }
+    buffer.push(b'\n');
 }
 
 fn capture_path(dir: &Path, index: u64) -> PathBuf {

@@ -13,6 +13,7 @@
 //! - Decode errors are counted, never fatal. Capture write errors are fatal (parity would break).
 //! - SIGINT/SIGTERM: a `disconnected` line, flush, ring marked closed, exit 0.
 
+mod capture_thread;
 mod clock;
 mod live;
 mod replay;
@@ -24,6 +25,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use capture_thread::CaptureThread;
 use clap::Parser;
 use twinfeed_features::capture::{capture_files, CaptureWriter};
 use twinfeed_features::{FeatureConfig, Pipeline, SCHEMA_VERSION};
@@ -158,6 +160,7 @@ fn run(args: Args) -> Result<()> {
             capture.current_path().display()
         );
     }
+    let capture = CaptureThread::start(capture).context("cannot start the capture thread")?;
     let mut sink = Sink::new(Pipeline::new(config.clone()), Some(capture), ring);
 
     if let Some(inputs) = inputs {

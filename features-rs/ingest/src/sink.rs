@@ -1,9 +1,11 @@
-//! Where every line goes: first the capture, then the pipeline with the same `local_ns`, then
-//! the records to the ring. Keeping these three in one place is what makes parity hold: a batch
-//! run over the capture reproduces the ring's records byte for byte.
+//! Where every line goes: into the capture, through the pipeline with the same `local_ns`, and
+//! its records straight to the ring (published per line, so a reader sees a record about a
+//! microsecond after its frame arrived). Keeping these three in one place is what makes parity
+//! hold: a batch run over the capture reproduces the ring's records byte for byte. The capture
+//! is written by its own thread ([`CaptureThread`]), off the path from socket to ring.
 
+use crate::capture_thread::CaptureThread;
 use anyhow::{Context, Result};
-use twinfeed_features::capture::CaptureWriter;
 use twinfeed_features::decode::control;
 use twinfeed_features::record::{Kind, Record};
 use twinfeed_features::Pipeline;
@@ -26,7 +28,7 @@ pub struct IngestCounters {
 
 pub struct Sink {
     pipeline: Pipeline,
-    capture: Option<CaptureWriter>,
+    capture: Option<CaptureThread>,
     ring: Option<RingWriter>,
     records: Vec<Record>,
     /// Symbol ids with a gap record, and with a book record, since the last [`Sink::take_book_events`].
@@ -40,7 +42,7 @@ pub struct Sink {
 impl Sink {
     pub fn new(
         pipeline: Pipeline,
-        capture: Option<CaptureWriter>,
+        capture: Option<CaptureThread>,
         ring: Option<RingWriter>,
     ) -> Self {
         Sink {
@@ -72,17 +74,23 @@ impl Sink {
             frame
         };
         if let Some(capture) = &mut self.capture {
-            capture
-                .write_line(local_ns, frame)
-                .context("cannot write the capture")?;
+            capture.write_line(local_ns, frame);
         }
-        let before = self.records.len();
+        self.records.clear();
         self.pipeline.push(local_ns, frame, &mut self.records);
-        for record in &self.records[before..] {
+        for record in &self.records {
             if record.kind == Kind::Gap as u8 {
                 self.gap_symbols.push(record.symbol_id);
             } else if record.kind == Kind::Book as u8 {
                 self.book_symbols.push(record.symbol_id);
+            }
+        }
+        if let Some(ring) = &mut self.ring {
+            if !self.records.is_empty() {
+                for record in &self.records {
+                    ring.push(record);
+                }
+                ring.publish();
             }
         }
         self.counters.last_line_ns = local_ns;
@@ -109,21 +117,12 @@ impl Sink {
         self.line(local_ns, &line)
     }
 
-    /// Publishes the records produced since the last flush and refreshes the header counters.
+    /// Hands the captured lines to the capture thread and refreshes the ring's counters
+    /// (records are already published, line by line).
     pub fn flush(&mut self) {
-        // Lines reach the file before their records reach the ring.
         if let Some(capture) = &mut self.capture {
-            if let Err(error) = capture.flush() {
-                eprintln!("twinfeed-ingest: cannot write the capture: {error:#}");
-            }
+            capture.flush();
         }
-        if let Some(ring) = &mut self.ring {
-            for record in &self.records {
-                ring.push(record);
-            }
-            ring.publish();
-        }
-        self.records.clear();
         self.publish_counters();
     }
 
@@ -185,7 +184,7 @@ impl Sink {
     pub fn finish(&mut self) -> Result<()> {
         self.flush();
         if let Some(capture) = &mut self.capture {
-            capture.sync().context("cannot sync the capture")?;
+            capture.finish().context("cannot finish the capture")?;
         }
         if let Some(ring) = &mut self.ring {
             ring.close();

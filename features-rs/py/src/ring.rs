@@ -28,10 +28,21 @@ impl PyRingReader {
     /// Opens ring `name` (`/dev/shm/twinfeed-<name>`, or an absolute path). Checks the header
     /// (magic, layout and schema versions, record size) and, if given, the fingerprint; a
     /// mismatch raises RingError naming the field and both values. `start` is "oldest" (every
-    /// record still in the ring) or "latest" (only new ones).
+    /// record still in the ring) or "latest" (only new ones). A waiting read polls for
+    /// `spin_us` microseconds before it sleeps on a futex.
     #[staticmethod]
-    #[pyo3(signature = (name, expected_fingerprint = None, start = "oldest"))]
-    fn open(name: &str, expected_fingerprint: Option<String>, start: &str) -> PyResult<Self> {
+    #[pyo3(signature = (name, expected_fingerprint = None, start = "oldest", spin_us = 50.0))]
+    fn open(
+        name: &str,
+        expected_fingerprint: Option<String>,
+        start: &str,
+        spin_us: f64,
+    ) -> PyResult<Self> {
+        if !(spin_us.is_finite() && (0.0..=1e7).contains(&spin_us)) {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "spin_us must be between 0 and 1e7, got {spin_us}"
+            )));
+        }
         let start = match start {
             "oldest" => Start::Oldest,
             "latest" => Start::Latest,
@@ -44,6 +55,7 @@ impl PyRingReader {
         let options = ReaderOptions {
             expected_fingerprint,
             start,
+            spin: Duration::from_secs_f64(spin_us / 1e6),
         };
         let reader = RingReader::open_with(name, &options).map_err(ring_err)?;
         Ok(PyRingReader {

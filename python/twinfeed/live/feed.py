@@ -120,18 +120,22 @@ class Feed:
         start: Literal["oldest", "latest"] = "oldest",
         on_overrun: OverrunPolicy = "count",
         wait: float = 0.0,
+        spin_us: float = 50.0,
     ) -> Feed:
         """Opens ring ``name`` (``/dev/shm/twinfeed-<name>`` or an absolute path).
 
         ``expected_fingerprint`` refuses a ring whose records come from another feature config
         (RingError naming both fingerprints). ``start="oldest"`` returns every record still in
         the ring; ``"latest"`` only new ones. ``wait`` retries for that many seconds while the
-        ring does not exist yet (the ingest is starting).
+        ring does not exist yet (the ingest is starting). A waiting ``read`` polls for
+        ``spin_us`` microseconds before it sleeps until the ingest wakes it (tens of
+        microseconds on a VM); a latency-critical reader raises it (say 5000) and pays with a
+        busy core while the market is quiet.
         """
         deadline = time.monotonic() + wait
         while True:
             try:
-                reader = RingReader.open(name, expected_fingerprint, start)
+                reader = RingReader.open(name, expected_fingerprint, start, spin_us)
                 return cls(reader, on_overrun)
             except RingError as error:
                 if "no such ring" not in str(error) or time.monotonic() >= deadline:
