@@ -16,11 +16,13 @@ subscribes to ``btcusdt@bookTicker`` (combined stream) and runs for ``--seconds`
   quote records delivered into Python (heartbeats excluded). The ingest's own frame counter over
   the same window is reported too, and records lost to ring overrun.
 
-Latency (``--rate``, paced venue): a reader spinning on ``Feed.read(timeout=1 ms)`` stamps
+Latency (``--rate``, paced venue): a reader on ``Feed.read(timeout=1 ms)``, opened with
+``spin_us=--spin-us`` (it polls that long before sleeping on the futex), stamps
 ``time.time_ns()`` when a batch returns; every quote record in it gets
 ``that stamp - record.local_ns``. ``local_ns`` is the ingest's CLOCK_REALTIME stamp taken when
 tungstenite handed it the frame, so this is ingest receive stamp -> Python, i.e. decode,
-features, capture write, ring publish, wakeup and the binding's copy. It excludes the venue,
+features, ring publish (per frame; the capture is written by another thread), the reader
+noticing and the binding's copy. It excludes the venue,
 the kernel's loopback path and websocket framing before the stamp.
 
 All processes (venue, ingest, this one) share the machine's cores; the load average before and
@@ -180,7 +182,9 @@ def run_python_client(
 class IngestRun:
     """An ingest subscribed to the venue and a Feed on its ring."""
 
-    def __init__(self, venue: VenueProcess, config: Path, work: Path) -> None:
+    def __init__(
+        self, venue: VenueProcess, config: Path, work: Path, spin_us: float = 50.0
+    ) -> None:
         self.ring = f"bench-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.capture_dir = work / f"capture-{self.ring}"
         self.log = open(work / f"{self.ring}.log", "wb")  # noqa: SIM115
@@ -193,7 +197,7 @@ class IngestRun:
             stderr=self.log,
         )
         self.ingest.wait_for_ring(timeout=30)
-        self.feed = Feed.open(self.ring, wait=10)
+        self.feed = Feed.open(self.ring, wait=10, spin_us=spin_us)
 
     def frames(self) -> int:
         return int(self.feed.counters().get("frames", 0))
@@ -252,23 +256,27 @@ def ingest_latency(run: IngestRun, warmup: float, seconds: float) -> dict[str, A
     deadline = time.perf_counter() + warmup
     while time.perf_counter() < deadline:
         feed.read(65536, timeout=0.001)
-    chunks: list[np.ndarray[Any, Any]] = []
-    # The newest record of each batch was stamped just before the ingest published it, so its
-    # latency approximates publish -> Python; the rest adds the wait for the batch to fill.
-    newest: list[int] = []
-    batches = 0
+    # The loop only keeps each batch and the time it arrived; the arithmetic happens after it,
+    # so the measuring does not delay the next read.
+    arrivals: list[tuple[int, np.ndarray[Any, Any]]] = []
     start = time.perf_counter()
     end = start + seconds
     while time.perf_counter() < end:
         batch = feed.read(65536, timeout=0.001)
         received = time.time_ns()
         if len(batch):
-            batches += 1
-            stamps = batch["local_ns"][batch["kind"] == QUOTE]
-            if len(stamps):
-                chunks.append(received - stamps)
-                newest.append(received - int(stamps[-1]))
+            arrivals.append((received, batch))
     elapsed = time.perf_counter() - start
+    chunks: list[np.ndarray[Any, Any]] = []
+    # The newest record of each batch was stamped just before the ingest published it, so its
+    # latency approximates publish -> Python; the rest adds the wait for the batch to fill.
+    newest: list[int] = []
+    for received, batch in arrivals:
+        stamps = batch["local_ns"][batch["kind"] == QUOTE]
+        if len(stamps):
+            chunks.append(received - stamps)
+            newest.append(received - int(stamps[-1]))
+    batches = len(arrivals)
     latencies = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int64)
     result: dict[str, Any] = {
         "records": int(len(latencies)),
@@ -359,6 +367,12 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--rate", type=float, default=50_000.0, help="paced bookTicker msg/s")
     parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--spin-us",
+        type=float,
+        default=5000.0,
+        help="latency reader: how long Feed.read polls before sleeping (Feed.open spin_us)",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: a few seconds in all")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -389,7 +403,7 @@ def main() -> int:
         label = f"{speed:.0f} (~{args.rate:,.0f}/s)"
         with start_venue(args.capture, speed=f"{speed:.3f}", loop=True) as venue:
             rows += measure(venue, label, config, work, args.warmup, args.seconds)
-            run = IngestRun(venue, config, work)
+            run = IngestRun(venue, config, work, spin_us=args.spin_us)
             try:
                 latency = ingest_latency(run, args.warmup, args.latency_seconds)
             finally:
@@ -411,7 +425,8 @@ def main() -> int:
         f"({latency['records_per_second']:,.0f} quote records/s over "
         f"{latency['seconds']:.1f} s, {latency['batches']:,} batches, "
         f"{latency['lost_to_overrun']} lost): ingest CLOCK_REALTIME receive stamp -> "
-        "time.time_ns() when Feed.read returns (spinning, 1 ms timeout)"
+        f"time.time_ns() when Feed.read returns (polling {args.spin_us:g} us before sleeping, "
+        "1 ms timeout)"
     )
     print("| records | p50 | p99 | p99.9 | max | records/batch | newest of batch p50 / p99 |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
@@ -433,6 +448,7 @@ def main() -> int:
             "load_before": load_before,
             "load_after": load_after,
             "paced_speed": speed,
+            "latency_spin_us": args.spin_us,
             "quick": args.quick,
             "throughput": [asdict(row) | {"per_second": row.rate} for row in rows],
             "latency": latency,

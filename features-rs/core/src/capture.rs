@@ -421,7 +421,7 @@ impl Drop for CaptureWriter {
 /// Appends one capture line, `<local_ns> <frame>\n`, to `buffer`. A frame can never span
 /// lines: raw line breaks (which JSON only allows as whitespace) become spaces.
 pub fn append_line(buffer: &mut Vec<u8>, local_ns: i64, frame: &str) {
-    buffer.extend_from_slice(local_ns.to_string().as_bytes());
+    buffer.extend_from_slice(itoa::Buffer::new().format(local_ns).as_bytes());
     buffer.push(b' ');
     let bytes = frame.as_bytes();
     if memchr::memchr2(b'\n', b'\r', bytes).is_none() {

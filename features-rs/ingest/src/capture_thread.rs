@@ -70,6 +70,13 @@ impl CaptureThread {
         }
     }
 
+    /// Hands the buffered lines over if they are at least `bytes` long.
+    pub fn flush_if_at_least(&mut self, bytes: usize) {
+        if self.buffer.len() >= bytes.max(1) {
+            self.flush();
+        }
+    }
+
     /// Hands the buffered lines to the writer thread.
     pub fn flush(&mut self) {
         let Some(sender) = &self.sender else { return };

@@ -204,6 +204,7 @@ impl Live {
         match event {
             Event::Heartbeat => {
                 self.sink.heartbeat(now_ns())?;
+                self.sink.flush();
                 self.after_lines();
             }
             Event::Stats => {
@@ -303,6 +304,7 @@ impl Live {
         self.sink
             .control(now_ns(), "disconnected", &[("reason", reason)])?;
         // The gap records of a disconnect need no refetch: the next connection fetches all.
+        self.sink.flush();
         self.after_lines();
         Ok(())
     }
@@ -310,7 +312,7 @@ impl Live {
     /// Publishes what the last lines produced, and schedules a snapshot for every symbol that
     /// had a gap record (spaced out if gaps repeat without a book in between).
     fn after_lines(&mut self) {
-        self.sink.flush();
+        self.sink.flush_batch();
         let (gaps, books) = self.sink.take_book_events();
         for symbol in books {
             self.gap_streak.remove(&symbol);

@@ -11,6 +11,9 @@ use twinfeed_features::record::{Kind, Record};
 use twinfeed_features::Pipeline;
 use twinfeed_ring::{Counter, RingWriter};
 
+/// Captured bytes that make [`Sink::flush_batch`] hand the lines to the capture thread.
+const BATCH_HANDOVER_BYTES: usize = 256 << 10;
+
 /// The ingest's own counters (the pipeline counts the rest).
 #[derive(Debug, Default, Clone)]
 pub struct IngestCounters {
@@ -122,6 +125,17 @@ impl Sink {
     pub fn flush(&mut self) {
         if let Some(capture) = &mut self.capture {
             capture.flush();
+        }
+        self.publish_counters();
+    }
+
+    /// After a burst of frames: refreshes the ring's counters, and hands the captured lines
+    /// over only once there are enough of them to be worth waking the capture thread (which
+    /// would otherwise compete with the receive loop for a core after every burst). Timers
+    /// call [`Sink::flush`], so lines wait at most one heartbeat interval.
+    pub fn flush_batch(&mut self) {
+        if let Some(capture) = &mut self.capture {
+            capture.flush_if_at_least(BATCH_HANDOVER_BYTES);
         }
         self.publish_counters();
     }

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
+use twinfeed_features::record::{Kind, Record, RECORD_SIZE};
 use twinfeed_ring::{ReaderOptions, RingReader, Start};
 
 use crate::error::RingError;
@@ -21,6 +22,38 @@ fn ring_err(error: twinfeed_ring::Error) -> PyErr {
 pub struct PyRingReader {
     reader: RingReader,
     buffer: Vec<u8>,
+    records_read: u64,
+    gaps_seen: u64,
+    last_heartbeat_ns: Option<i64>,
+    last_record_ns: Option<i64>,
+}
+
+impl PyRingReader {
+    /// Feed-health bookkeeping over the batch just read (done here, not per batch in numpy,
+    /// because a latency-bound reader often reads one record at a time).
+    fn observe(&mut self) {
+        let kind_at = std::mem::offset_of!(Record, kind);
+        let local_ns_at = std::mem::offset_of!(Record, local_ns);
+        let local_ns = |record: &[u8]| {
+            i64::from_le_bytes(
+                record[local_ns_at..local_ns_at + 8]
+                    .try_into()
+                    .expect("8 bytes"),
+            )
+        };
+        for record in self.buffer.chunks_exact(RECORD_SIZE) {
+            let kind = record[kind_at];
+            if kind == Kind::Heartbeat as u8 {
+                self.last_heartbeat_ns = Some(local_ns(record));
+            } else if kind == Kind::Gap as u8 {
+                self.gaps_seen += 1;
+            }
+            self.records_read += 1;
+        }
+        if let Some(last) = self.buffer.rchunks_exact(RECORD_SIZE).next() {
+            self.last_record_ns = Some(local_ns(last));
+        }
+    }
 }
 
 #[pymethods]
@@ -61,6 +94,10 @@ impl PyRingReader {
         Ok(PyRingReader {
             reader,
             buffer: Vec::new(),
+            records_read: 0,
+            gaps_seen: 0,
+            last_heartbeat_ns: None,
+            last_record_ns: None,
         })
     }
 
@@ -80,8 +117,15 @@ impl PyRingReader {
         } else {
             Duration::ZERO
         };
-        let deadline = Instant::now() + timeout;
         self.buffer.clear();
+        // Records already waiting are copied without letting go of the GIL (releasing and
+        // taking it back costs more than the copy of a few records).
+        let ready = self.reader.read(&mut self.buffer, max_rows);
+        if ready.records > 0 || ready.lost > 0 || max_rows == 0 || timeout.is_zero() {
+            self.observe();
+            return Ok((PyBytes::new(py, &self.buffer), ready.lost));
+        }
+        let deadline = Instant::now() + timeout;
         let outcome = loop {
             let slice = deadline
                 .saturating_duration_since(Instant::now())
@@ -98,7 +142,32 @@ impl PyRingReader {
             }
             py.check_signals()?;
         };
+        self.observe();
         Ok((PyBytes::new(py, &self.buffer), outcome.lost))
+    }
+
+    /// Records returned by `read` so far.
+    #[getter]
+    fn records_read(&self) -> u64 {
+        self.records_read
+    }
+
+    /// Gap records among them.
+    #[getter]
+    fn gaps_seen(&self) -> u64 {
+        self.gaps_seen
+    }
+
+    /// `local_ns` of the newest heartbeat record read, if any.
+    #[getter]
+    fn last_heartbeat_ns(&self) -> Option<i64> {
+        self.last_heartbeat_ns
+    }
+
+    /// `local_ns` of the newest record read, if any.
+    #[getter]
+    fn last_record_ns(&self) -> Option<i64> {
+        self.last_record_ns
     }
 
     /// Waits up to `timeout_s` for records without reading them; True if some are ready.

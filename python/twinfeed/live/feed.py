@@ -30,12 +30,8 @@ import numpy as np
 
 from twinfeed import _features
 from twinfeed._features import RingError, RingReader
-from twinfeed.records import KIND
 
 OverrunPolicy = Literal["count", "raise"]
-
-_HEARTBEAT = KIND["heartbeat"]
-_GAP = KIND["gap"]
 
 
 class FeedOverrun(RingError):
@@ -106,10 +102,6 @@ class Feed:
         self.overruns = 0
         self.overrun_events = 0
         self.last_lost = 0
-        self.records_read = 0
-        self.gaps_seen = 0
-        self._last_heartbeat_ns: int | None = None
-        self._last_record_ns: int | None = None
 
     @classmethod
     def open(
@@ -150,24 +142,28 @@ class Feed:
         if self._pending is not None:
             records, self._pending = self._pending, None
             return FeedBatch(records, 0)
-        raw, lost = self._reader.read(max_rows, timeout)
-        records = np.frombuffer(raw, dtype=self._dtype)
-        self.last_lost = lost
-        if lost:
-            self.overruns += lost
-            self.overrun_events += 1
-        if len(records):
-            self._observe(records)
-        return FeedBatch(records, lost)
+        return FeedBatch(*self._take(max_rows, timeout))
 
     def read(self, max_rows: int = 65536, timeout: float = 1.0) -> np.ndarray[Any, Any]:
         """Up to ``max_rows`` records as a read-only structured array (see the module doc for
         how lost records surface)."""
-        records, lost = self.read_batch(max_rows, timeout)
+        if self._pending is not None:
+            records, self._pending = self._pending, None
+            return records
+        records, lost = self._take(max_rows, timeout)
         if lost and self._on_overrun == "raise":
             self._pending = records
             raise FeedOverrun(lost, self.path)
         return records
+
+    def _take(self, max_rows: int, timeout: float) -> tuple[np.ndarray[Any, Any], int]:
+        # The latency-critical path: one binding call, one numpy view, no per-record Python.
+        raw, lost = self._reader.read(max_rows, timeout)
+        self.last_lost = lost
+        if lost:
+            self.overruns += lost
+            self.overrun_events += 1
+        return np.frombuffer(raw, dtype=self._dtype), lost
 
     def __iter__(self) -> Iterator[np.ndarray[Any, Any]]:
         """Non-empty batches until the ingest closes the ring and it is drained, or the
@@ -183,16 +179,17 @@ class Feed:
                     f"ring {self.path}: the ingest (pid {self.writer_pid}) died without closing it"
                 )
 
-    def _observe(self, records: np.ndarray[Any, Any]) -> None:
-        self.records_read += len(records)
-        kinds = records["kind"]
-        heartbeats = records["local_ns"][kinds == _HEARTBEAT]
-        if len(heartbeats):
-            self._last_heartbeat_ns = int(heartbeats[-1])
-        self.gaps_seen += int(np.count_nonzero(kinds == _GAP))
-        self._last_record_ns = int(records["local_ns"][-1])
-
     # -- state -----------------------------------------------------------------------------
+
+    @property
+    def records_read(self) -> int:
+        """Records returned so far."""
+        return int(self._reader.records_read)
+
+    @property
+    def gaps_seen(self) -> int:
+        """Gap records among them."""
+        return int(self._reader.gaps_seen)
 
     @property
     def closed(self) -> bool:
@@ -236,9 +233,9 @@ class Feed:
 
         pid = self._reader.writer_pid
         return FeedHealth(
-            heartbeat_age_s=age(self._last_heartbeat_ns),
+            heartbeat_age_s=age(self._reader.last_heartbeat_ns),
             producer_heartbeat_age_s=age(counters.get("last_heartbeat_ns")),
-            last_record_age_s=age(self._last_record_ns),
+            last_record_age_s=age(self._reader.last_record_ns),
             gaps_seen=self.gaps_seen,
             overruns=self.overruns,
             overrun_events=self.overrun_events,
