@@ -252,6 +252,38 @@ def ingest_throughput(run: IngestRun, warmup: float, seconds: float) -> Row:
     )
 
 
+def cpu_stall_probe(seconds: float) -> dict[str, Any]:
+    """The machine's own floor: a thread doing nothing but reading the clock, alone on one
+    core, and how often (and for how long) it loses that core anyway: hypervisor steal,
+    interrupts, kernel work. A reader stalled like this cannot see a record until it is back,
+    so these stalls bound what any receive-to-Python percentile can be."""
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {max(allowed)})
+    stalls: list[int] = []
+    clock = time.perf_counter_ns
+    try:
+        last = start = clock()
+        end = start + int(seconds * 1e9)
+        while last < end:
+            now = clock()
+            if now - last > 20_000:
+                stalls.append(now - last)
+            last = now
+    finally:
+        os.sched_setaffinity(0, allowed)
+    stalls.sort()
+    total = last - start
+    return {
+        "seconds": total / 1e9,
+        "stalls_over_20us": len(stalls),
+        "stalls_per_second": len(stalls) / (total / 1e9),
+        "stalled_fraction": sum(stalls) / total,
+        "median_stall_us": stalls[len(stalls) // 2] / 1e3 if stalls else 0.0,
+        "p90_stall_us": stalls[int(len(stalls) * 0.9)] / 1e3 if stalls else 0.0,
+        "max_stall_us": stalls[-1] / 1e3 if stalls else 0.0,
+    }
+
+
 def pin_all_threads(pid: int, cpus: set[int]) -> None:
     """Pins every thread of process ``pid`` (threads started later inherit it)."""
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -412,6 +444,7 @@ def main() -> int:
     speed = args.rate / book_ticker_rate(args.capture)
 
     load_before = load_average()
+    stalls = cpu_stall_probe(1.0 if args.quick else 5.0)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="twinfeed-live-bench-") as tmp:
         work = Path(tmp)
@@ -466,6 +499,16 @@ def main() -> int:
         )
     else:
         print("| 0 | - | - | - | - | - | - |")
+    print()
+    print(
+        f"Machine floor (before the runs, nothing else of ours running): a thread spinning on "
+        f"the clock alone on one core lost it {stalls['stalls_per_second']:,.0f} times a second "
+        f"for more than 20 us, {stalls['stalled_fraction'] * 100:.2f} % of the time; stalls: "
+        f"median {stalls['median_stall_us']:.0f} us, p90 {stalls['p90_stall_us']:.0f} us, "
+        f"max {stalls['max_stall_us']:.0f} us. A record published while the reader is stalled "
+        "waits for the rest of the stall, so a percentile above 100 % minus that fraction "
+        "cannot beat these stalls on this machine."
+    )
     if args.json:
         payload = {
             "venue_version": venue_version,
@@ -480,6 +523,7 @@ def main() -> int:
             "quick": args.quick,
             "throughput": [asdict(row) | {"per_second": row.rate} for row in rows],
             "latency": latency,
+            "cpu_stalls": stalls,
         }
         args.json.write_text(json.dumps(payload, indent=2))
     return 0

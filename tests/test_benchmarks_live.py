@@ -45,3 +45,6 @@ def test_live_feed_quick(tmp_path: Path, usdm_capture: Path) -> None:
     clients = {row["client"] for row in payload["throughput"]}
     assert "twinfeed ingest -> ring -> Feed.read" in clients
     assert {"python websockets + json", "python websockets + orjson"} <= clients
+    # The machine floor is measured in the same run and reported with the latency.
+    assert payload["cpu_stalls"]["seconds"] > 0.5
+    assert "Machine floor" in result.stdout
