@@ -421,18 +421,28 @@ impl Drop for CaptureWriter {
 /// Appends one capture line, `<local_ns> <frame>\n`, to `buffer`. A frame can never span
 /// lines: raw line breaks (which JSON only allows as whitespace) become spaces.
 pub fn append_line(buffer: &mut Vec<u8>, local_ns: i64, frame: &str) {
-    buffer.extend_from_slice(itoa::Buffer::new().format(local_ns).as_bytes());
-    buffer.push(b' ');
     let bytes = frame.as_bytes();
     if memchr::memchr2(b'\n', b'\r', bytes).is_none() {
-        buffer.extend_from_slice(bytes);
-    } else {
-        buffer.extend(
-            bytes
-                .iter()
-                .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
-        );
+        append_clean_line(buffer, local_ns, frame);
+        return;
     }
+    buffer.extend_from_slice(itoa::Buffer::new().format(local_ns).as_bytes());
+    buffer.push(b' ');
+    buffer.extend(
+        bytes
+            .iter()
+            .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+    );
+    buffer.push(b'\n');
+}
+
+/// [`append_line`] for a frame the caller already knows holds no CR or LF.
+#[inline]
+pub fn append_clean_line(buffer: &mut Vec<u8>, local_ns: i64, frame: &str) {
+    debug_assert!(memchr::memchr2(b'\n', b'\r', frame.as_bytes()).is_none());
+    buffer.extend_from_slice(itoa::Buffer::new().format(local_ns).as_bytes());
+    buffer.push(b' ');
+    buffer.extend_from_slice(frame.as_bytes());
     buffer.push(b'\n');
 }
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use anyhow::{anyhow, Result};
-use twinfeed_features::capture::{append_line, CaptureWriter};
+use twinfeed_features::capture::{append_clean_line, CaptureWriter};
 
 /// A buffer is handed over once it holds this many bytes (and at every [`CaptureThread::flush`]).
 const HANDOVER_BYTES: usize = 1 << 20;
@@ -61,9 +61,10 @@ impl CaptureThread {
         })
     }
 
-    /// Formats one line into the buffer; hands the buffer over when it is full.
+    /// Formats one line into the buffer; hands the buffer over when it is full. The frame
+    /// must hold no CR or LF (the sink replaces them first).
     pub fn write_line(&mut self, local_ns: i64, frame: &str) {
-        append_line(&mut self.buffer, local_ns, frame);
+        append_clean_line(&mut self.buffer, local_ns, frame);
         self.buffered_lines += 1;
         if self.buffer.len() >= HANDOVER_BYTES {
             self.flush();
