@@ -217,14 +217,15 @@ impl Record {
         out
     }
 
-    /// Writes the record's little-endian bytes into `out[..RECORD_SIZE]`.
-    pub fn write_le(&self, out: &mut [u8]) {
-        let out = &mut out[..RECORD_SIZE];
-        out[0] = self.kind;
-        out[1] = self.flags;
-        out[2..4].copy_from_slice(&self.symbol_id.to_le_bytes());
-        out[4..8].copy_from_slice(&self.reserved.to_le_bytes());
-        let words: [u64; 23] = [
+    /// The record as 24 words whose little-endian bytes are its little-endian layout (the
+    /// first word packs kind, flags, symbol_id and reserved).
+    #[inline]
+    pub fn to_words(&self) -> [u64; RECORD_SIZE / 8] {
+        [
+            self.kind as u64
+                | (self.flags as u64) << 8
+                | (self.symbol_id as u64) << 16
+                | (self.reserved as u64) << 32,
             self.seq,
             self.line,
             self.local_ns as u64,
@@ -248,9 +249,14 @@ impl Record {
             self.ret_ewma.to_bits(),
             self.realized_vol.to_bits(),
             self.count,
-        ];
-        for (i, word) in words.iter().enumerate() {
-            out[8 + i * 8..16 + i * 8].copy_from_slice(&word.to_le_bytes());
+        ]
+    }
+
+    /// Writes the record's little-endian bytes into `out[..RECORD_SIZE]`.
+    pub fn write_le(&self, out: &mut [u8]) {
+        let out = &mut out[..RECORD_SIZE];
+        for (word, chunk) in self.to_words().iter().zip(out.chunks_exact_mut(8)) {
+            chunk.copy_from_slice(&word.to_le_bytes());
         }
     }
 

@@ -138,23 +138,26 @@ impl RingWriter {
     ///
     /// [`publish`]: RingWriter::publish
     pub fn push(&mut self, record: &Record) {
-        let mut bytes = [0u8; RECORD_SIZE];
-        record.write_le(&mut bytes);
-        self.push_bytes(&bytes);
+        self.push_words(&record.to_words());
     }
 
     /// Like [`push`](RingWriter::push) for a record already in its little-endian bytes.
     pub fn push_bytes(&mut self, bytes: &[u8; RECORD_SIZE]) {
+        let mut words = [0u64; RECORD_SIZE / 8];
+        for (word, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
+            *word = u64::from_le_bytes(chunk.try_into().unwrap());
+        }
+        self.push_words(&words);
+    }
+
+    fn push_words(&mut self, words: &[u64; RECORD_SIZE / 8]) {
         let index = (self.next & self.mask) as usize;
         let stamp = self.mapped.stamp(index);
         stamp.store(0, Ordering::Relaxed);
         fence(Ordering::Release);
-        for (word, chunk) in self.mapped.record(index).iter().zip(bytes.chunks_exact(8)) {
-            // Native-endian store of the bytes keeps the little-endian byte order in memory.
-            word.store(
-                u64::from_ne_bytes(chunk.try_into().unwrap()),
-                Ordering::Relaxed,
-            );
+        for (slot, word) in self.mapped.record(index).iter().zip(words) {
+            // Stored so that memory holds the word's little-endian bytes on any host.
+            slot.store(word.to_le(), Ordering::Relaxed);
         }
         self.next += 1;
         stamp.store(self.next, Ordering::Release);
