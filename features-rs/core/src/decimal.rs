@@ -5,37 +5,47 @@
 
 /// Fixed-point units per 1.0 (Binance quotes at most 8 decimals).
 pub const SCALE: i64 = 100_000_000;
-pub(crate) const SCALE_DIGITS: usize = 8;
-pub(crate) const POW10: [i64; 9] = [
-    1,
-    10,
-    100,
-    1_000,
-    10_000,
-    100_000,
-    1_000_000,
-    10_000_000,
-    100_000_000,
-];
+const SCALE_DIGITS: usize = 8;
+
+/// 10^n as an i64, for n up to [`SCALE_DIGITS`].
+#[inline(always)]
+fn pow10(n: usize) -> i64 {
+    crate::digits::POW10[n] as i64
+}
 
 /// Parses a decimal string like `"61800.20"` or `"-0.001"` into units of 1e-8.
 /// Returns `None` for anything else (empty, exponent, more than 8 decimals, overflow).
 #[inline]
 pub fn parse_fixed(text: &str) -> Option<i64> {
     let bytes = text.as_bytes();
-    // Fast path: `digits[.digits]` with 1..=10 integer digits and at most 8 decimals (cannot
-    // overflow), read eight digits at a time. Everything else takes the careful path below.
-    let (whole_len, whole) = crate::digits::run(bytes, 0);
-    let (fraction_len, fraction, end) = if bytes.get(whole_len) == Some(&b'.') {
-        let (len, value) = crate::digits::run(bytes, whole_len + 1);
-        (len, value, whole_len + 1 + len)
-    } else {
-        (0, 0, whole_len)
-    };
-    if end == bytes.len() && (1..=10).contains(&whole_len) && fraction_len <= SCALE_DIGITS {
-        return Some(whole as i64 * SCALE + fraction as i64 * POW10[SCALE_DIGITS - fraction_len]);
+    match fixed_prefix(bytes, 0) {
+        Some((value, end)) if end == bytes.len() => Some(value),
+        _ => parse_fixed_careful(bytes),
     }
-    parse_fixed_careful(bytes)
+}
+
+/// The common shape of a decimal at `bytes[at..]`, read eight digits at a time:
+/// `digits[.digits]` with 1..=10 integer digits and at most 8 decimals (which cannot overflow).
+/// Returns its value and where it ends; `None` for any other shape, which [`parse_fixed`]'s
+/// careful path then judges. Shared by `parse_fixed` and the positional bookTicker parser, so
+/// both read a number the same way.
+#[inline(always)]
+pub(crate) fn fixed_prefix(bytes: &[u8], at: usize) -> Option<(i64, usize)> {
+    let (whole_len, whole) = crate::digits::run(bytes, at);
+    let mut end = at + whole_len;
+    let (fraction_len, fraction) = if bytes.get(end) == Some(&b'.') {
+        let run = crate::digits::run(bytes, end + 1);
+        end += 1 + run.0;
+        run
+    } else {
+        (0, 0)
+    };
+    ((1..=10).contains(&whole_len) && fraction_len <= SCALE_DIGITS).then(|| {
+        (
+            whole as i64 * SCALE + fraction as i64 * pow10(SCALE_DIGITS - fraction_len),
+            end,
+        )
+    })
 }
 
 fn parse_fixed_careful(bytes: &[u8]) -> Option<i64> {
@@ -73,7 +83,7 @@ fn parse_fixed_careful(bytes: &[u8]) -> Option<i64> {
     if !seen_digit {
         return None;
     }
-    value = value.checked_mul(POW10[SCALE_DIGITS - fraction_digits])?;
+    value = value.checked_mul(pow10(SCALE_DIGITS - fraction_digits))?;
     Some(if negative { -value } else { value })
 }
 

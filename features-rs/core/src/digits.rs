@@ -7,7 +7,8 @@
 //! multiplies. The scalar loop handles the last bytes of a slice, so no read ever goes past it.
 
 const ZEROS: u64 = 0x3030_3030_3030_3030;
-const POW10: [u64; 9] = [
+/// 10^n for n up to 8.
+pub(crate) const POW10: [u64; 9] = [
     1,
     10,
     100,
@@ -112,32 +113,30 @@ fn zero_bytes(word: u64) -> u64 {
 /// Index of the first `needle` in `bytes[at..]`, relative to `at`.
 #[inline(always)]
 pub fn find(bytes: &[u8], at: usize, needle: u8) -> Option<usize> {
-    let mut offset = 0;
-    while at + offset < bytes.len() {
-        let marks = zero_bytes(load(bytes, at + offset) ^ (ONES * needle as u64));
-        if marks != 0 {
-            let found = offset + (marks.trailing_zeros() / 8) as usize;
-            return (at + found < bytes.len()).then_some(found);
-        }
-        offset += 8;
-    }
-    None
+    first_marked(bytes, at, |word| zero_bytes(word ^ (ONES * needle as u64)))
 }
 
 /// Index of the first byte of `bytes[at..]` that ends a plain JSON string: a quote, a
 /// backslash or a control character (relative to `at`).
 #[inline(always)]
 pub fn string_end(bytes: &[u8], at: usize) -> Option<usize> {
-    let mut offset = 0;
-    while at + offset < bytes.len() {
-        let word = load(bytes, at + offset);
+    first_marked(bytes, at, |word| {
         // Bytes below 0x20 (ASCII only: bytes >= 0x80 keep their high bit out of `!word`).
         let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
-        let marks = zero_bytes(word ^ (ONES * b'"' as u64))
-            | zero_bytes(word ^ (ONES * b'\\' as u64))
-            | control;
-        if marks != 0 {
-            let found = offset + (marks.trailing_zeros() / 8) as usize;
+        zero_bytes(word ^ (ONES * b'"' as u64)) | zero_bytes(word ^ (ONES * b'\\' as u64)) | control
+    })
+}
+
+/// The first byte of `bytes[at..]` (relative to `at`) that `marks` flags in its word; marks
+/// must be exact up to the first flagged byte. The zero padding past the slice's end is never
+/// reported.
+#[inline(always)]
+fn first_marked(bytes: &[u8], at: usize, marks: impl Fn(u64) -> u64) -> Option<usize> {
+    let mut offset = 0;
+    while at + offset < bytes.len() {
+        let flagged = marks(load(bytes, at + offset));
+        if flagged != 0 {
+            let found = offset + (flagged.trailing_zeros() / 8) as usize;
             return (at + found < bytes.len()).then_some(found);
         }
         offset += 8;

@@ -186,16 +186,19 @@ impl Pipeline {
     pub fn push_line(&mut self, line: &[u8], out: &mut Vec<Record>) {
         let line = line.strip_suffix(b"\n").unwrap_or(line);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        // The dominant shape straight from bytes; it gives exactly what the general route
-        // below would (same records, counters and errors), without validating UTF-8 twice.
-        let (digits, stamp) = crate::digits::run(line, 0);
-        if (1..=19).contains(&digits) && line.get(digits) == Some(&b' ') {
-            let frame = &line[digits + 1..];
+        if let Some((local_ns, frame)) = stamp_prefix(line) {
+            // The dominant shape straight from bytes; it gives exactly what the general route
+            // would (same records, counters and errors), without a UTF-8 pass over the frame.
             if let Some(quote) = crate::decode::binance::book_ticker_envelope(frame) {
-                self.push_decoded(stamp as i64, frame.len(), quote.map(Message::Quote), out);
+                self.push_decoded(local_ns, frame.len(), quote.map(Message::Quote), out);
+                return;
+            }
+            if let Ok(frame) = simdutf8::basic::from_utf8(frame) {
+                self.push_decoded(local_ns, frame.len(), decode_frame(frame), out);
                 return;
             }
         }
+        // Blank lines, malformed stamps, frames that are not UTF-8.
         match split_line(line) {
             Ok(Some((local_ns, frame))) => self.push(local_ns, frame, out),
             Ok(None) => {
@@ -590,13 +593,22 @@ fn ms_to_ns(ms: i64) -> i64 {
     ms.saturating_mul(1_000_000)
 }
 
+/// `<1 to 19 digits> <rest>` split into the stamp and the rest's bytes; `None` for any other
+/// start (which [`split_line`]'s careful path reports).
+#[inline(always)]
+fn stamp_prefix(line: &[u8]) -> Option<(i64, &[u8])> {
+    let (digits, stamp) = crate::digits::run(line, 0);
+    ((1..=19).contains(&digits) && line.get(digits) == Some(&b' '))
+        // 19 digits can exceed i64::MAX: wrapping, as the careful path's fold does.
+        .then(|| (stamp as i64, &line[digits + 1..]))
+}
+
 /// Splits `<local_receive_ns> <frame>`; `Ok(None)` for a blank line.
 pub fn split_line(line: &[u8]) -> Result<Option<(i64, &str)>, String> {
     // Fast path: digits, one space, valid UTF-8 (checked with SIMD).
-    let (digits, stamp) = crate::digits::run(line, 0);
-    if (1..=19).contains(&digits) && line.get(digits) == Some(&b' ') {
-        if let Ok(frame) = simdutf8::basic::from_utf8(&line[digits + 1..]) {
-            return Ok(Some((stamp as i64, frame)));
+    if let Some((local_ns, frame)) = stamp_prefix(line) {
+        if let Ok(frame) = simdutf8::basic::from_utf8(frame) {
+            return Ok(Some((local_ns, frame)));
         }
     }
     if line.iter().all(|b| b.is_ascii_whitespace()) {

@@ -5,7 +5,7 @@
 //! never depends on which path ran.
 
 use super::{fixed, DecodeError, Quote};
-use crate::decimal::{POW10, SCALE, SCALE_DIGITS};
+use crate::decimal::fixed_prefix;
 use crate::digits;
 
 /// A decimal member: its value, or (unusual shape) its text for `parse_fixed` to judge.
@@ -72,26 +72,13 @@ impl<'a> Cursor<'a> {
     /// goes through `parse_fixed` itself, so both give the same value or the same error.
     #[inline(always)]
     fn decimal(&mut self) -> Option<Number<'a>> {
-        let bytes = self.bytes;
-        let (whole_len, whole) = digits::run(bytes, self.at);
-        let mut end = self.at + whole_len;
-        let (fraction_len, fraction) = if bytes.get(end) == Some(&b'.') {
-            let run = digits::run(bytes, end + 1);
-            end += 1 + run.0;
-            run
-        } else {
-            (0, 0)
-        };
-        if bytes.get(end) == Some(&b'"')
-            && (1..=10).contains(&whole_len)
-            && fraction_len <= SCALE_DIGITS
-        {
-            self.at = end + 1;
-            return Some(Number::Value(
-                whole as i64 * SCALE + fraction as i64 * POW10[SCALE_DIGITS - fraction_len],
-            ));
+        match fixed_prefix(self.bytes, self.at) {
+            Some((value, end)) if self.bytes.get(end) == Some(&b'"') => {
+                self.at = end + 1;
+                Some(Number::Value(value))
+            }
+            _ => self.string().map(Number::Text),
         }
-        self.string().map(Number::Text)
     }
 
     /// A string without escapes or control characters; the cursor is just past its opening
