@@ -38,6 +38,7 @@ from typing import Any
 
 import msgspec
 import numpy as np
+from machine import cpu_model  # benchmarks/machine.py (this script's folder)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CAPTURE = REPO.parent / "shared" / "data" / "real" / "binance-usdm" / "btcusdt_20240808.gz"
@@ -47,16 +48,6 @@ Columns = list[array]  # one array('d') per name in COLUMNS
 
 
 # -- machine and build ----------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def pin_to_one_core() -> int | None:
