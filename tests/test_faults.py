@@ -19,13 +19,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
 from click.testing import CliRunner
+from paper_stack import paper_stack, wait_for
 from twinfeed.live.brain.control import send_command
 from twinfeed.records import KIND
 from twinfeed.strategy import Context, Strategy
@@ -77,16 +78,6 @@ result = run_session(settings, work_dir=sys.argv[2], on_status=lambda m: print(m
 print("SUMMARY " + json.dumps(result.summary.to_dict()), flush=True)
 print_report(load_report(result.db_path, result.summary.run_id), Console(width=160))
 """
-
-
-def _wait(what: str, condition: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def _status(path: Path) -> dict[str, Any]:
@@ -179,17 +170,17 @@ resume_after_s = 1.0
         )
         try:
             # 1. The stall (armed on the first connection): detected, unwound, resumed.
-            first = _wait("the stall's resume", lambda: _resumed(_status(control), 1), 40)
+            first = wait_for("the stall's resume", lambda: _resumed(_status(control), 1), 40)
             seen["mode"] = stat.S_IMODE(control.stat().st_mode)
             if os.getuid() == 0:
                 seen["foreign_connect"] = _connect_as(65534, control)
             # 2. Trading resumed: a position and a working bid again.
-            _wait("a position and a working order", lambda: _exposed(_status(control)), 20)
+            wait_for("a position and a working order", lambda: _exposed(_status(control)), 20)
             before_kill = _status(control)
             seen["before_kill"] = before_kill
             seen["kill_wall_ns"] = time.time_ns()
             os.kill(int(before_kill["ingest_pid"]), signal.SIGKILL)
-            second = _wait("the kill's resume", lambda: _resumed(_status(control), 2), 30)
+            second = wait_for("the kill's resume", lambda: _resumed(_status(control), 2), 30)
             seen["episodes"] = second["episodes"]
             seen["first_status"] = first
             # 3. Operator controls.
@@ -197,9 +188,9 @@ resume_after_s = 1.0
             seen["paused_status"] = ctl("status")
             seen["resume"] = ctl("resume")
             seen["resumed_status"] = ctl("status")
-            _wait("a position before flatten", lambda: _exposed(_status(control)), 20)
+            wait_for("a position before flatten", lambda: _exposed(_status(control)), 20)
             seen["flatten"] = ctl("flatten")
-            seen["flattened_status"] = _wait(
+            seen["flattened_status"] = wait_for(
                 "flat after ctl flatten", lambda: _flat(_status(control)), 10
             )
             seen["stop"] = ctl("stop")
@@ -389,69 +380,43 @@ entry.close()
 def test_crash_recovery_no_lost_or_doubled_fills(tmp_path: Path) -> None:
     """SIGKILL the brain with working orders; the venue keeps matching them; a new brain on the
     same DB recovers. Every venue trade is in the DB exactly once."""
-    from twinfeed import FeatureConfig
-    from twinfeed.live.gateway import OrderGateway
-    from twinfeed.live.ingest import start_ingest
-    from twinfeed.live.paper_venue import PaperVenue
-    from twinfeed.live.venue import BUNDLED_CAPTURE, start_venue
-
     script = tmp_path / "brain.py"
     script.write_text(_BRAIN)
     db = tmp_path / "trade.duckdb"
-    env = {**os.environ, "TWINFEED_API_KEY": API_KEY, "TWINFEED_API_SECRET": SECRET}
-    ring = f"faults-{os.getpid()}-{time.monotonic_ns() % 10**8}"
-    with start_venue(BUNDLED_CAPTURE, speed=3) as market:
-        paper = PaperVenue.start(BUNDLED_CAPTURE, market.status, keys={API_KEY: SECRET})
-        venue = OrderGateway(paper.url, API_KEY, SECRET)
+    with paper_stack(tmp_path, "faults", API_KEY, SECRET) as stack:
+        venue = stack.venue
+
+        def brain(seconds: float, recover: bool) -> subprocess.Popen[bytes]:
+            args = [str(script), stack.ring, stack.paper.url, str(db), str(seconds)]
+            with open(tmp_path / f"brain-{int(recover)}.out", "wb") as out:
+                return subprocess.Popen(
+                    [sys.executable, *args, "1" if recover else "0"],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=stack.env,
+                )
+
+        first = brain(60, recover=False)
         try:
-            with (
-                open(tmp_path / "ingest.log", "wb") as log,
-                start_ingest(
-                    capture_dir=tmp_path / "capture",
-                    ring=ring,
-                    config=FeatureConfig.default(),
-                    url=market.url,
-                    symbols=["BTCUSDT"],
-                    stderr=log,
-                ) as ingest,
-            ):
-                ingest.wait_for_ring(timeout=30)
-
-                def brain(seconds: float, recover: bool) -> subprocess.Popen[bytes]:
-                    args = [str(script), ring, paper.url, str(db), str(seconds)]
-                    with open(tmp_path / f"brain-{int(recover)}.out", "wb") as out:
-                        return subprocess.Popen(
-                            [sys.executable, *args, "1" if recover else "0"],
-                            stdout=out,
-                            stderr=subprocess.STDOUT,
-                            env=env,
-                        )
-
-                first = brain(60, recover=False)
-                try:
-                    _wait(
-                        "fills and working orders at the venue",
-                        lambda: (
-                            len(venue.user_trades("BTCUSDT")) >= 3 and venue.open_orders("BTCUSDT")
-                        ),
-                        30,
-                    )
-                finally:
-                    first.kill()  # SIGKILL: no cancel, no end_run
-                    first.wait()
-                working_at_crash = len(venue.open_orders("BTCUSDT"))
-                trades_at_crash = len(venue.user_trades("BTCUSDT", limit=1000))
-                time.sleep(2.0)  # the venue keeps matching the orphaned orders
-                trades_while_down = len(venue.user_trades("BTCUSDT", limit=1000))
-                second = brain(4, recover=True)
-                second.wait(timeout=60)
-                text = (tmp_path / "brain-1.out").read_text(errors="replace")
-                assert second.returncode == 0, text[-3000:]
-            venue_trades = venue.user_trades("BTCUSDT", limit=1000)
-            venue_position = float(venue.positions("BTCUSDT")[0]["positionAmt"])
-            venue_open = venue.open_orders("BTCUSDT")
+            wait_for(
+                "fills and working orders at the venue",
+                lambda: len(venue.user_trades("BTCUSDT")) >= 3 and venue.open_orders("BTCUSDT"),
+                30,
+            )
         finally:
-            paper.stop()
+            first.kill()  # SIGKILL: no cancel, no end_run
+            first.wait()
+        working_at_crash = len(venue.open_orders("BTCUSDT"))
+        trades_at_crash = len(venue.user_trades("BTCUSDT", limit=1000))
+        time.sleep(2.0)  # the venue keeps matching the orphaned orders
+        trades_while_down = len(venue.user_trades("BTCUSDT", limit=1000))
+        second = brain(4, recover=True)
+        second.wait(timeout=60)
+        text = (tmp_path / "brain-1.out").read_text(errors="replace")
+        assert second.returncode == 0, text[-3000:]
+        venue_trades = venue.user_trades("BTCUSDT", limit=1000)
+        venue_position = float(venue.positions("BTCUSDT")[0]["positionAmt"])
+        venue_open = venue.open_orders("BTCUSDT")
     recovery = json.loads(next(x for x in text.splitlines() if x.startswith("RECOVERY "))[9:])
     print(
         f"\ncrash: {working_at_crash} working orders, {trades_at_crash} trades; "

@@ -13,16 +13,15 @@ resumed figure is printed (``docs/faults.md``), not asserted tightly.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
+from paper_stack import paper_stack, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -57,95 +56,59 @@ entry.close()
 """
 
 
-def _wait(what: str, condition: Callable[[], Any], timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def outage(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from twinfeed import FeatureConfig
-    from twinfeed.live.gateway import OrderGateway
-    from twinfeed.live.ingest import start_ingest
-    from twinfeed.live.paper_venue import PaperVenue
-    from twinfeed.live.venue import BUNDLED_CAPTURE, start_venue
-
     tmp = tmp_path_factory.mktemp("order_faults")
     script = tmp / "brain.py"
     script.write_text(_BRAIN)
     db = tmp / "trade.duckdb"
-    env = {**os.environ, "TWINFEED_API_KEY": API_KEY, "TWINFEED_API_SECRET": SECRET}
-    ring = f"ofaults-{os.getpid()}-{time.monotonic_ns() % 10**8}"
     seen: dict[str, Any] = {"db": db}
-    with start_venue(BUNDLED_CAPTURE, speed=3) as market:
-        paper = PaperVenue.start(BUNDLED_CAPTURE, market.status, keys={API_KEY: SECRET})
-        venue = OrderGateway(paper.url, API_KEY, SECRET)
+    with paper_stack(tmp, "ofaults", API_KEY, SECRET) as stack:
+        paper, venue = stack.paper, stack.venue
+        out_path = tmp / "brain.out"
+        with open(out_path, "wb") as out:
+            brain = subprocess.Popen(
+                [sys.executable, str(script), stack.ring, paper.url, str(db), "14"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=stack.env,
+            )
         try:
-            with (
-                open(tmp / "ingest.log", "wb") as log,
-                start_ingest(
-                    capture_dir=tmp / "capture",
-                    ring=ring,
-                    config=FeatureConfig.default(),
-                    url=market.url,
-                    symbols=["BTCUSDT"],
-                    stderr=log,
-                ) as ingest,
-            ):
-                ingest.wait_for_ring(timeout=30)
-                out_path = tmp / "brain.out"
-                with open(out_path, "wb") as out:
-                    brain = subprocess.Popen(
-                        [sys.executable, str(script), ring, paper.url, str(db), "14"],
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        env=env,
-                    )
-                try:
-                    _wait(
-                        "fills and working orders at the venue",
-                        lambda: (
-                            len(venue.user_trades("BTCUSDT")) >= 2 and venue.open_orders("BTCUSDT")
-                        ),
-                        20,
-                    )
-                    seen["open_at_drop"] = len(venue.open_orders("BTCUSDT"))
-                    seen["trades_at_drop"] = len(venue.user_trades("BTCUSDT", limit=1000))
-                    seen["journal_at_drop"] = len(paper.journal)
-                    seen["suspend_wall_ns"] = time.time_ns()
-                    # Like a websocket user stream, the events of the outage are lost: fills
-                    # made meanwhile reach the brain only through reconciliation. (Under the
-                    # venue's lock: no trade slips between the count and the suspend.)
-                    with paper._lock:  # noqa: SLF001
-                        paper.suspend(lose_events=True)
-                        seen["trades_at_drop"] = len(paper._trades)  # noqa: SLF001
-                    time.sleep(1.5)  # the replay goes on; resting orders may fill
-                    seen["journal_while_down"] = len(paper.journal) - seen["journal_at_drop"]
-                    venue_trades_now = list(paper._trades)  # noqa: SLF001
-                    seen["trade_ids_while_down"] = [
-                        int(t["id"]) for t in venue_trades_now[seen["trades_at_drop"] :]
-                    ]
-                    paper.resume()
-                    seen["resume_wall_ns"] = time.time_ns()
-                    brain.wait(timeout=40)
-                finally:
-                    if brain.poll() is None:
-                        brain.kill()
-                        brain.wait()
-                text = out_path.read_text(errors="replace")
-                seen["output"] = text
-                seen["exit_code"] = brain.returncode
-            seen["venue_trades"] = venue.user_trades("BTCUSDT", limit=1000)
-            seen["venue_position"] = float(venue.positions("BTCUSDT")[0]["positionAmt"])
-            seen["venue_open"] = venue.open_orders("BTCUSDT")
-            seen["journal"] = list(paper.journal)
+            wait_for(
+                "fills and working orders at the venue",
+                lambda: len(venue.user_trades("BTCUSDT")) >= 2 and venue.open_orders("BTCUSDT"),
+                20,
+            )
+            seen["open_at_drop"] = len(venue.open_orders("BTCUSDT"))
+            seen["trades_at_drop"] = len(venue.user_trades("BTCUSDT", limit=1000))
+            seen["journal_at_drop"] = len(paper.journal)
+            seen["suspend_wall_ns"] = time.time_ns()
+            # Like a websocket user stream, the events of the outage are lost: fills
+            # made meanwhile reach the brain only through reconciliation. (Under the
+            # venue's lock: no trade slips between the count and the suspend.)
+            with paper._lock:  # noqa: SLF001
+                paper.suspend(lose_events=True)
+                seen["trades_at_drop"] = len(paper._trades)  # noqa: SLF001
+            time.sleep(1.5)  # the replay goes on; resting orders may fill
+            seen["journal_while_down"] = len(paper.journal) - seen["journal_at_drop"]
+            venue_trades_now = list(paper._trades)  # noqa: SLF001
+            seen["trade_ids_while_down"] = [
+                int(t["id"]) for t in venue_trades_now[seen["trades_at_drop"] :]
+            ]
+            paper.resume()
+            seen["resume_wall_ns"] = time.time_ns()
+            brain.wait(timeout=40)
         finally:
-            paper.stop()
+            if brain.poll() is None:
+                brain.kill()
+                brain.wait()
+        text = out_path.read_text(errors="replace")
+        seen["output"] = text
+        seen["exit_code"] = brain.returncode
+        seen["venue_trades"] = venue.user_trades("BTCUSDT", limit=1000)
+        seen["venue_position"] = float(venue.positions("BTCUSDT")[0]["positionAmt"])
+        seen["venue_open"] = venue.open_orders("BTCUSDT")
+        seen["journal"] = list(paper.journal)
     lines = seen["output"].splitlines()
     seen["summary"] = next((json.loads(x[8:]) for x in lines if x.startswith("SUMMARY ")), {})
     seen["episodes"] = next((json.loads(x[6:]) for x in lines if x.startswith("VENUE ")), [])
