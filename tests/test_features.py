@@ -260,3 +260,22 @@ def test_cli_features_writes_parquet_with_fingerprint(usdm_capture, tmp_path):
     assert b"bar_ms = 5000" in metadata[b"twinfeed.config"]
     table = pl.read_parquet(out)
     assert table.equals(compute_features(usdm_capture, expected), null_equal=True)
+
+
+@pytest.mark.parametrize("batch_rows", [1_000, 30_000, 1 << 20])
+def test_arrow_columns_equal_the_records_whatever_the_batch_storage(usdm_capture, batch_rows):
+    # 1,000-row batches live on the heap; 30,000-row ones in a 2 MiB-page arena (the last, short
+    # one copied out of it); one 1M-row batch is mostly empty arena, so it is copied too.
+    raw, _ = compute_records(usdm_capture)
+    records = np.frombuffer(raw, twinfeed.record_dtype())
+    assert len(records) > 2 * 30_000
+    run = open_run(usdm_capture)
+    tables = []
+    while (table := run.next_arrow(batch_rows)) is not None:
+        tables.append(pa.table(table))
+    assert max(t.num_rows for t in tables) == min(batch_rows, len(records))
+    whole = pa.concat_tables(tables)
+    for name in records.dtype.names:
+        assert np.array_equal(whole[name].to_numpy(), records[name], equal_nan=True), name
+    symbols = run.symbols()
+    assert whole["symbol"].to_pylist() == [symbols[i] for i in records["symbol_id"]]

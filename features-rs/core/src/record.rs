@@ -138,6 +138,16 @@ pub enum FieldType {
 }
 
 impl FieldType {
+    /// Bytes of one value.
+    pub const fn size(self) -> usize {
+        match self {
+            FieldType::U8 => 1,
+            FieldType::U16 => 2,
+            FieldType::U32 => 4,
+            FieldType::U64 | FieldType::I64 | FieldType::F64 => 8,
+        }
+    }
+
     pub fn numpy(self) -> &'static str {
         match self {
             FieldType::U8 => "u1",

@@ -1,14 +1,15 @@
 //! Records to Arrow. The schema is derived from `record::FIELDS`, plus a `symbol` string column
 //! resolved from the pipeline's symbol table.
 
+use std::ptr::NonNull;
 use std::sync::Arc;
 
 use arrow_array::builder::StringBuilder;
-use arrow_array::{
-    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, UInt16Array, UInt32Array,
-    UInt64Array, UInt8Array,
-};
+use arrow_array::types::{Float64Type, Int64Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type};
+use arrow_array::{ArrayRef, PrimitiveArray, RecordBatch, StringArray};
+use arrow_buffer::{Buffer, MutableBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use memmap2::{Advice, MmapMut, MmapOptions};
 use twinfeed_features::record::{FieldType, Record, FIELDS, NO_SYMBOL};
 
 fn data_type(ty: FieldType) -> DataType {
@@ -32,37 +33,154 @@ pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// Declares [`Columns`]: one growable vector per record field, in layout order.
+/// Batches at least this large (bytes of fixed-width columns) get their own anonymous mapping
+/// with 2 MiB pages; smaller ones use the heap.
+const ARENA_MIN_BYTES: usize = 4 << 20;
+
+/// Fresh memory for one batch's columns. A kept batch needs memory nobody has touched yet,
+/// and with 4 KiB pages the kernel takes a fault per page of it (a quarter of the binding's time
+/// when a caller keeps every batch, as `compute_features` does); one anonymous mapping with
+/// transparent huge pages takes 512 times fewer. Arrow buffers then borrow their slices of it,
+/// each holding the mapping alive, so nothing is copied.
+struct Arena {
+    map: MmapMut,
+}
+
+impl Arena {
+    /// Zeroed memory of `len` bytes, or None when the kernel refuses (the heap is used then).
+    fn new(len: usize) -> Option<Arena> {
+        let map = MmapOptions::new().len(len).map_anon().ok()?;
+        // Advice only: where THP is off, this fails or does nothing, and 4 KiB pages remain.
+        let _ = map.advise(Advice::HugePage);
+        Some(Arena { map })
+    }
+}
+
+/// The fixed-width columns' storage: one region per field, `capacity` rows each.
+enum Storage {
+    Heap(MutableBuffer),
+    Arena(Arena),
+}
+
+impl Storage {
+    fn bytes(&mut self) -> &mut [u8] {
+        match self {
+            Storage::Heap(bytes) => bytes.as_slice_mut(),
+            Storage::Arena(arena) => &mut arena.map,
+        }
+    }
+}
+
+/// Where a finished batch's column buffers come from.
+enum Finished {
+    /// Slices of the heap buffer (64-byte aligned, so every region is aligned).
+    Heap(Buffer),
+    /// Borrowed from the arena: the batch fills at least half of it.
+    Arena(Arc<Arena>),
+    /// Copied out of the arena, so a short batch does not pin a large mapping.
+    Copied(Arena),
+}
+
+/// Byte offset of each field's region for `capacity` rows (64-byte aligned, as Arrow likes),
+/// and the total length.
+fn regions(capacity: usize) -> ([usize; FIELDS.len()], usize) {
+    let mut offsets = [0; FIELDS.len()];
+    let mut at = 0;
+    for (offset, field) in offsets.iter_mut().zip(FIELDS) {
+        *offset = at;
+        at += (capacity * field.ty.size()).next_multiple_of(64);
+    }
+    (offsets, at)
+}
+
+impl Finished {
+    /// An Arrow buffer over `len` bytes at `at`.
+    fn buffer(&self, at: usize, len: usize) -> Buffer {
+        match self {
+            Finished::Heap(buffer) => buffer.slice_with_length(at, len),
+            Finished::Arena(arena) => {
+                let bytes = &arena.map[at..at + len];
+                let ptr = NonNull::from(bytes).cast::<u8>();
+                // SAFETY: `ptr..ptr + len` lies inside the mapping, which `arena` keeps alive
+                // and nothing writes to any more (the batch is finished).
+                unsafe { Buffer::from_custom_allocation(ptr, len, arena.clone()) }
+            }
+            Finished::Copied(arena) => Buffer::from_slice_ref(&arena.map[at..at + len]),
+        }
+    }
+}
+
+/// Declares [`Columns`]: one region per record field, in layout order.
 macro_rules! columns {
-    ($($field:ident: $ty:ty => $array:ident),* $(,)?) => {
-        /// A record batch under construction, one vector per field. Records arrive in chunks
+    ($($field:ident: $ty:ty => $arrow:ident),* $(,)?) => {
+        /// A record batch under construction, one region per field. Records arrive in chunks
         /// small enough to stay in cache while each field is copied out of them, which is
-        /// what makes the row-to-column transpose cheap; the vectors then become Arrow
+        /// what makes the row-to-column transpose cheap; the regions then become Arrow
         /// buffers without a copy.
         pub struct Columns {
-            $($field: Vec<$ty>,)*
+            storage: Storage,
+            offsets: [usize; FIELDS.len()],
+            capacity: usize,
+            len: usize,
         }
 
         impl Columns {
-            pub fn with_capacity(rows: usize) -> Self {
-                Columns { $($field: Vec::with_capacity(rows),)* }
+            pub fn with_capacity(capacity: usize) -> Self {
+                let (offsets, total) = regions(capacity);
+                let storage = match (total >= ARENA_MIN_BYTES).then(|| Arena::new(total)) {
+                    Some(Some(arena)) => Storage::Arena(arena),
+                    _ => Storage::Heap(MutableBuffer::from_len_zeroed(total)),
+                };
+                Columns { storage, offsets, capacity, len: 0 }
             }
 
             pub fn len(&self) -> usize {
-                self.kind.len()
+                self.len
             }
 
+            pub fn capacity(&self) -> usize {
+                self.capacity
+            }
+
+            /// Appends `records`; at most `capacity - len` of them.
             pub fn extend(&mut self, records: &[Record]) {
-                $(self.$field.extend(records.iter().map(|r| r.$field));)*
+                assert!(records.len() <= self.capacity - self.len, "batch capacity exceeded");
+                let bytes = self.storage.bytes();
+                let mut offsets = self.offsets.iter();
+                let from = self.len;
+                $({
+                    const SIZE: usize = std::mem::size_of::<$ty>();
+                    let at = offsets.next().expect("one offset per field") + from * SIZE;
+                    let region = &mut bytes[at..at + records.len() * SIZE];
+                    for (slot, record) in region.chunks_exact_mut(SIZE).zip(records) {
+                        slot.copy_from_slice(&record.$field.to_le_bytes());
+                    }
+                })*
+                self.len += records.len();
             }
 
             /// The batch, resolving symbol ids through `symbols`.
             pub fn finish(self, symbols: &[&str], schema: SchemaRef) -> RecordBatch {
-                let symbol = symbol_column(&self.symbol_id, symbols);
-                let columns: Vec<ArrayRef> = vec![
-                    $(Arc::new($array::from(self.$field)) as ArrayRef,)*
-                    Arc::new(symbol),
-                ];
+                let Columns { storage, offsets, capacity, len } = self;
+                let finished = match storage {
+                    Storage::Arena(arena) if 2 * len >= capacity => Finished::Arena(Arc::new(arena)),
+                    Storage::Arena(arena) => Finished::Copied(arena),
+                    Storage::Heap(heap) => Finished::Heap(heap.into()),
+                };
+                let mut offsets = offsets.iter();
+                let mut symbol_id = None;
+                let mut columns: Vec<ArrayRef> = Vec::with_capacity(FIELDS.len() + 1);
+                $({
+                    let at = *offsets.next().expect("one offset per field");
+                    let values = ScalarBuffer::<$ty>::new(
+                        finished.buffer(at, len * std::mem::size_of::<$ty>()), 0, len);
+                    if stringify!($field) == "symbol_id" {
+                        symbol_id = Some(values.clone().into_inner());
+                    }
+                    columns.push(Arc::new(PrimitiveArray::<$arrow>::new(values, None)));
+                })*
+                let ids = ScalarBuffer::<u16>::new(symbol_id.expect("symbol_id is a field"), 0, len);
+                columns.push(Arc::new(symbol_column(&ids, symbols)));
                 debug_assert_eq!(columns.len(), FIELDS.len() + 1);
                 RecordBatch::try_new(schema, columns).expect("columns match the schema")
             }
@@ -71,33 +189,33 @@ macro_rules! columns {
 }
 
 columns! {
-    kind: u8 => UInt8Array,
-    flags: u8 => UInt8Array,
-    symbol_id: u16 => UInt16Array,
-    reserved: u32 => UInt32Array,
-    seq: u64 => UInt64Array,
-    line: u64 => UInt64Array,
-    local_ns: i64 => Int64Array,
-    exchange_ns: i64 => Int64Array,
-    update_id: u64 => UInt64Array,
-    bid_px: f64 => Float64Array,
-    bid_qty: f64 => Float64Array,
-    ask_px: f64 => Float64Array,
-    ask_qty: f64 => Float64Array,
-    mid: f64 => Float64Array,
-    spread: f64 => Float64Array,
-    spread_bps: f64 => Float64Array,
-    microprice: f64 => Float64Array,
-    imbalance: f64 => Float64Array,
-    trade_px: f64 => Float64Array,
-    trade_qty: f64 => Float64Array,
-    trade_flow: f64 => Float64Array,
-    flow_imbalance: f64 => Float64Array,
-    vwap: f64 => Float64Array,
-    volume: f64 => Float64Array,
-    ret_ewma: f64 => Float64Array,
-    realized_vol: f64 => Float64Array,
-    count: u64 => UInt64Array,
+    kind: u8 => UInt8Type,
+    flags: u8 => UInt8Type,
+    symbol_id: u16 => UInt16Type,
+    reserved: u32 => UInt32Type,
+    seq: u64 => UInt64Type,
+    line: u64 => UInt64Type,
+    local_ns: i64 => Int64Type,
+    exchange_ns: i64 => Int64Type,
+    update_id: u64 => UInt64Type,
+    bid_px: f64 => Float64Type,
+    bid_qty: f64 => Float64Type,
+    ask_px: f64 => Float64Type,
+    ask_qty: f64 => Float64Type,
+    mid: f64 => Float64Type,
+    spread: f64 => Float64Type,
+    spread_bps: f64 => Float64Type,
+    microprice: f64 => Float64Type,
+    imbalance: f64 => Float64Type,
+    trade_px: f64 => Float64Type,
+    trade_qty: f64 => Float64Type,
+    trade_flow: f64 => Float64Type,
+    flow_imbalance: f64 => Float64Type,
+    vwap: f64 => Float64Type,
+    volume: f64 => Float64Type,
+    ret_ewma: f64 => Float64Type,
+    realized_vol: f64 => Float64Type,
+    count: u64 => UInt64Type,
 }
 
 fn symbol_column(ids: &[u16], symbols: &[&str]) -> StringArray {

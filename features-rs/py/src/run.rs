@@ -45,6 +45,10 @@ fn stats_dict<'py>(
     Ok(d)
 }
 
+/// Rows of one Arrow record batch (12 MB of columns); a larger `next_arrow` returns a table of
+/// several.
+const CHUNK_ROWS: usize = 1 << 16;
+
 /// A pipeline run over capture files (in order), pulled in batches. Releases the GIL while
 /// decoding.
 #[pyclass(name = "FeatureRun", module = "twinfeed._features", unsendable)]
@@ -77,33 +81,43 @@ impl PyFeatureRun {
     }
 
     /// The next Arrow batch (as a table with one chunk, exported through the Arrow PyCapsule
-    /// interface) of at most `max_rows` rows, or None at the end.
+    /// interface) of at most `max_rows` rows (in record batches of at most 65,536 rows), or None at the end.
     #[pyo3(signature = (max_rows = 65536))]
     fn next_arrow(&mut self, py: Python<'_>, max_rows: usize) -> PyResult<Option<PyTable>> {
-        let max_rows = max_rows.max(1);
+        let rows = max_rows.max(1);
         let run = &mut self.run;
         let schema = self.schema.clone();
-        let batch = py
-            .detach(|| -> twinfeed_features::Result<Option<RecordBatch>> {
+        let batches = py
+            .detach(|| -> twinfeed_features::Result<Vec<RecordBatch>> {
                 // Straight from the run's small record chunks into the columns: each record
-                // is transposed while it is still in cache.
-                let mut columns = Columns::with_capacity(max_rows.min(1 << 16));
-                while columns.len() < max_rows {
-                    match run.next_records(max_rows - columns.len())? {
-                        Some(records) => columns.extend(records),
-                        None => break,
+                // is transposed while it is still in cache. Chunks of at most CHUNK_ROWS keep
+                // the memory a short capture touches small.
+                let mut batches = Vec::new();
+                let mut total = 0;
+                while total < rows {
+                    let mut columns = Columns::with_capacity((rows - total).min(CHUNK_ROWS));
+                    while columns.len() < columns.capacity() {
+                        match run.next_records(columns.capacity() - columns.len())? {
+                            Some(records) => columns.extend(records),
+                            None => break,
+                        }
+                    }
+                    let (len, full) = (columns.len(), columns.len() == columns.capacity());
+                    if len > 0 {
+                        total += len;
+                        batches.push(columns.finish(&run.pipeline().symbols(), schema.clone()));
+                    }
+                    if !full {
+                        break;
                     }
                 }
-                if columns.len() == 0 {
-                    return Ok(None);
-                }
-                Ok(Some(columns.finish(&run.pipeline().symbols(), schema)))
+                Ok(batches)
             })
             .map_err(to_py)?;
-        match batch {
-            Some(batch) => Ok(Some(PyTable::try_new(vec![batch], self.schema.clone())?)),
-            None => Ok(None),
+        if batches.is_empty() {
+            return Ok(None);
         }
+        Ok(Some(PyTable::try_new(batches, self.schema.clone())?))
     }
 
     /// The next at most `max_rows` records as raw little-endian bytes (see `record_dtype()`),
