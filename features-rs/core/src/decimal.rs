@@ -31,6 +31,16 @@ pub fn parse_fixed(text: &str) -> Option<i64> {
 /// both read a number the same way.
 #[inline(always)]
 pub(crate) fn fixed_prefix(bytes: &[u8], at: usize) -> Option<(i64, usize)> {
+    // At most 7 digits in all: always in range.
+    if let Some((_, fraction_len, digits, len)) = crate::digits::short_decimal(bytes, at) {
+        return Some((digits as i64 * pow10(SCALE_DIGITS - fraction_len), at + len));
+    }
+    digit_runs(bytes, at)
+}
+
+/// [`fixed_prefix`] for any length: a digit run on each side of the point.
+#[inline(always)]
+fn digit_runs(bytes: &[u8], at: usize) -> Option<(i64, usize)> {
     let (whole_len, whole) = crate::digits::run(bytes, at);
     let mut end = at + whole_len;
     let (fraction_len, fraction) = if bytes.get(end) == Some(&b'.') {
@@ -118,6 +128,19 @@ mod tests {
         assert_eq!(parse_fixed("-2.5"), Some(-250_000_000));
         assert_eq!(parse_fixed("3"), Some(300_000_000));
         assert_eq!(parse_fixed("1.000000000"), Some(100_000_000));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+        #[test]
+        fn one_word_decimals_read_as_the_digit_runs_do(bytes in proptest::collection::vec(
+            proptest::prop_oneof![
+                4 => b'0'..=b'9',
+                1 => proptest::sample::select(vec![b'.', b'"', b'-', b'e', 0, 0xFF, 0xFA, b'/', b':']),
+            ], 0..14), at in 0usize..14) {
+            let at = at.min(bytes.len());
+            proptest::prop_assert_eq!(fixed_prefix(&bytes, at), digit_runs(&bytes, at));
+        }
     }
 
     #[test]

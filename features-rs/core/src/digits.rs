@@ -88,6 +88,35 @@ pub fn run(bytes: &[u8], at: usize) -> (usize, u64) {
     }
 }
 
+/// A decimal `digits[.digits]` that ends within the eight bytes at `bytes[at..]`, such as a
+/// price `61800.20` or a size `2.507`: (integer digits, decimals, the value of all its digits
+/// read as one integer, bytes it spans). One load and one [`combine`] instead of a digit run on
+/// each side of the point. `None` when it has no integer digit, or more than seven digits.
+#[inline(always)]
+pub fn short_decimal(bytes: &[u8], at: usize) -> Option<(usize, usize, u64, usize)> {
+    let word = load(bytes, at);
+    let values = word ^ ZEROS;
+    // As in `leading_digits`; a point (0x2E ^ 0x30 = 0x1E) carries nothing into the next byte,
+    // so the marks stay exact up to the first non-digit after it as well.
+    let marks = (values | values.wrapping_add(0x0606_0606_0606_0606)) & 0xF0F0_F0F0_F0F0_F0F0;
+    let whole = (marks.trailing_zeros() / 8) as usize;
+    if whole == 0 || whole == 8 {
+        return None;
+    }
+    if (word >> (8 * whole)) as u8 != b'.' {
+        return Some((whole, 0, combine(word, whole), whole));
+    }
+    let below_point = (1u64 << (8 * whole)) - 1;
+    let end = ((marks & !(0xFF << (8 * whole))).trailing_zeros() / 8) as usize;
+    // Ending exactly with the word (`61800.20`) is common: the next byte decides.
+    if end == 8 && bytes.get(at + 8).is_some_and(u8::is_ascii_digit) {
+        return None;
+    }
+    // The decimals moved down one byte over the point: all digits side by side.
+    let digits = (word & below_point) | ((word >> 8) & !below_point);
+    Some((whole, end - whole - 1, combine(digits, end - 1), end))
+}
+
 /// How many ASCII digits start at `bytes[at]`.
 #[inline(always)]
 pub fn count(bytes: &[u8], at: usize) -> usize {
