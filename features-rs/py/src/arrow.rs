@@ -2,7 +2,8 @@
 //! resolved from the pipeline's symbol table.
 
 use std::ptr::NonNull;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use arrow_array::builder::StringBuilder;
 use arrow_array::types::{Float64Type, Int64Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type};
@@ -37,22 +38,91 @@ pub fn schema() -> SchemaRef {
 /// with 2 MiB pages; smaller ones use the heap.
 const ARENA_MIN_BYTES: usize = 4 << 20;
 
-/// Fresh memory for one batch's columns. A kept batch needs memory nobody has touched yet,
-/// and with 4 KiB pages the kernel takes a fault per page of it (a quarter of the binding's time
-/// when a caller keeps every batch, as `compute_features` does); one anonymous mapping with
-/// transparent huge pages takes 512 times fewer. Arrow buffers then borrow their slices of it,
-/// each holding the mapping alive, so nothing is copied.
+/// Memory for one batch's columns. A kept batch needs memory nobody has touched yet, and with
+/// 4 KiB pages the kernel takes a fault per page of it (a quarter of the binding's time when a
+/// caller keeps every batch, as `compute_features` does); one anonymous mapping with transparent
+/// huge pages takes 512 times fewer. Arrow buffers then borrow their slices of it, each holding
+/// the mapping alive, so nothing is copied. When the last of them is dropped the mapping goes
+/// back to [`POOL`] for the next batches.
 struct Arena {
-    map: MmapMut,
+    /// Always `Some` until dropped.
+    map: Option<MmapMut>,
 }
 
 impl Arena {
-    /// Zeroed memory of `len` bytes, or None when the kernel refuses (the heap is used then).
+    /// `len` bytes (stale contents when reused: only rows written since are ever exposed), or
+    /// None when the kernel refuses (the heap is used then).
     fn new(len: usize) -> Option<Arena> {
+        let reused = pool().take(len);
+        if let Some(map) = reused {
+            return Some(Arena { map: Some(map) });
+        }
         let map = MmapOptions::new().len(len).map_anon().ok()?;
         // Advice only: where THP is off, this fails or does nothing, and 4 KiB pages remain.
         let _ = map.advise(Advice::HugePage);
-        Some(Arena { map })
+        Some(Arena { map: Some(map) })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        self.map.as_deref().expect("mapped until dropped")
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        self.map.as_deref_mut().expect("mapped until dropped")
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        if let Some(map) = self.map.take() {
+            pool().give(map);
+        }
+    }
+}
+
+/// Freed arenas kept for reuse, as a malloc keeps freed memory: fresh pages cost the kernel's
+/// zeroing (and on this VM the host's first touch) again, which is a fifth of the binding's time
+/// when every batch is kept; reused ones do not. Bounded: at most [`POOL_BYTES`], and a mapping
+/// unused for [`POOL_IDLE`] is unmapped at the next batch.
+struct Pool {
+    maps: Vec<(MmapMut, Instant)>,
+    bytes: usize,
+}
+
+const POOL_BYTES: usize = 256 << 20;
+const POOL_IDLE: Duration = Duration::from_secs(10);
+static POOL: Mutex<Pool> = Mutex::new(Pool {
+    maps: Vec::new(),
+    bytes: 0,
+});
+
+fn pool() -> MutexGuard<'static, Pool> {
+    // A panic while holding the lock leaves the pool consistent (every step is one push/pop).
+    POOL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Pool {
+    fn take(&mut self, len: usize) -> Option<MmapMut> {
+        self.expire();
+        let at = self.maps.iter().rposition(|(map, _)| map.len() == len)?;
+        self.bytes -= len;
+        Some(self.maps.swap_remove(at).0)
+    }
+
+    fn give(&mut self, map: MmapMut) {
+        self.expire();
+        if self.bytes + map.len() <= POOL_BYTES {
+            self.bytes += map.len();
+            self.maps.push((map, Instant::now()));
+        }
+    }
+
+    fn expire(&mut self) {
+        let before = self.maps.len();
+        self.maps.retain(|(_, since)| since.elapsed() < POOL_IDLE);
+        if self.maps.len() != before {
+            self.bytes = self.maps.iter().map(|(map, _)| map.len()).sum();
+        }
     }
 }
 
@@ -66,7 +136,7 @@ impl Storage {
     fn bytes(&mut self) -> &mut [u8] {
         match self {
             Storage::Heap(bytes) => bytes.as_slice_mut(),
-            Storage::Arena(arena) => &mut arena.map,
+            Storage::Arena(arena) => arena.bytes_mut(),
         }
     }
 }
@@ -99,13 +169,13 @@ impl Finished {
         match self {
             Finished::Heap(buffer) => buffer.slice_with_length(at, len),
             Finished::Arena(arena) => {
-                let bytes = &arena.map[at..at + len];
+                let bytes = &arena.bytes()[at..at + len];
                 let ptr = NonNull::from(bytes).cast::<u8>();
                 // SAFETY: `ptr..ptr + len` lies inside the mapping, which `arena` keeps alive
                 // and nothing writes to any more (the batch is finished).
                 unsafe { Buffer::from_custom_allocation(ptr, len, arena.clone()) }
             }
-            Finished::Copied(arena) => Buffer::from_slice_ref(&arena.map[at..at + len]),
+            Finished::Copied(arena) => Buffer::from_slice_ref(&arena.bytes()[at..at + len]),
         }
     }
 }
