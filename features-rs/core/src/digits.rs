@@ -156,6 +156,19 @@ pub fn string_end(bytes: &[u8], at: usize) -> Option<usize> {
     })
 }
 
+/// Like [`string_end`], but also stopping at the first non-ASCII byte: when it stops at a quote,
+/// the string before it is plain ASCII (so valid UTF-8 without a further check).
+#[inline(always)]
+pub fn ascii_string_end(bytes: &[u8], at: usize) -> Option<usize> {
+    first_marked(bytes, at, |word| {
+        let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+        zero_bytes(word ^ (ONES * b'"' as u64))
+            | zero_bytes(word ^ (ONES * b'\\' as u64))
+            | control
+            | (word & HIGHS)
+    })
+}
+
 /// The first byte of `bytes[at..]` (relative to `at`) that `marks` flags in its word; marks
 /// must be exact up to the first flagged byte. The zero padding past the slice's end is never
 /// reported.
@@ -217,6 +230,10 @@ mod tests {
             proptest::prop_assert_eq!(
                 string_end(&bytes, at),
                 bytes[at..].iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+            );
+            proptest::prop_assert_eq!(
+                ascii_string_end(&bytes, at),
+                bytes[at..].iter().position(|&b| b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b))
             );
         }
     }

@@ -145,13 +145,16 @@ pub(crate) fn decode_general(frame: &str) -> Result<Message<'_>, DecodeError> {
 #[inline]
 pub fn book_ticker_envelope(frame: &[u8]) -> Option<Result<Quote<'_>, DecodeError>> {
     let rest = frame.strip_prefix(ENVELOPE_PREFIX.as_bytes())?;
-    let end = crate::digits::find(rest, 0, b'"')?;
+    // A plain ASCII name (anything else: the general route decides).
+    let end = crate::digits::ascii_string_end(rest, 0)?;
+    if rest[end] != b'"' {
+        return None;
+    }
     let name = &rest[..end];
     // `<symbol>@bookTicker` with no other `@`: what `stream_from_name` calls a bookTicker.
     let at = name.len().checked_sub(11)?;
-    if &name[at..] != b"@bookTicker"
+    if !<&[u8; 11]>::try_from(&name[at..]).is_ok_and(|s| s == b"@bookTicker")
         || crate::digits::find(name, 0, b'@') != Some(at)
-        || super::utf8(name).is_none()
     {
         return None;
     }

@@ -113,6 +113,14 @@ impl std::fmt::Display for DecodeError {
     }
 }
 
+/// `bytes`, which the caller has found to be ASCII (checked again in debug builds), as text.
+#[inline(always)]
+pub(crate) fn ascii(bytes: &[u8]) -> &str {
+    debug_assert!(bytes.is_ascii());
+    // SAFETY: ASCII bytes are valid UTF-8 (callers only pass what `ascii_string_end` scanned).
+    unsafe { std::str::from_utf8_unchecked(bytes) }
+}
+
 /// `bytes` as text if they are UTF-8. Short ASCII members (symbols, stream names) are the
 /// common case and skip the general validator, whose setup dominates on a few bytes.
 #[inline(always)]

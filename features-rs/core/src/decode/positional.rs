@@ -86,12 +86,18 @@ impl<'a> Cursor<'a> {
     #[inline(always)]
     fn string(&mut self) -> Option<&'a str> {
         let rest = &self.bytes[self.at..];
-        let len = digits::string_end(rest, 0)?;
-        if rest[len] != b'"' {
-            return None;
-        }
         // Only this member's bytes are checked: the rest of the frame is ASCII by construction.
-        let value = super::utf8(&rest[..len])?;
+        let (len, value) = match digits::ascii_string_end(rest, 0)? {
+            len if rest[len] == b'"' => (len, super::ascii(&rest[..len])),
+            len if rest[len] >= 0x80 => {
+                let len = digits::string_end(rest, len)? + len;
+                (
+                    len,
+                    super::utf8(&rest[..len]).filter(|_| rest[len] == b'"')?,
+                )
+            }
+            _ => return None,
+        };
         self.at += len + 1;
         Some(value)
     }
@@ -143,7 +149,8 @@ pub fn book_ticker<'a>(
         }
     }
     c.literal(b"}")?;
-    if &bytes[c.at..] != tail {
+    // (Element by element: the tail is a byte or none, not worth a memcmp call.)
+    if bytes.len() - c.at != tail.len() || !bytes[c.at..].iter().eq(tail) {
         return None;
     }
     if let (
@@ -192,6 +199,8 @@ mod tests {
             r#"{"u":1,"s":"X","b":"1","B":"1","a":"2","A":"1","E":5,"E":6}"#,
             r#"{"u":1,"s":"X","b":"1","B":"1","a":"2","A":"1","x":5}"#,
             r#"{"u":1,"s":"X\"","b":"1","B":"1","a":"2","A":"1"}"#,
+            r#"{"u":1,"s":"BTCÜSDT","b":"1","B":"1","a":"2","A":"1"}"#,
+            r#"{"u":1,"s":"BTCÜ\SDT","b":"1","B":"1","a":"2","A":"1"}"#,
         ];
         for body in bodies {
             let framed = format!("{{\"stream\":\"x@bookTicker\",\"data\":{body}}}");
@@ -201,6 +210,9 @@ mod tests {
                 assert_eq!(fast.map(crate::decode::Message::Quote), general, "{body}");
             }
         }
+        let non_ascii = r#"{"u":1,"s":"BTCÜSDT","b":"1","B":"1","a":"2","A":"1"}"#;
+        let quote = book_ticker(non_ascii.as_bytes(), 0, b"").expect("this shape");
+        assert_eq!(quote.expect("valid").symbol, "BTCÜSDT");
         assert!(book_ticker(
             br#"{"u":1,"s":"X","b":"1","B":"1","a":"2","A":"1","x":5}"#,
             0,
