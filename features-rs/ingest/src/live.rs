@@ -6,20 +6,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use futures_util::{FutureExt, StreamExt};
-use tokio::net::TcpStream;
+use futures_util::FutureExt;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::clock::{now_ns, Jitter};
 use crate::rest::{self, HttpBase};
 use crate::sink::{write_stats_file, Sink};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use crate::ws::{self, Frame, WsClient};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,9 +22,6 @@ const STATS_PERIOD: Duration = Duration::from_millis(500);
 /// Frames taken from the socket without yielding when more are already buffered; they share
 /// one capture write, one ring publish and one counter update.
 const MAX_BATCH: usize = 1024;
-/// Bytes tungstenite asks the socket for per read (its default is 128 KiB): at full speed a
-/// larger read means fewer `recvfrom` calls and larger batches per wakeup.
-const READ_BUFFER_BYTES: usize = 1 << 20;
 
 /// What the live loop needs besides the sink.
 #[derive(Debug, Clone)]
@@ -97,6 +89,16 @@ enum SessionEnd {
     Lost { frames: u64 },
 }
 
+/// How a batch of received frames ended.
+enum Taken {
+    /// No whole frame left: read the socket.
+    Drained,
+    /// The batch is full and more frames are waiting.
+    More,
+    /// The connection is over, for this reason.
+    End(String),
+}
+
 struct Live {
     sink: Sink,
     settings: LiveSettings,
@@ -141,11 +143,8 @@ pub async fn run(sink: Sink, settings: LiveSettings) -> Result<()> {
     let url = live.settings.stream_url();
     let mut attempt: u32 = 0;
     loop {
-        let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
-        let connecting = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), false),
-        );
+        let seed = live.jitter.below(u64::MAX);
+        let connecting = tokio::time::timeout(CONNECT_TIMEOUT, ws::connect(url.as_str(), seed));
         tokio::pin!(connecting);
         let connected = loop {
             tokio::select! {
@@ -156,7 +155,7 @@ pub async fn run(sink: Sink, settings: LiveSettings) -> Result<()> {
             }
         };
         match connected {
-            Ok(Ok((ws, _response))) => match live.session(ws, &url).await? {
+            Ok(Ok(ws)) => match live.session(ws, &url).await? {
                 SessionEnd::Stop(reason) => return live.stop(reason),
                 SessionEnd::Lost { frames } if frames > 0 => attempt = 0,
                 SessionEnd::Lost { .. } => {}
@@ -218,7 +217,7 @@ impl Live {
     }
 
     /// One websocket connection, from `connected` to `disconnected`.
-    async fn session(&mut self, mut ws: Ws, url: &str) -> Result<SessionEnd> {
+    async fn session(&mut self, mut ws: WsClient, url: &str) -> Result<SessionEnd> {
         self.epoch += 1;
         self.in_flight.clear();
         self.gap_streak.clear();
@@ -239,24 +238,29 @@ impl Live {
         }
         let mut frames = 0u64;
         let reason = 'session: loop {
-            tokio::select! {
-                message = ws.next() => {
-                    let mut end = self.on_message(message, &mut frames)?;
-                    let mut taken = 1;
-                    while end.is_none() && taken < MAX_BATCH {
-                        let Some(message) = ws.next().now_or_never() else { break };
-                        end = self.on_message(message, &mut frames)?;
-                        taken += 1;
+            // Whole frames already received first, a batch at a time (they share one capture
+            // hand-over and one counter update); timers and signals get a look between
+            // batches; the socket is awaited only when no whole frame is left.
+            match self.take_frames(&mut ws, &mut frames).await? {
+                Taken::End(reason) => break 'session reason,
+                Taken::More => {
+                    if let Some(event) = self.event().now_or_never() {
+                        if let Some(reason) = self.handle(event)? {
+                            return self.shutdown(&mut ws, reason).await;
+                        }
                     }
-                    self.after_lines();
-                    if let Some(reason) = end {
-                        break 'session reason;
-                    }
+                    continue;
                 }
+                Taken::Drained => {}
+            }
+            tokio::select! {
+                read = ws.fill() => match read {
+                    Ok(0) => break 'session "connection ended".to_string(),
+                    Ok(_) => {}
+                    Err(e) => break 'session e.to_string(),
+                },
                 event = self.event() => if let Some(reason) = self.handle(event)? {
-                    self.disconnected(&format!("shutdown ({reason})"))?;
-                    let _ = tokio::time::timeout(Duration::from_millis(200), ws.close(None)).await;
-                    return Ok(SessionEnd::Stop(reason));
+                    return self.shutdown(&mut ws, reason).await;
                 },
             }
         };
@@ -266,37 +270,35 @@ impl Live {
         Ok(SessionEnd::Lost { frames })
     }
 
-    /// Captures and pushes one websocket message; `Some(reason)` if the connection ended.
-    fn on_message(
-        &mut self,
-        message: Option<Result<Message, WsError>>,
-        frames: &mut u64,
-    ) -> Result<Option<String>> {
-        match message {
-            Some(Ok(Message::Text(text))) => {
-                *frames += 1;
-                self.sink.line(now_ns(), text.as_str())?;
-                Ok(None)
+    async fn shutdown(&mut self, ws: &mut WsClient, reason: &'static str) -> Result<SessionEnd> {
+        self.disconnected(&format!("shutdown ({reason})"))?;
+        ws.close(Duration::from_millis(200)).await;
+        Ok(SessionEnd::Stop(reason))
+    }
+
+    /// Captures and pushes up to [`MAX_BATCH`] whole frames already received.
+    async fn take_frames(&mut self, ws: &mut WsClient, frames: &mut u64) -> Result<Taken> {
+        let mut taken = 0;
+        let end = loop {
+            if taken == MAX_BATCH {
+                break Taken::More;
             }
-            Some(Ok(Message::Binary(_))) => {
-                self.sink.counters.binary_frames += 1;
-                Ok(None)
-            }
-            Some(Ok(Message::Close(frame))) => Ok(Some(match frame {
-                Some(frame) if frame.reason.is_empty() => {
-                    format!("closed by the venue (code {})", frame.code)
+            match ws.next().await {
+                Ok(Some(Frame::Text(text))) => {
+                    *frames += 1;
+                    self.sink.line(now_ns(), text)?;
                 }
-                Some(frame) => format!(
-                    "closed by the venue (code {}: {})",
-                    frame.code, frame.reason
-                ),
-                None => "closed by the venue".into(),
-            })),
-            // tungstenite answers pings itself.
-            Some(Ok(_)) => Ok(None),
-            Some(Err(e)) => Ok(Some(e.to_string())),
-            None => Ok(Some("connection ended".into())),
+                Ok(Some(Frame::Binary)) => self.sink.counters.binary_frames += 1,
+                Ok(Some(Frame::Close(reason))) => break Taken::End(reason),
+                Ok(None) => break Taken::Drained,
+                Err(e) => break Taken::End(format!("websocket protocol error: {e}")),
+            }
+            taken += 1;
+        };
+        if taken > 0 {
+            self.after_lines();
         }
+        Ok(end)
     }
 
     fn disconnected(&mut self, reason: &str) -> Result<()> {

@@ -19,6 +19,7 @@ mod live;
 mod replay;
 mod rest;
 mod sink;
+mod ws;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
