@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::handshake::client::generate_key;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::http::Uri;
+use tungstenite::handshake::client::generate_key;
+use tungstenite::handshake::derive_accept_key;
+use tungstenite::http::Uri;
 
 /// Largest message accepted (Binance frames are a few KiB; depth snapshots never come this way).
 const MAX_MESSAGE: usize = 64 << 20;
@@ -57,7 +57,9 @@ pub async fn connect(url: &str, mask_seed: u64) -> Result<WsClient, String> {
     let host = uri.host().ok_or_else(|| format!("{url}: no host"))?;
     let port = uri.port_u16().unwrap_or(80);
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut stream = TcpStream::connect((host, port))
+    // `[::1]` in a URL is `::1` to the resolver.
+    let address = host.trim_start_matches('[').trim_end_matches(']');
+    let mut stream = TcpStream::connect((address, port))
         .await
         .map_err(|e| format!("connect {host}:{port}: {e}"))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
