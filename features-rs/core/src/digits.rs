@@ -23,12 +23,17 @@ pub(crate) const POW10: [u64; 9] = [
 /// How many of the word's bytes, from the first (lowest), are ASCII digits (0..=8).
 #[inline(always)]
 fn leading_digits(word: u64) -> usize {
+    (non_digits(word).trailing_zeros() / 8) as usize
+}
+
+/// Marks (high nibble) the bytes of `word` that are not ASCII digits; exact up to the first one.
+#[inline(always)]
+fn non_digits(word: u64) -> u64 {
     let values = word ^ ZEROS; // digits become 0..=9 with a zero high nibble
                                // A byte is not a digit when its high nibble is set, or its value + 6 carries into it.
-                               // Carries only start at non-digit bytes and move to later bytes, so the first marked
-                               // byte is exactly the first non-digit.
-    let marks = (values | values.wrapping_add(0x0606_0606_0606_0606)) & 0xF0F0_F0F0_F0F0_F0F0;
-    (marks.trailing_zeros() / 8) as usize
+                               // Carries only start at non-digit bytes and move to later bytes, so the first marked byte
+                               // is exactly the first non-digit.
+    (values | values.wrapping_add(0x0606_0606_0606_0606)) & 0xF0F0_F0F0_F0F0_F0F0
 }
 
 /// The number written by the first `len` (1..=8) digit bytes of `word`.
@@ -95,10 +100,9 @@ pub fn run(bytes: &[u8], at: usize) -> (usize, u64) {
 #[inline(always)]
 pub fn short_decimal(bytes: &[u8], at: usize) -> Option<(usize, usize, u64, usize)> {
     let word = load(bytes, at);
-    let values = word ^ ZEROS;
-    // As in `leading_digits`; a point (0x2E ^ 0x30 = 0x1E) carries nothing into the next byte,
-    // so the marks stay exact up to the first non-digit after it as well.
-    let marks = (values | values.wrapping_add(0x0606_0606_0606_0606)) & 0xF0F0_F0F0_F0F0_F0F0;
+    // A point (0x2E ^ 0x30 = 0x1E) carries nothing into the next byte, so the marks stay exact
+    // up to the first non-digit after it as well.
+    let marks = non_digits(word);
     let whole = (marks.trailing_zeros() / 8) as usize;
     if whole == 0 || whole == 8 {
         return None;
@@ -149,24 +153,22 @@ pub fn find(bytes: &[u8], at: usize, needle: u8) -> Option<usize> {
 /// backslash or a control character (relative to `at`).
 #[inline(always)]
 pub fn string_end(bytes: &[u8], at: usize) -> Option<usize> {
-    first_marked(bytes, at, |word| {
-        // Bytes below 0x20 (ASCII only: bytes >= 0x80 keep their high bit out of `!word`).
-        let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
-        zero_bytes(word ^ (ONES * b'"' as u64)) | zero_bytes(word ^ (ONES * b'\\' as u64)) | control
-    })
+    first_marked(bytes, at, string_stops)
+}
+
+/// Marks a word's quotes, backslashes and control characters; exact up to the first of them.
+#[inline(always)]
+fn string_stops(word: u64) -> u64 {
+    // Bytes below 0x20 (ASCII only: bytes >= 0x80 keep their high bit out of `!word`).
+    let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+    zero_bytes(word ^ (ONES * b'"' as u64)) | zero_bytes(word ^ (ONES * b'\\' as u64)) | control
 }
 
 /// Like [`string_end`], but also stopping at the first non-ASCII byte: when it stops at a quote,
 /// the string before it is plain ASCII (so valid UTF-8 without a further check).
 #[inline(always)]
 pub fn ascii_string_end(bytes: &[u8], at: usize) -> Option<usize> {
-    first_marked(bytes, at, |word| {
-        let control = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
-        zero_bytes(word ^ (ONES * b'"' as u64))
-            | zero_bytes(word ^ (ONES * b'\\' as u64))
-            | control
-            | (word & HIGHS)
-    })
+    first_marked(bytes, at, |word| string_stops(word) | (word & HIGHS))
 }
 
 /// The first byte of `bytes[at..]` (relative to `at`) that `marks` flags in its word; marks
