@@ -1,12 +1,14 @@
 """Live path: pure-Python websocket clients against venue -> twinfeed-ingest -> ring -> Python.
 
 One run starts ``twinfeed-venue --loop`` on the real Binance USD-M capture (default
-../shared/data/real/binance-usdm/btcusdt_20240808.gz), first at ``--speed max`` and then at a
-paced speed that gives about ``--rate`` bookTicker messages per second (the venue's speed is a
-factor on the capture's own timing: ``--speed N`` replays N times faster, so the paced speed is
-``rate / (bookTicker messages / capture span)``). Against each venue, one client at a time
-subscribes to ``btcusdt@bookTicker`` (combined stream) and runs for ``--seconds`` after
-``--warmup``:
+../shared/data/real/binance-usdm/btcusdt_20240808.gz), first at ``--speed max`` and then paced
+at ``--rate`` bookTicker messages per second. With ``--pacing fixed`` (the default) the paced
+venue runs with ``--rate``: each client gets its messages evenly spaced, one every 1/rate s
+(timed by a timerfd in the venue, so not in bursts per millisecond tick). With
+``--pacing capture`` it keeps the capture's own timing sped up to that rate on average
+(``--speed N`` with ``N = rate / (bookTicker messages / capture span)``), quiet gaps and bursts
+included. Against each venue, one client at a time subscribes to ``btcusdt@bookTicker``
+(combined stream) and runs for ``--seconds`` after ``--warmup``:
 
 - ``python websockets + json`` / ``+ orjson``: ``websockets`` asyncio client, ``recv()``, decode,
   and keep bid/ask/sizes/mid/spread/microprice per symbol. Counted: messages handled.
@@ -16,17 +18,21 @@ subscribes to ``btcusdt@bookTicker`` (combined stream) and runs for ``--seconds`
   quote records delivered into Python (heartbeats excluded). The ingest's own frame counter over
   the same window is reported too, and records lost to ring overrun.
 
-Latency (``--rate``, paced venue): a reader on ``Feed.read(timeout=1 ms)``, opened with
+Latency (paced venue): a reader on ``Feed.read(timeout=1 ms)``, opened with
 ``spin_us=--spin-us`` (it polls that long before sleeping on the futex), stamps
 ``time.time_ns()`` when a batch returns; every quote record in it gets
 ``that stamp - record.local_ns``. ``local_ns`` is the ingest's CLOCK_REALTIME stamp taken when
-tungstenite handed it the frame, so this is ingest receive stamp -> Python, i.e. decode,
-features, ring publish (per frame; the capture is written by another thread), the reader
-noticing and the binding's copy. It excludes the venue,
-the kernel's loopback path and websocket framing before the stamp.
+it took the frame from its receive buffer, so this is ingest receive stamp -> Python, i.e.
+decode, features, ring publish (per frame; the capture is written by another thread), the
+reader noticing and the binding's copy. It excludes the venue, the kernel's loopback path and
+websocket framing before the stamp. By default (``--pin``) the reader has the last core to
+itself and the venue and ingest share the others, as a latency-sensitive deployment would pin
+it; ``--no-pin`` leaves placement to the scheduler.
 
 All processes (venue, ingest, this one) share the machine's cores; the load average before and
-after is printed with the table. Debug builds are refused.
+after is printed with the table, and so is the machine's own floor (a clock-reading thread's
+stalls, before and after the runs) with the percentiles an ideal reader would see because of it.
+Debug builds are refused.
 
     .venv/bin/python benchmarks/live_feed.py [--seconds 5] [--rate 50000] [--json OUT] [--quick]
 """
@@ -242,23 +248,37 @@ def cpu_stall_probe(seconds: float) -> dict[str, Any]:
     """The machine's own floor: a thread doing nothing but reading the clock, alone on one
     core, and how often (and for how long) it loses that core anyway: hypervisor steal,
     interrupts, kernel work. A reader stalled like this cannot see a record until it is back,
-    so these stalls bound what any receive-to-Python percentile can be."""
+    so these stalls bound what any receive-to-Python percentile can be: a record published
+    at a random moment waits for the rest of the stall it falls into, and ``floor_p99_us`` is
+    the p99 of that wait (the p99 an ideal reader, doing no work at all, would measure)."""
     allowed = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {max(allowed)})
-    stalls: list[int] = []
+    gaps: list[int] = []
     clock = time.perf_counter_ns
     try:
         last = start = clock()
         end = start + int(seconds * 1e9)
         while last < end:
             now = clock()
-            if now - last > 20_000:
-                stalls.append(now - last)
+            if now - last > 2_000:
+                gaps.append(now - last)
             last = now
     finally:
         os.sched_setaffinity(0, allowed)
-    stalls.sort()
     total = last - start
+    waits = np.array(gaps, dtype=np.float64)
+
+    def share_waiting_longer(x: float) -> float:
+        return float(np.maximum(waits - x, 0.0).sum() / total)
+
+    def floor_percentile(share: float) -> float:
+        low, high = 0.0, float(waits.max()) if len(waits) else 0.0
+        for _ in range(50):
+            middle = (low + high) / 2
+            low, high = (middle, high) if share_waiting_longer(middle) > share else (low, middle)
+        return high / 1e3
+
+    stalls = sorted(g for g in gaps if g > 20_000)
     return {
         "seconds": total / 1e9,
         "stalls_over_20us": len(stalls),
@@ -267,6 +287,9 @@ def cpu_stall_probe(seconds: float) -> dict[str, Any]:
         "median_stall_us": stalls[len(stalls) // 2] / 1e3 if stalls else 0.0,
         "p90_stall_us": stalls[int(len(stalls) * 0.9)] / 1e3 if stalls else 0.0,
         "max_stall_us": stalls[-1] / 1e3 if stalls else 0.0,
+        "floor_p99_us": floor_percentile(0.01),
+        "floor_p99_9_us": floor_percentile(0.001),
+        "floor_share_over_50us": share_waiting_longer(50_000),
     }
 
 
@@ -278,17 +301,19 @@ def pin_all_threads(pid: int, cpus: set[int]) -> None:
 
 def ingest_latency(run: IngestRun, warmup: float, seconds: float) -> dict[str, Any]:
     feed = run.feed
-    deadline = time.perf_counter() + warmup
-    while time.perf_counter() < deadline:
-        feed.read(65536, timeout=0.001)
     # The loop only keeps each batch and the time it arrived; the arithmetic happens after it,
     # so the measuring does not delay the next read.
     # The cyclic garbage collector is off meanwhile: the batches kept here are the benchmark's
-    # own garbage, and its full collections would show up as the benchmark's tail.
+    # own garbage, and its full collections would show up as the benchmark's tail. The last
+    # collection happens before the warm-up, whose reads then drain what piled up during it
+    # (a collection takes milliseconds; the records behind it are not the feed's latency).
     arrivals: list[tuple[int, np.ndarray[Any, Any]]] = []
     gc.collect()
     gc.disable()
     try:
+        deadline = time.perf_counter() + warmup
+        while time.perf_counter() < deadline:
+            feed.read(65536, timeout=0.001)
         start = time.perf_counter()
         end = start + seconds
         while time.perf_counter() < end:
@@ -407,8 +432,16 @@ def main() -> int:
     )
     parser.add_argument(
         "--pin",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="latency phase: this reader alone on the last core, venue and ingest on the others",
+    )
+    parser.add_argument(
+        "--pacing",
+        choices=["fixed", "capture"],
+        default="fixed",
+        help="paced venue: fixed = --rate messages/s evenly spaced (venue --rate); capture = "
+        "the capture's own timing sped up to --rate on average (venue --speed)",
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: a few seconds in all")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -427,7 +460,7 @@ def main() -> int:
         print(versions, file=sys.stderr)
         return 2
     venue_version, ingest_version = versions
-    speed = args.rate / book_ticker_rate(args.capture)
+    speed = args.rate / book_ticker_rate(args.capture) if args.pacing == "capture" else 0.0
 
     load_before = load_average()
     stalls = cpu_stall_probe(1.0 if args.quick else 5.0)
@@ -438,8 +471,13 @@ def main() -> int:
         config.write_text(CONFIG)
         with start_venue(args.capture, speed="max", loop=True) as venue:
             rows += measure(venue, "max", config, work, args.warmup, args.seconds)
-        label = f"{speed:.0f} (~{args.rate:,.0f}/s)"
-        with start_venue(args.capture, speed=f"{speed:.3f}", loop=True) as venue:
+        if args.pacing == "fixed":
+            label = f"--rate {args.rate:,.0f}"
+            paced = start_venue(args.capture, rate=args.rate, loop=True)
+        else:
+            label = f"{speed:.0f} (~{args.rate:,.0f}/s)"
+            paced = start_venue(args.capture, speed=f"{speed:.3f}", loop=True)
+        with paced as venue:
             rows += measure(venue, label, config, work, args.warmup, args.seconds)
             run = IngestRun(venue, config, work, spin_us=args.spin_us)
             allowed = os.sched_getaffinity(0)
@@ -453,6 +491,7 @@ def main() -> int:
             finally:
                 os.sched_setaffinity(0, allowed)
                 run.close()
+    stalls_after = cpu_stall_probe(1.0 if args.quick else 5.0)
     load_after = load_average()
 
     print(f"{venue_version}; {ingest_version}; capture {args.capture.name}; --loop")
@@ -465,8 +504,13 @@ def main() -> int:
     print()
     print_table(rows)
     print()
+    pacing = (
+        f"venue --rate {args.rate:,.0f} (evenly spaced)"
+        if args.pacing == "fixed"
+        else f"venue speed {speed:.1f} (the capture's timing)"
+    )
     print(
-        f"Receive-to-Python latency at venue speed {speed:.1f} "
+        f"Receive-to-Python latency at {pacing} "
         f"({latency['records_per_second']:,.0f} quote records/s over "
         f"{latency['seconds']:.1f} s, {latency['batches']:,} batches, "
         f"{latency['lost_to_overrun']} lost): ingest CLOCK_REALTIME receive stamp -> "
@@ -486,15 +530,18 @@ def main() -> int:
     else:
         print("| 0 | - | - | - | - | - | - |")
     print()
-    print(
-        f"Machine floor (before the runs, nothing else of ours running): a thread spinning on "
-        f"the clock alone on one core lost it {stalls['stalls_per_second']:,.0f} times a second "
-        f"for more than 20 us, {stalls['stalled_fraction'] * 100:.2f} % of the time; stalls: "
-        f"median {stalls['median_stall_us']:.0f} us, p90 {stalls['p90_stall_us']:.0f} us, "
-        f"max {stalls['max_stall_us']:.0f} us. A record published while the reader is stalled "
-        "waits for the rest of the stall, so a percentile above 100 % minus that fraction "
-        "cannot beat these stalls on this machine."
-    )
+    for when, probe in (("before", stalls), ("after", stalls_after)):
+        print(
+            f"Machine floor ({when} the runs, nothing else of ours running): a thread spinning "
+            f"on the clock alone on one core lost it {probe['stalls_per_second']:,.0f} times a "
+            f"second for more than 20 us, {probe['stalled_fraction'] * 100:.2f} % of the time "
+            f"(stalls: median {probe['median_stall_us']:.0f} us, p90 {probe['p90_stall_us']:.0f}"
+            f" us, max {probe['max_stall_us']:.0f} us). A record published at a random moment "
+            f"waits for the rest of the stall it falls into: p99 {probe['floor_p99_us']:.1f} us,"
+            f" p99.9 {probe['floor_p99_9_us']:.1f} us, "
+            f"{probe['floor_share_over_50us'] * 100:.2f} % over 50 us, for a reader that does "
+            "nothing at all."
+        )
     if args.json:
         payload = {
             "venue_version": venue_version,
@@ -503,6 +550,8 @@ def main() -> int:
             "machine": f"{cpu_model()}, {os.cpu_count()} cores",
             "load_before": load_before,
             "load_after": load_after,
+            "pacing": args.pacing,
+            "paced_rate": args.rate,
             "paced_speed": speed,
             "latency_spin_us": args.spin_us,
             "latency_pinned": args.pin,
@@ -510,6 +559,7 @@ def main() -> int:
             "throughput": [asdict(row) | {"per_second": row.rate} for row in rows],
             "latency": latency,
             "cpu_stalls": stalls,
+            "cpu_stalls_after": stalls_after,
         }
         args.json.write_text(json.dumps(payload, indent=2))
     return 0

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from twinfeed.live.venue import VenueError, VenueFaults, VenueProcess, start_venue
+from twinfeed.live.venue import VenueError, VenueFaults, VenueProcess, find_binary, start_venue
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from websockets.sync.client import ClientConnection, connect
 
@@ -275,6 +275,29 @@ def test_timed_replay_sends_the_same_frames(usdm_capture: Path, usdm: Expected) 
         status = venue.status()
     assert messages == usdm.of("btcusdt@bookTicker")[:20]
     assert status["started"] is True and status["speed"] == "10"
+
+
+def test_fixed_rate_paces_each_client_evenly_in_capture_order(
+    usdm_capture: Path, usdm: Expected
+) -> None:
+    # 200 messages at 2,000/s: message k is due k/2000 s after the client subscribes, so the
+    # last cannot arrive sooner than 99.5 ms after connecting (at max they take ~1 ms). Only a
+    # lower bound: a slow machine makes it later, never earlier.
+    with start_venue(usdm_capture, rate=2000) as venue:
+        url = venue.stream_url("btcusdt@bookTicker")
+        began = time.monotonic()
+        messages, _ = receive_all(url, limit=200)
+        took = time.monotonic() - began
+        status = venue.status()
+    assert messages == usdm.of("btcusdt@bookTicker")[:200]
+    assert took >= 199 / 2000
+    assert status["speed"] == "2000/s"
+    both = subprocess.run(
+        [str(find_binary()), "--capture", str(usdm_capture), "--speed", "2", "--rate", "10"],
+        capture_output=True,
+        text=True,
+    )
+    assert both.returncode == 2 and "--rate" in both.stderr
 
 
 def test_spot_capture(spot_capture: Path, spot: Expected) -> None:

@@ -22,7 +22,7 @@ fn record_fields() -> Vec<(&'static str, &'static str, usize)> {
 
 /// The numpy dtype of one record (built from the crate's layout, never spelled out in Python).
 #[pyfunction]
-fn record_dtype(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+pub(crate) fn record_dtype(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     let numpy = py.import("numpy")?;
     let spec = PyDict::new(py);
     spec.set_item("names", FIELDS.iter().map(|f| f.name).collect::<Vec<_>>())?;

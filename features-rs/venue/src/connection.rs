@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::faults::Faults;
 use crate::frames::{self, Encoded, Mode, OPCODE_PONG, OPCODE_TEXT};
+use crate::pacer::Pacer;
 use crate::replay::Speed;
 use crate::server::{Command, Venue};
 use crate::ws::{ClientMessage, ClientReader};
@@ -72,6 +73,7 @@ pub async fn serve(
         stalled: false,
         skipped: false,
         last_malformed_at: 0,
+        pacer: None,
     };
     connection.subscribe(&streams);
     let ending = connection.run().await;
@@ -147,6 +149,8 @@ struct Connection {
     stalled: bool,
     skipped: bool,
     last_malformed_at: u64,
+    /// `--rate`: this connection's schedule, from its first subscription on.
+    pacer: Option<Pacer>,
 }
 
 enum Flow {
@@ -157,8 +161,10 @@ enum Flow {
 impl Connection {
     async fn run(&mut self) -> std::io::Result<Ending> {
         let mut released = self.venue.replay.released();
-        let timed = matches!(self.venue.replay.speed, Speed::Factor(_));
+        let timed = self.venue.replay.speed.is_timed();
         loop {
+            // Waiting for the pacer's next due message (`--rate`), not for the clock.
+            let mut paced = false;
             // `changed()` below marks values seen, so compare values, not change flags.
             let command: Command = *self.commands.borrow_and_update();
             if command.shutdown {
@@ -182,16 +188,30 @@ impl Connection {
                     return Ok(Ending::Finished);
                 }
                 let target = match replay.speed {
-                    Speed::Max => replay.end(),
+                    Speed::Max | Speed::Rate(_) => replay.end(),
                     Speed::Factor(_) => (*released.borrow_and_update()).min(replay.end()),
                 };
                 if self.position < target {
-                    if let Flow::End(ending) = self.send_some(target).await? {
-                        return Ok(ending);
+                    let allowed = match &mut self.pacer {
+                        Some(pacer) => pacer.allowed(self.sent),
+                        None => u64::MAX,
+                    };
+                    if allowed > 0 {
+                        if let Flow::End(ending) = self.send_some(target, allowed).await? {
+                            return Ok(ending);
+                        }
+                        continue;
                     }
-                    continue;
+                    paced = true;
                 }
             }
+            let sent = self.sent;
+            let due = async {
+                match (&self.pacer, paced) {
+                    (Some(pacer), true) => pacer.wait(sent).await,
+                    _ => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 incoming = self.events.recv() => {
                     let incoming = incoming.unwrap_or(Ok(None));
@@ -201,12 +221,14 @@ impl Connection {
                 }
                 _ = self.commands.changed() => {}
                 _ = released.changed(), if timed && self.active => {}
+                waited = due => waited?,
             }
         }
     }
 
-    /// Sends the next chunk of messages before `target`, applying faults.
-    async fn send_some(&mut self, target: u64) -> std::io::Result<Flow> {
+    /// Sends the next chunk of messages before `target`, at most `allowed` of them, applying
+    /// faults.
+    async fn send_some(&mut self, target: u64, allowed: u64) -> std::io::Result<Flow> {
         let lines = self.venue.replay.lines();
         let lap = self.position / lines;
         let line = (self.position % lines) as usize;
@@ -259,6 +281,8 @@ impl Connection {
         }
         // The chunk stops where the next fault is due.
         let mut chunk_end = encoded.chunk_end(start, end, CHUNK_BYTES);
+        chunk_end =
+            chunk_end.min(start.saturating_add(usize::try_from(allowed).unwrap_or(usize::MAX)));
         let room = |count: Option<u64>, sent: u64| {
             count
                 .filter(|&c| c > sent)
@@ -342,7 +366,7 @@ impl Connection {
     }
 
     fn report_position(&self) {
-        if self.venue.replay.speed == Speed::Max {
+        if !self.venue.replay.speed.is_timed() {
             self.venue.replay.advance_to(self.position);
         }
     }
@@ -443,6 +467,12 @@ impl Connection {
         self.active = self.encoded.messages() > 0;
         if self.active && !was_active {
             self.position = self.venue.replay.position();
+            if let (Speed::Rate(rate), None) = (self.venue.replay.speed, &self.pacer) {
+                // Without a timer the connection could only burst; say so and send unpaced.
+                self.pacer = Pacer::new(rate)
+                    .map_err(|e| eprintln!("twinfeed-venue: no pacing timer ({e}); sending at max"))
+                    .ok();
+            }
         }
         if !self.requested.is_empty() {
             self.venue.replay.start();

@@ -7,7 +7,8 @@
 //! - [`frames`]: every subscription set is framed once into one buffer of unmasked websocket
 //!   frames; clients get slices of it with large writes, never a per-message sink.
 //! - [`replay`]: one replay position shared by all clients; timed speeds follow the captured
-//!   `local_receive_ns` from the first subscription on; `max` goes as fast as sockets take.
+//!   `local_receive_ns` from the first subscription on; `max` goes as fast as sockets take;
+//!   `--rate N` sends each client N messages a second, evenly spaced ([`pacer`]).
 //! - [`server`], [`connection`], [`http`], [`ws`]: one port for REST, control and websockets.
 //! - [`faults`]: drops, stalls, malformed frames and depth gaps on demand.
 //!
@@ -32,6 +33,7 @@ pub mod faults;
 pub mod frames;
 pub mod http;
 pub mod json;
+pub mod pacer;
 pub mod replay;
 pub mod server;
 pub mod streams;

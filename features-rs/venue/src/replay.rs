@@ -8,6 +8,8 @@
 //!   `(k * lap_ns + offset_ns[i]) / speed` after that start, where `offset_ns` is the line's
 //!   `local_receive_ns` minus the first line's and `lap_ns` is the capture's span plus 1 ms.
 //!   The clock never pauses: clients that come and go see the market where it is now.
+//! - `--rate N` works like `max` (each client on its own position), but each connection sends
+//!   N of its messages per second, evenly spaced (see [`crate::pacer`]).
 //! - `--speed max`: there is no clock; each client sends as fast as its socket takes, and the
 //!   position is the furthest any client has got.
 //!
@@ -26,6 +28,8 @@ use crate::capture::Capture;
 pub enum Speed {
     Max,
     Factor(f64),
+    /// `--rate N`: each connection on its own position, N messages per second (see `pacer`).
+    Rate(f64),
 }
 
 impl Speed {
@@ -43,7 +47,14 @@ impl Speed {
         match self {
             Speed::Max => "max".into(),
             Speed::Factor(f) => format!("{f}"),
+            Speed::Rate(r) => format!("{r}/s"),
         }
+    }
+
+    /// Whether one clock on the captured timing releases lines to all clients (`--speed N`);
+    /// otherwise each client keeps its own position (`max`, `--rate`).
+    pub fn is_timed(&self) -> bool {
+        matches!(self, Speed::Factor(_))
     }
 }
 
@@ -281,5 +292,7 @@ mod tests {
         assert_eq!(Speed::parse("MAX").unwrap(), Speed::Max);
         assert_eq!(Speed::parse("10").unwrap(), Speed::Factor(10.0));
         assert!(Speed::parse("0").is_err());
+        assert_eq!(Speed::Rate(50_000.0).label(), "50000/s");
+        assert!(!Speed::Rate(1.0).is_timed() && Speed::Factor(1.0).is_timed());
     }
 }

@@ -57,6 +57,12 @@ def _speed(value: str) -> str:
     callback=lambda _ctx, _param, value: _speed(value),
     help="1 = original timing, 10 = ten times faster, max = as fast as sockets take.",
 )
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Instead of --speed: send each client N of its messages per second, evenly spaced "
+    "(capture order kept, captured timing ignored).",
+)
 @click.option("--loop", is_flag=True, help="Start again when the capture is consumed.")
 @click.option(
     "--status-file",
@@ -99,6 +105,7 @@ def venue(
     port: int,
     host: str,
     speed: str,
+    rate: float | None,
     loop: bool,
     status_file: Path | None,
     ready_file: Path | None,
@@ -167,6 +174,7 @@ def venue(
             faults=faults,
             status_file=status_file,
             ready_file=ready_file,
+            rate=rate,
         )
     except FileNotFoundError as error:
         raise click.ClickException(str(error)) from error

@@ -1,7 +1,7 @@
 """The live feed: records from the ingest's shared-memory ring, as numpy batches.
 
-``Feed.read()`` returns a structured array with dtype ``twinfeed.record_dtype()`` (a zero-copy
-``np.frombuffer`` view over the bytes the binding copied out of the ring; no per-field decoding).
+``Feed.read()`` returns a read-only structured array with dtype ``twinfeed.record_dtype()``,
+made by the binding over one copy of the records out of the ring (no per-field decoding).
 
 Lost records are never silent. The ingest never waits for the reader; if the reader falls more
 than the ring's capacity behind, the oldest unread records are overwritten. Then:
@@ -28,7 +28,6 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from twinfeed import _features
 from twinfeed._features import RingError, RingReader
 
 OverrunPolicy = Literal["count", "raise"]
@@ -96,7 +95,6 @@ class Feed:
         if on_overrun not in ("count", "raise"):
             raise ValueError(f'on_overrun must be "count" or "raise", got {on_overrun!r}')
         self._reader = reader
-        self._dtype = _features.record_dtype()
         self._on_overrun = on_overrun
         self._pending: np.ndarray[Any, Any] | None = None
         self.overruns = 0
@@ -158,12 +156,12 @@ class Feed:
 
     def _take(self, max_rows: int, timeout: float) -> tuple[np.ndarray[Any, Any], int]:
         # The latency-critical path: one binding call, one numpy view, no per-record Python.
-        raw, lost = self._reader.read(max_rows, timeout)
+        records, lost = self._reader.read(max_rows, timeout)
         self.last_lost = lost
         if lost:
             self.overruns += lost
             self.overrun_events += 1
-        return np.frombuffer(raw, dtype=self._dtype), lost
+        return records, lost
 
     def __iter__(self) -> Iterator[np.ndarray[Any, Any]]:
         """Non-empty batches until the ingest closes the ring and it is drained, or the

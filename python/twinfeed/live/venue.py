@@ -109,8 +109,10 @@ def venue_command(
     faults: VenueFaults | Mapping[str, Any] | None = None,
     status_file: str | Path | None = None,
     ready_file: str | Path | None = None,
+    rate: float | None = None,
 ) -> list[str]:
-    """The ``twinfeed-venue`` command line for these options."""
+    """The ``twinfeed-venue`` command line for these options. ``rate`` (messages per second
+    per client, evenly spaced) replaces ``speed``."""
     args = [
         str(find_binary()),
         "--capture",
@@ -119,8 +121,7 @@ def venue_command(
         str(port),
         "--host",
         host,
-        "--speed",
-        str(speed),
+        *(["--rate", str(rate)] if rate is not None else ["--speed", str(speed)]),
     ]
     if loop:
         args.append("--loop")
@@ -254,6 +255,7 @@ def start_venue(
     status_file: str | Path | None = None,
     host: str = "127.0.0.1",
     timeout: float = 60.0,
+    rate: float | None = None,
 ) -> VenueProcess:
     """Starts ``twinfeed-venue`` on ``capture`` (default: the bundled synthetic capture) and
     returns once it listens. ``port=0`` picks a free port (``.port`` tells which)."""
@@ -271,6 +273,7 @@ def start_venue(
         faults=faults,
         status_file=status_file,
         ready_file=ready_file,
+        rate=rate,
     )
     log_path = Path(workdir.name) / "venue.log"
     with open(log_path, "wb") as log:
@@ -308,6 +311,7 @@ def run_venue(
     faults: VenueFaults | Mapping[str, Any] | None = None,
     status_file: str | Path | None = None,
     ready_file: str | Path | None = None,
+    rate: float | None = None,
 ) -> int:
     """Runs the venue in the foreground until it exits or Ctrl-C; returns its exit code."""
     args = venue_command(
@@ -319,6 +323,7 @@ def run_venue(
         faults=faults,
         status_file=status_file,
         ready_file=ready_file,
+        rate=rate,
     )
     process = subprocess.Popen(args)
 
