@@ -22,9 +22,9 @@ Latency (paced venue): a reader on ``Feed.read(timeout=1 ms)``, opened with
 ``spin_us=--spin-us`` (it polls that long before sleeping on the futex), stamps
 ``time.time_ns()`` when a batch returns; every quote record in it gets
 ``that stamp - record.local_ns``. ``local_ns`` is the ingest's CLOCK_REALTIME stamp taken when
-it took the frame from its receive buffer, so this is ingest receive stamp -> Python, i.e.
-decode, features, ring publish (per frame; the capture is written by another thread), the
-reader noticing and the binding's copy. It excludes the venue, the kernel's loopback path and
+the socket read that completed the frame returned, so this is ingest receive -> Python: waiting
+behind the frames before it in the same read, decode, features, ring publish (per frame; the
+capture is written by another thread), the reader noticing and the binding's copy. It excludes the venue, the kernel's loopback path and
 websocket framing before the stamp. By default (``--pin``) the reader has the last core to
 itself and the venue and ingest share the others, as a latency-sensitive deployment would pin
 it; ``--no-pin`` leaves placement to the scheduler.

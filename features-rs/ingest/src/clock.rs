@@ -1,5 +1,6 @@
-//! The only clock of the ingest: CLOCK_REALTIME at receive, recorded into the capture line. The
-//! pipeline never reads a clock (contract 2); replays use the recorded value.
+//! The only clock of the ingest: CLOCK_REALTIME at receive (read once per socket read; every
+//! frame that read completed carries it), recorded into the capture line. The pipeline never
+//! reads a clock (contract 2); replays use the recorded value.
 
 /// Nanoseconds since the epoch (CLOCK_REALTIME, through the vDSO: no syscall).
 pub fn now_ns() -> i64 {

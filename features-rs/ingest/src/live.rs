@@ -115,6 +115,10 @@ struct Live {
     gap_streak: BTreeMap<String, u32>,
     jitter: Jitter,
     started_ns: i64,
+    /// The receive stamp of the frames being taken: when the socket read that completed them
+    /// returned (so time a frame spends queued behind others in the ingest counts as
+    /// latency, and one clock read serves a whole read's frames).
+    received_ns: i64,
 }
 
 /// Runs until SIGINT or SIGTERM; then writes a `disconnected` line, flushes and returns.
@@ -138,6 +142,7 @@ pub async fn run(sink: Sink, settings: LiveSettings) -> Result<()> {
         gap_streak: BTreeMap::new(),
         jitter: Jitter::new(),
         started_ns: now_ns(),
+        received_ns: 0,
         settings,
     };
     let url = live.settings.stream_url();
@@ -231,6 +236,8 @@ impl Live {
         self.sink
             .control(now_ns(), "subscribed", &[("streams", &streams)])?;
         self.after_lines();
+        // Frames that came with the handshake response.
+        self.received_ns = now_ns();
         if self.settings.wants_snapshots() {
             for symbol in self.settings.symbols.clone() {
                 self.request_snapshot(symbol, Duration::ZERO);
@@ -248,6 +255,9 @@ impl Live {
                         if let Some(reason) = self.handle(event)? {
                             return self.shutdown(&mut ws, reason).await;
                         }
+                        // The event's line (heartbeat, snapshot) was stamped now; the frames
+                        // after it may not go back in time.
+                        self.received_ns = now_ns();
                     }
                     continue;
                 }
@@ -256,7 +266,7 @@ impl Live {
             tokio::select! {
                 read = ws.fill() => match read {
                     Ok(0) => break 'session "connection ended".to_string(),
-                    Ok(_) => {}
+                    Ok(_) => self.received_ns = now_ns(),
                     Err(e) => break 'session e.to_string(),
                 },
                 event = self.event() => if let Some(reason) = self.handle(event)? {
@@ -286,7 +296,7 @@ impl Live {
             match ws.next().await {
                 Ok(Some(Frame::Text(text))) => {
                     *frames += 1;
-                    self.sink.line(now_ns(), text)?;
+                    self.sink.line(self.received_ns, text)?;
                 }
                 Ok(Some(Frame::Binary)) => self.sink.counters.binary_frames += 1,
                 Ok(Some(Frame::Close(reason))) => break Taken::End(reason),
