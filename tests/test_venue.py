@@ -298,6 +298,12 @@ def test_fixed_rate_paces_each_client_evenly_in_capture_order(
         text=True,
     )
     assert both.returncode == 2 and "--rate" in both.stderr
+    from click.testing import CliRunner
+    from twinfeed.cli import venue_cmd  # noqa: F401  (attaches `venue` to the root group)
+    from twinfeed.cli._app import main
+
+    cli = CliRunner().invoke(main, ["venue", "--speed", "2", "--rate", "10"])
+    assert cli.exit_code == 2 and "--speed or --rate, not both" in cli.output
 
 
 def test_spot_capture(spot_capture: Path, spot: Expected) -> None:

@@ -137,6 +137,9 @@ def venue(
     Paper orders match against the replay (twinfeed.live.paper_venue); the order-entry URL and
     where the API key is kept are printed on stderr once the venue listens.
     """
+    source = click.get_current_context().get_parameter_source("speed")
+    if rate is not None and source == click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("give --speed or --rate, not both")
     faults = VenueFaults(
         drop_after=drop_after,
         stall_ms=stall_ms,
