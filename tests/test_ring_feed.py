@@ -72,6 +72,9 @@ def drain(feed: Feed, timeout: float = 60.0) -> tuple[bytes, int]:
     while True:
         batch = feed.read_batch(1 << 16, 0.2)
         lost += batch.lost
+        # A read-only array of the record dtype, whatever its length.
+        assert batch.records.dtype == twinfeed.record_dtype()
+        assert not batch.records.flags.writeable
         if len(batch.records):
             chunks.append(batch.records.tobytes())
         elif feed.closed:
