@@ -43,7 +43,8 @@ def test_live_feed_quick(tmp_path: Path, usdm_capture: Path) -> None:
     assert "| records | p50 | p99 | p99.9 | max |" in result.stdout
     payload = json.loads(out.read_text())
     clients = {row["client"] for row in payload["throughput"]}
-    assert "twinfeed ingest -> ring -> Feed.read" in clients
+    ingest = "twinfeed ingest -> ring -> Feed.read"
+    assert {f"{ingest} (plain capture)", f"{ingest} (zstd capture)"} <= clients
     assert {"python websockets + json", "python websockets + orjson"} <= clients
     # The machine floor is measured in the same run and reported with the latency.
     assert payload["cpu_stalls"]["seconds"] > 0.5

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import twinfeed
 from twinfeed import FeatureConfig, RingError
+from twinfeed.capture import capture_files
 from twinfeed.live.feed import Feed, FeedOverrun
 from twinfeed.live.ingest import IngestProcess, start_ingest
 from twinfeed.records import KIND
@@ -82,16 +83,19 @@ def drain(feed: Feed, timeout: float = 60.0) -> tuple[bytes, int]:
         assert time.monotonic() < deadline, "the ingest did not close the ring in time"
 
 
+@pytest.mark.parametrize("compression", ["none", "zstd"])
 def test_replay_ring_equals_batch_run_over_the_capture_it_wrote(
-    usdm_capture: Path, ingest_binary: Path, ring_name: str, tmp_path: Path
+    usdm_capture: Path, ingest_binary: Path, ring_name: str, tmp_path: Path, compression: str
 ) -> None:
     capture_dir = tmp_path / "capture"
     stats_file = tmp_path / "stats.json"
+    # zstd: rotated every 512 KiB on disk, so the batch run reads several compressed files.
+    rotate = {"zstd": {"rotate_bytes": 512 << 10}}.get(compression, {})
     process = start_ingest(
         binary=ingest_binary,
         ring=ring_name,
         capture_dir=capture_dir,
-        config=config(ring_slots=1 << 18),
+        config=config(ring_slots=1 << 18, capture_compression=compression, **rotate),
         replay=usdm_capture,
         stats_file=stats_file,
     )
@@ -101,6 +105,14 @@ def test_replay_ring_equals_batch_run_over_the_capture_it_wrote(
     assert process.wait(60) == 0
     assert lost == 0 and feed.overruns == 0
 
+    files = capture_files(capture_dir)
+    if compression == "zstd":
+        assert len(files) > 1 and all(f.name.endswith(".txt.zst") for f in files), files
+        assert all(f.read_bytes()[:4] == b"\x28\xb5\x2f\xfd" for f in files)
+        # The USD-M capture is 27.8 MB of plain text.
+        assert sum(f.stat().st_size for f in files) < 5_000_000
+    else:
+        assert [f.name for f in files] == ["capture-000000.txt"]
     batch, stats = compute_records(capture_dir)
     assert len(live) == len(batch) > 90_000 * RECORD_SIZE
     assert live == batch, "ring records differ from the batch run over the ingest's capture"

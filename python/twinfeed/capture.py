@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-_CAPTURE_NAME = re.compile(r"^capture-(\d{6,})\.txt$")
+_CAPTURE_NAME = re.compile(r"^capture-(\d{6,})\.txt(\.zst)?$")
 
 
 def capture_files(folder: str | Path) -> list[Path]:
-    """The ``capture-NNNNNN.txt`` files of a live capture folder, oldest first."""
+    """The ``capture-NNNNNN.txt`` (or zstd ``.txt.zst``) files of a live capture folder, oldest
+    first."""
     files = [
         (int(m.group(1)), p)
         for p in Path(folder).iterdir()

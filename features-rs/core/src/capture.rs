@@ -35,6 +35,10 @@ pub struct CaptureReader {
     start: usize,
     end: usize,
     eof: bool,
+    /// Compressed input that ended inside a compressed frame (the writer was killed mid-write).
+    truncated: bool,
+    torn_reported: bool,
+    compressed: bool,
     line: u64,
     /// Total size of the file on disk (for progress).
     pub file_size: u64,
@@ -75,6 +79,7 @@ impl CaptureReader {
             inner: std::io::Cursor::new(head.to_vec()).chain(file),
             count: counted.clone(),
         };
+        let compressed = head.starts_with(&GZIP_MAGIC) || head.starts_with(&ZSTD_MAGIC);
         let inner: Box<dyn Read + Send> = if head.starts_with(&GZIP_MAGIC) {
             Box::new(flate2::bufread::MultiGzDecoder::new(
                 BufReader::with_capacity(1 << 20, raw),
@@ -91,6 +96,9 @@ impl CaptureReader {
             start: 0,
             end: 0,
             eof: false,
+            truncated: false,
+            torn_reported: false,
+            compressed,
             line: 0,
             file_size,
             counted,
@@ -111,6 +119,12 @@ impl CaptureReader {
         self.counted.0.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Whether the file is compressed and ends inside a compressed frame: what that frame held
+    /// past the last complete line is lost, and the reader reports it as a torn last line.
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+
     /// The next line, or `None` at the end of the file.
     pub fn next_line(&mut self) -> Result<Option<CaptureLine<'_>>> {
         let mut searched = self.start;
@@ -124,9 +138,11 @@ impl CaptureReader {
             }
             searched = self.end;
             if self.eof {
-                if self.start == self.end {
+                // A truncated compressed end is reported even when it cut at a line break.
+                if self.start == self.end && (!self.truncated || self.torn_reported) {
                     return Ok(None);
                 }
+                self.torn_reported = true;
                 let line_start = self.start;
                 self.start = self.end;
                 self.line += 1;
@@ -140,13 +156,21 @@ impl CaptureReader {
             if self.end == self.buf.len() {
                 self.buf.resize(self.buf.len() * 2, 0);
             }
-            let n = read_retrying(&mut self.inner, &mut self.buf[self.end..]).map_err(|e| {
-                Error::Capture {
-                    path: self.path.clone(),
-                    line: self.line + 1,
-                    message: format!("cannot read: {e}"),
+            let n = match read_retrying(&mut self.inner, &mut self.buf[self.end..]) {
+                Ok(n) => n,
+                // A compressed stream that stops inside a frame: a torn end, like a torn line.
+                Err(e) if self.compressed && e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    self.truncated = true;
+                    0
                 }
-            })?;
+                Err(e) => {
+                    return Err(Error::Capture {
+                        path: self.path.clone(),
+                        line: self.line + 1,
+                        message: format!("cannot read: {e}"),
+                    })
+                }
+            };
             self.end += n;
             self.eof = n == 0;
         }
@@ -298,10 +322,18 @@ impl CaptureRun {
                 }
             };
             let reader = self.reader.as_ref().unwrap();
-            let message = format!(
-                "{}: torn last line ({torn_len} bytes without a newline), skipped",
-                reader.path().display()
-            );
+            let message = if reader.truncated() {
+                format!(
+                    "{}: compressed data ends inside a frame (the writer was killed mid-write): \
+                     torn last line ({torn_len} decoded bytes without a newline), skipped",
+                    reader.path().display()
+                )
+            } else {
+                format!(
+                    "{}: torn last line ({torn_len} bytes without a newline), skipped",
+                    reader.path().display()
+                )
+            };
             self.torn
                 .push((reader.path().to_path_buf(), reader.line_number()));
             self.pipeline.skip_line(message);
@@ -309,7 +341,20 @@ impl CaptureRun {
     }
 }
 
-/// Append-only capture writer with size-based rotation into `dir/capture-NNNNNN.txt`.
+/// How a [`CaptureWriter`] stores its files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// Plain text, `capture-NNNNNN.txt`.
+    #[default]
+    None,
+    /// `capture-NNNNNN.txt.zst` at this zstd level: every chunk written is one complete zstd
+    /// frame (a file is a sequence of them), so a kill leaves whole frames and at most one torn
+    /// last frame, which readers report like a torn line.
+    Zstd(i32),
+}
+
+/// Append-only capture writer with size-based rotation into `dir/capture-NNNNNN.txt` (or
+/// `.txt.zst`, see [`Compression`]); the size counts bytes on disk.
 ///
 /// Lines are collected in memory and written by [`CaptureWriter::flush`] (or handed over whole
 /// by [`CaptureWriter::write_chunk`]) with one `write` call. A kill therefore leaves whole lines
@@ -323,6 +368,9 @@ pub struct CaptureWriter {
     file: File,
     written: u64,
     buffer: Vec<u8>,
+    compressor: Option<zstd::bulk::Compressor<'static>>,
+    /// The compressed form of the chunk being written.
+    packed: Vec<u8>,
     pub lines: u64,
 }
 
@@ -330,8 +378,13 @@ pub struct CaptureWriter {
 const FLUSH_BYTES: usize = 1 << 20;
 
 impl CaptureWriter {
-    /// Starts a new file after the highest-numbered one already in `dir`.
+    /// Starts a new plain-text file after the highest-numbered one already in `dir`.
     pub fn create(dir: &Path, rotate_bytes: u64) -> Result<Self> {
+        Self::create_with(dir, rotate_bytes, Compression::None)
+    }
+
+    /// Starts a new file after the highest-numbered one already in `dir`, stored as `compression` says.
+    pub fn create_with(dir: &Path, rotate_bytes: u64, compression: Compression) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let mut index = 0;
         for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
@@ -340,7 +393,14 @@ impl CaptureWriter {
                 index = index.max(n + 1);
             }
         }
-        let file = open_capture(dir, index)?;
+        let compressor = match compression {
+            Compression::None => None,
+            Compression::Zstd(level) => Some(
+                zstd::bulk::Compressor::new(level)
+                    .map_err(|e| Error::io(capture_path(dir, index, true), e))?,
+            ),
+        };
+        let file = open_capture(dir, index, compressor.is_some())?;
         Ok(CaptureWriter {
             dir: dir.to_path_buf(),
             rotate_bytes: rotate_bytes.max(1),
@@ -348,21 +408,21 @@ impl CaptureWriter {
             file,
             written: 0,
             buffer: Vec::with_capacity(FLUSH_BYTES),
+            compressor,
+            packed: Vec::new(),
             lines: 0,
         })
     }
 
     pub fn current_path(&self) -> PathBuf {
-        capture_path(&self.dir, self.index)
+        capture_path(&self.dir, self.index, self.compressor.is_some())
     }
 
     /// Appends one line to the buffer (see [`CaptureWriter::flush`]).
     pub fn write_line(&mut self, local_ns: i64, frame: &str) -> Result<()> {
         if self.written + self.buffer.len() as u64 >= self.rotate_bytes {
             self.flush()?;
-            self.index += 1;
-            self.file = open_capture(&self.dir, self.index)?;
-            self.written = 0;
+            self.rotate()?;
         }
         append_line(&mut self.buffer, local_ns, frame);
         self.lines += 1;
@@ -377,12 +437,11 @@ impl CaptureWriter {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        self.file
-            .write_all(&self.buffer)
-            .map_err(|e| Error::io(capture_path(&self.dir, self.index), e))?;
-        self.written += self.buffer.len() as u64;
+        let buffer = std::mem::take(&mut self.buffer);
+        let written = self.write_out(&buffer);
+        self.buffer = buffer;
         self.buffer.clear();
-        Ok(())
+        written
     }
 
     /// Writes `chunk`, whole lines formatted by [`append_line`] (`lines` of them), with one
@@ -391,14 +450,9 @@ impl CaptureWriter {
     pub fn write_chunk(&mut self, chunk: &[u8], lines: u64) -> Result<()> {
         self.flush()?;
         if self.written >= self.rotate_bytes {
-            self.index += 1;
-            self.file = open_capture(&self.dir, self.index)?;
-            self.written = 0;
+            self.rotate()?;
         }
-        self.file
-            .write_all(chunk)
-            .map_err(|e| Error::io(capture_path(&self.dir, self.index), e))?;
-        self.written += chunk.len() as u64;
+        self.write_out(chunk)?;
         self.lines += lines;
         Ok(())
     }
@@ -409,6 +463,35 @@ impl CaptureWriter {
         self.file
             .sync_data()
             .map_err(|e| Error::io(self.current_path(), e))
+    }
+
+    fn rotate(&mut self) -> Result<()> {
+        self.index += 1;
+        self.file = open_capture(&self.dir, self.index, self.compressor.is_some())?;
+        self.written = 0;
+        Ok(())
+    }
+
+    /// One `write` of `bytes` (whole lines), as one zstd frame when compressing.
+    fn write_out(&mut self, bytes: &[u8]) -> Result<()> {
+        let out = match &mut self.compressor {
+            None => bytes,
+            Some(compressor) => {
+                self.packed.clear();
+                self.packed
+                    .reserve(zstd::zstd_safe::compress_bound(bytes.len()));
+                compressor
+                    .compress_to_buffer(bytes, &mut self.packed)
+                    .map_err(|e| Error::io(self.current_path(), e))?;
+                &self.packed
+            }
+        };
+        let path = || capture_path(&self.dir, self.index, self.compressor.is_some());
+        (&self.file)
+            .write_all(out)
+            .map_err(|e| Error::io(path(), e))?;
+        self.written += out.len() as u64;
+        Ok(())
     }
 }
 
@@ -446,12 +529,14 @@ pub fn append_clean_line(buffer: &mut Vec<u8>, local_ns: i64, frame: &str) {
     buffer.push(b'\n');
 }
 
-fn capture_path(dir: &Path, index: u64) -> PathBuf {
-    dir.join(format!("capture-{index:06}.txt"))
+fn capture_path(dir: &Path, index: u64, compressed: bool) -> PathBuf {
+    let suffix = if compressed { ".zst" } else { "" };
+    dir.join(format!("capture-{index:06}.txt{suffix}"))
 }
 
-/// The index of a file named `capture-NNNNNN.txt`.
+/// The index of a file named `capture-NNNNNN.txt` or `capture-NNNNNN.txt.zst`.
 pub fn capture_index(name: &str) -> Option<u64> {
+    let name = name.strip_suffix(".zst").unwrap_or(name);
     name.strip_prefix("capture-")?
         .strip_suffix(".txt")?
         .parse()
@@ -471,8 +556,8 @@ pub fn capture_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files.into_iter().map(|(_, path)| path).collect())
 }
 
-fn open_capture(dir: &Path, index: u64) -> Result<File> {
-    let path = capture_path(dir, index);
+fn open_capture(dir: &Path, index: u64, compressed: bool) -> Result<File> {
+    let path = capture_path(dir, index, compressed);
     OpenOptions::new()
         .create(true)
         .append(true)
@@ -529,6 +614,63 @@ mod tests {
 
     fn run_files(dir: &Path) -> usize {
         capture_files(dir).unwrap().len()
+    }
+
+    #[test]
+    fn zstd_writer_rotates_one_frame_per_chunk_and_a_torn_frame_is_reported() {
+        let dir = temp_dir("zstd");
+        let mut writer = CaptureWriter::create_with(&dir, 150, Compression::Zstd(1)).unwrap();
+        let mut expected = Vec::new();
+        for chunk in 0..6i64 {
+            let mut bytes = Vec::new();
+            for i in 0..20 {
+                let line = format!("{{\"twinfeed\":\"heartbeat\",\"n\":{}}}", chunk * 20 + i);
+                append_line(&mut bytes, 1000 + chunk * 20 + i, &line);
+            }
+            writer.write_chunk(&bytes, 20).unwrap();
+            expected.extend_from_slice(&bytes);
+        }
+        writer.sync().unwrap();
+        assert_eq!(writer.lines, 120);
+        let files = capture_files(&dir).unwrap();
+        assert!(files.len() > 1, "rotated on compressed bytes: {files:?}");
+        for file in &files {
+            assert!(file.to_string_lossy().ends_with(".txt.zst"), "{file:?}");
+        }
+        let mut read = Vec::new();
+        for file in &files {
+            let mut reader = CaptureReader::open(file).unwrap();
+            while let Some(CaptureLine::Complete(line)) = reader.next_line().unwrap() {
+                read.extend_from_slice(line);
+                read.push(b'\n');
+            }
+            assert!(!reader.truncated());
+        }
+        assert_eq!(read, expected);
+        // A restarted writer numbers after the compressed files.
+        let next = CaptureWriter::create(&dir, 150).unwrap();
+        assert_eq!(
+            capture_index(&next.current_path().file_name().unwrap().to_string_lossy()),
+            Some(files.len() as u64)
+        );
+        drop(next);
+        // Cut the last frame short, as a kill in the middle of a write would.
+        let last = files.last().unwrap();
+        let bytes = std::fs::read(last).unwrap();
+        std::fs::write(last, &bytes[..bytes.len() - 3]).unwrap();
+        let mut run =
+            CaptureRun::new(files.clone(), Pipeline::new(FeatureConfig::default())).unwrap();
+        let mut out = Vec::new();
+        while run.next_batch(7, &mut out).unwrap() {}
+        assert_eq!(run.torn.len(), 1);
+        assert_eq!(run.pipeline().stats().malformed_lines, 1);
+        let errors = &run.pipeline().stats().errors;
+        assert!(
+            errors[0].message.contains("ends inside a frame"),
+            "{errors:?}"
+        );
+        // Every heartbeat of the complete frames is there.
+        assert!(out.len() >= 100 && out.len() < 120, "{}", out.len());
     }
 
     #[test]

@@ -141,8 +141,12 @@ fn run(args: Args) -> Result<()> {
         }
     }
 
-    let capture = CaptureWriter::create(&capture_dir, config.ingest.rotate_bytes)
-        .with_context(|| format!("cannot create a capture in {}", capture_dir.display()))?;
+    let capture = CaptureWriter::create_with(
+        &capture_dir,
+        config.ingest.rotate_bytes,
+        config.ingest.capture_compression(),
+    )
+    .with_context(|| format!("cannot create a capture in {}", capture_dir.display()))?;
     let ring = match &args.ring {
         Some(name) => Some(RingWriter::create(
             name,
