@@ -84,7 +84,8 @@ _stats_option = click.option(
 @click.option(
     "--capture-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Capture folder (default: captures/<ring>-<UTC time>).",
+    help="Capture folder (default: captures/<ring>-<UTC time>). Plain capture-NNNNNN.txt files, "
+    'or capture-NNNNNN.txt.zst with [ingest] capture_compression = "zstd" in the config.',
 )
 @_symbols_option
 @_stats_option
@@ -117,7 +118,8 @@ def ingest(
 @click.option(
     "--capture-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Capture folder (default: captures/record-<UTC time>).",
+    help="Capture folder (default: captures/record-<UTC time>). zstd-compressed with [ingest] "
+    'capture_compression = "zstd" in the config.',
 )
 @_symbols_option
 @_stats_option
