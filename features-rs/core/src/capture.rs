@@ -45,8 +45,10 @@ pub struct CaptureReader {
     counted: CountingHandle,
 }
 
-/// Bytes of the read buffer (and of each `read` call).
-const READ_CHUNK: usize = 4 << 20;
+/// Bytes of the read buffer (and of each `read` call). Small enough that the kernel's copy is
+/// still in the core's L2 cache when the parser reads it: 2–3 % faster than 4 MiB on
+/// bookTicker-heavy input (Intel Xeon VM, 2 MiB L2 per core; 128 KiB and 1 MiB fell between).
+const READ_CHUNK: usize = 256 << 10;
 
 /// Bytes of the underlying file consumed so far (compressed bytes for compressed files).
 #[derive(Clone, Default)]
@@ -671,6 +673,26 @@ mod tests {
         );
         // Every heartbeat of the complete frames is there.
         assert!(out.len() >= 100 && out.len() < 120, "{}", out.len());
+    }
+
+    #[test]
+    fn a_line_longer_than_the_read_buffer_grows_it() {
+        let dir = temp_dir("long");
+        let long = format!(
+            "{{\"twinfeed\":\"heartbeat\",\"pad\":\"{}\"}}",
+            "x".repeat(3 * READ_CHUNK)
+        );
+        let text = format!(
+            "1 {{\"twinfeed\":\"heartbeat\"}}\n2 {long}\n3 {{\"twinfeed\":\"heartbeat\"}}\n"
+        );
+        let path = dir.join("long.txt");
+        std::fs::write(&path, &text).unwrap();
+        let mut reader = CaptureReader::open(&path).unwrap();
+        let mut lengths = Vec::new();
+        while let Some(CaptureLine::Complete(line)) = reader.next_line().unwrap() {
+            lengths.push(line.len());
+        }
+        assert_eq!(lengths, [26, long.len() + 2, 26]);
     }
 
     #[test]
