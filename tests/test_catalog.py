@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import polars as pl
@@ -186,3 +187,25 @@ def test_imported_multi_symbol_capture(tmp_path: Path) -> None:
         "SUSHIUSDT",
     ]
     assert store.features(symbol="ALL").collect().equals(compute_features(capture))
+
+
+def test_zstd_captures_from_the_ingest_are_catalogued(tmp_path: Path) -> None:
+    # A real compressed capture: the ingest replaying the bundled one with
+    # `capture_compression = "zstd"` (several zstd frames, as live).
+    from twinfeed.capture import capture_files
+    from twinfeed.live.ingest import find_binary
+
+    config = tmp_path / "zstd.toml"
+    config.write_text('[ingest]\ncapture_compression = "zstd"\n')
+    written = tmp_path / "written"
+    subprocess.run(
+        [find_binary(), "--config", config, "--replay", SYNTH, "--capture-dir", written],
+        check=True,
+        capture_output=True,
+    )
+    (capture,) = capture_files(written)
+    assert capture.name.endswith(".txt.zst")
+    store = Catalog(tmp_path / "catalog")
+    added = store.add_capture(capture, "binance-usdm")
+    assert added.parent.name == f"date={DATE}" and added.parent.parent.name == "symbol=BTCUSDT"
+    assert store.features().collect().equals(compute_features(capture))

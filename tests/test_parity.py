@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -185,3 +186,32 @@ def test_parquet_diff_reports_first_divergence(tmp_path):
     first = json.loads(report.read_text())["first_divergence"]
     assert first["index"] == 1234
     assert [d["field"] for d in first["differing_fields"]] == ["spread"]
+
+
+def test_the_locator_reads_zstd_captures_line_for_line_like_plain_ones(tmp_path: Path) -> None:
+    # The ingest replaying the bundled capture twice: a plain capture and a zstd one.
+    from twinfeed.capture import capture_files
+    from twinfeed.live.ingest import find_binary
+
+    written = {}
+    for compression in ("none", "zstd"):
+        config = tmp_path / f"{compression}.toml"
+        config.write_text(f'[ingest]\ncapture_compression = "{compression}"\n')
+        folder = tmp_path / compression
+        subprocess.run(
+            [find_binary(), "--config", config, "--replay", SYNTH, "--capture-dir", folder],
+            check=True,
+            capture_output=True,
+        )
+        written[compression] = capture_files(folder)
+    lines = b"".join(p.read_bytes() for p in written["none"]).splitlines()
+    plain, packed = capture_locator(written["none"]), capture_locator(written["zstd"])
+    for number in (1, 2, len(lines) // 2, len(lines)):
+        from_plain, from_zstd = plain(number), packed(number)
+        assert from_plain is not None and from_zstd is not None
+        text = lines[number - 1].decode()
+        if len(text) > 400:
+            text = text[:400] + f"... ({len(text)} chars)"
+        assert from_plain.text == from_zstd.text == text
+        assert from_zstd.path.endswith(".txt.zst") and from_zstd.line == number
+    assert plain(len(lines) + 1) is None and packed(len(lines) + 1) is None

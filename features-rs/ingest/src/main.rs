@@ -54,13 +54,14 @@ struct Args {
     /// written.
     #[arg(long)]
     ring: Option<String>,
-    /// Folder of the capture this run writes (capture-NNNNNN.txt, rotated by size).
+    /// Folder of the capture this run writes (capture-NNNNNN.txt, or .txt.zst with
+    /// ingest.capture_compression = "zstd"; rotated by size).
     #[arg(long)]
     capture_dir: Option<PathBuf>,
     /// Symbols to subscribe to, comma-separated (default: the config's filter.symbols).
     #[arg(long, value_delimiter = ',')]
     symbols: Vec<String>,
-    /// Run the pipeline over this capture file (or folder of capture-*.txt) instead of a
+    /// Run the pipeline over this capture file (or folder of capture-*.txt[.zst]) instead of a
     /// socket, then exit.
     #[arg(long)]
     replay: Option<PathBuf>,
@@ -217,7 +218,7 @@ fn replay_inputs(path: &Path, capture_dir: &Path) -> Result<Vec<PathBuf>> {
     }
     let files = capture_files(path)?;
     if files.is_empty() {
-        bail!("--replay {}: no capture-*.txt files", path.display());
+        bail!("--replay {}: no capture-*.txt[.zst] files", path.display());
     }
     Ok(files)
 }

@@ -51,6 +51,64 @@ fn record_kinds() -> Vec<(&'static str, u8)> {
     Kind::ALL.iter().map(|k| (k.name(), *k as u8)).collect()
 }
 
+/// The first non-blank line of a capture file (plain, gzip or zstd, read as the pipeline reads
+/// it): (its 1-based line number, its bytes without the newline); None when the file holds no
+/// complete non-blank line.
+#[pyfunction]
+fn first_capture_line(
+    py: Python<'_>,
+    path: std::path::PathBuf,
+) -> PyResult<Option<(u64, Bound<'_, pyo3::types::PyBytes>)>> {
+    let mut reader =
+        twinfeed_features::capture::CaptureReader::open(&path).map_err(error::to_py)?;
+    while let Some(line) = reader.next_line().map_err(error::to_py)? {
+        match line {
+            twinfeed_features::capture::CaptureLine::Complete(line)
+                if !line.iter().all(u8::is_ascii_whitespace) =>
+            {
+                let bytes = pyo3::types::PyBytes::new(py, line);
+                return Ok(Some((reader.line_number(), bytes)));
+            }
+            twinfeed_features::capture::CaptureLine::Complete(_) => continue,
+            twinfeed_features::capture::CaptureLine::Torn(_) => break,
+        }
+    }
+    Ok(None)
+}
+
+/// Line `number` (1-based, as records count them within a file) of a capture file (plain, gzip
+/// or zstd), without its newline; a torn last line too. None past the end.
+#[pyfunction]
+fn capture_line(
+    py: Python<'_>,
+    path: std::path::PathBuf,
+    number: u64,
+) -> PyResult<Option<Bound<'_, pyo3::types::PyBytes>>> {
+    use twinfeed_features::capture::{CaptureLine, CaptureReader};
+    let mut reader = CaptureReader::open(&path).map_err(error::to_py)?;
+    loop {
+        // Every line the reader returns, complete or torn, is the next number.
+        let this = reader.line_number() + 1;
+        match reader.next_line().map_err(error::to_py)? {
+            Some(CaptureLine::Complete(bytes) | CaptureLine::Torn(bytes)) if this == number => {
+                return Ok(Some(pyo3::types::PyBytes::new(py, bytes)));
+            }
+            Some(_) => {}
+            None => return Ok(None),
+        }
+    }
+}
+
+/// How many lines a capture file holds (plain, gzip or zstd; a torn last line counts, as the
+/// pipeline counts it).
+#[pyfunction]
+fn capture_line_count(path: std::path::PathBuf) -> PyResult<u64> {
+    let mut reader =
+        twinfeed_features::capture::CaptureReader::open(&path).map_err(error::to_py)?;
+    while reader.next_line().map_err(error::to_py)?.is_some() {}
+    Ok(reader.line_number())
+}
+
 #[pymodule]
 fn _features(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -81,5 +139,8 @@ fn _features(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(record_dtype, m)?)?;
     m.add_function(wrap_pyfunction!(feature_arrow_schema, m)?)?;
     m.add_function(wrap_pyfunction!(record_kinds, m)?)?;
+    m.add_function(wrap_pyfunction!(first_capture_line, m)?)?;
+    m.add_function(wrap_pyfunction!(capture_line, m)?)?;
+    m.add_function(wrap_pyfunction!(capture_line_count, m)?)?;
     Ok(())
 }

@@ -17,7 +17,6 @@ partition's cached features.
 
 from __future__ import annotations
 
-import gzip
 import os
 import shutil
 from collections.abc import Iterator
@@ -28,7 +27,8 @@ from typing import Any
 
 import polars as pl
 
-from twinfeed import FeatureConfig, TwinfeedError
+from twinfeed import CaptureError, FeatureConfig, TwinfeedError
+from twinfeed._features import first_capture_line
 from twinfeed.research.features import open_run
 from twinfeed.research.parquet import read_fingerprint, write_features
 
@@ -55,21 +55,20 @@ class Partition:
 
 
 def first_local_ns(path: Path) -> int:
-    """The local receive ns of a capture's first line (plain or gzip)."""
-    with path.open("rb") as probe:
-        gzipped = probe.read(2) == b"\x1f\x8b"
-    opener: Any = gzip.open if gzipped else open
-    with opener(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            stamp = raw.split(b" ", 1)[0]
-            if not stamp.isdigit():
-                raise CatalogError(
-                    f"{path}:{number}: expected `<local_receive_ns> <frame>`, got {raw[:40]!r}"
-                )
-            return int(stamp)
-    raise CatalogError(f"{path}: empty capture, no date to file it under")
+    """The local receive ns of a capture's first line (plain, gzip or zstd)."""
+    try:
+        first = first_capture_line(path)
+    except CaptureError as error:
+        raise CatalogError(str(error)) from error
+    if first is None:
+        raise CatalogError(f"{path}: empty capture, no date to file it under")
+    number, line = first
+    stamp = line.split(b" ", 1)[0]
+    if not stamp.isdigit():
+        raise CatalogError(
+            f"{path}:{number}: expected `<local_receive_ns> <frame>`, got {line[:40]!r}"
+        )
+    return int(stamp)
 
 
 def utc_date(local_ns: int) -> str:
