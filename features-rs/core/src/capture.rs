@@ -200,6 +200,11 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(filled)
 }
 
+/// Records [`CaptureRun`] gathers before handing them out: 64 records are 12 KiB, so they are
+/// still in the L1 cache when the caller copies them out (the binding's row-to-column
+/// transpose). 3-7 % faster than 1,024 on bookTicker-heavy input, in interleaved runs.
+const PENDING_RECORDS: usize = 64;
+
 /// A pipeline run over one or more capture files (e.g. a rotated live capture), in order.
 /// Line numbers in records count across files; [`CaptureRun::locate`] maps them back.
 pub struct CaptureRun {
@@ -277,7 +282,7 @@ impl CaptureRun {
     }
 
     /// The next records, at most `max_rows` of them, borrowed from the run (no copy); `None`
-    /// once the input is exhausted. Slices hold up to about a thousand records.
+    /// once the input is exhausted. Slices hold up to about 64 records (`PENDING_RECORDS`).
     pub fn next_records(&mut self, max_rows: usize) -> Result<Option<&[Record]>> {
         if self.pending_start == self.pending.len() {
             self.pending.clear();
@@ -308,7 +313,7 @@ impl CaptureRun {
             let torn_len = match reader.next_line()? {
                 Some(CaptureLine::Complete(line)) => {
                     self.pipeline.push_line(line, &mut self.pending);
-                    if self.pending.len() >= 1024 {
+                    if self.pending.len() >= PENDING_RECORDS {
                         return Ok(true);
                     }
                     continue;
