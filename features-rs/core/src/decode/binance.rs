@@ -142,7 +142,7 @@ pub(crate) fn decode_general(frame: &str) -> Result<Message<'_>, DecodeError> {
 /// The fastest route, on raw bytes before any UTF-8 check: a combined-stream bookTicker frame
 /// in Binance's exact layout. `None` means "not this shape": decode the frame with [`decode`]
 /// (after checking it is UTF-8), which then gives the very same result a match would have.
-#[inline]
+#[inline(always)]
 pub fn book_ticker_envelope(frame: &[u8]) -> Option<Result<Quote<'_>, DecodeError>> {
     let rest = frame.strip_prefix(ENVELOPE_PREFIX.as_bytes())?;
     // A plain ASCII name (anything else: the general route decides).

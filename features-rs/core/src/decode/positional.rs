@@ -108,6 +108,11 @@ impl<'a> Cursor<'a> {
 /// Works on bytes: every byte it accepts is ASCII structure or digits, except string members,
 /// which it checks as UTF-8 itself; so a frame it accepts is valid UTF-8 as a whole, and callers
 /// need not validate it first.
+///
+/// Inlined into its callers: the quote then stays in registers instead of being returned
+/// through memory and reloaded with wider loads than the stores that wrote it (a
+/// store-forwarding stall that perf showed as 2 % of the binding's time; +3.5 % overall).
+#[inline(always)]
 pub fn book_ticker<'a>(
     bytes: &'a [u8],
     body_start: usize,
