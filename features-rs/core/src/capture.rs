@@ -701,6 +701,30 @@ mod tests {
     }
 
     #[test]
+    fn a_gzip_capture_cut_short_reads_up_to_the_cut_and_reports_it() {
+        let dir = temp_dir("gzip-cut");
+        let mut text = Vec::new();
+        for i in 0..2000 {
+            append_line(&mut text, 1000 + i, "{\"twinfeed\":\"heartbeat\"}");
+        }
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(&text).unwrap();
+        let packed = encoder.finish().unwrap();
+        let path = dir.join("cut.gz");
+        std::fs::write(&path, &packed[..packed.len() * 2 / 3]).unwrap();
+        let mut reader = CaptureReader::open(&path).unwrap();
+        let (mut complete, mut torn) = (0, 0);
+        while let Some(line) = reader.next_line().unwrap() {
+            match line {
+                CaptureLine::Complete(_) => complete += 1,
+                CaptureLine::Torn(_) => torn += 1,
+            }
+        }
+        assert!(reader.truncated() && torn == 1, "{complete} {torn}");
+        assert!(complete > 0 && complete < 2000, "{complete}");
+    }
+
+    #[test]
     fn reads_gzip_and_zstd() {
         let dir = temp_dir("compressed");
         let text = b"1 {\"twinfeed\":\"heartbeat\"}\n2 {\"twinfeed\":\"heartbeat\"}\n";
