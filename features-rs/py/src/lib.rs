@@ -7,8 +7,11 @@ mod error;
 mod ring;
 mod run;
 
+use std::path::PathBuf;
+
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
+use twinfeed_features::capture::{CaptureLine, CaptureReader};
 use twinfeed_features::record::{Kind, FIELDS, RECORD_SIZE, SCHEMA_VERSION};
 
 /// `(name, numpy type string, byte offset)` of every record field, in layout order.
@@ -57,20 +60,17 @@ fn record_kinds() -> Vec<(&'static str, u8)> {
 #[pyfunction]
 fn first_capture_line(
     py: Python<'_>,
-    path: std::path::PathBuf,
-) -> PyResult<Option<(u64, Bound<'_, pyo3::types::PyBytes>)>> {
-    let mut reader =
-        twinfeed_features::capture::CaptureReader::open(&path).map_err(error::to_py)?;
+    path: PathBuf,
+) -> PyResult<Option<(u64, Bound<'_, PyBytes>)>> {
+    let mut reader = CaptureReader::open(&path).map_err(error::to_py)?;
     while let Some(line) = reader.next_line().map_err(error::to_py)? {
         match line {
-            twinfeed_features::capture::CaptureLine::Complete(line)
-                if !line.iter().all(u8::is_ascii_whitespace) =>
-            {
-                let bytes = pyo3::types::PyBytes::new(py, line);
+            CaptureLine::Complete(line) if !line.iter().all(u8::is_ascii_whitespace) => {
+                let bytes = PyBytes::new(py, line);
                 return Ok(Some((reader.line_number(), bytes)));
             }
-            twinfeed_features::capture::CaptureLine::Complete(_) => continue,
-            twinfeed_features::capture::CaptureLine::Torn(_) => break,
+            CaptureLine::Complete(_) => continue,
+            CaptureLine::Torn(_) => break,
         }
     }
     Ok(None)
@@ -81,17 +81,16 @@ fn first_capture_line(
 #[pyfunction]
 fn capture_line(
     py: Python<'_>,
-    path: std::path::PathBuf,
+    path: PathBuf,
     number: u64,
-) -> PyResult<Option<Bound<'_, pyo3::types::PyBytes>>> {
-    use twinfeed_features::capture::{CaptureLine, CaptureReader};
+) -> PyResult<Option<Bound<'_, PyBytes>>> {
     let mut reader = CaptureReader::open(&path).map_err(error::to_py)?;
     loop {
         // Every line the reader returns, complete or torn, is the next number.
         let this = reader.line_number() + 1;
         match reader.next_line().map_err(error::to_py)? {
             Some(CaptureLine::Complete(bytes) | CaptureLine::Torn(bytes)) if this == number => {
-                return Ok(Some(pyo3::types::PyBytes::new(py, bytes)));
+                return Ok(Some(PyBytes::new(py, bytes)));
             }
             Some(_) => {}
             None => return Ok(None),
@@ -102,9 +101,8 @@ fn capture_line(
 /// How many lines a capture file holds (plain, gzip or zstd; a torn last line counts, as the
 /// pipeline counts it).
 #[pyfunction]
-fn capture_line_count(path: std::path::PathBuf) -> PyResult<u64> {
-    let mut reader =
-        twinfeed_features::capture::CaptureReader::open(&path).map_err(error::to_py)?;
+fn capture_line_count(path: PathBuf) -> PyResult<u64> {
+    let mut reader = CaptureReader::open(&path).map_err(error::to_py)?;
     while reader.next_line().map_err(error::to_py)?.is_some() {}
     Ok(reader.line_number())
 }
