@@ -213,7 +213,7 @@ class IngestRun:
         self.ingest.stop()
         self.log.close()
         shutil.rmtree(self.capture_dir, ignore_errors=True)
-        Path(f"/dev/shm/twinfeed-{self.ring}").unlink(missing_ok=True)
+        self.ingest.remove_ring()
 
 
 def ingest_throughput(run: IngestRun, warmup: float, seconds: float) -> Row:

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from twinfeed.live.feed import Feed
-from twinfeed.live.ingest import start_ingest
+from twinfeed.live.ingest import ring_file, start_ingest
 from twinfeed.records import warn_if_debug
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,7 +70,7 @@ def flood(count: int, batch: int, slots: int, max_rows: int, rate: float) -> Non
         received, lost, first, last = read_all(feed, max_rows)
     finally:
         writer.wait()
-        Path(f"/dev/shm/twinfeed-{name}").unlink(missing_ok=True)
+        ring_file(name).unlink(missing_ok=True)
     label = "max" if rate <= 0 else f"{rate / 1e6:g}M/s"
     report(f"flood @ {label}", received, lost, last - first)
 
@@ -95,7 +95,7 @@ def replay(repeat: int, max_rows: int) -> None:
             received, lost, _, last = read_all(feed, max_rows)
         finally:
             process.wait()
-            Path(f"/dev/shm/twinfeed-{name}").unlink(missing_ok=True)
+            process.remove_ring()
             shutil.rmtree(Path(tmp) / "capture", ignore_errors=True)
     report("ingest replay", received, lost, last - started)
 

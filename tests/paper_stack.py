@@ -37,7 +37,7 @@ def paper_stack(tmp: Path, ring_prefix: str, api_key: str, secret: str) -> Itera
     ``<ring_prefix>-<pid>-<n>`` (log and capture under ``tmp``); all stopped on exit."""
     from twinfeed import FeatureConfig
     from twinfeed.live.gateway import OrderGateway
-    from twinfeed.live.ingest import start_ingest
+    from twinfeed.live.ingest import ring_file, start_ingest
     from twinfeed.live.paper_venue import PaperVenue
     from twinfeed.live.venue import BUNDLED_CAPTURE, start_venue
 
@@ -61,3 +61,5 @@ def paper_stack(tmp: Path, ring_prefix: str, api_key: str, secret: str) -> Itera
                 yield PaperStack(paper, OrderGateway(paper.url, api_key, secret), ring, env)
         finally:
             paper.stop()
+            # The ingest has stopped (the `with` above); its ring is this stack's to remove.
+            ring_file(ring).unlink(missing_ok=True)

@@ -7,6 +7,7 @@ venue's own tests.)
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,15 @@ def test_orders_and_fills_land_in_the_db(session: SessionResult) -> None:
         con.execute("SELECT count(*) FROM orders WHERE state IN ('new', 'acked')").fetchall()[0][0]
         == 0
     )
+
+
+def test_the_session_leaves_no_ring_behind(session: SessionResult) -> None:
+    # Its rings are named live-<this process>-<n>; each holds the ring's memory in /dev/shm.
+    shm = Path("/dev/shm")
+    if not shm.is_dir():
+        pytest.skip("no /dev/shm on this machine")
+    assert session.summary.status == "completed"
+    assert sorted(shm.glob(f"twinfeed-live-{os.getpid()}-*")) == []
 
 
 def test_db_positions_equal_the_venue(session: SessionResult) -> None:

@@ -29,6 +29,12 @@ def find_binary(name: str = BINARY) -> Path:
     return binaries.find_binary(name)
 
 
+def ring_file(ring: str) -> Path:
+    """The file behind ring name ``ring``: ``/dev/shm/twinfeed-<ring>``, or ``ring`` itself when
+    it is an absolute path (as the ingest and ``Feed.open`` resolve it)."""
+    return Path(ring) if os.path.isabs(ring) else Path("/dev/shm") / f"twinfeed-{ring}"
+
+
 @dataclass
 class IngestProcess:
     """A running ``twinfeed-ingest``. Use as a context manager to stop it on exit."""
@@ -103,6 +109,19 @@ class IngestProcess:
         if self.process.poll() is None:
             self.process.kill()
         return self.wait()
+
+    def remove_ring(self) -> None:
+        """Deletes the ring file once the process has exited and nobody will open the ring
+        again (a reader that has it open keeps reading what is there). The ingest leaves it
+        behind on purpose, so readers can drain after it stops; whoever started it removes it,
+        or each run would leave its ring's memory in /dev/shm."""
+        if self.ring is None:
+            return
+        if self.running():
+            raise RingError(
+                f"{BINARY} (pid {self.pid}) still writes ring {self.ring}: stop it first"
+            )
+        ring_file(self.ring).unlink(missing_ok=True)
 
     def _cleanup(self) -> None:
         for path in self._temporary:

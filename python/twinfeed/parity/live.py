@@ -135,8 +135,7 @@ def run_live_path(
         finally:
             if ingest.running():
                 ingest.kill()
-            ring_path = Path("/dev/shm") / f"twinfeed-{ring}"
-            ring_path.unlink(missing_ok=True)
+            ingest.remove_ring()
     records = np.concatenate(batches) if batches else np.empty(0, dtype=_dtype())
     if transform is not None:
         records = transform(records.copy())

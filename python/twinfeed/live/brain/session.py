@@ -189,6 +189,9 @@ def run_session(
                         stderr=ingest_log,
                     )
 
+                    # Every ingest this session starts; their rings are removed at its end.
+                    ingests = [ingest]
+
                     def restart_ingest() -> Feed:
                         # Session-level: a fresh process on a fresh ring (the dead one's ring
                         # may hold a torn state); the capture directory is shared.
@@ -203,6 +206,7 @@ def run_session(
                             symbols=list(settings.live.symbols),
                             stderr=ingest_log,
                         )
+                        ingests.append(ingest)
                         ingest.wait_for_ring(timeout=10)
                         say(f"ingest restarted: pid {ingest.pid} -> ring {fresh}")
                         return Feed.open(fresh, expected_fingerprint=config.fingerprint, wait=5)
@@ -239,7 +243,9 @@ def run_session(
                         )
                         venue_messages = int(market.status().get("messages_sent", 0))
                     finally:
-                        ingest.stop()
+                        for started in ingests:
+                            started.stop()
+                            started.remove_ring()
             finally:
                 if entry is not None:
                     stream_gaps = entry.stream_gaps
