@@ -493,10 +493,9 @@ impl CaptureWriter {
                 &self.packed
             }
         };
-        let path = || capture_path(&self.dir, self.index, self.compressor.is_some());
         (&self.file)
             .write_all(out)
-            .map_err(|e| Error::io(path(), e))?;
+            .map_err(|e| Error::io(self.current_path(), e))?;
         self.written += out.len() as u64;
         Ok(())
     }
