@@ -13,6 +13,12 @@ pub fn now_ns() -> i64 {
 /// reconnects out; it never reaches a feature.
 pub struct Jitter(u64);
 
+impl Default for Jitter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Jitter {
     pub fn new() -> Self {
         Jitter(now_ns() as u64 | 1)

@@ -13,28 +13,21 @@
 //! - Decode errors are counted, never fatal. Capture write errors are fatal (parity would break).
 //! - SIGINT/SIGTERM: a `disconnected` line, flush, ring marked closed, exit 0.
 
-mod capture_thread;
-mod clock;
-mod live;
-mod replay;
-mod rest;
-mod sink;
-mod ws;
-
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use capture_thread::CaptureThread;
 use clap::Parser;
 use twinfeed_features::capture::{capture_files, CaptureWriter};
 use twinfeed_features::{FeatureConfig, Pipeline, SCHEMA_VERSION};
+use twinfeed_ingest::capture_thread::CaptureThread;
 use twinfeed_ring::{RingOptions, RingWriter, LAYOUT_VERSION};
 
-use crate::live::LiveSettings;
-use crate::rest::HttpBase;
-use crate::sink::Sink;
+use twinfeed_ingest::live::LiveSettings;
+use twinfeed_ingest::rest::HttpBase;
+use twinfeed_ingest::sink::Sink;
+use twinfeed_ingest::{live, replay, rest};
 
 /// Live ingest: websocket → capture + features → shared-memory ring.
 #[derive(Parser, Debug)]
