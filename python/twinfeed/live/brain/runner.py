@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from twinfeed.instruments import Instrument, SymbolInstruments
 from twinfeed.live.brain.entry import OrderEntry, OrderRefused
 from twinfeed.live.brain.monitor import FeedMonitor, FeedTransition
 from twinfeed.live.brain.oms import ExecutionReport, OrderManager
@@ -108,6 +109,17 @@ class RunSummary:
     venue_positions: dict[str, float] = field(default_factory=dict)
     reconciled: bool | None = None
     pnl: dict[str, float] = field(default_factory=dict)
+    #: Refused orders by reason (``risk rate``, ``venue -1111 Precision is over ...``).
+    refusals: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def accepted(self) -> int:
+        """Orders that passed risk and the venue's order entry."""
+        return self.orders - self.risk_rejections - self.venue_rejections
+
+    def top_refusals(self, count: int = 3) -> list[tuple[str, int]]:
+        """The most frequent refusal reasons with their counts."""
+        return sorted(self.refusals.items(), key=lambda item: (-item[1], item[0]))[:count]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -187,6 +199,10 @@ class LiveContext:
     def pnl(self) -> PnL:
         return self._trader.portfolio.pnl()
 
+    def instrument(self, symbol: int | str | None = None) -> Instrument:
+        """See :meth:`twinfeed.strategy.Context.instrument`."""
+        return self._trader.instruments.get(symbol, 0)
+
     def open_orders(self, symbol: int | None = None) -> list[Order]:
         return [
             logical.view
@@ -221,6 +237,7 @@ class LiveTrader:
         expected_fingerprint: str | None = None,
         run_config: Mapping[str, Any] | None = None,
         monitor: FeedMonitor | None = None,
+        instruments: SymbolInstruments | None = None,
     ) -> None:
         if expected_fingerprint is not None and feed.fingerprint != expected_fingerprint:
             raise ValueError(
@@ -235,7 +252,9 @@ class LiveTrader:
         self.risk = risk
         self.monitor = monitor or FeedMonitor(config.stale_after_s, config.degraded_after_s)
         self.oms = OrderManager()
-        self.portfolio = Portfolio()
+        #: The trading rules of ``config.symbols`` (``ctx.instrument``, PnL of inverse contracts).
+        self.instruments = instruments or SymbolInstruments(None, None, None)
+        self.portfolio = Portfolio(self.instruments if instruments is not None else None)
         self.ctx = LiveContext(self)
         self.logical: dict[str, _Logical] = {}
         self._legs: dict[str, _LegInfo] = {}
@@ -426,6 +445,7 @@ class LiveTrader:
         )
         if not decision.ok:
             self.summary.risk_rejections += 1
+            self._count_refusal(f"risk {decision.check}")
             self.db.risk_event(
                 self.ctx.now, order.client_id, decision.check, decision.reason, decision.detail
             )
@@ -437,6 +457,7 @@ class LiveTrader:
             report = self.gateway.send_order(order, symbol)
         except OrderRefused as error:
             self.summary.venue_rejections += 1
+            self._count_refusal(f"venue {error.code} {error.message}")
             self._apply_events(
                 self.oms.reject(
                     order.client_id, self.ctx.now, f"venue: {error.code} {error.message}"
@@ -444,6 +465,10 @@ class LiveTrader:
             )
             return
         self.apply_reports([report])
+
+    def _count_refusal(self, reason: str) -> None:
+        refusals = self.summary.refusals
+        refusals[reason] = refusals.get(reason, 0) + 1
 
     def cancel(self, strategy_id: str) -> None:
         logical = self.logical.get(strategy_id)
