@@ -9,7 +9,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pytest
-
 from twinfeed.instruments import UnknownInstrumentError, load_table
 from twinfeed.live.brain.risk import RiskConfig
 from twinfeed.research.backtest import Backtest

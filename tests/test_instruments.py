@@ -7,7 +7,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-
 import twinfeed
 from twinfeed.instruments import (
     BUNDLED_TABLE,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -19,7 +20,7 @@ def capture_files(folder: str | Path) -> list[Path]:
     return [p for _, p in sorted(files)]
 
 
-def head_frames(path: str | Path, lines: int = 64) -> list[bytes]:
+def head_frames(path: str | os.PathLike[str], lines: int = 64) -> list[bytes]:
     """The frames (text after the receive stamp) of the first ``lines`` lines of a capture file,
     plain, gzip or zstd (read through the binding, which knows every capture encoding)."""
     from twinfeed import _features

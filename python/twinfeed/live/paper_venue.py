@@ -110,7 +110,7 @@ from twinfeed.matching import MatchingEngine
 from twinfeed.matching_batch import price_key
 from twinfeed.orders import Event, Fill, Order, OrderUpdate
 from twinfeed.portfolio import Portfolio
-from twinfeed.research.features import CapturePaths, open_run
+from twinfeed.research.features import CapturePaths, _paths, open_run
 
 __all__ = ["JournalEntry", "PaperVenue", "SymbolRules", "read_status_file"]
 
@@ -630,9 +630,8 @@ class PaperVenue:
 
     def _load_instruments(self) -> None:
         """The capture's venue, and its symbols' rules from the shipped table if not given."""
-        paths = self.capture if isinstance(self.capture, list | tuple) else [self.capture]
         try:
-            self.venue_name = capture_venue([str(p) for p in paths if Path(p).is_file()])
+            self.venue_name = capture_venue(_paths(self.capture))
         except Exception:  # noqa: BLE001 - a folder or unreadable head: the venue stays unknown
             self.venue_name = None
         if self.instruments is None and self.rules:
@@ -641,10 +640,9 @@ class PaperVenue:
             table = load_table()
             found: dict[str, Instrument] = {}
             for name in self._symbols:
-                try:
+                # A symbol without rules is not listed: -1121 on orders, not in exchangeInfo.
+                with contextlib.suppress(UnknownInstrumentError):
                     found[name] = table.get(name, self.venue_name)
-                except UnknownInstrumentError:
-                    pass  # not listed: -1121 on orders, absent from exchangeInfo
             self.instruments = found
         # The engine and the account value positions by the same rules (inverse contracts).
         listed = [self.instruments.get(name) for name in self._symbols]

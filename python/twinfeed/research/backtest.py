@@ -332,6 +332,7 @@ class Backtest:
         #: sha256, size and name of each input (hashed up front: provenance, not engine work).
         self.captures = self._capture_info()
         self._run: Any = None
+        self._symbols_read: list[str] = []
         self.instruments = self._instruments(instruments, venue)
         self.venue = self.instruments.venue
         self.risk = risk
@@ -371,6 +372,9 @@ class Backtest:
             if progress is not None:
                 progress(run.bytes_read, run.total_bytes)
         symbols.extend(run.symbols())
+        # The binding's run may only be dropped on this thread: not kept past the read.
+        self._symbols_read = list(symbols)
+        self._run = None
 
     def _slices(
         self, batches: Iterator[np.ndarray[Any, Any]], grid_ns: int
@@ -417,6 +421,12 @@ class Backtest:
 
     def run(self, progress: Progress | None = None) -> BacktestResult:
         """Runs the backtest; ``progress(done, total)`` is called after each read batch."""
+        try:
+            return self._run_all(progress)
+        finally:
+            self._run = None  # the binding's run is dropped on this thread
+
+    def _run_all(self, progress: Progress | None) -> BacktestResult:
         settings = self.settings
         strategy = self.strategy
         engine = MatchingEngine(
@@ -575,7 +585,7 @@ class Backtest:
             fixed = list(given)
 
         def symbols() -> list[str]:
-            return list(self._run.symbols()) if self._run is not None else []
+            return list(self._run.symbols()) if self._run is not None else self._symbols_read
 
         return SymbolInstruments(table, venue, symbols, fixed)
 

@@ -10,7 +10,8 @@ starts flat with equity 0):
   equity is taken at the last sample of each event-time minute, starting from 0; NaN with
   fewer than two increments or zero variance. Captures of a few minutes give a very noisy value.
 - ``max_drawdown``: largest fall of the equity samples from a running peak (starting at 0).
-- ``turnover``: notional traded (quote value; USD face value for inverse contracts); ``turnover_per_hour`` scales it by the run's duration.
+- ``turnover``: notional traded (quote value; USD face value for inverse contracts);
+  ``turnover_per_hour`` scales it by the run's duration.
 - ``fill_ratio``: filled quantity / quantity of orders the venue accepted.
 - ``order_fill_rate``: fraction of accepted orders with at least one fill.
 - ``avg_queue_ms``: mean time from acceptance to execution over maker fills.

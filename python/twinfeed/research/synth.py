@@ -34,8 +34,8 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from os import PathLike
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 #: 2024-08-09T00:00:00Z, the default first exchange timestamp.
 DEFAULT_START_MS = 1_723_161_600_000

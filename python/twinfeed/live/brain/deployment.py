@@ -84,7 +84,10 @@ def prepare(settings: LiveSettings, capture: Path) -> Deployment:
         config = artifact.feature_config()
     else:
         config = FeatureConfig.default()
-        notices.append("feature config: the default (give [session] feature_config or --artifact)")
+        notices.append(
+            "feature config: the default (give --feature-config, feature_config in the session"
+            " settings, or --artifact)"
+        )
     venue = capture_venue([capture])
     table = load_table(settings.instruments)
     strategy, params, risk = settings.strategy, dict(settings.params), settings.risk

@@ -33,6 +33,7 @@ the ``feature_config`` TOML if given, else the default config; each with a notic
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import tempfile
@@ -299,10 +300,8 @@ def _venue_rules(deployment: Any) -> dict[str, Any]:
 
     rules = {}
     for symbol in deployment.symbols:
-        try:
+        with contextlib.suppress(UnknownInstrumentError):
             rules[symbol] = deployment.table.get(symbol, deployment.venue)
-        except UnknownInstrumentError:
-            pass
     return rules
 
 

@@ -1,0 +1,196 @@
+"""``twinfeed live`` trades what was backtested (issue 14): the capture's symbol under its own
+rules, the researched feature config, an artifact checked for drift, loud refusals.
+
+Real processes on loopback (market-data venue, paper venue, ingest, brain) on small synthetic
+captures made with ``twinfeed data synth``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+from twinfeed import FeatureConfig
+from twinfeed.cli import main
+from twinfeed.deploy import DriftError
+from twinfeed.live.brain.runner import LiveConfig
+from twinfeed.live.brain.session import LiveSettings, run_session
+from twinfeed.research.backtest import Backtest
+from twinfeed.research.synth import write_synth
+from twinfeed.strategies.market_maker import MarketMaker
+
+pytestmark = pytest.mark.slow
+
+PRECISION_OR_SYMBOL = ("-1111", "-4014", "-4023", "-1121", "-1013")
+
+
+@pytest.fixture(scope="module")
+def eth(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("eth") / "ethusdt.txt"
+    write_synth(path, 11, seconds=15, symbol="ETHUSDT")
+    return path
+
+
+@pytest.fixture(scope="module")
+def btc(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("btc") / "btcusdt.txt"
+    write_synth(path, 12, seconds=8, symbol="BTCUSDT")
+    return path
+
+
+def _settings(tmp: Path, capture: Path, **values: object) -> LiveSettings:
+    return LiveSettings(
+        capture=str(capture),
+        speed=8,
+        duration_s=40,
+        db=str(tmp / "trade.duckdb"),
+        settle_s=0.5,
+        live=LiveConfig(drain_timeout_s=3.0),
+        **values,  # type: ignore[arg-type]
+    )
+
+
+def test_live_trades_the_captures_symbol_under_its_rules(eth: Path, tmp_path: Path) -> None:
+    """Old main subscribed BTCUSDT whatever the capture held: 0 orders on ETHUSDT."""
+    notices: list[str] = []
+    result = run_session(
+        _settings(tmp_path, eth), work_dir=tmp_path / "work", on_status=notices.append
+    )
+    summary = result.summary
+    assert any("trading the capture's symbols: ETHUSDT" in n for n in notices)
+    assert summary.orders > 0 and summary.accepted > 0 and summary.fills > 0
+    bad = {
+        r: c
+        for r, c in summary.refusals.items()
+        if r.startswith("venue") and any(code in r for code in PRECISION_OR_SYMBOL)
+    }
+    assert bad == {}
+    con = duckdb.connect(str(result.db_path), read_only=True)
+    symbols = {row[0] for row in con.execute("SELECT DISTINCT symbol FROM orders").fetchall()}
+    assert symbols == {"ETHUSDT"}
+    prices = [r[0] for r in con.execute("SELECT price FROM orders WHERE price > 0").fetchall()]
+    assert any(abs(round(p / 0.1) * 0.1 - p) > 1e-6 for p in prices)  # ETHUSDT's 0.01 tick
+
+
+def _artifact(capture: Path, out: Path, config: FeatureConfig | None = None) -> Path:
+    result = Backtest(MarketMaker, capture, config).run()
+    return result.write_artifact(out / "artifact.json")
+
+
+def test_artifact_refuses_a_changed_feature_config(btc: Path, tmp_path: Path) -> None:
+    artifact = _artifact(btc, tmp_path)
+    changed = tmp_path / "features.toml"
+    changed.write_text(FeatureConfig.default().to_toml().replace("bar_ms = 1000", "bar_ms = 500"))
+    settings = _settings(tmp_path, btc, artifact=str(artifact), feature_config=str(changed))
+    with pytest.raises(DriftError, match="feature config fingerprint") as caught:
+        run_session(settings, work_dir=tmp_path / "work")
+    assert len(caught.value.differences) == 1
+
+
+def test_artifact_refuses_a_changed_tick_size(btc: Path, tmp_path: Path) -> None:
+    artifact = _artifact(btc, tmp_path)
+    info = json.loads(Path(artifact).read_text())["instruments"][0]
+    assert info["tick_size"] == "0.10"
+    rules = tmp_path / "rules.json"
+    from twinfeed.instruments import load_table
+
+    entry = load_table().get("BTCUSDT", "binance-usdm").to_exchange_info()
+    entry["filters"][0]["tickSize"] = "0.50"
+    rules.write_text(json.dumps({"binance-usdm": {"symbols": [entry]}}))
+    runner = CliRunner()
+    outcome = runner.invoke(
+        main,
+        [
+            "live",
+            "--artifact",
+            str(artifact),
+            "--capture",
+            str(btc),
+            "--instruments",
+            str(rules),
+            "--db",
+            str(tmp_path / "t.duckdb"),
+        ],
+    )
+    assert outcome.exit_code != 0
+    assert "BTCUSDT tick_size 0.50 (venue) != 0.10 (artifact)" in outcome.output
+
+
+def test_artifact_refuses_a_changed_strategy_file(btc: Path, tmp_path: Path) -> None:
+    module = tmp_path / "drifting_strategy.py"
+    module.write_text(
+        "from twinfeed.strategies.market_maker import MarketMaker\n\n"
+        "class Drifting(MarketMaker):\n    name = 'drifting'\n"
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from drifting_strategy import Drifting  # type: ignore[import-not-found]
+
+        artifact = Backtest(Drifting, btc).run().write_artifact(tmp_path / "artifact.json")
+        module.write_text(module.read_text() + "# edited after the backtest\n")
+        settings = _settings(tmp_path, btc, artifact=str(artifact))
+        with pytest.raises(DriftError, match="strategy source drifting_strategy.py sha256"):
+            run_session(settings, work_dir=tmp_path / "work")
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("drifting_strategy", None)
+
+
+def test_artifact_with_allowed_drift_trades_and_records_it(btc: Path, tmp_path: Path) -> None:
+    """--allow-drift trades the artifact anyway; the run stores the drift and the digest."""
+    artifact = _artifact(btc, tmp_path)
+    changed = tmp_path / "features.toml"
+    changed.write_text(FeatureConfig.default().to_toml().replace("bar_ms = 1000", "bar_ms = 500"))
+    settings = _settings(
+        tmp_path, btc, artifact=str(artifact), feature_config=str(changed), allow_drift=True
+    )
+    result = run_session(settings, work_dir=tmp_path / "work")
+    assert result.summary.orders > 0
+    con = duckdb.connect(str(result.db_path), read_only=True)
+    (config, fingerprint) = con.execute("SELECT config, fingerprint FROM runs").fetchall()[0]
+    deployment = json.loads(config)["deployment"]
+    from twinfeed.deploy import artifact_digest
+
+    assert deployment["artifact"]["digest"] == artifact_digest(artifact)
+    assert any("feature config fingerprint" in d for d in deployment["drift"])
+    assert fingerprint == FeatureConfig.from_toml(changed).fingerprint
+
+
+OFF_GRID = """
+from twinfeed.strategy import Strategy
+
+class OffGrid(Strategy):
+    def on_record(self, ctx, record):
+        if int(record["kind"]) == 1 and len(ctx.open_orders()) < 1 and ctx.now_ns % 7 == 0:
+            ctx.submit("buy", 0.005, float(record["bid_px"]) - 10.03, tif="GTC")
+"""
+
+
+def test_a_session_where_every_order_is_refused_fails_loudly(btc: Path, tmp_path: Path) -> None:
+    (tmp_path / "off_grid_strategy.py").write_text(OFF_GRID)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        outcome = CliRunner().invoke(
+            main,
+            [
+                "live",
+                "--capture",
+                str(btc),
+                "--speed",
+                "8",
+                "--strategy",
+                "off_grid_strategy:OffGrid",
+                "--db",
+                str(tmp_path / "t.duckdb"),
+            ],
+        )
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("off_grid_strategy", None)
+    assert outcome.exit_code != 0, outcome.output
+    assert "x venue -4014 Price not increased by tick size." in outcome.output
+    assert "0 accepted" in outcome.output
