@@ -8,7 +8,10 @@ captures made with ``twinfeed data synth``.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -171,26 +174,44 @@ class OffGrid(Strategy):
 
 
 def test_a_session_where_every_order_is_refused_fails_loudly(btc: Path, tmp_path: Path) -> None:
+    """ctl status says why while it runs, the report says why, the command exits non-zero
+    (old main: "feed healthy, trading" and exit 0)."""
     (tmp_path / "off_grid_strategy.py").write_text(OFF_GRID)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        outcome = CliRunner().invoke(
-            main,
-            [
-                "live",
-                "--capture",
-                str(btc),
-                "--speed",
-                "8",
-                "--strategy",
-                "off_grid_strategy:OffGrid",
-                "--db",
-                str(tmp_path / "t.duckdb"),
-            ],
-        )
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop("off_grid_strategy", None)
-    assert outcome.exit_code != 0, outcome.output
-    assert "x venue -4014 Price not increased by tick size." in outcome.output
-    assert "0 accepted" in outcome.output
+    db = tmp_path / "t.duckdb"
+    control = tmp_path / "control.sock"
+    command = [
+        sys.executable,
+        "-c",
+        "from twinfeed.cli import main; main()",
+        "live",
+        "--capture",
+        str(btc),
+        "--speed",
+        "1",
+        "--strategy",
+        "off_grid_strategy:OffGrid",
+        "--db",
+        str(db),
+    ]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    runner = CliRunner()
+    status_text = ""
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=tmp_path
+    ) as process:
+        deadline = time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline:
+            if control.exists():
+                answer = runner.invoke(main, ["ctl", "--socket", str(control), "--json", "status"])
+                if answer.exit_code == 0 and json.loads(answer.output).get("orders", 0) >= 2:
+                    shown = runner.invoke(main, ["ctl", "--socket", str(control), "status"])
+                    status_text = shown.output
+                    break
+            time.sleep(0.2)
+        output, _ = process.communicate(timeout=90)
+    text = output.decode()
+    assert "not trading: all" in status_text and "-4014" in status_text, status_text
+    assert process.returncode != 0, text
+    assert "EVERY ORDER REFUSED" in text
+    assert "x venue -4014 Price not increased by tick size." in text
+    assert "0 accepted" in text
