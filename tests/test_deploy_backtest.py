@@ -125,3 +125,18 @@ def test_artifact_holds_what_deploying_needs(captures: dict[str, Path]) -> None:
     assert (
         load_table().get("ETHUSDT", "binance-usdm").describe() in result.artifact()["instruments"]
     )
+
+
+@pytest.mark.slow
+def test_fills_come_in_whole_lots_on_the_real_captures(
+    usdm_capture: Path, spot_capture: Path
+) -> None:
+    """The queue model's share of a trade used to fill e.g. 0.00065973 BTC: a position the
+    venue's step (0.001) cannot close; live unwinds were then refused with -1111."""
+    for capture, step in ((usdm_capture, 0.001), (spot_capture, 0.00001)):
+        result = Backtest(MarketMaker, capture).run()
+        qty = result.fills["qty"].to_numpy()
+        assert len(qty) > 100
+        lots = qty / step
+        assert np.allclose(lots, np.round(lots), atol=1e-6), capture
+        assert result.metrics["rule_refusals"] == 0

@@ -164,6 +164,8 @@ class MatchingEngine(BatchPaths):
         self.instruments = instruments
         #: symbol id -> contract size of an inverse instrument (fees in coin).
         self._inverse: dict[int, float] = {}
+        #: symbol id -> the instrument's step in engine units (maker partial fills are cut to it).
+        self._step_units: dict[int, int] = {}
         self._markets: dict[int, _Market] = {}
         self._orders: dict[str, Order] = {}
         self._open: dict[str, Order] = {}  # open orders, in submission order
@@ -365,6 +367,7 @@ class MatchingEngine(BatchPaths):
             return "-1121: Invalid symbol."
         if instrument.inverse:
             self._inverse[symbol] = float(instrument.contract_size)
+        self._step_units[symbol] = int(instrument.step_size * SCALE)
         reference = None
         if kind == "market" and market is not None and market.known:
             touch = self.touch(symbol)
@@ -504,6 +507,12 @@ class MatchingEngine(BatchPaths):
 
     def _fill(self, working: _Working, units: int, key: int, liquidity: Any, ts: int) -> None:
         order = working.order
+        step = self._step_units.get(order.symbol)
+        if step and liquidity == "maker" and units < working.units - working.filled:
+            # A venue fills whole lots: the queue model's partial share is cut to the step.
+            units -= units % step
+            if units <= 0:
+                return
         price = abs(key) / _SCALE_F
         qty = units / _SCALE_F
         rate = self._maker_rate if liquidity == "maker" else self._taker_rate
