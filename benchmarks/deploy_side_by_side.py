@@ -63,6 +63,8 @@ def side_by_side(name: str, capture: Path, speed: float, work: Path) -> dict[str
             "orders": int(result.metrics["orders"]),
             "refused": int(result.metrics["orders_rejected"]),
             "refusals": backtest_refusals,
+            # Post-only quotes that would cross: the engine expires them; live they are -5022.
+            "post_only_expired": int(result.metrics["orders_expired"]),
             "fills": int(result.metrics["fills"]),
         },
         "live": {
@@ -98,7 +100,8 @@ def main() -> None:
             back, live = row["backtest"], row["live"]
             print(
                 f"{name:8} {','.join(row['symbols'])} @ {args.speed:g}x | backtest: "
-                f"{back['orders']} orders, {back['refused']} refused, {back['fills']} fills | "
+                f"{back['orders']} orders, {back['refused']} refused, "
+                f"{back['post_only_expired']} post-only expired, {back['fills']} fills | "
                 f"live: {live['orders']} orders, {live['refused']} refused, {live['fills']} "
                 f"fills | precision/symbol refusals live: {row['precision_or_symbol_refusals']}"
             )

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -149,8 +149,3 @@ def verify(deployment: Deployment, venue_url: str, allow_drift: bool) -> list[st
         # Trading anyway: by the rules the venue states now (they are what it enforces).
         deployment.instruments = [stated.get(i.symbol, i) for i in deployment.instruments]
     return differences
-
-
-def with_symbols(settings: LiveSettings, deployment: Deployment) -> Any:
-    """``settings.live`` trading ``deployment.symbols``."""
-    return replace(settings.live, symbols=deployment.symbols)

@@ -436,6 +436,14 @@ class LiveTrader:
             mid=mid,
         )
         self.summary.orders += 1
+        refusal = self._rules_refusal(order, mid)
+        if refusal:
+            # The instrument's rules, checked before the venue (which applies the same ones).
+            self.summary.risk_rejections += 1
+            self._count_refusal(f"rules {refusal}")
+            self.db.risk_event(self.ctx.now, order.client_id, "instrument", refusal, {})
+            self._apply_events(self.oms.reject(order.client_id, self.ctx.now, f"rules: {refusal}"))
+            return
         decision = self.risk.check(
             order,
             now_ns=self.ctx.now,
@@ -465,6 +473,16 @@ class LiveTrader:
             )
             return
         self.apply_reports([report])
+
+    def _rules_refusal(self, order: Order, mid: float) -> str:
+        """Binance's refusal of ``order`` under its instrument's rules ("" if none or no rules)."""
+        if not self.instruments.enforced:
+            return ""
+        instrument = self.instruments.maybe(order.symbol)
+        if instrument is None:
+            return "-1121: Invalid symbol."
+        refusal = instrument.check_order(order.qty, order.price, order.type, reference_price=mid)
+        return "" if refusal is None else str(refusal)
 
     def _count_refusal(self, reason: str) -> None:
         refusals = self.summary.refusals
