@@ -129,7 +129,12 @@ class Portfolio:
         position = self.positions.get(symbol)
         if position is None:
             position = self.positions[symbol] = Position(symbol)
-            instrument = self.instruments.maybe(symbol) if self.instruments else None
+            instrument = None
+            if self.instruments is not None:
+                try:
+                    instrument = self.instruments.maybe(symbol)
+                except LookupError:  # no rules for it: valued as linear, currency unknown
+                    instrument = None
             if instrument is not None:
                 position.currency = instrument.settlement
                 if instrument.inverse:
@@ -149,10 +154,14 @@ class Portfolio:
         position = self.position(fill.symbol)
         if not position.currency and self.instruments is not None:
             # Created before the run knew the symbol (e.g. read in on_start): learn it now.
-            del self.positions[fill.symbol]
-            fresh = self.position(fill.symbol)
-            fresh.units, fresh.avg_price = position.units, position.avg_price
-            position = fresh
+            try:
+                instrument = self.instruments.maybe(fill.symbol)
+            except LookupError:
+                instrument = None
+            if instrument is not None:
+                position.currency = instrument.settlement
+                if instrument.inverse:
+                    position.contract_size = float(instrument.contract_size)
         position.apply(1 if fill.side == "buy" else -1, fill.price, fill.qty, fill.fee)
         if position.mark != position.mark:
             position.mark = fill.price

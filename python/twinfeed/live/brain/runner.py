@@ -34,7 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from twinfeed.instruments import Instrument, SymbolInstruments
+from twinfeed.instruments import (
+    Instrument,
+    SymbolInstruments,
+    UnknownInstrumentError,
+    load_table,
+)
 from twinfeed.live.brain.entry import OrderEntry, OrderRefused
 from twinfeed.live.brain.monitor import FeedMonitor, FeedTransition
 from twinfeed.live.brain.oms import ExecutionReport, OrderManager
@@ -253,8 +258,13 @@ class LiveTrader:
         self.monitor = monitor or FeedMonitor(config.stale_after_s, config.degraded_after_s)
         self.oms = OrderManager()
         #: The trading rules of ``config.symbols`` (``ctx.instrument``, PnL of inverse contracts).
-        self.instruments = instruments or SymbolInstruments(None, None, None)
-        self.portfolio = Portfolio(self.instruments if instruments is not None else None)
+        #: Default: the shipped table for Binance USD-M (the order entry this brain speaks);
+        #: then a symbol the table lacks is traded unchecked (the venue still checks).
+        self._rules_given = instruments is not None
+        self.instruments = instruments or SymbolInstruments(
+            load_table(), "binance-usdm", list(config.symbols)
+        )
+        self.portfolio = Portfolio(self.instruments)
         self.ctx = LiveContext(self)
         self.logical: dict[str, _Logical] = {}
         self._legs: dict[str, _LegInfo] = {}
@@ -478,9 +488,12 @@ class LiveTrader:
         """Binance's refusal of ``order`` under its instrument's rules ("" if none or no rules)."""
         if not self.instruments.enforced:
             return ""
-        instrument = self.instruments.maybe(order.symbol)
+        try:
+            instrument = self.instruments.maybe(order.symbol)
+        except UnknownInstrumentError:
+            instrument = None
         if instrument is None:
-            return "-1121: Invalid symbol."
+            return "-1121: Invalid symbol." if self._rules_given else ""
         refusal = instrument.check_order(order.qty, order.price, order.type, reference_price=mid)
         return "" if refusal is None else str(refusal)
 
