@@ -258,8 +258,8 @@ class LiveTrader:
         self.monitor = monitor or FeedMonitor(config.stale_after_s, config.degraded_after_s)
         self.oms = OrderManager()
         #: The trading rules of ``config.symbols`` (``ctx.instrument``, PnL of inverse contracts).
-        #: Default: the shipped table for Binance USD-M (the order entry this brain speaks);
-        #: then a symbol the table lacks is traded unchecked (the venue still checks).
+        #: Given, orders are checked against them before the venue. Default: the shipped table
+        #: for Binance USD-M (the order entry this brain speaks), for ``ctx.instrument`` only.
         self._rules_given = instruments is not None
         self.instruments = instruments or SymbolInstruments(
             load_table(), "binance-usdm", list(config.symbols)
@@ -486,14 +486,14 @@ class LiveTrader:
 
     def _rules_refusal(self, order: Order, mid: float) -> str:
         """Binance's refusal of ``order`` under its instrument's rules ("" if none or no rules)."""
-        if not self.instruments.enforced:
-            return ""
+        if not self._rules_given:
+            return ""  # the default table only informs ctx.instrument; the venue checks
         try:
             instrument = self.instruments.maybe(order.symbol)
         except UnknownInstrumentError:
             instrument = None
         if instrument is None:
-            return "-1121: Invalid symbol." if self._rules_given else ""
+            return "-1121: Invalid symbol."
         refusal = instrument.check_order(order.qty, order.price, order.type, reference_price=mid)
         return "" if refusal is None else str(refusal)
 
