@@ -140,3 +140,50 @@ def test_fills_come_in_whole_lots_on_the_real_captures(
         lots = qty / step
         assert np.allclose(lots, np.round(lots), atol=1e-6), capture
         assert result.metrics["rule_refusals"] == 0
+
+
+def test_cli_synth_coinm_and_backtest_rules(tmp_path: Path) -> None:
+    """`data synth --venue coinm` writes COIN-M shapes; `backtest` says which symbol lacks
+    rules, and `--instruments` supplies them."""
+    from click.testing import CliRunner
+
+    from twinfeed.cli import main
+
+    runner = CliRunner()
+    coinm = tmp_path / "coinm.txt"
+    made = runner.invoke(
+        main,
+        ["data", "synth", "--seed", "5", "--seconds", "5", "--venue", "coinm", "--out", str(coinm)],
+    )
+    assert made.exit_code == 0, made.output
+    first = coinm.read_text().splitlines()[1]
+    assert '"s":"BTCUSD_PERP","ps":"BTCUSD"' in first or "btcusd_perp@" in first
+    doge = tmp_path / "doge.txt"
+    write_synth(doge, 5, seconds=5, symbol="DOGEUSDT")
+    out = tmp_path / "bt"
+    refused = runner.invoke(
+        main, ["backtest", "--capture", str(doge), "--out", str(out), "--no-plots"]
+    )
+    assert refused.exit_code != 0
+    assert "no trading rules for DOGEUSDT on binance-usdm" in refused.output
+    entry = load_table().get("BTCUSDT", "binance-usdm").to_exchange_info()
+    entry["symbol"] = "DOGEUSDT"
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"binance-usdm": {"symbols": [entry]}}))
+    done = runner.invoke(
+        main,
+        [
+            "backtest",
+            "--capture",
+            str(doge),
+            "--out",
+            str(out),
+            "--no-plots",
+            "--instruments",
+            str(rules),
+        ],
+    )
+    assert done.exit_code == 0, done.output
+    artifact = json.loads((out / "artifact.json").read_text())
+    assert artifact["instruments"][0]["symbol"] == "DOGEUSDT"
+    assert artifact["deployment"]["risk"] is not None  # the live brain's limits by default
