@@ -212,3 +212,14 @@ def test_a_session_where_every_order_is_refused_fails_loudly(btc: Path, tmp_path
     # Refused by the brain before the venue, by the same rules and with the venue's code.
     assert "x rules -4014: Price not increased by tick size." in text
     assert "0 accepted" in text
+
+
+def test_artifact_refuses_changed_risk_limits(btc: Path, tmp_path: Path) -> None:
+    from twinfeed.live.brain.risk import RiskConfig
+
+    result = Backtest(MarketMaker, btc, risk=RiskConfig()).run()
+    artifact = result.write_artifact(tmp_path / "artifact.json")
+    settings = _settings(tmp_path, btc, artifact=str(artifact), risk=RiskConfig(max_position=1.0))
+    settings.risk_given = True
+    with pytest.raises(DriftError, match=r"risk max_position 1.0 != artifact 0.1"):
+        run_session(settings, work_dir=tmp_path / "work")

@@ -161,12 +161,14 @@ def check_drift(
     feature_fingerprint: str,
     build: dict[str, Any],
     venue_instruments: dict[str, Instrument | None],
+    risk: dict[str, Any] | None = None,
 ) -> list[str]:
     """One line per difference between the artifact and the live side (empty: none).
 
     ``feature_fingerprint``: the fingerprint of the config the ingest runs; ``build``: this
     process's build info; ``venue_instruments``: symbol -> the rules the venue states now
-    (None: the venue does not list it). The strategy's source is read from disk now.
+    (None: the venue does not list it); ``risk``: the limits live risk will apply. The
+    strategy's source is read from disk now.
     """
     differences = []
     if feature_fingerprint != artifact.feature_fingerprint:
@@ -184,6 +186,10 @@ def check_drift(
                 f"strategy source {now['file']} sha256 {now['sha256'][:12]} != artifact "
                 f"{artifact.source['sha256'][:12]}"
             )
+    if risk is not None and artifact.risk:
+        for name, value in sorted(artifact.risk.items()):
+            if name in risk and risk[name] != value:
+                differences.append(f"risk {name} {risk[name]} != artifact {value}")
     for instrument in artifact.instruments:
         live = venue_instruments.get(instrument.symbol)
         if live is None:

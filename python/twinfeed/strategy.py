@@ -44,7 +44,8 @@ FEED_STATUSES: tuple[FeedStatus, ...] = ("healthy", "degraded", "stale")
 
 @dataclass(frozen=True, slots=True)
 class PnL:
-    """Profit and loss in quote currency (all symbols together).
+    """Profit and loss in the settlement currency (all symbols together): the quote asset for
+    spot and USD-M, the coin for COIN-M inverse contracts (``Portfolio.currency``).
 
     Attributes:
         realized: Closed-trade profit, before fees.

@@ -141,6 +141,7 @@ def verify(deployment: Deployment, venue_url: str, allow_drift: bool) -> list[st
         feature_fingerprint=deployment.config.fingerprint,
         build=build_info(),
         venue_instruments=dict(stated),
+        risk=deployment.risk.to_dict(),
     )
     deployment.drift = differences
     if differences and not allow_drift:
