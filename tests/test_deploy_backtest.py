@@ -146,7 +146,6 @@ def test_cli_synth_coinm_and_backtest_rules(tmp_path: Path) -> None:
     """`data synth --venue coinm` writes COIN-M shapes; `backtest` says which symbol lacks
     rules, and `--instruments` supplies them."""
     from click.testing import CliRunner
-
     from twinfeed.cli import main
 
     runner = CliRunner()
