@@ -23,7 +23,7 @@ from twinfeed.deploy import DriftError
 from twinfeed.live.brain.runner import LiveConfig
 from twinfeed.live.brain.session import LiveSettings, run_session
 from twinfeed.research.backtest import Backtest
-from twinfeed.research.synth import write_synth
+from twinfeed.research.synth import SynthParams, write_synth
 from twinfeed.strategies.market_maker import MarketMaker
 
 pytestmark = pytest.mark.slow
@@ -223,3 +223,40 @@ def test_artifact_refuses_changed_risk_limits(btc: Path, tmp_path: Path) -> None
     settings.risk_given = True
     with pytest.raises(DriftError, match=r"risk max_position 1.0 != artifact 0.1"):
         run_session(settings, work_dir=tmp_path / "work")
+
+
+def test_coinm_paper_session_counts_pnl_in_coin(tmp_path: Path) -> None:
+    """A COIN-M capture paper-traded end to end: contracts on the 1-contract grid, PnL and fees
+    in BTC equal to the hand computation from the fills, the report labelled BTC."""
+    import io
+
+    from rich.console import Console
+
+    from twinfeed.live.brain.report import load_report, print_report
+    from twinfeed.live.brain.risk import RiskConfig
+
+    capture = tmp_path / "coinm.txt"
+    write_synth(capture, 3, seconds=10, symbol="BTCUSD_PERP", params=SynthParams(venue="coinm"))
+    settings = _settings(
+        tmp_path,
+        capture,
+        params={"order_qty": 5, "max_position": 50},
+        risk=RiskConfig(max_order_qty=100, max_position=200, max_notional=1e9),
+        taker_fee_bps=5.0,
+    )
+    result = run_session(settings, work_dir=tmp_path / "work")
+    summary = result.summary
+    assert summary.fills > 0 and summary.positions == {"BTCUSD_PERP": 0.0}
+    con = duckdb.connect(str(result.db_path), read_only=True)
+    fills = con.execute("SELECT side, price, qty, fee, liquidity FROM fills").fetchall()
+    assert all(qty == round(qty) for _, _, qty, _, _ in fills)
+    coin = sum((q if s == "buy" else -q) * 100.0 / p for s, p, q, _, _ in fills)
+    assert summary.pnl["realized"] == pytest.approx(coin, rel=1e-9, abs=1e-15)
+    fees = sum(q * 100.0 / p * (5e-4 if liq == "taker" else 0.0) for _, p, q, _, liq in fills)
+    # The venue reports each commission to 8 decimals, as Binance does for BTC.
+    assert summary.pnl["fees"] == pytest.approx(fees, abs=1e-8 * len(fills))
+    assert summary.pnl["fees"] > 0
+    assert abs(summary.pnl["realized"]) < 0.01  # BTC, not USD x contracts
+    out = io.StringIO()
+    print_report(load_report(result.db_path, summary.run_id), Console(file=out, width=160))
+    assert "positions and PnL (BTC)" in out.getvalue()
