@@ -231,7 +231,6 @@ def test_coinm_paper_session_counts_pnl_in_coin(tmp_path: Path) -> None:
     import io
 
     from rich.console import Console
-
     from twinfeed.live.brain.report import load_report, print_report
     from twinfeed.live.brain.risk import RiskConfig
 
