@@ -259,3 +259,13 @@ def test_coinm_paper_session_counts_pnl_in_coin(tmp_path: Path) -> None:
     out = io.StringIO()
     print_report(load_report(result.db_path, summary.run_id), Console(file=out, width=160))
     assert "positions and PnL (BTC)" in out.getvalue()
+
+
+def test_live_refuses_a_capture_symbol_without_rules(tmp_path: Path) -> None:
+    """No silent default tick: a symbol the table lacks stops the session before it starts."""
+    from twinfeed.instruments import UnknownInstrumentError
+
+    capture = tmp_path / "doge.txt"
+    write_synth(capture, 4, seconds=3, symbol="DOGEUSDT")
+    with pytest.raises(UnknownInstrumentError, match="no trading rules for DOGEUSDT"):
+        run_session(_settings(tmp_path, capture), work_dir=tmp_path / "work")
