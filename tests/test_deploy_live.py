@@ -269,3 +269,11 @@ def test_live_refuses_a_capture_symbol_without_rules(tmp_path: Path) -> None:
     write_synth(capture, 4, seconds=3, symbol="DOGEUSDT")
     with pytest.raises(UnknownInstrumentError, match="no trading rules for DOGEUSDT"):
         run_session(_settings(tmp_path, capture), work_dir=tmp_path / "work")
+
+
+def test_artifact_on_a_capture_without_its_symbol_is_refused(
+    btc: Path, eth: Path, tmp_path: Path
+) -> None:
+    artifact = _artifact(btc, tmp_path)
+    with pytest.raises(ValueError, match="holds ETHUSDT; the artifact .* trades BTCUSDT"):
+        run_session(_settings(tmp_path, eth, artifact=str(artifact)), work_dir=tmp_path / "w")

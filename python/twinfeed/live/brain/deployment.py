@@ -98,6 +98,13 @@ def prepare(settings: LiveSettings, capture: Path) -> Deployment:
             risk = RiskConfig.from_mapping(dict(artifact.risk))
         symbols = tuple(artifact.symbols)
         instruments = list(artifact.instruments)
+        held = capture_symbols([capture], config)
+        missing = [s for s in symbols if s not in held]
+        if missing:
+            raise ValueError(
+                f"{capture} holds {', '.join(held) or 'no symbols'}; the artifact "
+                f"{artifact.path} trades {', '.join(missing)}: nothing to replay for it"
+            )
     else:
         if settings.symbols:
             symbols = tuple(settings.symbols)
