@@ -12,6 +12,10 @@ import click
 from twinfeed.cli._app import main
 from twinfeed.cli._util import console
 
+#: Exit code of a session that ended abnormally (e.g. its venue died) after unwinding and
+#: writing its report; 1 is a session that could not run at all.
+EXIT_ABNORMAL = 3
+
 
 def _params(text: str | None) -> dict[str, Any] | None:
     if text is None:
@@ -98,6 +102,8 @@ def live(
         result = run_session(settings, on_status=lambda message: console.print(message))
     except (FileNotFoundError, ValueError) as error:
         raise click.ClickException(str(error)) from error
+    except OSError as error:  # a process or socket of the session failed to start
+        raise click.ClickException(f"session failed: {error}") from error
     summary = result.summary
     console.print(
         f"run [bold]{summary.run_id}[/] {summary.status}: {summary.records:,} records, "
@@ -107,3 +113,7 @@ def live(
     print_report(report, console)
     png = plot_report(report, out or result.db_path.parent)
     console.print(f"plot: {png}")
+    if result.abnormal is not None:
+        # Unwound and reported, but not the session that was asked for: say so in the code.
+        click.echo(f"Error: session ended abnormally: {result.abnormal}", err=True)
+        raise SystemExit(EXIT_ABNORMAL)
