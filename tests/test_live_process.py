@@ -65,7 +65,7 @@ def _ledger_trades(db: Path) -> dict[int, dict[str, object]]:
 def _stop(process: subprocess.Popen[str]) -> None:
     if process.poll() is None:
         process.kill()
-        process.wait()
+    process.communicate()  # waits and closes the pipes
 
 
 @pytest.mark.slow
@@ -174,11 +174,13 @@ def test_sigterm_to_twinfeed_ingest_stops_its_child(tmp_path: Path) -> None:
             str(tmp_path / "ring"),
             "--url",
             "ws://127.0.0.1:9",
+            "--symbols",
+            "BTCUSDT",
             "--capture-dir",
             str(tmp_path / "capture"),
         ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         text=True,
     )
     kids: dict[int, str] = {}
