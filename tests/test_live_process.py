@@ -87,6 +87,12 @@ def test_kill_9_of_live_takes_its_children_and_the_next_live_recovers_every_fill
         wait_for("a venue fill", lambda: len(_ledger_trades(db)) >= 2, 90)
         rings = list(Path("/dev/shm").glob(f"twinfeed-live-{first.pid}-*"))
         assert rings, "the session's ring"
+        tmp = Path(tempfile.gettempdir())
+        folders = [
+            *tmp.glob(f"twinfeed-live-{first.pid}-*"),
+            *tmp.glob(f"twinfeed-venue-{first.pid}-*"),
+        ]
+        assert len(folders) == 2, folders  # the session's work folder and the venue's
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         wait_for(
@@ -110,7 +116,8 @@ def test_kill_9_of_live_takes_its_children_and_the_next_live_recovers_every_fill
         _stop(second)
     assert second.returncode == 0, (out, err)
     assert f"recovering runs left running by a dead session: {left}" in out, out
-    assert not [ring for ring in rings if ring.exists()], "the dead session's ring was removed"
+    left_behind = [path for path in [*rings, *folders] if path.exists()]
+    assert not left_behind, "the dead session's ring and temporary folders are removed"
     con = duckdb.connect(str(db), read_only=True)
     try:
         status = dict(con.execute("SELECT run_id, status FROM runs").fetchall())

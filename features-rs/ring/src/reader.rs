@@ -122,7 +122,12 @@ impl RingReader {
         let mapped = unsafe { Mapped::new(map.as_mut_ptr(), size) };
         // Guarded before the first access: the file may shrink at any time from now on.
         let guard = guard::register(map.as_ptr(), size);
-        let info = check_header(&path, &mapped, size, options)?;
+        let info = check_header(&path, &mapped, size, options);
+        if guard.as_ref().is_some_and(guard::Registration::faulted) {
+            // Cut short while we read the header: say so, not "magic mismatch".
+            return Err(shrunk(&path, &file, size));
+        }
+        let info = info?;
         let mask = info.capacity - 1;
         let head = mapped.write_seq().load(Ordering::Acquire);
         let cursor = match options.start {
@@ -168,7 +173,9 @@ impl RingReader {
     #[inline]
     pub fn check(&self) -> Result<()> {
         match &self.guard {
-            Some(guard) if guard.faulted() => Err(shrunk(&self.path, &self.file, self.mapped_len())),
+            Some(guard) if guard.faulted() => {
+                Err(shrunk(&self.path, &self.file, self.mapped_len()))
+            }
             _ => Ok(()),
         }
     }

@@ -352,8 +352,15 @@ fn a_ring_file_cut_short_under_a_reader_is_an_error_not_sigbus() {
         .unwrap();
     out.clear();
     let outcome = reader.read(&mut out, 1000);
-    assert_eq!((outcome.records, out.len()), (0, 0), "zeros are never records");
+    assert_eq!(
+        (outcome.records, out.len()),
+        (0, 0),
+        "zeros are never records"
+    );
     let err = reader.check().unwrap_err();
     assert!(matches!(err, Error::Shrunk { .. }), "{err}");
-    assert!(err.to_string().contains("the file is now 4096 bytes"), "{err}");
+    assert!(
+        err.to_string().contains("the file is now 4096 bytes"),
+        "{err}"
+    );
 }
