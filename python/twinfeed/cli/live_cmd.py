@@ -81,7 +81,9 @@ def live(
     Starts twinfeed-venue replaying the capture, the paper venue (Binance USD-M order entry
     matched against the same replay), twinfeed-ingest into a ring, and runs the strategy
     through risk, the OMS and the trade DB until the replay ends (or --duration). Then prints
-    the report (twinfeed report reads the same DB later).
+    the report (twinfeed report reads the same DB later). Exit codes: 0 done, 1 could not
+    run (e.g. a wrong setting), 3 ended abnormally after unwinding and reporting (the
+    market-data venue died).
     """
     from twinfeed.live.brain.report import load_report, plot_report, print_report
     from twinfeed.live.brain.session import load_settings, run_session

@@ -18,6 +18,16 @@ Settings come from a TOML file (all sections optional; see ``LiveSettings``)::
     [risk]      RiskConfig fields (max_order_qty, max_position, ...)
     [faults]    FaultConfig fields (policy, thresholds in heartbeats, resume_after_s, ...)
 
+Every section and field is checked at load (``settings_check``: type, range, unknown keys),
+so a wrong setting fails before anything starts, naming file, line, section and field.
+
+Hostile endings: every child process dies with this one (``twinfeed.live.children``); a run
+a dead session left ``running`` in the DB is recovered by the next session (crash recovery
+against a paper venue that carries the dead session's trades over from its ledger,
+``<db stem>.paper-ledger.jsonl``), and the dead session's ring and temporary folders are
+removed (``twinfeed.live.leftovers``); a market-data venue that dies mid-session ends the
+session once the brain is flat (``SessionResult.abnormal`` says why).
+
 The brain listens for ``twinfeed ctl`` on a 0600 Unix socket (``control_socket``, default
 ``control.sock`` next to the DB). A dead ingest is restarted on a fresh ring (the trader
 swaps its feed); ``venue_faults`` injects venue faults (e.g. a stall) for fault drills.
