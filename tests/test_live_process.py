@@ -117,6 +117,7 @@ def test_kill_9_of_live_takes_its_children_and_the_next_live_recovers_every_fill
         _stop(second)
     assert second.returncode == 0, (out, err)
     assert f"recovering runs left running by a dead session: {left}" in out, out
+    assert "reconciled with venue: yes" in out, out  # the venue carried the dead run over
     left_behind = [path for path in [*rings, *folders] if path.exists()]
     assert not left_behind, "the dead session's ring and temporary folders are removed"
     con = duckdb.connect(str(db), read_only=True)
