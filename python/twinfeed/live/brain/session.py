@@ -116,9 +116,14 @@ def _from_file(settings: LiveSettings, path: str | os.PathLike[str]) -> LiveSett
     check.check_sections(path, text, data, ("session", "strategy", "live", "risk", "faults"))
     nested = ("live", "risk", "faults", "strategy", "params")
     session = check.check_section(
-        path, text, "session", data.get("session", {}), LiveSettings,
-        checks=check.CHECKS["session"], exclude=nested,
-    )  # fmt: skip
+        path,
+        text,
+        "session",
+        data.get("session", {}),
+        LiveSettings,
+        checks=check.CHECKS["session"],
+        exclude=nested,
+    )
     settings = replace(settings, **session)
     strategy = check.strategy_section(path, text, data.get("strategy", {}))
     if "spec" in strategy:
@@ -323,7 +328,7 @@ def _venue_lost(market: Any) -> str | None:
     how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
     return (
         f"the market-data venue (twinfeed-venue, pid {market.process.pid}) became unreachable: "
-        f"{how} before the replay ended"
+        f"{how}"
     )
 
 
