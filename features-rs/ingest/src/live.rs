@@ -1,7 +1,7 @@
 //! The live loop: websocket frames, heartbeats, REST snapshots, reconnects and signals, all on
 //! one current-thread runtime. Everything that reaches the pipeline goes through [`Sink`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -17,7 +17,16 @@ use crate::sink::{write_stats_file, Sink};
 use crate::ws::{self, Frame, WsClient};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The whole REST snapshot fetch (connect, request, body) must end within this.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection whose reply (a pong) the venue has not taken for this long is dropped and
+/// reconnected: the venue is not reading, and the socket cannot be trusted.
+pub const WRITE_STALL: Duration = Duration::from_secs(5);
+/// A connection that delivered no byte for this long is dropped and reconnected. Longer than
+/// Binance's ping period (3 minutes), so a quiet but healthy connection never trips it.
+pub const READ_IDLE: Duration = Duration::from_secs(240);
+/// Shortest wait before refetching a failed snapshot.
+const SNAPSHOT_RETRY_MIN: Duration = Duration::from_millis(100);
 const STATS_PERIOD: Duration = Duration::from_millis(500);
 /// Frames taken from the socket without yielding when more are already buffered; they share
 /// one capture write, one ring publish and one counter update.
@@ -113,6 +122,11 @@ struct Live {
     in_flight: BTreeSet<String>,
     /// Consecutive gaps per symbol without a book record in between (spaces out refetches).
     gap_streak: BTreeMap<String, u32>,
+    /// Consecutive failed snapshot fetches per symbol (spaces out retries).
+    snapshot_failures: BTreeMap<String, u32>,
+    /// The symbols subscribed to: the only ones snapshots are fetched for, so per-symbol state
+    /// stays bounded however many symbols a venue sends.
+    subscribed: HashSet<String>,
     jitter: Jitter,
     started_ns: i64,
     /// The receive stamp of the frames being taken: when the socket read that completed them
@@ -140,6 +154,8 @@ pub async fn run(sink: Sink, settings: LiveSettings) -> Result<()> {
         epoch: 0,
         in_flight: BTreeSet::new(),
         gap_streak: BTreeMap::new(),
+        snapshot_failures: BTreeMap::new(),
+        subscribed: settings.symbols.iter().cloned().collect(),
         jitter: Jitter::new(),
         started_ns: now_ns(),
         received_ns: 0,
@@ -226,6 +242,7 @@ impl Live {
         self.epoch += 1;
         self.in_flight.clear();
         self.gap_streak.clear();
+        self.snapshot_failures.clear();
         if self.epoch > 1 {
             self.sink.counters.reconnects += 1;
         }
@@ -244,6 +261,7 @@ impl Live {
             }
         }
         let mut frames = 0u64;
+        let mut last_read = Instant::now();
         let reason = 'session: loop {
             // Whole frames already received first, a batch at a time (they share one capture
             // hand-over and one counter update); timers and signals get a look between
@@ -254,6 +272,9 @@ impl Live {
                     if let Some(event) = self.event().now_or_never() {
                         if let Some(reason) = self.handle(event)? {
                             return self.shutdown(&mut ws, reason).await;
+                        }
+                        if let Some(reason) = unhealthy(&ws, last_read) {
+                            break 'session reason;
                         }
                         // The event's line (heartbeat, snapshot) was stamped now; the frames
                         // after it may not go back in time.
@@ -266,12 +287,20 @@ impl Live {
             tokio::select! {
                 read = ws.fill() => match read {
                     Ok(0) => break 'session "connection ended".to_string(),
-                    Ok(_) => self.received_ns = now_ns(),
+                    Ok(_) => {
+                        self.received_ns = now_ns();
+                        last_read = Instant::now();
+                    }
                     Err(e) => break 'session e.to_string(),
                 },
-                event = self.event() => if let Some(reason) = self.handle(event)? {
-                    return self.shutdown(&mut ws, reason).await;
-                },
+                event = self.event() => {
+                    if let Some(reason) = self.handle(event)? {
+                        return self.shutdown(&mut ws, reason).await;
+                    }
+                    if let Some(reason) = unhealthy(&ws, last_read) {
+                        break 'session reason;
+                    }
+                }
             }
         };
         self.sink.counters.disconnects += 1;
@@ -293,13 +322,16 @@ impl Live {
             if taken == MAX_BATCH {
                 break Taken::More;
             }
-            match ws.next().await {
+            match ws.next() {
                 Ok(Some(Frame::Text(text))) => {
                     *frames += 1;
                     self.sink.line(self.received_ns, text)?;
                 }
                 Ok(Some(Frame::Binary)) => self.sink.counters.binary_frames += 1,
-                Ok(Some(Frame::Close(reason))) => break Taken::End(reason),
+                Ok(Some(Frame::Close(reason))) => {
+                    ws.close(Duration::from_millis(200)).await;
+                    break Taken::End(reason);
+                }
                 Ok(None) => break Taken::Drained,
                 Err(e) => break Taken::End(format!("websocket protocol error: {e}")),
             }
@@ -307,6 +339,12 @@ impl Live {
         };
         if taken > 0 {
             self.after_lines();
+        }
+        // Pongs for the pings just read, as far as the socket takes them now.
+        if let Err(e) = ws.flush_replies() {
+            if !matches!(end, Taken::End(_)) {
+                return Ok(Taken::End(format!("cannot write to the venue: {e}")));
+            }
         }
         Ok(end)
     }
@@ -333,6 +371,9 @@ impl Live {
             return;
         }
         for symbol in gaps {
+            if !self.subscribed.contains(&symbol) {
+                continue; // not ours: no snapshot, no per-symbol state
+            }
             let streak = self.gap_streak.entry(symbol.clone()).or_insert(0);
             let delay = match *streak {
                 0 => Duration::ZERO,
@@ -373,27 +414,31 @@ impl Live {
         }
         self.in_flight.remove(&done.symbol);
         let error = match done.result {
-            Ok(body) if is_json_object(&body) => {
-                self.sink.snapshot(now_ns(), &done.symbol, &body)?;
-                self.after_lines();
-                return Ok(());
-            }
-            Ok(body) => format!(
-                "not a JSON object: {:?}",
-                body.chars().take(80).collect::<String>()
-            ),
+            Ok(body) => match rest::check_snapshot(&body) {
+                Ok(()) => {
+                    self.snapshot_failures.remove(&done.symbol);
+                    self.sink.snapshot(now_ns(), &done.symbol, &body)?;
+                    self.after_lines();
+                    return Ok(());
+                }
+                Err(e) => format!("not a depth snapshot: {e}"),
+            },
             Err(e) => format!("{e:#}"),
         };
         self.sink.counters.snapshot_errors += 1;
-        eprintln!(
-            "twinfeed-ingest: depth snapshot for {} failed: {error}",
-            done.symbol
-        );
+        let failures = self.snapshot_failures.entry(done.symbol.clone()).or_insert(0);
+        *failures = failures.saturating_add(1);
         let retry = self
             .settings
             .backoff_initial
-            .max(Duration::from_millis(100));
-        self.request_snapshot(done.symbol, retry.min(self.settings.backoff_max));
+            .max(SNAPSHOT_RETRY_MIN)
+            .saturating_mul(1 << (*failures - 1).min(16))
+            .min(self.settings.backoff_max.max(SNAPSHOT_RETRY_MIN));
+        eprintln!(
+            "twinfeed-ingest: depth snapshot for {} failed ({} in a row, {} in all), retrying in {retry:?}: {error}",
+            done.symbol, failures, self.sink.counters.snapshot_errors
+        );
+        self.request_snapshot(done.symbol, retry);
         Ok(())
     }
 
@@ -432,12 +477,19 @@ impl Live {
     }
 }
 
-/// A REST body must be one JSON object to be embedded in a snapshot line.
-fn is_json_object(body: &str) -> bool {
-    let body = body.trim();
-    body.starts_with('{')
-        && body.ends_with('}')
-        && serde_json::from_str::<serde_json::Value>(body).is_ok()
+/// Why a connection should be dropped although it is open: the venue does not take our replies,
+/// or has sent nothing for [`READ_IDLE`].
+fn unhealthy(ws: &WsClient, last_read: Instant) -> Option<String> {
+    if let Some(stalled) = ws.write_stalled_for() {
+        if stalled >= WRITE_STALL {
+            return Some(format!(
+                "the venue has not read for {stalled:?} ({} pings received; reconnecting)",
+                ws.pings()
+            ));
+        }
+    }
+    let idle = last_read.elapsed();
+    (idle >= READ_IDLE).then(|| format!("nothing received for {idle:?}"))
 }
 
 #[cfg(test)]
@@ -465,12 +517,4 @@ mod tests {
         assert!(settings.wants_snapshots());
     }
 
-    #[test]
-    fn only_json_objects_become_snapshot_lines() {
-        assert!(is_json_object(
-            " {\"lastUpdateId\":1,\"bids\":[],\"asks\":[]}\n"
-        ));
-        assert!(!is_json_object("<html>"));
-        assert!(!is_json_object("{\"a\":"));
-    }
 }
