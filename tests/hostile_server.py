@@ -14,11 +14,12 @@ import asyncio
 import base64
 import hashlib
 import json
+import socket
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B65"
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 WsHandler = Callable[[int, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 RestHandler = Callable[[int, str, asyncio.StreamWriter], Awaitable[None]]
@@ -73,6 +74,9 @@ class Market:
         self.n = 0
         self.last_u = SNAPSHOT_ID - 5
         self.sent: list[str] = []
+        #: Exchange time (ms) of the trade :meth:`last` made (None before): every trade yields a
+        #: trade record with its time, so its record marks the end of what was sent.
+        self.last_ms: int | None = None
 
     def _envelope(self, stream: str, data: dict[str, Any]) -> str:
         text = json.dumps({"stream": stream, "data": data}, separators=(",", ":"))
@@ -133,6 +137,12 @@ class Market:
         self.last_u = last
         return self._envelope("btcusdt@depth@100ms", data)
 
+    def last(self) -> str:
+        """A trade to send after every other frame."""
+        text = self.trade()
+        self.last_ms = 1_700_000_000_000 + self.n
+        return text
+
     def mixed(self, count: int) -> list[str]:
         makers = [self.quote, self.trade, self.depth]
         return [makers[i % 3]() for i in range(count)]
@@ -156,7 +166,12 @@ async def idle(_conn: int, reader: asyncio.StreamReader, _writer: asyncio.Stream
 class HostileServer:
     """Runs ``ws`` and ``rest`` handlers for every connection on a thread of its own."""
 
-    def __init__(self, ws: WsHandler = idle, rest: RestHandler = good_snapshot) -> None:
+    def __init__(
+        self, ws: WsHandler = idle, rest: RestHandler = good_snapshot, rcvbuf: int | None = None
+    ) -> None:
+        """``rcvbuf`` sets SO_RCVBUF of the accepted sockets (on the listening socket, so the
+        advertised window is small from the start)."""
+        self.rcvbuf = rcvbuf
         self.ws = ws
         self.rest = rest
         self.ws_connections = 0
@@ -178,7 +193,12 @@ class HostileServer:
         asyncio.set_event_loop(self.loop)
 
         async def start() -> None:
-            self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.rcvbuf is not None:
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+            listener.bind(("127.0.0.1", 0))
+            self._server = await asyncio.start_server(self._handle, sock=listener)
             self.port = self._server.sockets[0].getsockname()[1]
             self._started.set()
 
@@ -209,8 +229,8 @@ class HostileServer:
             else:
                 self.rest_requests.append(path)
                 await self.rest(len(self.rest_requests), path, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # the client went away, or the server is closing
         except Exception as error:  # noqa: BLE001 - kept for the test's assertion message
             self.errors.append(repr(error))
         finally:
@@ -220,13 +240,15 @@ class HostileServer:
         async def stop() -> None:
             if self._server is not None:
                 self._server.close()
-            for task in asyncio.all_tasks():
-                if task is not asyncio.current_task():
-                    task.cancel()
+            tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+        self.loop.close()
 
     def __enter__(self) -> HostileServer:
         return self

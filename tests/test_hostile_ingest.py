@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -48,7 +49,7 @@ def ring_name(request: pytest.FixtureRequest) -> Iterator[str]:
 def live_config() -> FeatureConfig:
     return FeatureConfig.from_toml_str(
         "[ingest]\nheartbeat_ms = 20\nbackoff_initial_ms = 50\nbackoff_max_ms = 200\n"
-        "ring_slots = 262144\n",
+        "ring_slots = 262144\nwrite_stall_ms = 1000\n",
         "hostile test config",
     )
 
@@ -92,7 +93,26 @@ class Run:
             if condition(counters):
                 return counters
             assert self.process.running(), f"ingest exited: {self.log.read_text()[-2000:]}"
-            assert time.monotonic() < deadline, f"{what}: {counters}\n{self.log.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, (
+                f"{what}: {counters}\n{self.log.read_text()[-2000:]}"
+            )
+
+    def records(self) -> np.ndarray[Any, Any]:
+        return np.frombuffer(b"".join(self.chunks), dtype=twinfeed.record_dtype())
+
+    def wait_for_last_trade(self, market: Market, what: str = "the last good frame") -> None:
+        """Waits for the record of the last trade ``market`` made (sent after everything else),
+        so no good frame is still on its way when the ingest is stopped."""
+
+        def seen(_counters: dict[str, int]) -> bool:
+            if market.last_ms is None:
+                return False
+            stamp = market.last_ms * 1_000_000
+            records = self.records()
+            trades = records[records["kind"] == KIND["trade"]]
+            return bool(np.any(trades["exchange_ns"] == stamp))
+
+        self.wait_for(what, seen)
 
     def heartbeats_while(self, busy: Callable[[], bool]) -> int:
         """Heartbeats the ingest published while ``busy()`` held."""
@@ -152,7 +172,10 @@ async def wait_until(condition: Callable[[], bool]) -> None:
 
 
 async def read_and_drop(reader: asyncio.StreamReader) -> None:
-    while await reader.read(1 << 16):
+    try:
+        while await reader.read(1 << 16):
+            pass
+    except ConnectionError:
         pass
 
 
@@ -181,7 +204,7 @@ def book_after_snapshot_case(
         await send_all(writer, [market.quote(), market.trade()])
         await wait_until(lambda: state["good"])
         await asyncio.sleep(0.1)  # the snapshot line reaches the pipeline first
-        await send_all(writer, market.mixed(60))
+        await send_all(writer, market.mixed(60) + [market.last()])
         await reading
 
     return HostileServer(ws=ws, rest=rest), market
@@ -198,10 +221,9 @@ def test_chunk_size_overflow_is_counted_and_the_snapshot_retried(
     server, market = book_after_snapshot_case([overflow])
     with server:
         run = Run(server, ring_name, tmp_path)
-        counters = run.wait_for(
-            "a book after the retried snapshot",
-            lambda c: c["snapshot_errors"] >= 1 and c["snapshots"] >= 1 and c["records"] > 40,
-        )
+        run.wait_for_last_trade(market)
+        counters = run.poll()
+        assert counters["snapshot_errors"] >= 1 and counters["snapshots"] == 1
         assert counters["snapshot_requests"] >= 2
         records = run.finish(market)
     assert count(records, "book") > 0
@@ -220,10 +242,9 @@ def test_wrong_shape_snapshots_are_retried_until_a_good_one(ring_name: str, tmp_
     )
     with server:
         run = Run(server, ring_name, tmp_path)
-        run.wait_for(
-            "a book after four bad snapshots",
-            lambda c: c["snapshot_errors"] >= 4 and c["snapshots"] >= 1 and c["records"] > 40,
-        )
+        run.wait_for_last_trade(market)
+        counters = run.poll()
+        assert counters["snapshot_errors"] == 4 and counters["snapshots"] == 1
         records = run.finish(market)
     assert count(records, "book") > 0
     assert run.stats()["counters"]["decode_errors"] == 0  # refused before the pipeline
@@ -260,18 +281,16 @@ def test_slow_30mb_chunked_snapshot_is_capped_and_heartbeats_continue(
         reading = asyncio.ensure_future(read_and_drop(reader))
         await wait_until(lambda: state["good"])
         await asyncio.sleep(0.1)
-        await send_all(writer, market.mixed(30))
+        await send_all(writer, market.mixed(30) + [market.last()])
         await reading
 
     with HostileServer(ws=ws, rest=rest) as server:
         run = Run(server, ring_name, tmp_path)
         run.wait_for("the download", lambda _c: state["downloading"])
         heartbeats = run.heartbeats_while(lambda: bool(state["downloading"]))
-        counters = run.wait_for(
-            "a book after the capped snapshot",
-            lambda c: c["snapshots"] >= 1 and c["records"] > 20,
-        )
-        assert counters["snapshot_errors"] >= 1
+        run.wait_for_last_trade(market)
+        counters = run.poll()
+        assert counters["snapshot_errors"] >= 1 and counters["snapshots"] == 1
         # The body is refused at 8 MiB, i.e. after ~80 pauses of 10 ms: heartbeats every 20 ms
         # keep coming meanwhile (a stalled loop would publish none).
         assert heartbeats >= 10
@@ -289,9 +308,7 @@ def test_ping_flood_without_reading_neither_blocks_nor_ignores_sigterm(
     state = {"flooding": 0}
 
     async def ws(conn: int, _reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # Never reads; a small receive buffer makes the pongs back up quickly.
-        sock = writer.get_extra_info("socket")
-        sock.setsockopt(__import__("socket").SOL_SOCKET, __import__("socket").SO_RCVBUF, 4096)
+        # Never reads (and a small receive buffer makes the pongs back up quickly).
         state["flooding"] = conn
         ping = frame(b"p" * 125, opcode=0x9)
         while True:
@@ -299,7 +316,7 @@ def test_ping_flood_without_reading_neither_blocks_nor_ignores_sigterm(
             await writer.drain()
             await asyncio.sleep(0)
 
-    with HostileServer(ws=ws) as server:
+    with HostileServer(ws=ws, rcvbuf=4096) as server:
         run = Run(server, ring_name, tmp_path)
         run.wait_for("the flood", lambda _c: state["flooding"] == 1)
         heartbeats = run.heartbeats_while(lambda: server.ws_connections < 2)
@@ -310,11 +327,12 @@ def test_ping_flood_without_reading_neither_blocks_nor_ignores_sigterm(
         # ... and SIGTERM is honoured in the middle of the second flood.
         run.wait_for("quotes of the second flood", lambda c: c["records"] > 0)
         records = run.finish()
-    assert count(records, "heartbeat") > heartbeats
+    assert count(records, "heartbeat") > 0
     assert "has not read for" in run.log.read_text()
-    assert "shutdown (SIGTERM)" in (tmp_path / "capture").joinpath(
-        sorted(os.listdir(tmp_path / "capture"))[-1]
-    ).read_text()
+    assert (
+        "shutdown (SIGTERM)"
+        in (tmp_path / "capture").joinpath(sorted(os.listdir(tmp_path / "capture"))[-1]).read_text()
+    )
 
 
 def test_two_gib_frame_header_is_refused_without_allocating_it(
@@ -324,7 +342,7 @@ def test_two_gib_frame_header_is_refused_without_allocating_it(
 
     async def ws(conn: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         reading = asyncio.ensure_future(read_and_drop(reader))
-        await send_all(writer, [market.quote(), market.trade()])
+        await send_all(writer, [market.quote(), market.trade() if conn == 1 else market.last()])
         if conn == 1:
             writer.write(frame_header(2 << 30) + b"x" * 65536)
             await writer.drain()
@@ -332,7 +350,8 @@ def test_two_gib_frame_header_is_refused_without_allocating_it(
 
     with HostileServer(ws=ws) as server:
         run = Run(server, ring_name, tmp_path)
-        run.wait_for("the reconnect", lambda c: c["reconnects"] >= 1 and c["frames"] >= 4)
+        run.wait_for_last_trade(market, "the trade of the second connection")
+        assert run.poll()["reconnects"] == 1
         assert run.peak_rss_mb() < 200
         run.finish(market)
     assert "frame of 2147483648 bytes" in run.log.read_text()
@@ -350,12 +369,28 @@ def test_junk_symbol_flood_keeps_heartbeats_and_per_symbol_state_bounded(
         symbol = f"J{i:06d}USDT"
         if kind == "depth":
             data: dict[str, Any] = {
-                "e": "depthUpdate", "E": 1, "T": 1, "s": symbol, "U": 5, "u": 9, "pu": 1,
-                "b": [["1.0", "1.0"]], "a": [],
-            }  # fmt: skip
+                "e": "depthUpdate",
+                "E": 1,
+                "T": 1,
+                "s": symbol,
+                "U": 5,
+                "u": 9,
+                "pu": 1,
+                "b": [["1.0", "1.0"]],
+                "a": [],
+            }
         else:
-            data = {"e": "bookTicker", "u": 1, "s": symbol, "b": "1.0", "B": "1.0",
-                    "a": "2.0", "A": "1.0", "T": 1, "E": 1}  # fmt: skip
+            data = {
+                "e": "bookTicker",
+                "u": 1,
+                "s": symbol,
+                "b": "1.0",
+                "B": "1.0",
+                "a": "2.0",
+                "A": "1.0",
+                "T": 1,
+                "E": 1,
+            }
         return json.dumps({"stream": f"{symbol.lower()}@{kind}", "data": data})
 
     async def rest(number: int, path: str, writer: asyncio.StreamWriter) -> None:
@@ -373,7 +408,7 @@ def test_junk_symbol_flood_keeps_heartbeats_and_per_symbol_state_bounded(
                 writer.write(frame(market.mixed(1)[0]))
                 await writer.drain()
                 await asyncio.sleep(0.002)
-        await send_all(writer, market.mixed(30))
+        await send_all(writer, market.mixed(30) + [market.last()])
         state["flooding"] = False
         await reading
 
@@ -382,7 +417,7 @@ def test_junk_symbol_flood_keeps_heartbeats_and_per_symbol_state_bounded(
         run.wait_for("the flood", lambda _c: bool(state["flooding"]))
         heartbeats = run.heartbeats_while(lambda: bool(state["flooding"]))
         assert heartbeats >= 10
-        run.wait_for("the last good frames", lambda c: c["frames"] >= 30_000 + 300 + 30)
+        run.wait_for_last_trade(market)
         run.finish(market)
     assert server.rest_requests
     assert all("symbol=BTCUSDT&" in path for path in server.rest_requests)
@@ -392,10 +427,10 @@ def test_junk_symbol_flood_keeps_heartbeats_and_per_symbol_state_bounded(
 # range checks at decode time); they fail until that branch is merged.
 
 
-def hostile_frames_case(hostile: list[str]) -> tuple[HostileServer, Market, dict[str, bool]]:
+def hostile_frames_case(hostile: list[str]) -> tuple[HostileServer, Market]:
     """After a good snapshot: good frames, the hostile ones, more good frames."""
     market = Market()
-    state = {"good": False, "done": False}
+    state = {"good": False}
 
     async def rest(number: int, path: str, writer: asyncio.StreamWriter) -> None:
         await good_snapshot(number, path, writer)
@@ -409,11 +444,10 @@ def hostile_frames_case(hostile: list[str]) -> tuple[HostileServer, Market, dict
         for text in hostile:
             await send_all(writer, [text])
             await send_all(writer, market.mixed(3))
-        await send_all(writer, market.mixed(30))
-        state["done"] = True
+        await send_all(writer, market.mixed(30) + [market.last()])
         await reading
 
-    return HostileServer(ws=ws, rest=rest), market, state
+    return HostileServer(ws=ws, rest=rest), market
 
 
 def test_deeply_nested_frames_are_counted_not_fatal(ring_name: str, tmp_path: Path) -> None:
@@ -425,21 +459,16 @@ def test_deeply_nested_frames_are_counted_not_fatal(ring_name: str, tmp_path: Pa
         '{"stream":"btcusdt@trade","data":' + "[" * 40_000 + "}",  # unbalanced
         "[" * 40_000,
     ]
-    server, market, state = hostile_frames_case(hostile)
+    server, market = hostile_frames_case(hostile)
     with server:
         run = Run(server, ring_name, tmp_path)
-        counters = run.wait_for(
-            "the good frames after the nested ones",
-            lambda c: bool(state["done"]) and c["frames"] >= 60 + 9 + len(hostile),
-        )
-        assert counters["decode_errors"] >= len(hostile)
+        run.wait_for_last_trade(market)
+        assert run.poll()["decode_errors"] == len(hostile)
         records = run.finish(market)
     assert count(records, "heartbeat") > 0
 
 
-def test_absurd_values_are_counted_and_the_book_keeps_going(
-    ring_name: str, tmp_path: Path
-) -> None:
+def test_absurd_values_are_counted_and_the_book_keeps_going(ring_name: str, tmp_path: Path) -> None:
     """Findings 8 and 9, live: u = 2^63 froze the book; E = i64::MAX made bars vanish; a
     negative quantity corrupted volume. Each must be a counted decode error, never a record."""
     ms = 1_700_000_000_000
@@ -448,18 +477,36 @@ def test_absurd_values_are_counted_and_the_book_keeps_going(
         return json.dumps(
             {
                 "stream": "btcusdt@depth@100ms",
-                "data": {"e": "depthUpdate", "E": ms, "T": ms, "s": "BTCUSDT", "U": u - 1,
-                         "u": u, "pu": u - 2, "b": [["99.0", "1.0"]], "a": []},
-            }  # fmt: skip
+                "data": {
+                    "e": "depthUpdate",
+                    "E": ms,
+                    "T": ms,
+                    "s": "BTCUSDT",
+                    "U": u - 1,
+                    "u": u,
+                    "pu": u - 2,
+                    "b": [["99.0", "1.0"]],
+                    "a": [],
+                },
+            }
         )
 
     def trade(price: str, qty: str, event_ms: int) -> str:
         return json.dumps(
             {
                 "stream": "btcusdt@trade",
-                "data": {"e": "trade", "E": event_ms, "T": event_ms, "s": "BTCUSDT", "t": 1,
-                         "p": price, "q": qty, "X": "MARKET", "m": False},
-            }  # fmt: skip
+                "data": {
+                    "e": "trade",
+                    "E": event_ms,
+                    "T": event_ms,
+                    "s": "BTCUSDT",
+                    "t": 1,
+                    "p": price,
+                    "q": qty,
+                    "X": "MARKET",
+                    "m": False,
+                },
+            }
         )
 
     hostile = [
@@ -467,14 +514,11 @@ def test_absurd_values_are_counted_and_the_book_keeps_going(
         trade("100.0", "0.010", 2**63 - 1),
         trade("100.0", "-5.000", ms),
     ]
-    server, market, state = hostile_frames_case(hostile)
+    server, market = hostile_frames_case(hostile)
     with server:
         run = Run(server, ring_name, tmp_path)
-        counters = run.wait_for(
-            "the good frames after the absurd ones",
-            lambda c: bool(state["done"]) and c["frames"] >= 60 + 9 + len(hostile),
-        )
-        assert counters["decode_errors"] >= len(hostile)
+        run.wait_for_last_trade(market)
+        assert run.poll()["decode_errors"] == len(hostile)
         records = run.finish(market)
     # Depth diffs after the hostile ones still apply: the book did not freeze.
     books = records[records["kind"] == KIND["book"]]
@@ -514,11 +558,16 @@ def test_the_ingest_refuses_an_absurd_config_before_touching_shm(
     path = tmp_path / "hostile.toml"
     path.write_text("[ingest]\nring_slots = 134217728\n")
     process = start_ingest(
-        binary=BINARY, ring=ring_name, capture_dir=tmp_path / "capture", config=path,
-        url="ws://127.0.0.1:9", symbols=["btcusdt"], stderr=__import__("subprocess").PIPE,
-    )  # fmt: skip
-    assert process.wait(timeout=30) != 0
-    assert process.process.stderr is not None
-    message = process.process.stderr.read().decode()
+        binary=BINARY,
+        ring=ring_name,
+        capture_dir=tmp_path / "capture",
+        config=path,
+        url="ws://127.0.0.1:9",
+        symbols=["btcusdt"],
+        stderr=subprocess.PIPE,
+    )
+    _, stderr = process.process.communicate(timeout=30)
+    assert process.wait() != 0
+    message = stderr.decode()
     assert str(path) in message and "ingest.ring_slots" in message
     assert not (Path("/dev/shm") / f"twinfeed-{ring_name}").exists()

@@ -111,6 +111,9 @@ pub struct IngestConfig {
     pub backoff_max_ms: u64,
     /// Depth snapshot size requested from REST.
     pub snapshot_limit: u32,
+    /// A websocket connection whose written bytes (pongs) the venue has not taken for this
+    /// long is dropped and reconnected, in ms.
+    pub write_stall_ms: u64,
     /// How capture files are stored: `"none"` (plain text, `capture-NNNNNN.txt`) or `"zstd"`
     /// (`capture-NNNNNN.txt.zst`, one zstd frame per chunk the capture thread writes). Binance
     /// frames compress about 15x at level 1, and at millions of frames a second compressing is
@@ -133,6 +136,7 @@ impl Default for IngestConfig {
             backoff_initial_ms: 100,
             backoff_max_ms: 5000,
             snapshot_limit: 1000,
+            write_stall_ms: 5000,
             capture_compression: "none".into(),
             capture_zstd_level: 1,
         }
@@ -344,15 +348,16 @@ impl FeatureConfig {
         )?;
         let ingest = &self.ingest;
         check("ingest.heartbeat_ms", ingest.heartbeat_ms, 1..=60_000)?;
-        check(
-            "ingest.ring_slots",
-            ingest.ring_slots,
-            2..=MAX_RING_SLOTS,
-        )?;
+        check("ingest.ring_slots", ingest.ring_slots, 2..=MAX_RING_SLOTS)?;
         check(
             "ingest.rotate_bytes",
             ingest.rotate_bytes,
             MIN_ROTATE_BYTES..=1 << 40,
+        )?;
+        check(
+            "ingest.write_stall_ms",
+            ingest.write_stall_ms,
+            100..=600_000,
         )?;
         check(
             "ingest.backoff_initial_ms",
@@ -481,7 +486,10 @@ mod tests {
             ("[ingest]\nsnapshot_limit = 0", "ingest.snapshot_limit"),
             ("[ingest]\nsnapshot_limit = 7", "ingest.snapshot_limit"),
             ("[ingest]\nsnapshot_limit = 5000", "ingest.snapshot_limit"),
-            ("[ingest]\nbackoff_initial_ms = 0", "ingest.backoff_initial_ms"),
+            (
+                "[ingest]\nbackoff_initial_ms = 0",
+                "ingest.backoff_initial_ms",
+            ),
             (
                 "[ingest]\nbackoff_initial_ms = 500\nbackoff_max_ms = 100",
                 "ingest.backoff_max_ms",
@@ -501,7 +509,10 @@ mod tests {
                 "[downsample]\nbar_ms = 18446744073709551615",
                 "downsample.bar_ms",
             ),
-            ("[downsample]\nquote_every_n = 0", "downsample.quote_every_n"),
+            (
+                "[downsample]\nquote_every_n = 0",
+                "downsample.quote_every_n",
+            ),
             (
                 "[features]\nflow_window_ms = 9300000000000",
                 "features.flow_window_ms",
@@ -513,7 +524,10 @@ mod tests {
             let err = FeatureConfig::from_toml_str(&format!("{toml}\n"), "dir/bad.toml")
                 .unwrap_err()
                 .to_string();
-            assert!(err.contains("dir/bad.toml") && err.contains(field), "{toml}: {err}");
+            assert!(
+                err.contains("dir/bad.toml") && err.contains(field),
+                "{toml}: {err}"
+            );
         }
         for good in [
             "[ingest]\nring_slots = 64\nsnapshot_limit = 5\nrotate_bytes = 524288",

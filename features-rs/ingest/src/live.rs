@@ -19,9 +19,6 @@ use crate::ws::{self, Frame, WsClient};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The whole REST snapshot fetch (connect, request, body) must end within this.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(10);
-/// A connection whose reply (a pong) the venue has not taken for this long is dropped and
-/// reconnected: the venue is not reading, and the socket cannot be trusted.
-pub const WRITE_STALL: Duration = Duration::from_secs(5);
 /// A connection that delivered no byte for this long is dropped and reconnected. Longer than
 /// Binance's ping period (3 minutes), so a quiet but healthy connection never trips it.
 pub const READ_IDLE: Duration = Duration::from_secs(240);
@@ -48,6 +45,9 @@ pub struct LiveSettings {
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
     pub snapshot_limit: u32,
+    /// A connection whose written bytes (pongs) the venue has not taken for this long is
+    /// dropped and reconnected: the venue is not reading, and the socket cannot be trusted.
+    pub write_stall: Duration,
     pub stats_file: Option<PathBuf>,
 }
 
@@ -135,8 +135,26 @@ struct Live {
     received_ns: i64,
 }
 
+/// SIGINT and SIGTERM, caught from the moment this is made (inside a tokio runtime): make it
+/// before slow setup (creating and populating the ring), so a signal then is honoured once the
+/// loop starts, in order, instead of killing the process half-way (which left a temporary ring
+/// file of the full size behind).
+pub struct Signals {
+    sigint: Signal,
+    sigterm: Signal,
+}
+
+impl Signals {
+    pub fn install() -> Result<Self> {
+        Ok(Signals {
+            sigint: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            sigterm: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+        })
+    }
+}
+
 /// Runs until SIGINT or SIGTERM; then writes a `disconnected` line, flushes and returns.
-pub async fn run(sink: Sink, settings: LiveSettings) -> Result<()> {
+pub async fn run(sink: Sink, settings: LiveSettings, signals: Signals) -> Result<()> {
     let start = Instant::now();
     let mut heartbeat = interval_at(start + settings.heartbeat, settings.heartbeat);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -147,8 +165,8 @@ pub async fn run(sink: Sink, settings: LiveSettings) -> Result<()> {
         sink,
         heartbeat,
         stats,
-        sigint: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
-        sigterm: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+        sigint: signals.sigint,
+        sigterm: signals.sigterm,
         snapshots_tx,
         snapshots_rx,
         epoch: 0,
@@ -273,7 +291,9 @@ impl Live {
                         if let Some(reason) = self.handle(event)? {
                             return self.shutdown(&mut ws, reason).await;
                         }
-                        if let Some(reason) = unhealthy(&ws, last_read) {
+                        if let Some(reason) =
+                            unhealthy(&mut ws, last_read, self.settings.write_stall)
+                        {
                             break 'session reason;
                         }
                         // The event's line (heartbeat, snapshot) was stamped now; the frames
@@ -297,7 +317,7 @@ impl Live {
                     if let Some(reason) = self.handle(event)? {
                         return self.shutdown(&mut ws, reason).await;
                     }
-                    if let Some(reason) = unhealthy(&ws, last_read) {
+                    if let Some(reason) = unhealthy(&mut ws, last_read, self.settings.write_stall) {
                         break 'session reason;
                     }
                 }
@@ -426,7 +446,10 @@ impl Live {
             Err(e) => format!("{e:#}"),
         };
         self.sink.counters.snapshot_errors += 1;
-        let failures = self.snapshot_failures.entry(done.symbol.clone()).or_insert(0);
+        let failures = self
+            .snapshot_failures
+            .entry(done.symbol.clone())
+            .or_insert(0);
         *failures = failures.saturating_add(1);
         let retry = self
             .settings
@@ -477,11 +500,12 @@ impl Live {
     }
 }
 
-/// Why a connection should be dropped although it is open: the venue does not take our replies,
-/// or has sent nothing for [`READ_IDLE`].
-fn unhealthy(ws: &WsClient, last_read: Instant) -> Option<String> {
+/// Why a connection should be dropped although it is open: the venue has not read what we
+/// wrote for `write_stall`, or has sent nothing for [`READ_IDLE`]. Checked after every timer
+/// event (at least once per heartbeat).
+fn unhealthy(ws: &mut WsClient, last_read: Instant, write_stall: Duration) -> Option<String> {
     if let Some(stalled) = ws.write_stalled_for() {
-        if stalled >= WRITE_STALL {
+        if stalled >= write_stall {
             return Some(format!(
                 "the venue has not read for {stalled:?} ({} pings received; reconnecting)",
                 ws.pings()
@@ -508,6 +532,7 @@ mod tests {
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             snapshot_limit: 1000,
+            write_stall: Duration::from_secs(5),
             stats_file: None,
         };
         assert_eq!(
@@ -516,5 +541,4 @@ mod tests {
         );
         assert!(settings.wants_snapshots());
     }
-
 }

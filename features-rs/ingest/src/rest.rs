@@ -434,7 +434,9 @@ pub fn check_snapshot(body: &str) -> Result<(), String> {
         };
         if let Some(bad) = levels.iter().find(|l| !pair(l)) {
             let text: String = bad.to_string().chars().take(80).collect();
-            return Err(format!("{side}: level {text} is not a [price, quantity] pair"));
+            return Err(format!(
+                "{side}: level {text} is not a [price, quantity] pair"
+            ));
         }
     }
     Ok(())
@@ -483,10 +485,12 @@ mod tests {
 
     #[test]
     fn reads_content_length_chunked_and_eof_responses_however_split() {
-        let ok = |status, body: &[u8]| Ok(Response {
-            status,
-            body: body.to_vec(),
-        });
+        let ok = |status, body: &[u8]| {
+            Ok(Response {
+                status,
+                body: body.to_vec(),
+            })
+        };
         let cases: [(&[u8], Result<Response, HttpError>); 4] = [
             (b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n{}{}", ok(200, b"{}{}")),
             (
@@ -516,10 +520,18 @@ mod tests {
     #[test]
     fn hostile_responses_are_errors_not_panics_or_allocations() {
         let chunked = |size: &str| {
-            format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{size}\r\nabc\r\n0\r\n\r\n")
+            format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{size}\r\nabc\r\n0\r\n\r\n"
+            )
         };
         // The chunk size of issue 13 finding 2 (used to panic on `size + 2`).
-        for size in ["fffffffffffffffe", "ffffffffffffffff", "10000000000000000", "zz", ""] {
+        for size in [
+            "fffffffffffffffe",
+            "ffffffffffffffff",
+            "10000000000000000",
+            "zz",
+            "",
+        ] {
             let got = parse_response(chunked(size).as_bytes(), MAX_BODY);
             assert!(got.is_err(), "{size}: {got:?}");
         }
@@ -528,7 +540,10 @@ mod tests {
             Err(HttpError::BodyTooLarge { limit: MAX_BODY })
         );
         assert_eq!(
-            parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n", 1000),
+            parse_response(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n",
+                1000
+            ),
             Err(HttpError::BodyTooLarge { limit: 1000 })
         );
         assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", 1000).is_err());
@@ -561,11 +576,9 @@ mod tests {
         let no_crlf = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabcd";
         assert_eq!(parse_response(no_crlf, 1000), Err(HttpError::ChunkEnd));
         assert!(parse_response(b"SPDY 200\r\n\r\n", 1000).is_err());
-        assert!(parse_response(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
-            1000
-        )
-        .is_err());
+        assert!(
+            parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", 1000).is_err()
+        );
         assert_eq!(
             parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nab", 1000),
             Err(HttpError::TrailingBytes)

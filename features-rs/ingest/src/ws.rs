@@ -77,7 +77,7 @@ pub struct WsClient {
     /// An encoded frame being written, and how much of it has been.
     out: Vec<u8>,
     out_written: usize,
-    /// Since when a reply has waited without any of it being written.
+    /// Since when written bytes have been waiting (see [`WsClient::write_stalled_for`]).
     stalled_since: Option<Instant>,
     mask_seed: u64,
 }
@@ -99,6 +99,7 @@ pub async fn connect(url: &str, mask_seed: u64) -> Result<WsClient, String> {
         .await
         .map_err(|e| format!("connect {host}:{port}: {e}"))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    limit_send_buffer(&stream);
     let key = generate_key();
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -148,6 +149,28 @@ pub async fn connect(url: &str, mask_seed: u64) -> Result<WsClient, String> {
         stalled_since: None,
         mask_seed: mask_seed | 1,
     })
+}
+
+/// Kernel send buffer of the websocket socket. The client only ever writes its handshake, pongs
+/// and a close frame, so a small fixed buffer is plenty; it also bounds the kernel memory a venue
+/// that never reads can pin, and lets [`WsClient::write_stalled_for`] notice such a venue
+/// after a few pongs rather than megabytes of them.
+const SEND_BUFFER: libc::c_int = 16 << 10;
+
+fn limit_send_buffer(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let size = SEND_BUFFER;
+    // SAFETY: SO_SNDBUF takes one int; the descriptor is the open socket. A failure only keeps
+    // the kernel's default.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
 }
 
 /// One frame's header: FIN, opcode, where its payload lies and where the frame ends.
@@ -375,10 +398,22 @@ impl WsClient {
         self.out_written < self.out.len() || self.replies.pong.is_some()
     }
 
-    /// How long a reply has waited without the socket taking a byte of it (`None` if nothing
-    /// waits).
-    pub fn write_stalled_for(&self) -> Option<Duration> {
-        self.stalled_since.map(|since| since.elapsed())
+    /// How long, as seen by the calls so far, bytes we wrote have been waiting without a
+    /// break: a reply not taken by the socket, or bytes in the kernel's send queue the venue
+    /// has not acknowledged (`TIOCOUTQ`). A venue that reads empties that queue within a
+    /// round trip; one that never reads leaves it full. `None` when nothing waits.
+    pub fn write_stalled_for(&mut self) -> Option<Duration> {
+        use std::os::fd::AsRawFd;
+        let mut queued: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ writes one int; the descriptor is the open socket.
+        let ok = unsafe { libc::ioctl(self.stream.as_raw_fd(), libc::TIOCOUTQ, &mut queued) } == 0;
+        if self.wants_write() || (ok && queued > 0) {
+            let since = *self.stalled_since.get_or_insert_with(Instant::now);
+            Some(since.elapsed())
+        } else {
+            self.stalled_since = None;
+            None
+        }
     }
 
     /// Writes the pending reply (the latest pong) as far as the socket takes it, without
@@ -394,14 +429,8 @@ impl WsClient {
             }
             match self.stream.try_write(&self.out[self.out_written..]) {
                 Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.out_written += n;
-                    self.stalled_since = None; // progress: the venue reads
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    self.stalled_since.get_or_insert_with(Instant::now);
-                    return Ok(());
-                }
+                Ok(n) => self.out_written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
             }
         }
@@ -418,7 +447,8 @@ impl WsClient {
         let mask = (self.mask_seed as u32).to_be_bytes();
         self.out.clear();
         self.out_written = 0;
-        self.out.extend_from_slice(&[0x80 | opcode, 0x80 | payload.len() as u8]);
+        self.out
+            .extend_from_slice(&[0x80 | opcode, 0x80 | payload.len() as u8]);
         self.out.extend_from_slice(&mask);
         self.out
             .extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
@@ -435,9 +465,7 @@ impl WsClient {
         let _ = tokio::time::timeout(wait, async {
             // Finish a partly written frame first, so the close frame is not spliced into it.
             if self.out_written < self.out.len() {
-                self.stream
-                    .write_all(&self.out[self.out_written..])
-                    .await?;
+                self.stream.write_all(&self.out[self.out_written..]).await?;
             }
             self.encode(0x8, &code);
             self.stream.write_all(&self.out).await

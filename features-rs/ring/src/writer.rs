@@ -242,7 +242,10 @@ fn temp_path(path: &Path, pid: u32) -> PathBuf {
 /// the ring is populated up front, and a tmpfs that fills up kills the writer with SIGBUS.
 fn refuse_if_no_room(path: &Path, size: u64) -> Result<()> {
     use std::os::unix::ffi::OsStrExt;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let Ok(c_dir) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
         return Ok(());
     };
