@@ -506,7 +506,7 @@ mod tests {
             // 9.3e12 ms * 1e6 wraps i64 ns.
             ("[downsample]\nbar_ms = 9300000000000", "downsample.bar_ms"),
             (
-                "[downsample]\nbar_ms = 18446744073709551615",
+                "[downsample]\nbar_ms = 9223372036854775807",
                 "downsample.bar_ms",
             ),
             (
