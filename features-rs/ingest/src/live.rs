@@ -342,7 +342,7 @@ impl Live {
             if taken == MAX_BATCH {
                 break Taken::More;
             }
-            match ws.next() {
+            match ws.next_message() {
                 Ok(Some(Frame::Text(text))) => {
                     *frames += 1;
                     self.sink.line(self.received_ns, text)?;

@@ -384,7 +384,7 @@ impl WsClient {
 
     /// The next whole message already received, `Ok(None)` when more bytes are needed. Pings
     /// are noted for [`WsClient::flush_replies`]; nothing here waits.
-    pub fn next(&mut self) -> Result<Option<Frame<'_>>, String> {
+    pub fn next_message(&mut self) -> Result<Option<Frame<'_>>, String> {
         self.reader.next(&mut self.replies)
     }
 
@@ -572,7 +572,7 @@ mod tests {
     async fn messages(ws: &mut WsClient) -> Result<Vec<String>, String> {
         let mut out = Vec::new();
         loop {
-            while let Some(frame) = ws.next()? {
+            while let Some(frame) = ws.next_message()? {
                 out.push(match frame {
                     Frame::Text(t) => t.to_string(),
                     Frame::Binary => "<binary>".into(),
