@@ -38,6 +38,20 @@ REPO = Path(__file__).resolve().parents[1]
 BINARY = REPO / "target" / "release" / "twinfeed-ingest"
 
 
+#: Ingests started by the running test, killed after it if a failed assertion left them running.
+STARTED: list[IngestProcess] = []
+
+
+@pytest.fixture(autouse=True)
+def kill_leftover_ingests() -> Iterator[None]:
+    yield
+    while STARTED:
+        process = STARTED.pop()
+        if process.running():
+            process.kill()
+        process.wait()
+
+
 @pytest.fixture
 def ring_name(request: pytest.FixtureRequest) -> Iterator[str]:
     tag = f"pytest-{os.getpid()}-{request.node.name}"[:120]
@@ -73,6 +87,7 @@ class Run:
                 stats_file=tmp_path / "stats.json",
                 stderr=log,
             )
+        STARTED.append(self.process)
         self.process.wait_for_ring()
         self.feed = Feed.open(ring)
         self.chunks: list[bytes] = []
@@ -566,6 +581,7 @@ def test_the_ingest_refuses_an_absurd_config_before_touching_shm(
         symbols=["btcusdt"],
         stderr=subprocess.PIPE,
     )
+    STARTED.append(process)
     _, stderr = process.process.communicate(timeout=30)
     assert process.wait() != 0
     message = stderr.decode()
