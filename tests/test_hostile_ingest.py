@@ -587,3 +587,29 @@ def test_the_ingest_refuses_an_absurd_config_before_touching_shm(
     message = stderr.decode()
     assert str(path) in message and "ingest.ring_slots" in message
     assert not (Path("/dev/shm") / f"twinfeed-{ring_name}").exists()
+
+
+def test_sigterm_while_a_large_ring_is_created_is_an_orderly_stop(
+    ring_name: str, tmp_path: Path
+) -> None:
+    """Finding 12: SIGTERM while a huge ring was being populated left its temporary file
+    (26.8 GB) behind. Signals are now caught before the ring is created."""
+    path = tmp_path / "big.toml"
+    path.write_text("[ingest]\nring_slots = 2097152\n")  # 400 MB, populated up front
+    process = start_ingest(
+        binary=BINARY,
+        ring=ring_name,
+        capture_dir=tmp_path / "capture",
+        config=path,
+        url="ws://127.0.0.1:9",
+        symbols=["btcusdt"],
+        stderr=subprocess.DEVNULL,
+    )
+    STARTED.append(process)
+    ring = Path("/dev/shm") / f"twinfeed-{ring_name}"
+    temporary = ring.with_name(f"{ring.name}.tmp-{process.pid}")
+    while not temporary.exists() and not ring.exists():
+        assert process.running()
+        time.sleep(0.001)
+    assert process.stop(timeout=30) == 0
+    assert not temporary.exists()
