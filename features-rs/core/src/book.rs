@@ -113,7 +113,13 @@ impl Book {
     /// Summed quantity of the best `levels` bids and asks (exact units; i128, so no sum of i64
     /// sizes can overflow).
     pub fn depth_qty(&self, levels: usize) -> (i128, i128) {
-        let bid: i128 = self.bids.values().rev().take(levels).map(|&q| q as i128).sum();
+        let bid: i128 = self
+            .bids
+            .values()
+            .rev()
+            .take(levels)
+            .map(|&q| q as i128)
+            .sum();
         let ask: i128 = self.asks.values().take(levels).map(|&q| q as i128).sum();
         (bid, ask)
     }
@@ -330,7 +336,10 @@ mod tests {
         // Futures: a diff chained to the book (`pu` = last) but with an absurd `u`.
         let mut book = Book::default();
         book.apply_snapshot(&snapshot(10));
-        assert_eq!(book.apply_diff(diff(9, 12, Some(8), vec![])), Applied::Updated);
+        assert_eq!(
+            book.apply_diff(diff(9, 12, Some(8), vec![])),
+            Applied::Updated
+        );
         let forged = (1u64 << 62) + 5;
         assert_eq!(
             book.apply_diff(diff(13, forged, Some(12), vec![(150, 1)])),
@@ -349,9 +358,15 @@ mod tests {
         // A fresh snapshot resyncs from the buffered diff; later diffs apply again.
         assert_eq!(book.apply_snapshot(&snapshot(14)), Applied::Updated);
         assert_eq!(book.last_update_id(), 15);
-        assert_eq!(book.apply_diff(diff(16, 18, Some(15), vec![])), Applied::Updated);
+        assert_eq!(
+            book.apply_diff(diff(16, 18, Some(15), vec![])),
+            Applied::Updated
+        );
         // An exact repeat of the last diff stays a harmless duplicate.
-        assert_eq!(book.apply_diff(diff(16, 18, Some(15), vec![])), Applied::Ignored);
+        assert_eq!(
+            book.apply_diff(diff(16, 18, Some(15), vec![])),
+            Applied::Ignored
+        );
         assert!(book.is_valid());
     }
 

@@ -86,7 +86,9 @@ impl CountingHandle {
     }
 
     fn file_failed(&self) -> bool {
-        self.0.file_failed.load(std::sync::atomic::Ordering::Relaxed)
+        self.0
+            .file_failed
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

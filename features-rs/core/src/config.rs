@@ -351,10 +351,14 @@ mod tests {
             two
         );
         for bad in ["0", "65536"] {
-            let err = FeatureConfig::from_toml_str(&format!("[filter]\nmax_symbols = {bad}\n"), "m.toml")
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains("m.toml") && err.contains("filter.max_symbols"), "{err}");
+            let err =
+                FeatureConfig::from_toml_str(&format!("[filter]\nmax_symbols = {bad}\n"), "m.toml")
+                    .unwrap_err()
+                    .to_string();
+            assert!(
+                err.contains("m.toml") && err.contains("filter.max_symbols"),
+                "{err}"
+            );
         }
     }
 

@@ -79,7 +79,11 @@ fn assert_skipped(at: usize, hostile: &str, field: &str) {
     assert_eq!(error.line, at as u64 + 1);
     assert!(error.message.contains(field), "{field}: {}", error.message);
     for record in &mut got {
-        assert_ne!(record.line, at as u64 + 1, "{field}: the hostile line made a record");
+        assert_ne!(
+            record.line,
+            at as u64 + 1,
+            "{field}: the hostile line made a record"
+        );
         if record.line > at as u64 {
             record.line -= 1;
         }
@@ -99,26 +103,55 @@ fn deep_nesting_anywhere_is_a_counted_decode_error() {
     let depth = &clean[4];
     let ticker = &clean[5];
     let trade = &clean[6];
-    let with_key = |line: &str, value: &str| line.replacen(r#""s":"BTCUSDT""#, &format!(r#""x":{value},"s":"BTCUSDT""#), 1);
+    let with_key = |line: &str, value: &str| {
+        line.replacen(
+            r#""s":"BTCUSDT""#,
+            &format!(r#""x":{value},"s":"BTCUSDT""#),
+            1,
+        )
+    };
     let cases = [
         (with_key(depth, &deep), "data.x"),
         (with_key(ticker, &deep), "data.x"),
         (with_key(trade, &objects), "data.x.k.k"),
         (with_key(trade, &"[".repeat(40_000)), "data.x"),
-        (ticker.replacen(r#""b":"61800.00""#, &format!(r#""b":{deep}"#), 1), "data.b"),
-        (depth.replacen(r#"{"stream""#, &format!(r#"{{"y":{deep},"stream""#), 1), "field `y`"),
-        (SNAPSHOT.replacen(r#""E""#, &format!(r#""z":{deep},"E""#), 1), "field `z`"),
-        (format!(r#"1 {{"twinfeed":"snapshot","symbol":"BTCUSDT","data":{{"lastUpdateId":1,"q":{deep},"bids":[],"asks":[]}}}}"#), "data.q"),
-        (format!(r#"1 {{"twinfeed":"connected","url":{deep}}}"#), "field `url`"),
+        (
+            ticker.replacen(r#""b":"61800.00""#, &format!(r#""b":{deep}"#), 1),
+            "data.b",
+        ),
+        (
+            depth.replacen(r#"{"stream""#, &format!(r#"{{"y":{deep},"stream""#), 1),
+            "field `y`",
+        ),
+        (
+            SNAPSHOT.replacen(r#""E""#, &format!(r#""z":{deep},"E""#), 1),
+            "field `z`",
+        ),
+        (
+            format!(
+                r#"1 {{"twinfeed":"snapshot","symbol":"BTCUSDT","data":{{"lastUpdateId":1,"q":{deep},"bids":[],"asks":[]}}}}"#
+            ),
+            "data.q",
+        ),
+        (
+            format!(r#"1 {{"twinfeed":"connected","url":{deep}}}"#),
+            "field `url`",
+        ),
         (format!("1 {deep}"), "the frame"),
-        (format!(r#"1 {{"stream":"btcusdt@kline_1m","data":{objects}}}"#), "data.k"),
+        (
+            format!(r#"1 {{"stream":"btcusdt@kline_1m","data":{objects}}}"#),
+            "data.k",
+        ),
     ];
     for (line, field) in cases {
         assert_skipped(4, &line, field);
         assert!(line.len() > 40_000);
     }
     // Within the limit it is just JSON: an unknown stream, no error.
-    let shallow = format!(r#"1 {{"stream":"btcusdt@kline_1m","data":{}}}"#, nested(100));
+    let shallow = format!(
+        r#"1 {{"stream":"btcusdt@kline_1m","data":{}}}"#,
+        nested(100)
+    );
     let (_, stats) = run(&[shallow], FeatureConfig::default());
     assert_eq!((stats.unknown_frames, stats.decode_errors), (1, 0));
 }
@@ -128,25 +161,76 @@ fn values_the_venue_cannot_send_are_counted_decode_errors() {
     let clean = clean_lines();
     let (ticker, trade, depth) = (&clean[8], &clean[9], &clean[7]);
     let cases = [
-        (ticker.replace(r#""b":"61800.00""#, r#""b":"-61800.00""#), "field `b`"),
-        (ticker.replace(r#""a":"61800.10""#, r#""a":"0.00""#), "field `a`"),
-        (ticker.replace(r#""a":"61800.10""#, r#""a":"61700.10""#), "crossed"),
-        (ticker.replace(r#""a":"61800.10""#, r#""a":"61800.00""#), "crossed"),
-        (ticker.replace(r#""A":"2.510""#, r#""A":"-2.510""#), "field `A`"),
-        (ticker.replace(r#""E":1723161256500"#, r#""E":9000000000000"#), "field `E`"),
-        (trade.replace(r#""E":1723161256500"#, r#""E":9223372036854775807"#), "field `E`"),
-        (trade.replace(r#""q":"0.003""#, r#""q":"-0.003""#), "field `q`"),
+        (
+            ticker.replace(r#""b":"61800.00""#, r#""b":"-61800.00""#),
+            "field `b`",
+        ),
+        (
+            ticker.replace(r#""a":"61800.10""#, r#""a":"0.00""#),
+            "field `a`",
+        ),
+        (
+            ticker.replace(r#""a":"61800.10""#, r#""a":"61700.10""#),
+            "crossed",
+        ),
+        (
+            ticker.replace(r#""a":"61800.10""#, r#""a":"61800.00""#),
+            "crossed",
+        ),
+        (
+            ticker.replace(r#""A":"2.510""#, r#""A":"-2.510""#),
+            "field `A`",
+        ),
+        (
+            ticker.replace(r#""E":1723161256500"#, r#""E":9000000000000"#),
+            "field `E`",
+        ),
+        (
+            trade.replace(r#""E":1723161256500"#, r#""E":9223372036854775807"#),
+            "field `E`",
+        ),
+        (
+            trade.replace(r#""q":"0.003""#, r#""q":"-0.003""#),
+            "field `q`",
+        ),
         (trade.replace(r#""p":"61800.2""#, r#""p":"0""#), "field `p`"),
-        (trade.replace(r#""t":5002"#, r#""t":9223372036854775808"#), "field `t`"),
-        (depth.replace(r#""u":108"#, r#""u":9223372036854775808"#), "field `u`"),
+        (
+            trade.replace(r#""t":5002"#, r#""t":9223372036854775808"#),
+            "field `t`",
+        ),
+        (
+            depth.replace(r#""u":108"#, r#""u":9223372036854775808"#),
+            "field `u`",
+        ),
         (depth.replace(r#""U":106"#, r#""U":109"#), "field `U`"),
-        (depth.replace(r#""pu":105"#, r#""pu":18446744073709551615"#), "field `pu`"),
-        (depth.replace(r#"["61800.00","3.000"]"#, r#"["61800.00","-2.000"]"#), "field `b`"),
-        (depth.replace(r#"["61800.00","3.000"]"#, r#"["-1","2.000"]"#), "field `b`"),
-        (SNAPSHOT.replace(r#""lastUpdateId":100"#, r#""lastUpdateId":18446744073709551615"#), "field `lastUpdateId`"),
-        (SNAPSHOT.replace(r#""E":1723161256000"#, r#""E":90000000000000"#), "field `E`"),
+        (
+            depth.replace(r#""pu":105"#, r#""pu":18446744073709551615"#),
+            "field `pu`",
+        ),
+        (
+            depth.replace(r#"["61800.00","3.000"]"#, r#"["61800.00","-2.000"]"#),
+            "field `b`",
+        ),
+        (
+            depth.replace(r#"["61800.00","3.000"]"#, r#"["-1","2.000"]"#),
+            "field `b`",
+        ),
+        (
+            SNAPSHOT.replace(
+                r#""lastUpdateId":100"#,
+                r#""lastUpdateId":18446744073709551615"#,
+            ),
+            "field `lastUpdateId`",
+        ),
+        (
+            SNAPSHOT.replace(r#""E":1723161256000"#, r#""E":90000000000000"#),
+            "field `E`",
+        ),
         // A receive stamp of 19 digits beyond i64::MAX (it used to wrap to a negative local_ns).
-        (ticker.replacen("1723161256500000008", "9999999999999999999", 1), "local_receive_ns"),
+        (
+            ticker.replacen("1723161256500000008", "9999999999999999999", 1),
+            "local_receive_ns",
+        ),
     ];
     for (line, field) in cases {
         assert!(!clean.contains(&line), "{field}: the edit did not apply");
@@ -170,10 +254,18 @@ fn a_forged_update_id_costs_a_gap_and_a_resync_not_a_frozen_book() {
     assert_eq!(stats.decode_errors, 0);
     assert_eq!(stats.gaps, 1, "{:?}", stats.errors);
     let gap = records.iter().find(|r| r.kind == Kind::Gap as u8).unwrap();
-    assert_eq!(gap.line, 9, "the real diff after the forged one reports the gap");
+    assert_eq!(
+        gap.line, 9,
+        "the real diff after the forged one reports the gap"
+    );
     // Book records after the gap and before the resync: none; after it: valid ones again.
-    let books: Vec<&Record> = records.iter().filter(|r| r.kind == Kind::Book as u8).collect();
-    assert!(books.iter().all(|r| r.line < 9 || r.line >= resync_at as u64 + 1));
+    let books: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.kind == Kind::Book as u8)
+        .collect();
+    assert!(books
+        .iter()
+        .all(|r| r.line < 9 || r.line >= resync_at as u64 + 1));
     let after: Vec<&&Record> = books.iter().filter(|r| r.line > resync_at as u64).collect();
     assert!(after.len() > 10, "{}", after.len());
     assert!(after.iter().all(|r| r.flags & FLAG_BOOK_VALID != 0));
@@ -199,10 +291,18 @@ fn symbols_past_the_cap_are_counted_skips_and_ids_never_wrap() {
     assert_eq!((stats.over_symbol_cap, stats.filtered), (2, 0));
     assert_eq!(records.len(), 4, "S0, S1, S2 and S1 again");
     assert_eq!(records[3].symbol_id, 1);
-    assert!(stats.errors[0].message.contains("\"S3\"") && stats.errors[0].message.contains("filter.max_symbols = 3"));
+    assert!(
+        stats.errors[0].message.contains("\"S3\"")
+            && stats.errors[0].message.contains("filter.max_symbols = 3")
+    );
     // The widest cap: ids stay below NO_SYMBOL, later symbols are counted, none wraps.
     let config = FeatureConfig::from_toml_str("[filter]\nmax_symbols = 65535\n", "t").unwrap();
-    let lines: Vec<String> = (0..65_600).map(line).chain([line(70_000), line(65_534).replace(r#""B":"1""#, r#""B":"2""#)])
+    let lines: Vec<String> = (0..65_600)
+        .map(line)
+        .chain([
+            line(70_000),
+            line(65_534).replace(r#""B":"1""#, r#""B":"2""#),
+        ])
         .collect();
     let (records, stats) = run(&lines, config);
     assert_eq!(stats.over_symbol_cap, 66);
@@ -248,19 +348,29 @@ fn damaged_compressed_captures_keep_the_lines_before_the_damage() {
     ] {
         let path = dir.join(name);
         std::fs::write(&path, &data).unwrap();
-        let mut run = CaptureRun::new(vec![path.clone()], Pipeline::new(FeatureConfig::default())).unwrap();
+        let mut run =
+            CaptureRun::new(vec![path.clone()], Pipeline::new(FeatureConfig::default())).unwrap();
         let mut out = Vec::new();
         while run.next_batch(1000, &mut out).unwrap() {}
         let stats = run.pipeline().stats();
         assert_eq!(run.torn.len(), 1, "{name}");
         let message = &stats.errors.last().unwrap().message;
-        assert!(message.contains(name) && message.contains("after byte") && message.contains("cannot be decoded"), "{message}");
+        assert!(
+            message.contains(name)
+                && message.contains("after byte")
+                && message.contains("cannot be decoded"),
+            "{message}"
+        );
         if whole {
             assert_eq!(bytes(&out), bytes(&expected), "{name}");
         } else {
             // Everything of the intact first member, nothing invented after the damage.
             assert!(out.len() >= expected_first.len(), "{name}");
-            assert_eq!(bytes(&out[..expected_first.len()]), bytes(&expected_first), "{name}");
+            assert_eq!(
+                bytes(&out[..expected_first.len()]),
+                bytes(&expected_first),
+                "{name}"
+            );
         }
     }
     std::fs::remove_dir_all(&dir).unwrap();

@@ -247,9 +247,15 @@ fn bad_quote(quote: &Quote<'_>) -> DecodeError {
     } else if quote.ask_px <= 0 {
         ("a", format!("ask price {} must be > 0", text(quote.ask_px)))
     } else if quote.bid_qty < 0 {
-        ("B", format!("bid quantity {} must be >= 0", text(quote.bid_qty)))
+        (
+            "B",
+            format!("bid quantity {} must be >= 0", text(quote.bid_qty)),
+        )
     } else if quote.ask_qty < 0 {
-        ("A", format!("ask quantity {} must be >= 0", text(quote.ask_qty)))
+        (
+            "A",
+            format!("ask quantity {} must be >= 0", text(quote.ask_qty)),
+        )
     } else {
         (
             "b",
@@ -268,8 +274,7 @@ fn bad_quote(quote: &Quote<'_>) -> DecodeError {
 /// update id in range.
 #[inline(always)]
 pub(crate) fn check_quote(quote: Quote<'_>) -> Result<Quote<'_>, DecodeError> {
-    if quote.bid_px <= 0 || quote.bid_qty < 0 || quote.ask_qty < 0 || quote.bid_px >= quote.ask_px
-    {
+    if quote.bid_px <= 0 || quote.bid_qty < 0 || quote.ask_qty < 0 || quote.bid_px >= quote.ask_px {
         return Err(bad_quote(&quote));
     }
     check_id(quote.update_id, "bookTicker", "u")?;
@@ -287,7 +292,10 @@ pub(crate) fn check_trade(trade: Trade<'_>) -> Result<Trade<'_>, DecodeError> {
         return Err(out_of_range(
             what,
             "p",
-            format!("price {} must be > 0", crate::decimal::format_fixed(trade.px)),
+            format!(
+                "price {} must be > 0",
+                crate::decimal::format_fixed(trade.px)
+            ),
         ));
     }
     if trade.qty < 0 {
@@ -300,7 +308,11 @@ pub(crate) fn check_trade(trade: Trade<'_>) -> Result<Trade<'_>, DecodeError> {
             ),
         ));
     }
-    check_id(trade.trade_id, what, if trade.aggregate { "a" } else { "t" })?;
+    check_id(
+        trade.trade_id,
+        what,
+        if trade.aggregate { "a" } else { "t" },
+    )?;
     check_event_ms(trade.event_ms, what)?;
     Ok(trade)
 }

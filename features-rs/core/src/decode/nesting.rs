@@ -148,7 +148,11 @@ mod tests {
     #[test]
     fn brackets_in_strings_neither_hide_nor_fake_depth() {
         // Many brackets, all inside strings: not deep.
-        let strings = format!(r#"{{"a":"{}","b":"\"{}"}}"#, "[".repeat(500), "{".repeat(500));
+        let strings = format!(
+            r#"{{"a":"{}","b":"\"{}"}}"#,
+            "[".repeat(500),
+            "{".repeat(500)
+        );
         assert_eq!(too_deep(&strings), None);
         // Closing brackets inside strings do not close anything.
         let hidden = format!("{}1{}", r#"["]]]","#.repeat(200), "]".repeat(200));
