@@ -215,7 +215,7 @@ fn out_of_range(what: &'static str, field: &str, detail: String) -> DecodeError 
 }
 
 #[inline(always)]
-pub(crate) fn check_id(id: u64, what: &'static str, field: &str) -> Result<u64, DecodeError> {
+pub fn check_id(id: u64, what: &'static str, field: &str) -> Result<u64, DecodeError> {
     if id > MAX_ID {
         return Err(out_of_range(
             what,
@@ -227,7 +227,7 @@ pub(crate) fn check_id(id: u64, what: &'static str, field: &str) -> Result<u64, 
 }
 
 #[inline(always)]
-pub(crate) fn check_event_ms(ms: i64, what: &'static str) -> Result<i64, DecodeError> {
+pub fn check_event_ms(ms: i64, what: &'static str) -> Result<i64, DecodeError> {
     if !EVENT_MS_RANGE.contains(&ms) {
         return Err(out_of_range(
             what,
@@ -273,7 +273,7 @@ fn bad_quote(quote: &Quote<'_>) -> DecodeError {
 /// order book is never crossed or locked at the top: such a quote is corrupt), event time and
 /// update id in range.
 #[inline(always)]
-pub(crate) fn check_quote(quote: Quote<'_>) -> Result<Quote<'_>, DecodeError> {
+pub fn check_quote(quote: Quote<'_>) -> Result<Quote<'_>, DecodeError> {
     if quote.bid_px <= 0 || quote.bid_qty < 0 || quote.ask_qty < 0 || quote.bid_px >= quote.ask_px {
         return Err(bad_quote(&quote));
     }
@@ -286,7 +286,7 @@ pub(crate) fn check_quote(quote: Quote<'_>) -> Result<Quote<'_>, DecodeError> {
 
 /// A trade the venue can send: positive price, quantity not negative, time and id in range.
 #[inline(always)]
-pub(crate) fn check_trade(trade: Trade<'_>) -> Result<Trade<'_>, DecodeError> {
+pub fn check_trade(trade: Trade<'_>) -> Result<Trade<'_>, DecodeError> {
     let what = if trade.aggregate { "aggTrade" } else { "trade" };
     if trade.px <= 0 {
         return Err(out_of_range(
@@ -318,8 +318,8 @@ pub(crate) fn check_trade(trade: Trade<'_>) -> Result<Trade<'_>, DecodeError> {
 }
 
 /// A depth diff the venue can send: ids in range, `U <= u`, event time in range (levels are
-/// checked by [`levels`]).
-pub(crate) fn check_diff(diff: DepthDiff) -> Result<DepthDiff, DecodeError> {
+/// checked as they are parsed).
+pub fn check_diff(diff: DepthDiff) -> Result<DepthDiff, DecodeError> {
     const WHAT: &str = "depthUpdate";
     check_id(diff.first_update_id, WHAT, "U")?;
     check_id(diff.final_update_id, WHAT, "u")?;
