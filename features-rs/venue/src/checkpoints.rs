@@ -41,11 +41,7 @@ pub fn derive(capture: &mut Capture) {
             (Ok(Message::Snapshot { snapshot, .. }), LineKind::Snapshot(index)) => {
                 let symbol = capture.snapshots[*index as usize].symbol.clone();
                 let book = book_of(&mut books, &symbol);
-                (
-                    symbol,
-                    book.apply_snapshot(&snapshot),
-                    snapshot.event_ms,
-                )
+                (symbol, book.apply_snapshot(&snapshot), snapshot.event_ms)
             }
             _ => continue,
         };
