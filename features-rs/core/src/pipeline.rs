@@ -214,9 +214,9 @@ impl Pipeline {
         // Ids are u16 with NO_SYMBOL reserved; the config keeps the cap below it.
         if self.symbols.len() >= self.max_symbols.min(NO_SYMBOL as usize) {
             self.stats.over_symbol_cap += 1;
-            let shown: String = name.chars().take(40).collect();
             self.error(format!(
-                "symbol {shown:?}: skipped, over the symbol cap (filter.max_symbols = {} distinct symbols already numbered)",
+                "symbol {:?}: skipped, over the symbol cap (filter.max_symbols = {} distinct symbols already numbered)",
+                crate::decode::shown(name),
                 self.max_symbols
             ));
             return None;

@@ -147,6 +147,19 @@ fn deep_nesting_anywhere_is_a_counted_decode_error() {
         assert_skipped(4, &line, field);
         assert!(line.len() > 40_000);
     }
+    // A huge member is named, not copied into the kept errors.
+    let huge = clean[5].replacen(
+        r#""b":"61800.00""#,
+        &format!(r#""b":"{}""#, "9x".repeat(1 << 20)),
+        1,
+    );
+    let (_, stats) = run(&[huge], FeatureConfig::default());
+    assert_eq!(stats.decode_errors, 1);
+    assert!(
+        stats.errors[0].message.contains("field `b`") && stats.errors[0].message.len() < 200,
+        "{}",
+        stats.errors[0].message.len()
+    );
     // Within the limit it is just JSON: an unknown stream, no error.
     let shallow = format!(
         r#"1 {{"stream":"btcusdt@kline_1m","data":{}}}"#,

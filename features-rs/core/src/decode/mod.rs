@@ -171,8 +171,20 @@ pub(crate) fn from_json<'a, T: serde::Deserialize<'a>>(
 pub(crate) fn fixed(text: &str, what: &'static str, field: &str) -> Result<i64, DecodeError> {
     parse_fixed(text).ok_or_else(|| DecodeError {
         what,
-        detail: format!("field `{field}`: expected a decimal number, got {text:?}"),
+        detail: format!(
+            "field `{field}`: expected a decimal number, got {:?}",
+            shown(text)
+        ),
     })
+}
+
+/// At most the first 40 characters of frame text, for messages (a hostile frame can carry
+/// megabytes in one member, and kept errors must stay small).
+pub fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(40) {
+        None => text.into(),
+        Some((end, _)) => format!("{}...", &text[..end]).into(),
+    }
 }
 
 /// Price levels; a price must be positive and a quantity not negative (0 removes the level).
