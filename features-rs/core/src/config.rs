@@ -36,6 +36,20 @@ pub struct FilterConfig {
     pub streams: Vec<String>,
     /// Drop bookTicker updates whose best bid/ask and sizes equal the previous one.
     pub drop_unchanged_quotes: bool,
+    /// With `symbols = []`: how many distinct symbols are numbered at most. Frames of further
+    /// new symbols are counted (`Stats::over_symbol_cap`) and skipped with a message, so a
+    /// flood of junk symbols cannot grow the table without bound. Left out of the canonical
+    /// form (and so of the fingerprint) at its default, so fingerprints from before it existed
+    /// still hold.
+    #[serde(skip_serializing_if = "is_default_max_symbols")]
+    pub max_symbols: u32,
+}
+
+/// Default of [`FilterConfig::max_symbols`].
+pub const DEFAULT_MAX_SYMBOLS: u32 = 1024;
+
+fn is_default_max_symbols(value: &u32) -> bool {
+    *value == DEFAULT_MAX_SYMBOLS
 }
 
 impl Default for FilterConfig {
@@ -44,6 +58,7 @@ impl Default for FilterConfig {
             symbols: Vec::new(),
             streams: STREAMS.iter().map(|s| s.to_string()).collect(),
             drop_unchanged_quotes: true,
+            max_symbols: DEFAULT_MAX_SYMBOLS,
         }
     }
 }
@@ -218,6 +233,17 @@ impl FeatureConfig {
         }
         if self.filter.symbols.len() >= crate::record::NO_SYMBOL as usize {
             return Err(Error::config(origin, "filter.symbols: too many symbols"));
+        }
+        // Symbol ids are u16 and NO_SYMBOL is reserved.
+        let max_ids = crate::record::NO_SYMBOL as u32;
+        if !(1..=max_ids).contains(&self.filter.max_symbols) {
+            return Err(Error::config(
+                origin,
+                format!(
+                    "filter.max_symbols must be in 1..={max_ids}, got {}",
+                    self.filter.max_symbols
+                ),
+            ));
         }
         if self.downsample.quote_every_n == 0 || self.downsample.book_every_n == 0 {
             return Err(Error::config(
@@ -440,6 +466,32 @@ mod tests {
         let changed = FeatureConfig::from_toml_str("[features]\nbook_levels = 6\n", "t").unwrap();
         assert_ne!(changed.fingerprint(), base);
         assert_eq!(base.len(), 64);
+    }
+
+    #[test]
+    fn max_symbols_is_checked_and_fingerprinted_only_when_not_the_default() {
+        let base = FeatureConfig::default();
+        // The canonical form (and so every fingerprint and golden) is what it was before.
+        assert!(!base.canonical_json().contains("max_symbols"));
+        let same = FeatureConfig::from_toml_str("[filter]\nmax_symbols = 1024\n", "t").unwrap();
+        assert_eq!(same.fingerprint(), base.fingerprint());
+        let two = FeatureConfig::from_toml_str("[filter]\nmax_symbols = 2\n", "t").unwrap();
+        assert_eq!(two.filter.max_symbols, 2);
+        assert_ne!(two.fingerprint(), base.fingerprint());
+        assert_eq!(
+            FeatureConfig::from_toml_str(&two.to_toml(), "t").unwrap(),
+            two
+        );
+        for bad in ["0", "65536"] {
+            let err =
+                FeatureConfig::from_toml_str(&format!("[filter]\nmax_symbols = {bad}\n"), "m.toml")
+                    .unwrap_err()
+                    .to_string();
+            assert!(
+                err.contains("m.toml") && err.contains("filter.max_symbols"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
