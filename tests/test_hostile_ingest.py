@@ -385,8 +385,8 @@ def test_junk_symbol_flood_keeps_heartbeats_and_per_symbol_state_bounded(
         if kind == "depth":
             data: dict[str, Any] = {
                 "e": "depthUpdate",
-                "E": 1,
-                "T": 1,
+                "E": 1_700_000_000_000,
+                "T": 1_700_000_000_000,
                 "s": symbol,
                 "U": 5,
                 "u": 9,
@@ -403,10 +403,12 @@ def test_junk_symbol_flood_keeps_heartbeats_and_per_symbol_state_bounded(
                 "B": "1.0",
                 "a": "2.0",
                 "A": "1.0",
-                "T": 1,
-                "E": 1,
+                "T": 1_700_000_000_000,
+                "E": 1_700_000_000_000,
             }
-        return json.dumps({"stream": f"{symbol.lower()}@{kind}", "data": data})
+        return json.dumps(
+            {"stream": f"{symbol.lower()}@{kind}", "data": data}, separators=(",", ":")
+        )
 
     async def rest(number: int, path: str, writer: asyncio.StreamWriter) -> None:
         await good_snapshot(number, path, writer)
@@ -503,7 +505,8 @@ def test_absurd_values_are_counted_and_the_book_keeps_going(ring_name: str, tmp_
                     "b": [["99.0", "1.0"]],
                     "a": [],
                 },
-            }
+            },
+            separators=(",", ":"),
         )
 
     def trade(price: str, qty: str, event_ms: int) -> str:
@@ -521,7 +524,8 @@ def test_absurd_values_are_counted_and_the_book_keeps_going(ring_name: str, tmp_
                     "X": "MARKET",
                     "m": False,
                 },
-            }
+            },
+            separators=(",", ":"),
         )
 
     hostile = [
