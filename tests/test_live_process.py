@@ -194,7 +194,14 @@ def test_sigterm_to_twinfeed_ingest_stops_its_child(tmp_path: Path) -> None:
     )
     kids: dict[int, str] = {}
     try:
-        kids = wait_for("the ingest child", lambda: children(process.pid), 30)
+        # Until exec, a forked child still carries the parent's name: wait for the ingest.
+        kids = wait_for(
+            "the ingest child",
+            lambda: (
+                (found := children(process.pid)) and "twinfeed-ingest" in found.values() and found
+            ),
+            30,
+        )
         assert set(kids.values()) == {"twinfeed-ingest"}
         process.send_signal(signal.SIGTERM)
         process.wait(30)
