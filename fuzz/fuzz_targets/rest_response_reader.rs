@@ -1,0 +1,49 @@
+//! The ingest's REST snapshot client (`twinfeed_ingest::rest::get`) against a loopback server
+//! answering with arbitrary bytes, then what the ingest does with a body (a snapshot control
+//! line through the pipeline). The first byte picks the framing of the rest:
+//! 0 the bytes are the whole response; 1 a 200 with Content-Length around them;
+//! 2 a 200, chunked, the bytes split into chunks at sizes taken from them; 3 a 200 with
+//! neither (the body ends with the connection).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fn chunked(body: &[u8]) -> Vec<u8> {
+    let mut out = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let mut rest = body;
+    while !rest.is_empty() {
+        let size = (rest[0] as usize % 64 + 1).min(rest.len());
+        out.extend_from_slice(format!("{size:x}\r\n").as_bytes());
+        out.extend_from_slice(&rest[..size]);
+        out.extend_from_slice(b"\r\n");
+        rest = &rest[size..];
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let response = match mode % 4 {
+        0 => rest.to_vec(),
+        1 => [
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                rest.len()
+            )
+            .into_bytes(),
+            rest.to_vec(),
+        ]
+        .concat(),
+        2 => chunked(rest),
+        _ => [b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_vec(), rest.to_vec()].concat(),
+    };
+    if let Ok(body) = twinfeed_fuzz::rest_session(&response) {
+        if mode % 4 != 0 {
+            assert_eq!(body.as_bytes(), rest, "a well-framed body is returned as sent");
+        }
+        twinfeed_fuzz::snapshot_body_through_pipeline(&body);
+    }
+});
