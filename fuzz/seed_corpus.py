@@ -314,6 +314,24 @@ def seeds(real: Path | None) -> dict[str, list[bytes]]:
             ("1723161255319702566 " + body + "\n" + "\n".join(runs[0] if runs else [])).encode()
         )
 
+    # Deep nesting (about 37,500 levels overflowed the decoders' stacks) at the places the
+    # crash report named: an extra payload key, the envelope, the value of `b`, a snapshot.
+    deep = "[" * 37_500 + "]" * 37_500
+    open_only = '{"a":' * 20_000
+    nested_lines = [
+        f'1723161255088169167 {{"stream":"btcusdt@bookTicker","data":{{"e":"bookTicker","u":1,"s":"BTCUSDT","b":"61800.20","B":"1","a":"61800.30","A":"1","x":{deep}}}}}',
+        f'1723161255088169167 {{"z":{deep},"stream":"btcusdt@trade","data":{{"e":"trade"}}}}',
+        f'1723161255088169167 {{"stream":"btcusdt@depth@0ms","data":{{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":1,"u":2,"pu":0,"b":{deep},"a":[]}}}}',
+        f'1723161255088169167 {{"lastUpdateId":1,"bids":[],"asks":[],"x":{open_only}',
+    ]
+    out["push_line"] += [line.encode() for line in nested_lines]
+    out["ws_frame_reader"] += [
+        b"\x00" + ws_frame(line.partition(" ")[2].encode()) for line in nested_lines
+    ]
+    out["rest_response_reader"].append(
+        b"\x01" + f'{{"lastUpdateId":1,"bids":{deep},"asks":[]}}'.encode()
+    )
+
     out["config_toml"] += [CONFIG_TOML.encode()] + [c.encode() for c in CONFIG_EXTRA]
     # structured_frames: libFuzzer's own bytes are as good a start as any (arbitrary decodes
     # every byte string); a few fixed ones make the first minutes reproducible.
