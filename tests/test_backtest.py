@@ -119,7 +119,7 @@ def test_artifact_and_plots(tmp_path: Path, usdm_run: BacktestResult) -> None:
     result = usdm_run
     path = result.write_artifact(tmp_path / "run" / "artifact.json")
     artifact = json.loads(path.read_text())
-    assert artifact["artifact_version"] == 1
+    assert artifact["artifact_version"] == 2
     assert artifact["strategy"]["name"] == "twinfeed.strategies.market_maker:MarketMaker"
     assert artifact["strategy"]["params"] == MarketMaker.default_params
     config = twinfeed.FeatureConfig.default()

@@ -10,6 +10,7 @@ every test sent.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -127,7 +128,7 @@ class PaperOrders(RuleBasedStateMachine):
         kind=st.sampled_from(["LIMIT", "LIMIT", "MARKET"]),
         tif=st.sampled_from(["GTC", "GTC", "IOC", "GTX"]),
         offset=st.integers(-3, 3),
-        lots=st.integers(1, 30),
+        lots=st.integers(2, 30),  # 0.002 BTC and up: BTCUSDT's minimum notional is 100 USDT
     )
     def submit(self, side: str, kind: str, tif: str, offset: int, lots: int) -> None:
         bid, ask = _touch(self.market.paper)
@@ -238,7 +239,7 @@ def test_after_the_replay_fills_cancel_all_account_and_events(market: Market) ->
     assert paper.wait_for_line(10**9)  # the replay trades down through h-b1
     assert gateway.order("BTCUSDT", client_order_id="h-b1")["status"] == "FILLED"
     for index in range(3):
-        gateway.new_order("BTCUSDT", "SELL", 0.001, round(ask + 50 + index, 1))
+        gateway.new_order("BTCUSDT", "SELL", 0.002, round(ask + 50 + index, 1))
     assert len(gateway.open_orders("BTCUSDT")) == 3
     assert gateway.cancel_all("BTCUSDT")["code"] == 200
     assert gateway.open_orders("BTCUSDT") == []
@@ -293,20 +294,37 @@ def test_authentication_and_order_errors(market: Market) -> None:
     bid, ask = _touch(paper)
     gtx = _rejected(lambda: gateway.new_order("BTCUSDT", "BUY", 0.01, ask, time_in_force="GTX"))
     assert gtx.code == -5022
-    assert _rejected(lambda: gateway.new_order("BTCUSDT", "BUY", 0.01, bid + 0.05)).code == -1111
+    # BTCUSDT's published rules (data/instruments/binance.json), with Binance's codes: two
+    # decimals are allowed (pricePrecision 2) but not off the 0.1 tick; three are too many.
+    assert _rejected(lambda: gateway.new_order("BTCUSDT", "BUY", 0.01, bid + 0.05)).code == -4014
+    assert _rejected(lambda: gateway.new_order("BTCUSDT", "BUY", 0.01, bid + 0.005)).code == -1111
     assert _rejected(lambda: gateway.new_order("BTCUSDT", "BUY", 0.0001, bid)).code == -1111
+    assert _rejected(lambda: gateway.new_order("BTCUSDT", "BUY", 0.001, bid)).code == -4164
     assert _rejected(lambda: gateway.new_order("BTCUSDT", "BUY", 0, bid)).code == -4003
     assert _rejected(lambda: gateway.new_order("ETHUSDT", "BUY", 0.01, bid)).code == -1121
     assert _rejected(lambda: gateway.new_order("BTCUSDT", "UP", 0.01, bid)).code == -1117
     assert _rejected(lambda: gateway.order("BTCUSDT", order_id=10**9)).code == -2013
     assert _rejected(lambda: gateway.cancel("BTCUSDT", order_id=10**9)).code == -2011
-    gateway.new_order("BTCUSDT", "BUY", 0.001, round(bid - 500, 1), client_order_id="dup")
+    gateway.new_order("BTCUSDT", "BUY", 0.002, round(bid - 500, 1), client_order_id="dup")
     again = _rejected(
-        lambda: gateway.new_order("BTCUSDT", "BUY", 0.001, bid, client_order_id="dup")
+        lambda: gateway.new_order("BTCUSDT", "BUY", 0.002, bid, client_order_id="dup")
     )
     assert again.code == -4116
     gateway.cancel("BTCUSDT", client_order_id="dup")
     assert _rejected(lambda: OrderGateway("http://127.0.0.1:1", KEY, SECRET).account()).retryable
+
+
+def test_exchange_info_states_the_rules_it_enforces(market: Market) -> None:
+    """GET /fapi/v1/exchangeInfo: Binance's shape, the same rules new_order applies (the old
+    venue had no such endpoint and a 0.1 tick for every symbol)."""
+    with urllib.request.urlopen(f"{market.paper.url}/fapi/v1/exchangeInfo", timeout=10) as answer:
+        info = json.loads(answer.read())
+    (entry,) = info["symbols"]
+    assert entry["symbol"] == "BTCUSDT" and entry["quantityPrecision"] == 3
+    filters = {f["filterType"]: f for f in entry["filters"]}
+    assert filters["PRICE_FILTER"]["tickSize"] == "0.10"
+    assert filters["LOT_SIZE"]["stepSize"] == "0.001"
+    assert filters["MIN_NOTIONAL"]["notional"] == "100"
 
 
 def test_signing_and_credentials(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from twinfeed._features import (
     record_dtype,
     record_fields,
 )
+from twinfeed.instruments import Instrument, InstrumentTable, UnknownInstrumentError
 from twinfeed.records import KIND, build_info
 
 __all__ = [
@@ -30,8 +31,11 @@ __all__ = [
     "CaptureError",
     "ConfigError",
     "FeatureConfig",
+    "Instrument",
+    "InstrumentTable",
     "RingError",
     "TwinfeedError",
+    "UnknownInstrumentError",
     "__version__",
     "arrow_schema",
     "build_info",

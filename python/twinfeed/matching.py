@@ -87,7 +87,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -102,6 +102,9 @@ from twinfeed.matching_batch import (
     qty_units,
 )
 from twinfeed.orders import Event, Fill, Order, OrderUpdate, validate
+
+if TYPE_CHECKING:
+    from twinfeed.instruments import SymbolInstruments
 
 __all__ = ["SCALE", "MatchingEngine", "RecordColumns", "Touch", "price_key", "qty_units"]
 
@@ -127,6 +130,12 @@ class MatchingEngine(BatchPaths):
         taker_fee_bps: Fee on taker fills in basis points of notional.
         sweep_slippage_bps: Price penalty for the part of a market order beyond the displayed
             touch size (rule 2).
+        instruments: The run's trading rules (:class:`twinfeed.instruments.SymbolInstruments`).
+            An order (or replace) off the symbol's tick or step grid, below its minimum
+            quantity or notional is refused on arrival with Binance's code and message as its
+            reason (e.g. ``-1111 Precision is over the maximum defined for this asset.``), as
+            the paper venue and the exchange refuse it; fees of inverse contracts are charged on
+            their coin value. None: no rule checks (records built in memory).
 
     Usage::
 
@@ -142,6 +151,7 @@ class MatchingEngine(BatchPaths):
         maker_fee_bps: float = 0.0,
         taker_fee_bps: float = 0.0,
         sweep_slippage_bps: float = 1.0,
+        instruments: SymbolInstruments | None = None,
     ) -> None:
         if latency_ns < 0:
             raise ValueError(f"latency_ns must be >= 0, got {latency_ns}")
@@ -151,6 +161,11 @@ class MatchingEngine(BatchPaths):
         self.sweep_slippage_bps = float(sweep_slippage_bps)
         self._maker_rate = self.maker_fee_bps * 1e-4
         self._taker_rate = self.taker_fee_bps * 1e-4
+        self.instruments = instruments
+        #: symbol id -> contract size of an inverse instrument (fees in coin).
+        self._inverse: dict[int, float] = {}
+        #: symbol id -> the instrument's step in engine units (maker partial fills are cut to it).
+        self._step_units: dict[int, int] = {}
         self._markets: dict[int, _Market] = {}
         self._orders: dict[str, Order] = {}
         self._open: dict[str, Order] = {}  # open orders, in submission order
@@ -180,6 +195,15 @@ class MatchingEngine(BatchPaths):
         self._orders[order.client_id] = order
         self._open[order.client_id] = order
         self._schedule(now_ns, "submit", order)
+
+    def refuse(self, order: Order, now_ns: int, reason: str) -> None:
+        """Records ``order`` as refused before it was sent (pre-trade risk): it never reaches
+        the venue; its ``rejected`` update comes with the next events."""
+        if order.client_id in self._orders:
+            raise ValueError(f"duplicate client_id {order.client_id!r}")
+        order.submit_ns = now_ns
+        self._orders[order.client_id] = order
+        self._finish(order, "rejected", now_ns, reason)
 
     def cancel(self, client_id: str, now_ns: int) -> None:
         """Sends a cancel for ``client_id``; it takes effect on arrival (rule 8)."""
@@ -331,6 +355,27 @@ class MatchingEngine(BatchPaths):
             self._market(order.symbol).working.remove(working)
         self._update(order, ts)
 
+    def _rules_refusal(
+        self, symbol: int, qty: float, price: float | None, kind: str, market: _Market | None
+    ) -> str:
+        """Binance's refusal of ``qty``/``price`` under the symbol's rules ("" if accepted)."""
+        assert self.instruments is not None
+        if not self.instruments.enforced:
+            return ""
+        instrument = self.instruments.maybe(symbol)
+        if instrument is None:
+            return "-1121: Invalid symbol."
+        if instrument.inverse:
+            self._inverse[symbol] = float(instrument.contract_size)
+        self._step_units[symbol] = int(instrument.step_size * SCALE)
+        reference = None
+        if kind == "market" and market is not None and market.known:
+            touch = self.touch(symbol)
+            if touch is not None:
+                reference = (touch.bid_px + touch.ask_px) / 2
+        refusal = instrument.check_order(qty, price, kind, reference_price=reference)
+        return "" if refusal is None else str(refusal)
+
     def _arrive(self, order: Order, ts: int) -> None:
         reason = validate(order)
         market = self._market(order.symbol)
@@ -338,6 +383,8 @@ class MatchingEngine(BatchPaths):
             reason = f"qty {order.qty!r} is below the 1e-8 resolution"
         if not reason and order.type == "market" and not market.known:
             reason = "no market"
+        if not reason and self.instruments is not None:
+            reason = self._rules_refusal(order.symbol, order.qty, order.price, order.type, market)
         if reason:
             self._finish(order, "rejected", ts, reason)
             return
@@ -435,6 +482,11 @@ class MatchingEngine(BatchPaths):
             reason = f"replace refused: price {price} / qty {qty} (filled {order.filled_qty})"
             self._update(order, ts, reason)
             return
+        if self.instruments is not None:
+            refusal = self._rules_refusal(order.symbol, qty, price, "limit", None)
+            if refusal:
+                self._update(order, ts, f"replace refused: {refusal}")
+                return
         new_key = working.sign * price_key(price)
         keeps_place = new_key == working.key and new_units <= working.units
         order.qty = new_units / _SCALE_F
@@ -455,9 +507,18 @@ class MatchingEngine(BatchPaths):
 
     def _fill(self, working: _Working, units: int, key: int, liquidity: Any, ts: int) -> None:
         order = working.order
+        step = self._step_units.get(order.symbol)
+        if step and liquidity == "maker" and units < working.units - working.filled:
+            # A venue fills whole lots: the queue model's partial share is cut to the step.
+            units -= units % step
+            if units <= 0:
+                return
         price = abs(key) / _SCALE_F
         qty = units / _SCALE_F
-        fee = price * qty * (self._maker_rate if liquidity == "maker" else self._taker_rate)
+        rate = self._maker_rate if liquidity == "maker" else self._taker_rate
+        size = self._inverse.get(order.symbol)
+        # Inverse contracts: the fee is on the coin value of the contracts' USD face value.
+        fee = price * qty * rate if size is None else qty * size / price * rate
         working.filled += units
         working.notional += price * qty
         order.filled_qty = working.filled / _SCALE_F

@@ -5,14 +5,25 @@ PnL is quote currency, ``qty * (exit - entry)``. Average cost is the quantity-we
 price of the open position; reducing a position realizes against it, and flipping through zero
 realizes the closed part and opens the rest at the fill price. Fees are kept apart from
 realized PnL (negative fees are rebates). Funding is not modelled.
+
+Inverse instruments (coin-margined contracts, :class:`twinfeed.instruments.Instrument` with
+``market == "inverse"``): a quantity counts contracts of ``contract_size`` USD each; PnL is in the
+settlement coin, ``contracts * size * (1/entry - 1/exit)``; the average entry is the harmonic
+(contract-weighted mean of ``1/price``) one; ``notional`` is the USD face value traded
+(``contracts * size``) and fees come in coin from the matching engine. ``Position.currency``
+names the unit of a position's PnL and fees.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from twinfeed.orders import Fill
 from twinfeed.strategy import PnL
+
+if TYPE_CHECKING:
+    from twinfeed.instruments import SymbolInstruments
 
 __all__ = ["Portfolio", "Position"]
 
@@ -31,6 +42,8 @@ class Position:
         volume: Base quantity traded.
         notional: Quote notional traded.
         fills: Number of fills.
+        contract_size: USD per contract of an inverse instrument (0: linear).
+        currency: The unit of ``realized``, ``unrealized`` and ``fees`` ("" if unknown).
     """
 
     symbol: int
@@ -42,6 +55,8 @@ class Position:
     volume: float = 0.0
     notional: float = 0.0
     fills: int = 0
+    contract_size: float = 0.0
+    currency: str = ""
 
     @property
     def qty(self) -> float:
@@ -53,6 +68,8 @@ class Position:
         """Mark-to-market of the open quantity (0 when flat or not yet marked)."""
         if self.units == 0 or self.mark != self.mark:
             return 0.0
+        if self.contract_size:
+            return self.qty * self.contract_size * (1.0 / self.avg_price - 1.0 / self.mark)
         return self.qty * (self.mark - self.avg_price)
 
     @property
@@ -63,20 +80,27 @@ class Position:
     def apply(self, side_sign: int, price: float, qty: float, fee: float) -> None:
         """Books one fill of ``qty`` at ``price`` in direction ``side_sign`` (+1 buy)."""
         units = round(qty * 1e8)
+        size = self.contract_size
         self.fees += fee
         self.volume += qty
-        self.notional += price * qty
+        self.notional += qty * size if size else price * qty
         self.fills += 1
         held = abs(self.units)
         if self.units == 0 or (self.units > 0) == (side_sign > 0):
-            self.avg_price = (
-                price if held == 0 else (self.avg_price * held + price * units) / (held + units)
-            )
+            if held == 0:
+                self.avg_price = price
+            elif size:  # harmonic: the entry whose 1/price is the contract-weighted mean
+                self.avg_price = (held + units) / (held / self.avg_price + units / price)
+            else:
+                self.avg_price = (self.avg_price * held + price * units) / (held + units)
             self.units += side_sign * units
             return
         closed = min(units, held)
         direction = 1.0 if self.units > 0 else -1.0
-        self.realized += closed / 1e8 * (price - self.avg_price) * direction
+        if size:
+            self.realized += closed / 1e8 * size * (1.0 / self.avg_price - 1.0 / price) * direction
+        else:
+            self.realized += closed / 1e8 * (price - self.avg_price) * direction
         before = self.units
         self.units += side_sign * units
         if self.units == 0:
@@ -96,19 +120,48 @@ class Portfolio:
         portfolio.pnl().total
     """
 
-    def __init__(self) -> None:
+    def __init__(self, instruments: SymbolInstruments | None = None) -> None:
         self.positions: dict[int, Position] = {}
+        self.instruments = instruments
 
     def position(self, symbol: int) -> Position:
         """The symbol's position (created flat on first use)."""
         position = self.positions.get(symbol)
         if position is None:
             position = self.positions[symbol] = Position(symbol)
+            instrument = None
+            if self.instruments is not None:
+                try:
+                    instrument = self.instruments.maybe(symbol)
+                except LookupError:  # no rules for it: valued as linear, currency unknown
+                    instrument = None
+            if instrument is not None:
+                position.currency = instrument.settlement
+                if instrument.inverse:
+                    position.contract_size = float(instrument.contract_size)
         return position
+
+    @property
+    def currency(self) -> str:
+        """The unit of :meth:`pnl` (the settlement asset of every position), or ``mixed``."""
+        currencies = {p.currency for p in self.positions.values() if p.currency}
+        if len(currencies) > 1:
+            return "mixed"
+        return currencies.pop() if currencies else ""
 
     def apply(self, fill: Fill) -> Position:
         """Books a fill; returns the updated position."""
         position = self.position(fill.symbol)
+        if not position.currency and self.instruments is not None:
+            # Created before the run knew the symbol (e.g. read in on_start): learn it now.
+            try:
+                instrument = self.instruments.maybe(fill.symbol)
+            except LookupError:
+                instrument = None
+            if instrument is not None:
+                position.currency = instrument.settlement
+                if instrument.inverse:
+                    position.contract_size = float(instrument.contract_size)
         position.apply(1 if fill.side == "buy" else -1, fill.price, fill.qty, fill.fee)
         if position.mark != position.mark:
             position.mark = fill.price

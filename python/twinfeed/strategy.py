@@ -32,6 +32,7 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from twinfeed.instruments import Instrument
 from twinfeed.orders import Fill, Order, OrderType, OrderUpdate, Side, TimeInForce
 
 FeedStatus = Literal["healthy", "degraded", "stale"]
@@ -43,7 +44,8 @@ FEED_STATUSES: tuple[FeedStatus, ...] = ("healthy", "degraded", "stale")
 
 @dataclass(frozen=True, slots=True)
 class PnL:
-    """Profit and loss in quote currency (all symbols together).
+    """Profit and loss in the settlement currency (all symbols together): the quote asset for
+    spot and USD-M, the coin for COIN-M inverse contracts (``Portfolio.currency``).
 
     Attributes:
         realized: Closed-trade profit, before fees.
@@ -119,6 +121,14 @@ class Context(Protocol):
 
     def open_orders(self, symbol: int | None = None) -> list[Order]:
         """Orders that may still execute, in submission order (read-only views)."""
+        ...
+
+    def instrument(self, symbol: int | str | None = None) -> Instrument:
+        """The trading rules of ``symbol`` (a record ``symbol_id`` or the venue's name; default
+        the primary symbol): tick and step grids with rounding helpers, minimums, contract size.
+        The same rules the matching engine, the paper venue and risk apply
+        (:class:`twinfeed.instruments.Instrument`); ``UnknownInstrumentError`` if the run has
+        none for it."""
         ...
 
 

@@ -87,6 +87,20 @@ def _format(value: float) -> str:
     show_default=True,
     help="rows: on_record per record; batches: on_batch per interval.",
 )
+@click.option(
+    "--instruments",
+    "instruments_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Trading rules (exchangeInfo-shaped JSON) over the shipped data/instruments table.",
+)
+@click.option(
+    "--risk",
+    "risk_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A TOML file whose [risk] section sets the pre-trade limits (a twinfeed live settings "
+    "file works); default: the live brain's default limits.",
+)
+@click.option("--no-risk", is_flag=True, help="No pre-trade risk checks (live always has them).")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 def backtest(
     strategy_spec: str,
@@ -100,13 +114,22 @@ def backtest(
     taker_fee_bps: float,
     decision_ms: float,
     mode: str,
+    instruments_path: Path | None,
+    risk_path: Path | None,
+    no_risk: bool,
     no_plots: bool,
 ) -> None:
     """Backtest a strategy on CAPTURE through the same feature pipeline as live.
 
-    Writes artifact.json (strategy, params, feature fingerprint, capture sha256, build,
-    metrics) and equity.png, inventory.png, quotes.png into the output folder.
+    Writes artifact.json (strategy and its source digest, params, the feature config, symbols
+    and their instruments, risk limits, capture sha256, build, metrics: what `twinfeed live
+    --artifact` deploys) and equity.png, inventory.png, quotes.png into the output folder.
+    Orders follow the instruments' rules and pass the live brain's pre-trade risk.
     """
+    import tomllib
+
+    from twinfeed.instruments import UnknownInstrumentError, load_table
+    from twinfeed.live.brain.risk import RiskConfig
     from twinfeed.research.backtest import Backtest, default_out_dir, load_strategy
 
     try:
@@ -114,6 +137,14 @@ def backtest(
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--strategy") from error
     config = load_config(config_path)
+    risk: RiskConfig | None = None
+    try:
+        if not no_risk:
+            section = tomllib.loads(risk_path.read_text()).get("risk", {}) if risk_path else {}
+            risk = RiskConfig.from_mapping(dict(section))
+        table = load_table(instruments_path)
+    except (ValueError, OSError, TypeError) as error:
+        raise click.ClickException(str(error)) from error
     try:
         run = Backtest(
             strategy,
@@ -126,11 +157,16 @@ def backtest(
             taker_fee_bps=taker_fee_bps,
             decision_interval_ns=round(decision_ms * 1e6),
             mode=mode,  # type: ignore[arg-type]
+            instruments=table,
+            risk=risk,
         )
     except ValueError as error:
         raise click.ClickException(str(error)) from error
-    with progress_bar("backtest") as advance:
-        result = run.run(progress=advance)
+    try:
+        with progress_bar("backtest") as advance:
+            result = run.run(progress=advance)
+    except UnknownInstrumentError as error:
+        raise click.ClickException(str(error)) from error
     out = out if out is not None else default_out_dir(capture)
     artifact = result.write_artifact(out / "artifact.json")
     plots = [] if no_plots else result.plot(out)
@@ -139,11 +175,12 @@ def backtest(
         f"[bold]{result.strategy_name}[/] on {capture.name}: {run.mode} mode, "
         f"latency {latency_ms:g} ms, fees {maker_fee_bps:g}/{taker_fee_bps:g} bps maker/taker"
     )
-    table = Table(title="backtest metrics (PnL in quote currency)")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
+    currency = result.currency or "quote currency"
+    metrics = Table(title=f"backtest metrics (PnL and fees in {currency})")
+    metrics.add_column("metric")
+    metrics.add_column("value", justify="right")
     for name, value in result.metrics.items():
-        table.add_row(name, _format(value))
-    console.print(table)
+        metrics.add_row(name, _format(value))
+    console.print(metrics)
     console.print(f"fingerprint {result.fingerprint[:16]}  digest {result.digest()[:16]}")
     console.print(f"wrote {artifact}" + "".join(f", {path.name}" for path in plots))

@@ -54,16 +54,31 @@ def status(ctx: click.Context) -> None:
     if ctx.obj["json"]:
         return
     trading = "trading" if answer["trading"] else f"not trading ({answer['block_reason']})"
+    orders, accepted = answer.get("orders", 0), answer.get("accepted", 0)
+    refusals = answer.get("refusals") or []
+    if orders and not accepted:
+        # A brain whose every order is refused is not trading, whatever the feed says.
+        top = refusals[0] if refusals else ("unknown", orders)
+        trading = (
+            f"[bold red]not trading: all {orders} orders refused[/] (top: {top[1]} x {top[0]})"
+        )
     console.print(
         f"run {answer['run_id']}  feed [bold]{answer['feed']}[/]  {trading}  "
         f"ingest pid {answer['ingest_pid']} (restarts {answer['ingest_restarts']})"
     )
+    console.print(
+        f"symbols {', '.join(answer.get('symbols', []))}  orders {orders} ({accepted} accepted)"
+        f"  fills {answer.get('fills', 0)}"
+    )
+    for reason, count in refusals:
+        console.print(f"refused {count} x {reason}", markup=False)
     for symbol, qty in answer["positions"].items():
         console.print(f"position {symbol} {qty:+g}")
     pnl = answer["pnl"]
+    currency = answer.get("currency") or ""
     console.print(
         f"PnL total {pnl['total']:.4f} (realized {pnl['realized']:.4f}, unrealized "
-        f"{pnl['unrealized']:.4f}, fees {pnl['fees']:.4f})"
+        f"{pnl['unrealized']:.4f}, fees {pnl['fees']:.4f}) {currency}".rstrip()
     )
     for order in answer["open_orders"]:
         console.print(

@@ -21,16 +21,45 @@ from twinfeed.cli.data_cmd import data
 @click.option(
     "--seconds", type=float, default=120.0, show_default=True, help="Exchange time to cover."
 )
-@click.option("--symbol", default="BTCUSDT", show_default=True, help="Instrument name.")
-def synth(seed: int, out: Path, seconds: float, symbol: str) -> None:
+@click.option(
+    "--symbol", help="Instrument name (default: BTCUSDT; BTCUSD_PERP with --venue coinm)."
+)
+@click.option(
+    "--venue",
+    type=click.Choice(["usdm", "coinm"]),
+    default="usdm",
+    show_default=True,
+    help="usdm: USD-M futures shapes (sizes in 0.001 lots); coinm: COIN-M (/dapi) shapes, "
+    "sizes in contracts and the pair in `ps`.",
+)
+@click.option("--start-price", type=float, help="First mid price (default 61800; on a 0.10 grid).")
+def synth(
+    seed: int,
+    out: Path,
+    seconds: float,
+    symbol: str | None,
+    venue: str,
+    start_price: float | None,
+) -> None:
     """Write a synthetic BTCUSDT-style capture: bookTicker, trades, depth diffs, a REST snapshot.
 
     The output is a pure function of the options (see twinfeed.research.synth).
     """
-    from twinfeed.research.synth import write_synth
+    from dataclasses import replace
+
+    from twinfeed.research.synth import SynthParams, write_synth
 
     if seconds <= 0:
         raise click.BadParameter("must be positive", param_hint="--seconds")
+    if start_price is not None and not start_price > 1:
+        raise click.BadParameter("must be above 1", param_hint="--start-price")
+    params = replace(SynthParams(), venue=venue)
+    if start_price is not None:
+        params = replace(params, start_price=start_price)
+    symbol = symbol or ("BTCUSD_PERP" if venue == "coinm" else "BTCUSDT")
     out.parent.mkdir(parents=True, exist_ok=True)
-    lines, size = write_synth(out, seed, seconds=seconds, symbol=symbol)
+    try:
+        lines, size = write_synth(out, seed, seconds=seconds, symbol=symbol, params=params)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--symbol") from error
     console.print(f"wrote {out}: {lines:,} lines, {size / 1e6:.2f} MB ({seconds:g} s, seed {seed})")

@@ -62,6 +62,25 @@ def _speed(value: str | None) -> float | str | None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Where the report PNG goes (default: next to the DB).",
 )
+@click.option(
+    "--artifact",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A backtest artifact.json to deploy: its strategy, params, feature config, symbols, "
+    "instruments and risk limits; refuses to trade if the live side differs.",
+)
+@click.option(
+    "--allow-drift", is_flag=True, help="Trade an artifact despite differences (recorded)."
+)
+@click.option(
+    "--feature-config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Feature config TOML the ingest runs (default: the artifact's, else the default).",
+)
+@click.option(
+    "--instruments",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Trading rules (exchangeInfo-shaped JSON) over the shipped data/instruments table.",
+)
 def live(
     config_path: Path | None,
     capture: Path | None,
@@ -71,6 +90,10 @@ def live(
     strategy: str | None,
     params: str | None,
     out: Path | None,
+    artifact: Path | None,
+    allow_drift: bool,
+    feature_config: Path | None,
+    instruments: Path | None,
 ) -> None:
     """Paper-trade on a local replay: venue + paper order entry + ingest + the live brain.
 
@@ -78,7 +101,12 @@ def live(
     matched against the same replay), twinfeed-ingest into a ring, and runs the strategy
     through risk, the OMS and the trade DB until the replay ends (or --duration). Then prints
     the report (twinfeed report reads the same DB later).
+
+    Trades the capture's symbols (or the artifact's), under the instruments' rules. Exits
+    non-zero when the session placed orders and the venue or risk accepted none.
     """
+    from twinfeed.deploy import ArtifactError, DriftError
+    from twinfeed.instruments import UnknownInstrumentError
     from twinfeed.live.brain.report import load_report, plot_report, print_report
     from twinfeed.live.brain.session import load_settings, run_session
 
@@ -91,19 +119,36 @@ def live(
             db=str(db) if db else None,
             strategy=strategy,
             params=_params(params),
+            artifact=str(artifact) if artifact else None,
+            allow_drift=allow_drift or None,
+            feature_config=str(feature_config) if feature_config else None,
+            instruments=str(instruments) if instruments else None,
         )
     except (ValueError, TypeError, OSError) as error:
         raise click.ClickException(str(error)) from error
+    if artifact is not None and (strategy or params):
+        raise click.ClickException("--artifact fixes the strategy and params: drop --strategy")
     try:
         result = run_session(settings, on_status=lambda message: console.print(message))
+    except (DriftError, ArtifactError, UnknownInstrumentError) as error:
+        raise click.ClickException(str(error).strip('"')) from error
     except (FileNotFoundError, ValueError) as error:
         raise click.ClickException(str(error)) from error
     summary = result.summary
     console.print(
         f"run [bold]{summary.run_id}[/] {summary.status}: {summary.records:,} records, "
-        f"{summary.orders} orders, {summary.fills} fills; trade DB {result.db_path}"
+        f"{summary.orders} orders ({summary.accepted} accepted), {summary.fills} fills; "
+        f"trade DB {result.db_path}"
     )
     report = load_report(result.db_path, summary.run_id)
     print_report(report, console)
     png = plot_report(report, out or result.db_path.parent)
     console.print(f"plot: {png}")
+    refusals = summary.top_refusals()
+    if refusals:
+        console.print("refusals: " + "; ".join(f"{count} x {reason}" for reason, count in refusals))
+    if summary.orders and not summary.accepted:
+        raise click.ClickException(
+            f"every one of {summary.orders} orders was refused"
+            + (f" (top: {refusals[0][1]} x {refusals[0][0]})" if refusals else "")
+        )

@@ -45,15 +45,26 @@ Endpoints (Binance USD-M subset; all answers JSON, errors as ``{"code", "msg"}``
     ``DELETE /fapi/v1/allOpenOrders``, ``GET /fapi/v1/openOrders``, ``GET /fapi/v2/account``,
     ``GET /fapi/v2/positionRisk``, ``GET /fapi/v1/userTrades``: signed (see
     :mod:`twinfeed.live.signing`). ``POST|PUT|DELETE /fapi/v1/listenKey``: API key only.
-    ``GET /fapi/v1/time``, ``GET /fapi/v1/ping``: open.
+    ``GET /fapi/v1/time``, ``GET /fapi/v1/ping``, ``GET /fapi/v1/exchangeInfo`` (the
+    instruments this venue trades, in Binance's shape for the capture's venue): open.
+
+Instruments
+    ``instruments`` (symbol -> :class:`twinfeed.instruments.Instrument`) are the rules the
+    venue applies and states; default: the capture's symbols looked up in the shipped table
+    (:func:`twinfeed.instruments.load_table`) for the venue its frames come from. A capture
+    symbol without rules is not listed: orders on it get -1121. The old ``rules``
+    (:class:`SymbolRules`) still work when given alone.
 
     Authentication: a missing or unknown ``X-MBX-APIKEY`` is HTTP 401 -2015; a missing
     ``timestamp`` or ``signature`` -1102; a wrong signature -1022; a ``timestamp`` more than
     ``recvWindow`` ms (default 5000, at most 60000) behind the venue's wall clock, or more than
     1000 ms ahead of it, -1021 (the only use of the wall clock: it is the client's clock that
     ``timestamp`` carries). Order errors: -1102 missing parameter, -1100 malformed number,
-    -1116/-1117/-1115 bad type/side/timeInForce, -1121 unknown symbol, -1111 price or quantity
-    off the tick/step grid, -4003 quantity <= 0, -4013 price <= 0, -4116 duplicate
+    -1116/-1117/-1115 bad type/side/timeInForce, -1121 unknown symbol (or one without trading
+    rules), then the symbol's :class:`twinfeed.instruments.Instrument` rules with Binance's codes
+    (-1111 more decimals than the precision, -4014 / -4023 off the tick / step grid, -4004 below
+    the minimum quantity, -4164 below the minimum notional; spot: -1013 Filter failure: ...),
+    -4003 quantity <= 0, -4013 price <= 0, -4116 duplicate
     ``newClientOrderId``, -5022 post-only would take, -2010 refused by the engine (e.g. a market
     order before any quote), -2011 cancel of an unknown or finished order, -2013 query of an
     unknown order.
@@ -86,12 +97,20 @@ from typing import Any
 import numpy as np
 
 from twinfeed import _features
+from twinfeed.instruments import (
+    Instrument,
+    InstrumentTable,
+    SymbolInstruments,
+    UnknownInstrumentError,
+    capture_venue,
+    load_table,
+)
 from twinfeed.live.signing import verify
 from twinfeed.matching import MatchingEngine
 from twinfeed.matching_batch import price_key
 from twinfeed.orders import Event, Fill, Order, OrderUpdate
 from twinfeed.portfolio import Portfolio
-from twinfeed.research.features import CapturePaths, open_run
+from twinfeed.research.features import CapturePaths, _paths, open_run
 
 __all__ = ["JournalEntry", "PaperVenue", "SymbolRules", "read_status_file"]
 
@@ -128,7 +147,10 @@ def _missing(name: str) -> ApiError:
 
 @dataclass(frozen=True)
 class SymbolRules:
-    """Price and quantity grids (Binance ``PRICE_FILTER.tickSize``, ``LOT_SIZE.stepSize``)."""
+    """Price and quantity grids (Binance ``PRICE_FILTER.tickSize``, ``LOT_SIZE.stepSize``).
+
+    Superseded by ``instruments`` (:class:`twinfeed.instruments.Instrument`); used only when a
+    caller passes ``rules`` and no instruments."""
 
     tick_size: float = 0.1
     step_size: float = 0.001
@@ -253,6 +275,7 @@ class PaperVenue:
         taker_fee_bps: float = 0.0,
         initial_balance: float = 10_000.0,
         rules: Mapping[str, SymbolRules] | None = None,
+        instruments: Mapping[str, Instrument] | None = None,
         poll_interval: float = 0.005,
         ack_timeout: float = 2.0,
         max_events: int = 100_000,
@@ -267,6 +290,11 @@ class PaperVenue:
         self.portfolio = Portfolio()
         self.initial_balance = float(initial_balance)
         self.rules = dict(rules or {})
+        #: Symbol -> trading rules (None: from the shipped table once the capture is read).
+        self.instruments: dict[str, Instrument] | None = (
+            dict(instruments) if instruments is not None else None
+        )
+        self.venue_name: str | None = None
         self.poll_interval = poll_interval
         self.ack_timeout = ack_timeout
         self.max_events = max_events
@@ -420,6 +448,7 @@ class PaperVenue:
         try:
             self._records = _Records(self.capture, self._config)
             self._symbols = list(self._records.symbols)
+            self._load_instruments()
             first = self._records.first_local_ns()
             self._now_ns = 0 if first is None else first - 1
         except BaseException as error:  # noqa: BLE001 - handed to start()
@@ -603,6 +632,39 @@ class PaperVenue:
         if len(self._events) > self.max_events:
             del self._events[: len(self._events) - self.max_events]
 
+    def _load_instruments(self) -> None:
+        """The capture's venue, and its symbols' rules from the shipped table if not given."""
+        try:
+            self.venue_name = capture_venue(_paths(self.capture))
+        except Exception:  # noqa: BLE001 - a folder or unreadable head: the venue stays unknown
+            self.venue_name = None
+        if self.instruments is None and self.rules:
+            return
+        if self.instruments is None:
+            table = load_table()
+            found: dict[str, Instrument] = {}
+            for name in self._symbols:
+                # A symbol without rules is not listed: -1121 on orders, not in exchangeInfo.
+                with contextlib.suppress(UnknownInstrumentError):
+                    found[name] = table.get(name, self.venue_name)
+            self.instruments = found
+        # The engine and the account value positions by the same rules (inverse contracts).
+        listed = [self.instruments.get(name) for name in self._symbols]
+        if all(i is not None for i in listed):
+            rules = SymbolInstruments(None, self.venue_name, list(self._symbols), listed)  # type: ignore[arg-type]
+            self.engine.instruments = rules
+            self.portfolio.instruments = rules
+
+    def exchange_info(self, _params: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """``GET /fapi/v1/exchangeInfo``: the rules this venue applies, Binance's shape."""
+        venue = self.venue_name or "binance-usdm"
+        listed = [i for i in (self.instruments or {}).values()]
+        for instrument in listed:
+            venue = instrument.venue
+        answer = InstrumentTable(listed).exchange_info(venue)
+        answer["serverTime"] = int(time.time() * 1000)
+        return answer
+
     # ---- requests -----------------------------------------------------------------------
 
     def _symbol(self, params: Mapping[str, str], required: bool = True) -> tuple[str, int] | None:
@@ -635,21 +697,36 @@ class PaperVenue:
             raise _missing("timeInForce")
         if tif not in ("GTC", "IOC", "GTX"):
             raise ApiError(-1115, "Invalid timeInForce.")
-        rules = self.rules.get(name, SymbolRules())
         qty = _number(params, "quantity")
         if qty <= 0:
             raise ApiError(-4003, "Quantity less than or equal to zero.")
-        if not _on_grid(qty, rules.step_size):
-            raise ApiError(-1111, "Precision is over the maximum defined for this asset.")
         price: float | None = None
         if kind == "LIMIT":
             price = _number(params, "price")
             if price <= 0:
                 raise ApiError(-4013, "Price less than min price.")
-            if not _on_grid(price, rules.tick_size):
-                raise ApiError(-1111, "Precision is over the maximum defined for this asset.")
         elif tif == "GTX":
             raise ApiError(-1115, "Invalid timeInForce.")
+        if self.instruments is not None:
+            instrument = self.instruments.get(name)
+            if instrument is None:
+                raise ApiError(-1121, "Invalid symbol.")
+            touch = self.engine.touch(symbol_id)
+            reference = (touch.bid_px + touch.ask_px) / 2 if touch is not None else None
+            refusal = instrument.check_order(
+                params.get("quantity", ""),
+                params.get("price") if kind == "LIMIT" else None,
+                kind.lower(),
+                reference_price=reference,
+            )
+            if refusal is not None:
+                raise ApiError(refusal.code, refusal.msg)
+        else:
+            rules = self.rules.get(name, SymbolRules())
+            if not _on_grid(qty, rules.step_size) or (
+                price is not None and not _on_grid(price, rules.tick_size)
+            ):
+                raise ApiError(-1111, "Precision is over the maximum defined for this asset.")
         with self._lock:
             client_id = params.get("newClientOrderId") or f"paper-{len(self._orders) + 1}"
             if client_id in self._orders:
@@ -1011,6 +1088,8 @@ def _handler(venue: PaperVenue) -> type[BaseHTTPRequestHandler]:
                 return {}
             if path == "/fapi/v1/time":
                 return {"serverTime": int(time.time() * 1000)}
+            if path == "/fapi/v1/exchangeInfo" and method == "GET":
+                return venue.exchange_info()
             handler = _SIGNED.get((method, path))
             is_stream = path in ("/fapi/v1/listenKey", "/fapi/v1/_events")
             if handler is None and not is_stream:

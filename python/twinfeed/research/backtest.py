@@ -43,6 +43,15 @@ from typing import Any, Literal
 import numpy as np
 
 from twinfeed import FeatureConfig
+from twinfeed.instruments import (
+    Instrument,
+    InstrumentTable,
+    SymbolInstruments,
+    UnknownInstrumentError,
+    capture_venue,
+    load_table,
+)
+from twinfeed.live.brain.risk import RiskConfig, RiskManager
 from twinfeed.matching import MatchingEngine, RecordColumns
 from twinfeed.orders import Event, Fill, Order, OrderType, Side, TimeInForce
 from twinfeed.portfolio import Portfolio
@@ -120,11 +129,17 @@ class BacktestContext:
         portfolio: Portfolio,
         params: Mapping[str, Any],
         primary_symbol: int = 0,
+        instruments: SymbolInstruments | None = None,
+        risk: RiskManager | None = None,
     ) -> None:
         self._engine = engine
         self._portfolio = portfolio
         self._params = params
         self._primary = primary_symbol
+        self._instruments = instruments or SymbolInstruments(None, None, None)
+        self._risk = risk
+        #: Pre-trade risk refusals by check name (``rate``, ``position``, ...).
+        self.risk_refusals: dict[str, int] = {}
         self._now = 0
         self._next_id = 0
 
@@ -161,8 +176,30 @@ class BacktestContext:
             type=type,
             tif=tif,
         )
-        self._engine.submit(order, self._now)
+        reason = self._risk_refusal(order)
+        if reason:
+            self._engine.refuse(order, self._now, reason)
+        else:
+            self._engine.submit(order, self._now)
         return client_id
+
+    def _risk_refusal(self, order: Order) -> str:
+        """The live brain's pre-trade check of ``order`` ("" if it passes)."""
+        if self._risk is None:
+            return ""
+        touch = self._engine.touch(order.symbol)
+        mid = (touch.bid_px + touch.ask_px) / 2 if touch is not None else float("nan")
+        decision = self._risk.check(
+            order,
+            now_ns=self._now,
+            position=self._portfolio.position(order.symbol).qty,
+            mid=mid,
+            open_orders=[o for o in self._engine.open_orders(order.symbol) if o is not order],
+        )
+        if decision.ok:
+            return ""
+        self.risk_refusals[decision.check] = self.risk_refusals.get(decision.check, 0) + 1
+        return f"risk: {decision.reason}"
 
     def cancel(self, client_id: str) -> None:
         """See :meth:`twinfeed.strategy.Context.cancel`."""
@@ -173,7 +210,25 @@ class BacktestContext:
         return self._engine.cancel_all(self._now, symbol)
 
     def replace(self, client_id: str, price: float, qty: float) -> None:
-        """See :meth:`twinfeed.strategy.Context.replace`."""
+        """See :meth:`twinfeed.strategy.Context.replace`. With risk checks, a replace is checked
+        as the live brain checks it (a new order for the remaining quantity, which costs a rate
+        token); refused, the order is cancelled, as the live brain's cancel-and-resend leaves it.
+        """
+        if self._risk is not None:
+            order = self._engine.orders.get(client_id)
+            if order is not None and order.is_open:
+                leg = Order(
+                    client_id,
+                    order.symbol,
+                    order.side,
+                    max(qty - order.filled_qty, 0.0),
+                    price,
+                    type=order.type,
+                    tif=order.tif,
+                )
+                if self._risk_refusal(leg):
+                    self._engine.cancel(client_id, self._now)
+                    return
         self._engine.replace(client_id, price, qty, self._now)
 
     def position(self, symbol: int | None = None) -> float:
@@ -188,6 +243,10 @@ class BacktestContext:
     def open_orders(self, symbol: int | None = None) -> list[Order]:
         """See :meth:`twinfeed.strategy.Context.open_orders`."""
         return self._engine.open_orders(symbol)
+
+    def instrument(self, symbol: int | str | None = None) -> Instrument:
+        """See :meth:`twinfeed.strategy.Context.instrument`."""
+        return self._instruments.get(symbol, self._primary)
 
 
 def _special_rows(records: np.ndarray[Any, Any]) -> list[int]:
@@ -216,6 +275,16 @@ class Backtest:
             multiple of ``decision_interval_ns`` in batch mode.
         mode: ``"auto"`` (batches if the strategy ``wants_batches``), ``"rows"`` or
             ``"batches"``.
+        instruments: Trading rules: an :class:`InstrumentTable` to look the capture's symbols
+            up in (default: the shipped table, :func:`twinfeed.instruments.load_table`), or a
+            list of :class:`Instrument` (index = ``symbol_id`` for records in memory; by name
+            for a capture). Records in memory without instruments are matched without rule
+            checks.
+        venue: The venue whose rules apply (default: detected from the capture's frames).
+        risk: The live brain's pre-trade limits (``[risk]`` of a live settings file); each
+            order and replace passes :class:`twinfeed.live.brain.risk.RiskManager` on event
+            time and a refused one is ``rejected`` with reason ``risk: ...`` (counted in the
+            metrics ``risk_refusals*``). None: no risk checks.
     """
 
     def __init__(
@@ -234,6 +303,9 @@ class Backtest:
         decision_interval_ns: int = 100_000_000,
         equity_interval_ns: int = 1_000_000_000,
         mode: Mode = "auto",
+        instruments: InstrumentTable | list[Instrument] | None = None,
+        venue: str | None = None,
+        risk: RiskConfig | None = None,
     ) -> None:
         if isinstance(strategy, type):
             strategy = strategy(params)
@@ -259,6 +331,11 @@ class Backtest:
         self.mode: Literal["rows", "batches"] = mode
         #: sha256, size and name of each input (hashed up front: provenance, not engine work).
         self.captures = self._capture_info()
+        self._run: Any = None
+        self._symbols_read: list[str] = []
+        self.instruments = self._instruments(instruments, venue)
+        self.venue = self.instruments.venue
+        self.risk = risk
         self.batch_rows = int(batch_rows)
         #: Everything that defines the run besides strategy, capture and config; the artifact
         #: records it. ``batch_rows`` is left out on purpose: results do not depend on it.
@@ -289,12 +366,15 @@ class Backtest:
         import twinfeed
 
         dtype = twinfeed.record_dtype()
-        run = open_run(self.capture, self.config)
+        run = self._run = open_run(self.capture, self.config)
         while (raw := run.next_records(self.batch_rows)) is not None:
             yield np.frombuffer(raw, dtype=dtype)
             if progress is not None:
                 progress(run.bytes_read, run.total_bytes)
         symbols.extend(run.symbols())
+        # The binding's run may only be dropped on this thread: not kept past the read.
+        self._symbols_read = list(symbols)
+        self._run = None
 
     def _slices(
         self, batches: Iterator[np.ndarray[Any, Any]], grid_ns: int
@@ -341,6 +421,12 @@ class Backtest:
 
     def run(self, progress: Progress | None = None) -> BacktestResult:
         """Runs the backtest; ``progress(done, total)`` is called after each read batch."""
+        try:
+            return self._run_all(progress)
+        finally:
+            self._run = None  # the binding's run is dropped on this thread
+
+    def _run_all(self, progress: Progress | None) -> BacktestResult:
         settings = self.settings
         strategy = self.strategy
         engine = MatchingEngine(
@@ -348,9 +434,16 @@ class Backtest:
             maker_fee_bps=settings["maker_fee_bps"],
             taker_fee_bps=settings["taker_fee_bps"],
             sweep_slippage_bps=settings["sweep_slippage_bps"],
+            instruments=self.instruments,
         )
-        portfolio = Portfolio()
-        ctx = BacktestContext(engine, portfolio, strategy.params)
+        portfolio = Portfolio(self.instruments)
+        ctx = BacktestContext(
+            engine,
+            portfolio,
+            strategy.params,
+            instruments=self.instruments,
+            risk=RiskManager(self.risk) if self.risk is not None else None,
+        )
         recorder = Recorder(
             engine, portfolio, settings["equity_interval_ns"], settings["md_latency_ns"]
         )
@@ -431,7 +524,7 @@ class Backtest:
             else:
                 recorder.updates += 1
         recorder.finish()
-        return BacktestResult.from_recorder(
+        result = BacktestResult.from_recorder(
             recorder=recorder,
             strategy_name=strategy.name or type(strategy).qualified_name(),
             params=dict(strategy.params),
@@ -440,7 +533,61 @@ class Backtest:
             captures=self.captures,
             build=build_info(self.config),
             symbols=symbols,
+            instruments=self._described(symbols),
+            currency=portfolio.currency,
+            deployment=self._deployment(),
         )
+        refusals = ctx.risk_refusals
+        result.metrics["risk_refusals"] = float(sum(refusals.values()))
+        for check, count in sorted(refusals.items()):
+            result.metrics[f"risk_refusals_{check}"] = float(count)
+        result.metrics["rule_refusals"] = float(
+            sum(1 for o in engine.orders.values() if o.state == "rejected" and o.reason[:1] == "-")
+        )
+        return result
+
+    def _described(self, symbols: list[str]) -> list[dict[str, Any] | None]:
+        out: list[dict[str, Any] | None] = []
+        for name in symbols or self.instruments.symbols():
+            try:
+                out.append(self.instruments.by_name(name).describe())
+            except UnknownInstrumentError:
+                out.append(None)
+        return out
+
+    def _deployment(self) -> dict[str, Any]:
+        """What ``twinfeed live --artifact`` needs to run exactly this strategy."""
+        from twinfeed.deploy import strategy_source
+
+        spec = type(self.strategy).qualified_name()
+        return {
+            "strategy_class": spec,
+            "strategy_source": strategy_source(spec),
+            "feature_config_toml": self.config.to_toml(),
+            "venue": self.venue,
+            "risk": self.risk.to_dict() if self.risk is not None else None,
+        }
+
+    def _instruments(
+        self, given: InstrumentTable | list[Instrument] | None, venue: str | None
+    ) -> SymbolInstruments:
+        if isinstance(self.capture, np.ndarray):
+            if given is None or isinstance(given, InstrumentTable):
+                return SymbolInstruments(None, None, None)
+            return SymbolInstruments(None, venue, [i.symbol for i in given], given)
+        if venue is None:
+            venue = capture_venue(_paths(self.capture))
+        fixed: list[Instrument] = []
+        table = load_table()
+        if isinstance(given, InstrumentTable):
+            table = given
+        elif given is not None:
+            fixed = list(given)
+
+        def symbols() -> list[str]:
+            return list(self._run.symbols()) if self._run is not None else self._symbols_read
+
+        return SymbolInstruments(table, venue, symbols, fixed)
 
     def _capture_info(self) -> list[dict[str, Any]]:
         if isinstance(self.capture, np.ndarray):

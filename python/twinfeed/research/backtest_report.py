@@ -1,6 +1,8 @@
 """Backtest results: recorded frames, metrics, plots and the JSON strategy artifact.
 
-Metrics (all PnL in quote currency; the run starts flat with equity 0):
+Metrics (all PnL in the settlement currency of the instruments: the quote asset for spot and
+USD-M, the coin for COIN-M inverse contracts; ``currency`` in the artifact names it; the run
+starts flat with equity 0):
 
 - ``pnl_total``: realized + unrealized - fees at the end (unrealized at the last mid).
 - ``sharpe``: annualised Sharpe ratio of **per-minute** equity increments:
@@ -8,7 +10,8 @@ Metrics (all PnL in quote currency; the run starts flat with equity 0):
   equity is taken at the last sample of each event-time minute, starting from 0; NaN with
   fewer than two increments or zero variance. Captures of a few minutes give a very noisy value.
 - ``max_drawdown``: largest fall of the equity samples from a running peak (starting at 0).
-- ``turnover``: quote notional traded; ``turnover_per_hour`` scales it by the run's duration.
+- ``turnover``: notional traded (quote value; USD face value for inverse contracts);
+  ``turnover_per_hour`` scales it by the run's duration.
 - ``fill_ratio``: filled quantity / quantity of orders the venue accepted.
 - ``order_fill_rate``: fraction of accepted orders with at least one fill.
 - ``avg_queue_ms``: mean time from acceptance to execution over maker fills.
@@ -35,7 +38,7 @@ from twinfeed.portfolio import Portfolio, Position
 __all__ = ["ARTIFACT_VERSION", "BacktestResult", "Recorder", "compute_metrics", "mark_portfolio"]
 
 #: Version of the artifact JSON layout.
-ARTIFACT_VERSION = 1
+ARTIFACT_VERSION = 2
 MINUTES_PER_YEAR = 525_600
 _MINUTE_NS = 60_000_000_000
 
@@ -240,6 +243,13 @@ class BacktestResult:
     captures: list[dict[str, Any]]
     build: dict[str, Any]
     symbols: list[str] = field(default_factory=list)
+    #: The trading rules of ``symbols`` (``Instrument.describe()``), None for one without.
+    instruments: list[dict[str, Any] | None] = field(default_factory=list)
+    #: Unit of the PnL metrics (settlement asset), "" when unknown.
+    currency: str = ""
+    #: What deploying needs beyond the above: strategy class and source digest, the feature
+    #: config's TOML text, risk limits, venue (see :mod:`twinfeed.deploy`).
+    deployment: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_recorder(cls, recorder: Recorder, **provenance: Any) -> BacktestResult:
@@ -284,7 +294,13 @@ class BacktestResult:
             "build": self.build,
             "backtest": self.settings,
             "metrics": self.metrics,
-            "metric_notes": {"sharpe": SHARPE_NOTE, "currency": "quote currency (e.g. USDT)"},
+            "metric_notes": {
+                "sharpe": SHARPE_NOTE,
+                "currency": self.currency or "quote currency (instruments unknown)",
+            },
+            "currency": self.currency,
+            "instruments": self.instruments,
+            "deployment": self.deployment,
         }
 
     def artifact_json(self) -> str:
@@ -364,7 +380,7 @@ def compute_metrics(
     else:
         curve = np.concatenate([[0.0], equity["equity"].to_numpy()])
         metrics["max_drawdown"] = float(np.max(np.maximum.accumulate(curve) - curve))
-    notional = float((fills["price"] * fills["qty"]).sum()) if fills.height else 0.0
+    notional = sum(p.notional for p in recorder.portfolio.positions.values())
     metrics["turnover"] = notional
     metrics["turnover_per_hour"] = notional / (duration_ns / 3.6e12) if duration_ns else math.nan
     metrics["volume"] = float(fills["qty"].sum()) if fills.height else 0.0

@@ -18,6 +18,11 @@ The market model is small but coherent:
 - depth diffs cover 100 ms windows of exchange time: ``pu`` is the previous diff's ``u``,
   ``U = pu + 1``, ``u`` the window's last update id, levels at their final quantity (0 removed).
 
+COIN-M (``SynthParams(venue="coinm")``, ``twinfeed data synth --venue coinm``): the same market
+as a coin-margined perpetual (``/dapi`` streams, e.g. ``BTCUSD_PERP``): events carry the pair
+``ps`` (``BTCUSD``) and sizes are whole contracts (one lot = one contract of 100 USD, Binance's
+BTCUSD_PERP ``contractSize``), so the capture has Binance COIN-M's shapes.
+
 Determinism: only ``random.Random(seed)``; integers for prices (ticks) and sizes (lots); fixed
 decimal formatting; frames written by hand with a fixed key order and no spaces.
 """
@@ -30,6 +35,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 #: 2024-08-09T00:00:00Z, the default first exchange timestamp.
 DEFAULT_START_MS = 1_723_161_600_000
@@ -56,6 +62,12 @@ class SynthParams:
     fair_vol_ticks: float = 8.0  # fair price standard deviation per sqrt(second), in ticks
     start_ms: int = DEFAULT_START_MS
     clock_offset_ms: int = DEFAULT_CLOCK_OFFSET_MS
+    #: ``usdm`` (USD-M futures, sizes in 0.001 lots) or ``coinm`` (sizes in contracts).
+    venue: str = "usdm"
+
+
+def _contracts(lots: int) -> str:
+    return str(lots)
 
 
 def _px(ticks: int) -> str:
@@ -66,8 +78,8 @@ def _qty(lots: int) -> str:
     return f"{lots // _LOTS_PER_UNIT}.{lots % _LOTS_PER_UNIT:03d}"
 
 
-def _levels_json(levels: list[tuple[int, int]]) -> str:
-    return ",".join(f'["{_px(p)}","{_qty(q)}"]' for p, q in levels)
+def _levels_json(levels: list[tuple[int, int]], qty: Any = _qty) -> str:
+    return ",".join(f'["{_px(p)}","{qty(q)}"]' for p, q in levels)
 
 
 class _Market:
@@ -78,6 +90,10 @@ class _Market:
         self.params = params
         self.symbol = symbol
         self.prefix = symbol.lower()
+        coinm = params.venue == "coinm"
+        self.qty = _contracts if coinm else _qty
+        # COIN-M events name the pair as well as the contract.
+        self.pair = f',"ps":"{symbol.partition("_")[0]}"' if coinm else ""
         rng = self.rng
         self.update_id = 5_123_000_000_000 + rng.randrange(1_000_000_000)
         self.trade_id = 5_266_000_000 + rng.randrange(1_000_000)
@@ -209,8 +225,8 @@ class _Market:
         bid, bid_lots, ask, ask_lots = self.top()
         return (
             f'{{"stream":"{self.prefix}@bookTicker","data":{{"e":"bookTicker","u":{update_id},'
-            f'"s":"{self.symbol}","b":"{_px(bid)}","B":"{_qty(bid_lots)}","a":"{_px(ask)}",'
-            f'"A":"{_qty(ask_lots)}","T":{ms},"E":{event_ms}}}}}'
+            f'"s":"{self.symbol}"{self.pair},"b":"{_px(bid)}","B":"{self.qty(bid_lots)}",'
+            f'"a":"{_px(ask)}","A":"{self.qty(ask_lots)}","T":{ms},"E":{event_ms}}}}}'
         )
 
     def trade(self, ms: int, price: int, lots: int, buyer_aggressor: bool) -> str:
@@ -218,7 +234,7 @@ class _Market:
         maker = "false" if buyer_aggressor else "true"
         return (
             f'{{"stream":"{self.prefix}@trade","data":{{"e":"trade","E":{ms},"T":{ms},'
-            f'"s":"{self.symbol}","t":{self.trade_id},"p":"{_px(price)}","q":"{_qty(lots)}",'
+            f'"s":"{self.symbol}","t":{self.trade_id},"p":"{_px(price)}","q":"{self.qty(lots)}",'
             f'"X":"MARKET","m":{maker}}}}}'
         )
 
@@ -229,8 +245,8 @@ class _Market:
         self.changed_asks.clear()
         return (
             f'{{"stream":"{self.prefix}@depth@100ms","data":{{"e":"depthUpdate","E":{event_ms},'
-            f'"T":{ms},"s":"{self.symbol}","U":{first},"u":{final},"pu":{previous},'
-            f'"b":[{_levels_json(bids)}],"a":[{_levels_json(asks)}]}}}}'
+            f'"T":{ms},"s":"{self.symbol}"{self.pair},"U":{first},"u":{final},"pu":{previous},'
+            f'"b":[{_levels_json(bids, self.qty)}],"a":[{_levels_json(asks, self.qty)}]}}}}'
         )
 
     def snapshot(self, last_update_id: int, event_ms: int, ms: int) -> str:
@@ -238,7 +254,7 @@ class _Market:
         asks = [(p, self.asks[p]) for p in sorted(self.asks)]
         return (
             f'{{"lastUpdateId":{last_update_id},"E":{event_ms},"T":{ms},'
-            f'"bids":[{_levels_json(bids)}],"asks":[{_levels_json(asks)}]}}'
+            f'"bids":[{_levels_json(bids, self.qty)}],"asks":[{_levels_json(asks, self.qty)}]}}'
         )
 
 
@@ -272,8 +288,8 @@ def synthesize(
     ``"".join(synthesize(seed, ...))`` is the same bytes for the same arguments, on any run.
     The REST snapshot is taken 0.55 s in, so shorter captures have none.
     """
-    if not symbol.isascii() or not symbol.isalnum():
-        raise ValueError(f"symbol: expected ASCII letters and digits, got {symbol!r}")
+    if not symbol.isascii() or not symbol.replace("_", "").isalnum():
+        raise ValueError(f"symbol: expected ASCII letters, digits and _, got {symbol!r}")
     params = params or SynthParams()
     market = _Market(seed, symbol, params)
     rng = market.rng

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from twinfeed.instruments import UnknownInstrumentError
 from twinfeed.orders import TERMINAL_STATES, Fill, OrderUpdate, Side, TimeInForce
 from twinfeed.records import KIND
 from twinfeed.sizing import decimals, inventory_aware
@@ -45,8 +46,12 @@ class MarketMaker(Strategy):
 
     Parameters (``default_params``):
         symbol: Record ``symbol_id`` to quote (0: the config's first symbol).
-        tick_size: Price grid (BTCUSDT: 0.1 on USD-M futures; 0.01 on spot).
-        lot_size: Quantity grid (0.001 USD-M; 0.00001 spot).
+        tick_size: Price grid; None (default): the instrument's ``tickSize``
+            (``ctx.instrument(symbol)``: BTCUSDT 0.1 on USD-M, 0.01 on spot). Give it only to
+            override the venue's rules.
+        lot_size: Quantity grid; None (default): the instrument's ``stepSize``. A side whose
+            size is worth less than the instrument's minimum notional is not quoted (the venue
+            would refuse it).
         order_qty: Base quote size per side (base units).
         max_position: Inventory limit (base units): the side adding to the position shrinks
             to 0 as ``|position|`` approaches it.
@@ -61,8 +66,8 @@ class MarketMaker(Strategy):
     wants_batches: ClassVar[bool] = True
     default_params: ClassVar[dict[str, Any]] = {
         "symbol": 0,
-        "tick_size": 0.1,
-        "lot_size": 0.001,
+        "tick_size": None,
+        "lot_size": None,
         "order_qty": 0.005,
         "max_position": 0.05,
         "half_spread_bps": 0.0,
@@ -75,14 +80,19 @@ class MarketMaker(Strategy):
     def __init__(self, params: dict[str, Any] | None = None) -> None:
         super().__init__(params)
         p = self.params
-        if p["tick_size"] <= 0 or p["lot_size"] <= 0:
-            raise ValueError("tick_size and lot_size must be positive")
+        for name in ("tick_size", "lot_size"):
+            if p[name] is not None and not p[name] > 0:
+                raise ValueError(f"{name} must be positive (or None: the instrument's)")
         if p["order_qty"] <= 0 or p["max_position"] <= 0:
             raise ValueError("order_qty and max_position must be positive")
         self._symbol = int(p["symbol"])
-        self._tick = float(p["tick_size"])
-        self._digits = decimals(self._tick)
-        self._requote = float(p["requote_ticks"]) * self._tick - 1e-12
+        self._tick = 0.0
+        self._lot = 0.0
+        self._min_notional = 0.0
+        self._inverse = False
+        self._rules_known = False
+        if p["tick_size"] is not None and p["lot_size"] is not None:
+            self._set_grid(float(p["tick_size"]), float(p["lot_size"]))
         self._tif: TimeInForce = "GTX" if p["post_only"] else "GTC"
         # Per side: working client id and what was last requested (price, remaining qty).
         self._working: dict[Side, str | None] = {"buy": None, "sell": None}
@@ -90,6 +100,22 @@ class MarketMaker(Strategy):
         self._filled: dict[str, float] = {}
         self._vol = float("nan")
         self._halted = False
+
+    def _set_grid(self, tick: float, lot: float) -> None:
+        self._tick = tick
+        self._lot = lot
+        self._digits = decimals(tick)
+        self._requote = float(self.params["requote_ticks"]) * tick - 1e-12
+
+    def _learn_rules(self, ctx: Context) -> None:
+        """Tick, lot and minimum notional from the instrument; parameters override the grid."""
+        p = self.params
+        instrument = ctx.instrument(self._symbol)
+        tick = float(p["tick_size"]) if p["tick_size"] is not None else instrument.tick
+        lot = float(p["lot_size"]) if p["lot_size"] is not None else instrument.lot
+        self._min_notional = float(instrument.min_notional)
+        self._inverse = instrument.inverse
+        self._set_grid(tick, lot)
 
     # ---- callbacks ----------------------------------------------------------------------
 
@@ -165,21 +191,34 @@ class MarketMaker(Strategy):
         vol_bps = self._vol * 1e4 if self._vol == self._vol else 0.0
         half = mid * 1e-4 * (p["half_spread_bps"] + p["vol_multiplier"] * vol_bps)
         tick = self._tick
+        if not tick:
+            raise RuntimeError("MarketMaker: no tick size yet (set by the first decision)")
         # On the tick grid: bids rounded down and below the best ask, asks rounded up and
         # above the best bid (the 1e-9 forgives float noise in price / tick).
         bid_ticks = min(math.floor((fair - half) / tick + 1e-9), round(ask_px / tick) - 1)
         ask_ticks = max(math.ceil((fair + half) / tick - 1e-9), round(bid_px / tick) + 1)
         bid = round(bid_ticks * tick, self._digits)
         ask = round(ask_ticks * tick, self._digits)
-        lot, limit, size = p["lot_size"], p["max_position"], p["order_qty"]
-        return {
-            "buy": (bid, inventory_aware(size, position, limit, "buy", lot)),
-            "sell": (ask, inventory_aware(size, position, limit, "sell", lot)),
-        }
+        lot, limit, size = self._lot, p["max_position"], p["order_qty"]
+        bid_size = inventory_aware(size, position, limit, "buy", lot)
+        ask_size = inventory_aware(size, position, limit, "sell", lot)
+        floor = self._min_notional
+        if floor and not self._inverse:
+            # The venue refuses orders worth less than its minimum notional (-4164).
+            bid_size = bid_size if bid_size * bid >= floor else 0.0
+            ask_size = ask_size if ask_size * ask >= floor else 0.0
+        return {"buy": (bid, bid_size), "sell": (ask, ask_size)}
 
     def _decide(self, ctx: Context, bid_px: float, ask_px: float, microprice: float) -> None:
         if self._halted or not (bid_px < ask_px):
             return
+        if not self._rules_known:
+            self._rules_known = True
+            try:
+                self._learn_rules(ctx)
+            except UnknownInstrumentError:
+                if not self._lot:  # no rules and no grid given: never guess a tick
+                    raise
         targets = self.targets(bid_px, ask_px, microprice, ctx.position(self._symbol))
         for side in _SIDES:
             price, size = targets[side]

@@ -487,6 +487,10 @@ class FaultTolerantTrader(LiveTrader):
                 if o.state in OPEN_STATES
             ],
             "orders": self.summary.orders,
+            "accepted": self.summary.accepted,
+            "refusals": self.summary.top_refusals(5),
+            "symbols": list(self.config.symbols),
+            "currency": self.portfolio.currency,
             "fills": self.summary.fills,
             "episodes": self.episodes,
             "venue_episodes": self.order_link.episodes,

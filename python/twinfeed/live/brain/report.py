@@ -111,7 +111,9 @@ def print_report(report: RunReport, console: Any = None) -> None:
         f"fingerprint {str(run['fingerprint'])[:12]}  build {run['build'].get('version')} "
         f"({run['build'].get('profile')}, git {run['build'].get('git_revision')})"
     )
-    table = Table(title="positions and PnL")
+    deployment = (run.get("config") or {}).get("deployment") or {}
+    currencies = sorted({i["settlement"] for i in deployment.get("instruments") or [] if i})
+    table = Table(title=f"positions and PnL ({', '.join(currencies) or 'quote currency'})")
     for column in ("symbol", "brain qty", "venue qty", "realized", "unrealized", "fees", "total"):
         table.add_column(column, justify="right")
     pnl = summary.get("pnl", {})
@@ -136,6 +138,15 @@ def print_report(report: RunReport, console: Any = None) -> None:
     )
     states = report.order_states()
     console.print("orders by state: " + ", ".join(f"{k} {v}" for k, v in states.items()))
+    refusals = sorted((summary.get("refusals") or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+    if refusals:
+        orders = int(summary.get("orders", 0))
+        refused = sum(count for _, count in refusals)
+        label = "EVERY ORDER REFUSED" if orders and refused >= orders else "refusals"
+        console.print(
+            f"{label}: " + "; ".join(f"{count} x {reason}" for reason, count in refusals[:5]),
+            markup=False,
+        )
     stats = report.fill_stats()
     table = Table(title="fills")
     for key in stats:

@@ -34,6 +34,12 @@ from typing import Any
 
 import numpy as np
 
+from twinfeed.instruments import (
+    Instrument,
+    SymbolInstruments,
+    UnknownInstrumentError,
+    load_table,
+)
 from twinfeed.live.brain.entry import OrderEntry, OrderRefused
 from twinfeed.live.brain.monitor import FeedMonitor, FeedTransition
 from twinfeed.live.brain.oms import ExecutionReport, OrderManager
@@ -108,6 +114,17 @@ class RunSummary:
     venue_positions: dict[str, float] = field(default_factory=dict)
     reconciled: bool | None = None
     pnl: dict[str, float] = field(default_factory=dict)
+    #: Refused orders by reason (``risk rate``, ``venue -1111 Precision is over ...``).
+    refusals: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def accepted(self) -> int:
+        """Orders that passed risk and the venue's order entry."""
+        return self.orders - self.risk_rejections - self.venue_rejections
+
+    def top_refusals(self, count: int = 3) -> list[tuple[str, int]]:
+        """The most frequent refusal reasons with their counts."""
+        return sorted(self.refusals.items(), key=lambda item: (-item[1], item[0]))[:count]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -187,6 +204,10 @@ class LiveContext:
     def pnl(self) -> PnL:
         return self._trader.portfolio.pnl()
 
+    def instrument(self, symbol: int | str | None = None) -> Instrument:
+        """See :meth:`twinfeed.strategy.Context.instrument`."""
+        return self._trader.instruments.get(symbol, 0)
+
     def open_orders(self, symbol: int | None = None) -> list[Order]:
         return [
             logical.view
@@ -221,6 +242,7 @@ class LiveTrader:
         expected_fingerprint: str | None = None,
         run_config: Mapping[str, Any] | None = None,
         monitor: FeedMonitor | None = None,
+        instruments: SymbolInstruments | None = None,
     ) -> None:
         if expected_fingerprint is not None and feed.fingerprint != expected_fingerprint:
             raise ValueError(
@@ -235,7 +257,14 @@ class LiveTrader:
         self.risk = risk
         self.monitor = monitor or FeedMonitor(config.stale_after_s, config.degraded_after_s)
         self.oms = OrderManager()
-        self.portfolio = Portfolio()
+        #: The trading rules of ``config.symbols`` (``ctx.instrument``, PnL of inverse contracts).
+        #: Given, orders are checked against them before the venue. Default: the shipped table
+        #: for Binance USD-M (the order entry this brain speaks), for ``ctx.instrument`` only.
+        self._rules_given = instruments is not None
+        self.instruments = instruments or SymbolInstruments(
+            load_table(), "binance-usdm", list(config.symbols)
+        )
+        self.portfolio = Portfolio(self.instruments)
         self.ctx = LiveContext(self)
         self.logical: dict[str, _Logical] = {}
         self._legs: dict[str, _LegInfo] = {}
@@ -417,6 +446,14 @@ class LiveTrader:
             mid=mid,
         )
         self.summary.orders += 1
+        refusal = self._rules_refusal(order, mid)
+        if refusal:
+            # The instrument's rules, checked before the venue (which applies the same ones).
+            self.summary.risk_rejections += 1
+            self._count_refusal(f"rules {refusal}")
+            self.db.risk_event(self.ctx.now, order.client_id, "instrument", refusal, {})
+            self._apply_events(self.oms.reject(order.client_id, self.ctx.now, f"rules: {refusal}"))
+            return
         decision = self.risk.check(
             order,
             now_ns=self.ctx.now,
@@ -426,6 +463,7 @@ class LiveTrader:
         )
         if not decision.ok:
             self.summary.risk_rejections += 1
+            self._count_refusal(f"risk {decision.check}")
             self.db.risk_event(
                 self.ctx.now, order.client_id, decision.check, decision.reason, decision.detail
             )
@@ -437,6 +475,7 @@ class LiveTrader:
             report = self.gateway.send_order(order, symbol)
         except OrderRefused as error:
             self.summary.venue_rejections += 1
+            self._count_refusal(f"venue {error.code} {error.message}")
             self._apply_events(
                 self.oms.reject(
                     order.client_id, self.ctx.now, f"venue: {error.code} {error.message}"
@@ -444,6 +483,23 @@ class LiveTrader:
             )
             return
         self.apply_reports([report])
+
+    def _rules_refusal(self, order: Order, mid: float) -> str:
+        """Binance's refusal of ``order`` under its instrument's rules ("" if none or no rules)."""
+        if not self._rules_given:
+            return ""  # the default table only informs ctx.instrument; the venue checks
+        try:
+            instrument = self.instruments.maybe(order.symbol)
+        except UnknownInstrumentError:
+            instrument = None
+        if instrument is None:
+            return "-1121: Invalid symbol."
+        refusal = instrument.check_order(order.qty, order.price, order.type, reference_price=mid)
+        return "" if refusal is None else str(refusal)
+
+    def _count_refusal(self, reason: str) -> None:
+        refusals = self.summary.refusals
+        refusals[reason] = refusals.get(reason, 0) + 1
 
     def cancel(self, strategy_id: str) -> None:
         logical = self.logical.get(strategy_id)

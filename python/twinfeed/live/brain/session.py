@@ -12,7 +12,9 @@ drains, reconciles against the paper venue's ``/fapi/v2/positionRisk`` and the p
 
 Settings come from a TOML file (all sections optional; see ``LiveSettings``)::
 
-    [session]   capture, speed, duration_s, db, settle_s, latency_ns, maker_fee_bps, taker_fee_bps
+    [session]   capture, speed, duration_s, db, settle_s, latency_ns, maker_fee_bps, taker_fee_bps,
+                feature_config (TOML path), instruments (exchangeInfo JSON path), artifact,
+                allow_drift
     [strategy]  spec = "module:Class", params = {...}
     [live]      LiveConfig fields (symbols, poll_timeout_s, stale_after_s, ...)
     [risk]      RiskConfig fields (max_order_qty, max_position, ...)
@@ -21,10 +23,17 @@ Settings come from a TOML file (all sections optional; see ``LiveSettings``)::
 The brain listens for ``twinfeed ctl`` on a 0600 Unix socket (``control_socket``, default
 ``control.sock`` next to the DB). A dead ingest is restarted on a fresh ring (the trader
 swaps its feed); ``venue_faults`` injects venue faults (e.g. a stall) for fault drills.
+
+What is traded (:mod:`twinfeed.live.brain.deployment`): an ``artifact`` (``twinfeed backtest``'s
+artifact.json) fixes strategy, parameters, feature config, symbols, instruments and risk, and is
+checked against the live side before trading (``allow_drift`` trades anyway and records the
+differences in the run). Without one: ``[live] symbols`` if given, else the capture's symbols;
+the ``feature_config`` TOML if given, else the default config; each with a notice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import tempfile
@@ -36,7 +45,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from twinfeed import FeatureConfig
 from twinfeed.live.brain.control import ControlServer
 from twinfeed.live.brain.entry import BinanceOrderEntry
 from twinfeed.live.brain.faults import FaultConfig, FaultTolerantTrader
@@ -73,6 +81,18 @@ class LiveSettings:
     #: Keys for the paper venue: TWINFEED_API_KEY/_SECRET if set, else generated per session.
     api_key: str | None = None
     api_secret: str | None = None
+    #: Feature config TOML the ingest runs (None: the artifact's, else the default).
+    feature_config: str | None = None
+    #: exchangeInfo-shaped rules over the shipped table (``--instruments FILE``).
+    instruments: str | None = None
+    #: A backtest artifact to deploy (``--artifact``).
+    artifact: str | None = None
+    #: Trade even if the live side differs from the artifact (recorded in the run).
+    allow_drift: bool = False
+    #: ``[live] symbols`` when given (None: the capture's, or the artifact's).
+    symbols: tuple[str, ...] | None = None
+    #: Whether ``[risk]`` was given (else an artifact's risk limits apply).
+    risk_given: bool = False
 
     def describe(self) -> dict[str, Any]:
         """The settings as stored in the run's config (credentials left out)."""
@@ -97,6 +117,8 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
             "faults",
             "strategy",
             "params",
+            "symbols",
+            "risk_given",
         }
         bad = sorted(set(session) - known)
         if bad:
@@ -111,7 +133,9 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
         live = dict(data.get("live", {}))
         if "symbols" in live:
             live["symbols"] = tuple(live["symbols"])
+            settings.symbols = live["symbols"]
         settings.live = LiveConfig(**live)
+        settings.risk_given = "risk" in data
         settings.risk = RiskConfig.from_mapping(dict(data.get("risk", {})))
         settings.faults = FaultConfig.from_mapping(dict(data.get("faults", {})))
     for name, value in overrides.items():
@@ -137,6 +161,7 @@ def run_session(
     strategy_factory: Callable[[], Any] | None = None,
 ) -> SessionResult:
     """Runs one paper-trading session (see the module docstring); returns its result."""
+    from twinfeed.live.brain.deployment import prepare, verify
     from twinfeed.live.feed import Feed
     from twinfeed.live.gateway import OrderGateway
     from twinfeed.live.ingest import start_ingest
@@ -146,11 +171,15 @@ def run_session(
 
     say = on_status or (lambda _message: None)
     capture = Path(settings.capture) if settings.capture else BUNDLED_CAPTURE
-    config = FeatureConfig.default()
+    deployment = prepare(settings, capture)
+    for notice in deployment.notices:
+        say(f"notice: {notice}")
+    config = deployment.config
+    live_config = replace(settings.live, symbols=deployment.symbols)
     if strategy_factory is not None:
         strategy = strategy_factory()
     else:
-        strategy = load_strategy(settings.strategy)(settings.params)
+        strategy = load_strategy(deployment.strategy)(deployment.params)
     key = settings.api_key or os.environ.get("TWINFEED_API_KEY") or secrets.token_hex(16)
     secret = settings.api_secret or os.environ.get("TWINFEED_API_SECRET") or secrets.token_hex(32)
     owned_tmp = None
@@ -175,17 +204,21 @@ def run_session(
                 maker_fee_bps=settings.maker_fee_bps,
                 taker_fee_bps=settings.taker_fee_bps,
                 config=config,
+                instruments=_venue_rules(deployment),
             )
             entry: BinanceOrderEntry | None = None
             try:
                 say(f"paper order entry on {paper.url}")
+                drift = verify(deployment, paper.url, settings.allow_drift)
+                for difference in drift:
+                    say(f"drift (allowed): {difference}")
                 with open(work / "ingest.log", "ab") as ingest_log:
                     ingest = start_ingest(
                         capture_dir=capture_dir,
                         ring=ring,
                         config=config,
                         url=market.url,
-                        symbols=list(settings.live.symbols),
+                        symbols=list(live_config.symbols),
                         stderr=ingest_log,
                     )
 
@@ -203,7 +236,7 @@ def run_session(
                             ring=fresh,
                             config=config,
                             url=market.url,
-                            symbols=list(settings.live.symbols),
+                            symbols=list(live_config.symbols),
                             stderr=ingest_log,
                         )
                         ingests.append(ingest)
@@ -216,18 +249,20 @@ def run_session(
                         feed = Feed.open(ring, expected_fingerprint=config.fingerprint, wait=10)
                         entry = BinanceOrderEntry(OrderGateway(paper.url, key, secret))
                         trader = FaultTolerantTrader(
-                            settings.live,
+                            live_config,
                             strategy,
                             entry,
                             feed,
                             db,
-                            RiskManager(settings.risk),
+                            RiskManager(deployment.risk),
                             expected_fingerprint=config.fingerprint,
                             run_config={
                                 "session": settings.describe(),
                                 "capture": str(capture),
                                 "feature_config": config.canonical_json,
+                                "deployment": deployment.run_config(),
                             },
+                            instruments=deployment.symbol_instruments(),
                             faults=settings.faults,
                             restart_ingest=restart_ingest,
                         )
@@ -256,6 +291,18 @@ def run_session(
         if owned_tmp is not None:
             owned_tmp.cleanup()
     return SessionResult(summary, Path(settings.db), capture_dir, venue_messages, stream_gaps)
+
+
+def _venue_rules(deployment: Any) -> dict[str, Any]:
+    """The rules the paper venue applies and states: the table's (shipped + --instruments) for
+    the symbols traded; a symbol the table lacks is not listed (orders on it get -1121)."""
+    from twinfeed.instruments import UnknownInstrumentError
+
+    rules = {}
+    for symbol in deployment.symbols:
+        with contextlib.suppress(UnknownInstrumentError):
+            rules[symbol] = deployment.table.get(symbol, deployment.venue)
+    return rules
 
 
 def _replay_done(
