@@ -101,7 +101,7 @@ FUZZ_MAX_LEN_capture_reader := 131072
 FUZZ_MAX_LEN_ws_frame_reader := 131072
 FUZZ_MAX_LEN_rest_response_reader := 131072
 FUZZ_MAX_LEN_venue_request := 70000
-FUZZ_MAX_LEN_venue_capture := 16384
+FUZZ_MAX_LEN_venue_capture := 4096
 FUZZ_MAX_LEN_config_toml := 4096
 
 fuzz-tools: ## Install cargo-fuzz from crates.io if it is missing

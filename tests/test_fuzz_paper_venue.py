@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from twinfeed.instruments import load_table
 from twinfeed.live.paper_venue import PaperVenue
 from twinfeed.live.signing import total_params, verify
 
@@ -277,7 +278,9 @@ def _signed_order(**fields: str) -> str:
 @pytest.mark.parametrize(
     ("make_request", "code"),
     [
-        # float 1e308 overflowed the 1e-8 grid check (OverflowError -> 500).
+        # 1e308: the grid check's Decimal remainder needs more than 28 digits
+        # (decimal.InvalidOperation -> 500); before the instrument rules, the float grid
+        # check overflowed (OverflowError -> 500).
         (
             lambda: _request(
                 "POST",
@@ -285,7 +288,7 @@ def _signed_order(**fields: str) -> str:
                 b"",
                 {"X-MBX-APIKEY": KEY},
             ),
-            -1111,
+            -4005,
         ),
         (
             lambda: _request(
@@ -294,7 +297,7 @@ def _signed_order(**fields: str) -> str:
                 b"",
                 {"X-MBX-APIKEY": KEY},
             ),
-            -1111,
+            -4016,
         ),
         # Content-Length parsed outside the handler's error path: no response at all.
         (
@@ -350,3 +353,15 @@ def test_hostile_requests_found_by_fuzzing_get_binance_errors(
     status, body = _exchange(venue.port, request)
     assert status == 400, (status, body)
     assert json.loads(body)["code"] == code, body
+
+
+@pytest.mark.parametrize(("qty", "price"), [("1e308", "100"), ("1", "1e308"), ("1e-300", "100")])
+def test_grid_checks_take_extreme_decimals(qty: str, price: str) -> None:
+    """Found by the fuzz target: ``Decimal("1e308") % Decimal("0.001")`` raises
+    InvalidOperation in the default 28-digit context; the check answers instead."""
+    instrument = load_table().get("BTCUSDT", "binance-usdm")
+    refusal = instrument.check_order(qty, price, "limit")
+    assert refusal is not None and refusal.code < 0
+    assert instrument.on_qty_grid("1e308") is True
+    assert instrument.on_qty_grid("1e500") is False
+    assert instrument.on_price_grid("61800.1") is True
