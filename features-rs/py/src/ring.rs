@@ -167,6 +167,9 @@ impl PyRingReader {
         // Records already waiting are copied without letting go of the GIL (releasing and
         // taking it back costs more than the copy of a few records).
         let ready = self.reader.read(&mut self.buffer, max_rows);
+        // A ring file cut short under the mapping reads as zeros from then on (see
+        // twinfeed_ring's guard): raise instead of returning nothing forever.
+        self.reader.check().map_err(ring_err)?;
         if ready.records > 0 || ready.lost > 0 || max_rows == 0 || timeout.is_zero() {
             self.observe();
             return Ok((self.records(py)?, ready.lost));
@@ -179,6 +182,7 @@ impl PyRingReader {
             let reader = &mut self.reader;
             let buffer = &mut self.buffer;
             let outcome = py.detach(|| reader.read_wait(buffer, max_rows, slice));
+            self.reader.check().map_err(ring_err)?;
             if outcome.records > 0
                 || outcome.lost > 0
                 || Instant::now() >= deadline
@@ -218,14 +222,17 @@ impl PyRingReader {
 
     /// Waits up to `timeout_s` for records without reading them; True if some are ready.
     #[pyo3(signature = (timeout_s = 1.0))]
-    fn wait(&self, py: Python<'_>, timeout_s: f64) -> bool {
+    fn wait(&self, py: Python<'_>, timeout_s: f64) -> PyResult<bool> {
         let timeout = Duration::from_secs_f64(timeout_s.clamp(0.0, 1e9));
         let reader = &self.reader;
-        py.detach(|| reader.wait(timeout))
+        let ready = py.detach(|| reader.wait(timeout));
+        self.reader.check().map_err(ring_err)?;
+        Ok(ready)
     }
 
     /// Static header fields and the live state (write_seq, writer state, this reader's cursor).
     fn header<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.reader.check().map_err(ring_err)?;
         let info = self.reader.info();
         let d = PyDict::new(py);
         d.set_item("path", self.reader.path().display().to_string())?;

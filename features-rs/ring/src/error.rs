@@ -29,6 +29,16 @@ pub enum Error {
     #[error("ring {path}: {message}")]
     Invalid { path: PathBuf, message: String },
 
+    #[error(
+        "ring {path}: the ring file shrank while mapped (mapped {mapped} bytes, the file is now \
+         {now}): something truncated it; no more records can be read from it (reopen the ring)"
+    )]
+    Shrunk {
+        path: PathBuf,
+        mapped: usize,
+        now: String,
+    },
+
     #[error("ring {path}: in use by a running writer (pid {pid})")]
     InUse { path: PathBuf, pid: u32 },
 }

@@ -47,6 +47,7 @@
 
 mod error;
 mod futex;
+mod guard;
 mod layout;
 mod reader;
 mod writer;

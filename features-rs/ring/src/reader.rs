@@ -11,7 +11,7 @@ use twinfeed_features::record::{RECORD_SIZE, SCHEMA_VERSION};
 
 use crate::error::{Error, Result};
 use crate::layout::*;
-use crate::{futex, ring_path};
+use crate::{futex, guard, ring_path};
 
 /// How long a waiting reader polls, by default, before it goes to sleep on the futex. Polling
 /// answers in well under a microsecond; a futex wake costs tens of microseconds here.
@@ -72,6 +72,9 @@ pub struct ReadOutcome {
 
 pub struct RingReader {
     mapped: Mapped,
+    /// Turns a SIGBUS on this mapping (the file shrank) into [`Error::Shrunk`]; dropped
+    /// before the mapping it guards.
+    guard: Option<guard::Registration>,
     _map: MmapMut,
     file: File,
     path: PathBuf,
@@ -117,15 +120,26 @@ impl RingReader {
         // SAFETY: `map` is a writable, page-aligned mapping of `size` bytes that lives in the
         // reader next to `mapped`.
         let mapped = unsafe { Mapped::new(map.as_mut_ptr(), size) };
-        let info = check_header(&path, &mapped, size, options)?;
+        // Guarded before the first access: the file may shrink at any time from now on.
+        let guard = guard::register(map.as_ptr(), size);
+        let info = check_header(&path, &mapped, size, options);
+        if guard.as_ref().is_some_and(guard::Registration::faulted) {
+            // Cut short while we read the header: say so, not "magic mismatch".
+            return Err(shrunk(&path, &file, size));
+        }
+        let info = info?;
         let mask = info.capacity - 1;
         let head = mapped.write_seq().load(Ordering::Acquire);
         let cursor = match options.start {
             Start::Oldest => head.saturating_sub(info.capacity),
             Start::Latest => head,
         };
+        if guard.as_ref().is_some_and(guard::Registration::faulted) {
+            return Err(shrunk(&path, &file, size));
+        }
         Ok(RingReader {
             mapped,
+            guard,
             _map: map,
             file,
             path,
@@ -151,6 +165,23 @@ impl RingReader {
 
     pub fn fingerprint(&self) -> &str {
         &self.info.fingerprint
+    }
+
+    /// `Err(Error::Shrunk)` once the ring file was cut short under this reader's mapping (the
+    /// mapping then reads as zeros: nothing more is returned). One relaxed load: check it
+    /// after every read or wait. Without this check such a reader would have died of SIGBUS.
+    #[inline]
+    pub fn check(&self) -> Result<()> {
+        match &self.guard {
+            Some(guard) if guard.faulted() => {
+                Err(shrunk(&self.path, &self.file, self.mapped_len()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn mapped_len(&self) -> usize {
+        file_size(self.info.capacity)
     }
 
     /// Records published by the writer so far.
@@ -216,6 +247,10 @@ impl RingReader {
         let mut outcome = ReadOutcome::default();
         let mut head = self.write_seq();
         loop {
+            if head < self.cursor {
+                // Only a zeroed (shrunk, see `check`) or corrupt ring goes backwards.
+                break;
+            }
             if head - self.cursor > capacity {
                 if outcome.records > 0 {
                     break;
@@ -328,6 +363,18 @@ impl RingReader {
         }
         self.wait(timeout);
         self.read(out, max_records)
+    }
+}
+
+fn shrunk(path: &Path, file: &File, mapped: usize) -> Error {
+    let now = match file.metadata() {
+        Ok(meta) => format!("{} bytes", meta.len()),
+        Err(e) => format!("unknown size ({e})"),
+    };
+    Error::Shrunk {
+        path: path.to_path_buf(),
+        mapped,
+        now,
     }
 }
 

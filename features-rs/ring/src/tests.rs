@@ -331,3 +331,36 @@ fn two_thread_stress_never_returns_a_torn_record() {
     assert!(received > 0);
     eprintln!("stress: received {received}, lost {lost}");
 }
+
+#[test]
+fn a_ring_file_cut_short_under_a_reader_is_an_error_not_sigbus() {
+    let ring = TempRing::new("shrunk");
+    let mut writer = RingWriter::create(ring.name(), &options(1024)).unwrap();
+    let records: Vec<Record> = (0..100).map(record).collect();
+    writer.write(&records);
+    let mut reader = RingReader::open(ring.name()).unwrap();
+    let mut out = Vec::new();
+    assert_eq!(reader.read(&mut out, 10).records, 10);
+    assert!(reader.check().is_ok());
+    drop(writer);
+    // Header only: the next slot the reader touches lies past the end of the file.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&ring.0)
+        .unwrap()
+        .set_len(HEADER_SIZE as u64)
+        .unwrap();
+    out.clear();
+    let outcome = reader.read(&mut out, 1000);
+    assert_eq!(
+        (outcome.records, out.len()),
+        (0, 0),
+        "zeros are never records"
+    );
+    let err = reader.check().unwrap_err();
+    assert!(matches!(err, Error::Shrunk { .. }), "{err}");
+    assert!(
+        err.to_string().contains("the file is now 4096 bytes"),
+        "{err}"
+    );
+}

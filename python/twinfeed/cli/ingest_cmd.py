@@ -28,6 +28,7 @@ def _run(
     symbols: list[str],
     stats_file: Path | None,
 ) -> None:
+    from twinfeed.live.children import forward_signals
     from twinfeed.live.ingest import start_ingest
 
     try:
@@ -46,11 +47,17 @@ def _run(
         f"twinfeed-ingest (pid {process.pid}) writing {target}capture [bold]{capture_dir}[/]; "
         "Ctrl-C stops it"
     )
+    # SIGTERM or SIGINT to this process is passed on to the ingest (a `kill` reaches only this
+    # process; a terminal's Ctrl-C reaches both, and the ingest stops on the first), then we
+    # wait for it to flush and exit; should this process die anyway, the ingest gets SIGTERM
+    # from the kernel (twinfeed.live.children).
+    restore = forward_signals(process.pid)
     try:
         code = process.wait()
-    except KeyboardInterrupt:
-        # The terminal sent SIGINT to the ingest too; give it time to flush.
-        code = process.stop()
+    finally:
+        restore()
+        if process.running():
+            code = process.stop()
     if code != 0:
         raise click.ClickException(f"twinfeed-ingest exited with code {code}")
     console.print(f"capture written to [bold]{capture_dir}[/]")

@@ -12,6 +12,10 @@ import click
 from twinfeed.cli._app import main
 from twinfeed.cli._util import console
 
+#: Exit code of a session that ended abnormally (e.g. its venue died) after unwinding and
+#: writing its report; 1 is a session that could not run at all.
+EXIT_ABNORMAL = 3
+
 
 def _params(text: str | None) -> dict[str, Any] | None:
     if text is None:
@@ -102,8 +106,10 @@ def live(
     through risk, the OMS and the trade DB until the replay ends (or --duration). Then prints
     the report (twinfeed report reads the same DB later).
 
-    Trades the capture's symbols (or the artifact's), under the instruments' rules. Exits
-    non-zero when the session placed orders and the venue or risk accepted none.
+    Trades the capture's symbols (or the artifact's), under the instruments' rules. Exit codes:
+    0 done, 1 could not run (e.g. a wrong setting) or the session placed orders and the venue
+    or risk accepted none, 3 ended abnormally after unwinding and reporting (the market-data
+    venue died).
     """
     from twinfeed.deploy import ArtifactError, DriftError
     from twinfeed.instruments import UnknownInstrumentError
@@ -134,6 +140,8 @@ def live(
         raise click.ClickException(str(error).strip('"')) from error
     except (FileNotFoundError, ValueError) as error:
         raise click.ClickException(str(error)) from error
+    except OSError as error:  # a process or socket of the session failed to start
+        raise click.ClickException(f"session failed: {error}") from error
     summary = result.summary
     console.print(
         f"run [bold]{summary.run_id}[/] {summary.status}: {summary.records:,} records, "
@@ -147,6 +155,10 @@ def live(
     refusals = summary.top_refusals()
     if refusals:
         console.print("refusals: " + "; ".join(f"{count} x {reason}" for reason, count in refusals))
+    if result.abnormal is not None:
+        # Unwound and reported, but not the session that was asked for: say so in the code.
+        click.echo(f"Error: session ended abnormally: {result.abnormal}", err=True)
+        raise SystemExit(EXIT_ABNORMAL)
     if summary.orders and not summary.accepted:
         raise click.ClickException(
             f"every one of {summary.orders} orders was refused"

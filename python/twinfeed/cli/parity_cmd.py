@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from twinfeed._atomic import write_text
 from twinfeed.cli._app import main
 from twinfeed.cli._util import console, load_config
 
@@ -143,5 +144,5 @@ def diff(a: Path, b: Path, ignore: tuple[str, ...], json_out: Path | None) -> No
     comparison = diff_parquet(a, b, ignore)
     print_comparison(comparison, console)
     if json_out is not None:
-        json_out.write_text(json.dumps(comparison.to_json(), indent=2) + "\n")
+        write_text(json_out, json.dumps(comparison.to_json(), indent=2) + "\n")
     sys.exit(0 if comparison.equal else 1)

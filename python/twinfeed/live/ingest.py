@@ -20,6 +20,7 @@ from typing import IO, Any
 from twinfeed import _features
 from twinfeed._features import RingError, RingReader
 from twinfeed.live import binaries
+from twinfeed.live.children import die_with_parent
 
 BINARY = "twinfeed-ingest"
 
@@ -160,7 +161,7 @@ def start_ingest(
     temporary: list[Path] = []
     args = [str(binary) if binary is not None else str(find_binary())]
     if isinstance(config, _features.FeatureConfig):
-        fd, name = tempfile.mkstemp(prefix="twinfeed-ingest-", suffix=".toml")
+        fd, name = tempfile.mkstemp(prefix=f"twinfeed-ingest-{os.getpid()}-", suffix=".toml")
         with os.fdopen(fd, "w") as out:
             out.write(config.to_toml())
         temporary.append(Path(name))
@@ -183,5 +184,11 @@ def start_ingest(
     if stats is not None:
         args += ["--stats-file", str(stats)]
     args += list(extra_args)
-    process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
+    process = subprocess.Popen(
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        preexec_fn=die_with_parent(),  # no orphan ingest when this process is killed
+    )
     return IngestProcess(process, args, capture, ring, stats, temporary)

@@ -105,7 +105,8 @@ from twinfeed.instruments import (
     capture_venue,
     load_table,
 )
-from twinfeed.live.signing import verify
+from twinfeed.live.paper_ledger import PaperLedger
+from twinfeed.live.signing import SignatureError, signed_params
 from twinfeed.matching import MatchingEngine
 from twinfeed.matching_batch import price_key
 from twinfeed.orders import Event, Fill, Order, OrderUpdate
@@ -280,6 +281,8 @@ class PaperVenue:
         ack_timeout: float = 2.0,
         max_events: int = 100_000,
         config: Any = None,
+        ledger: str | Path | None = None,
+        carry_over: bool = False,
     ) -> None:
         if not keys:
             raise ValueError("PaperVenue needs at least one API key")
@@ -316,6 +319,15 @@ class PaperVenue:
         self._orders: dict[str, _OrderInfo] = {}
         self._by_id: dict[int, str] = {}
         self._trades: list[dict[str, Any]] = []
+        #: Trades on disk (see twinfeed.live.paper_ledger); ids continue after its last ones.
+        #: With ``carry_over``, the earlier sessions' trades, orders and positions are this
+        #: venue's too (a session recovering a dead one's runs reconciles against them).
+        self.ledger = PaperLedger(ledger) if ledger is not None else None
+        self._trade_base = self.ledger.trade_base if self.ledger is not None else 0
+        self._order_base = self.ledger.order_base if self.ledger is not None else 0
+        self._carry_over = carry_over and self.ledger is not None
+        if self._carry_over and self.ledger is not None:
+            self._trades = list(self.ledger.trades)
         self._events: list[dict[str, Any]] = []
         self._seq = 0
         self._listen_keys: set[str] = set()
@@ -342,8 +354,30 @@ class PaperVenue:
         if venue._failure is not None:
             venue._server.server_close()
             raise venue._failure
+        if venue._carry_over:
+            venue._seed_portfolio()
         venue._threads[0].start()
         return venue
+
+    def _seed_portfolio(self) -> None:
+        """Books the ledger's trades of earlier sessions (``carry_over``)."""
+        with self._lock:
+            for trade in self._trades:
+                if trade["symbol"] not in self._symbols:
+                    continue
+                self.portfolio.apply(
+                    Fill(
+                        f"ledger-{trade['orderId']}",
+                        self._symbols.index(trade["symbol"]),
+                        "buy" if trade["side"] == "BUY" else "sell",
+                        float(trade["price"]),
+                        float(trade["qty"]),
+                        float(trade["commission"]),
+                        "maker" if trade["maker"] else "taker",
+                        int(trade["time"]) * 1_000_000,
+                        int(trade["id"]),
+                    )
+                )
 
     def stop(self) -> None:
         """Stops serving and following; safe to call twice."""
@@ -354,6 +388,8 @@ class PaperVenue:
             self._lock.notify_all()
         self._server.shutdown()
         self._server.server_close()
+        if self.ledger is not None:
+            self.ledger.close()
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(5)
@@ -543,26 +579,30 @@ class PaperVenue:
         realized_before = position.realized
         self.portfolio.apply(fill)
         realized = position.realized - realized_before
-        self._trades.append(
-            {
-                "buyer": fill.side == "buy",
-                "commission": _num(fill.fee),
-                "commissionAsset": _quote_asset(info.symbol),
-                "id": fill.fill_id,
-                "maker": fill.liquidity == "maker",
-                "orderId": info.order_id,
-                "price": _num(fill.price),
-                "qty": _num(fill.qty),
-                "quoteQty": _num(fill.price * fill.qty),
-                "realizedPnl": _num(realized),
-                "side": fill.side.upper(),
-                "positionSide": "BOTH",
-                "symbol": info.symbol,
-                "time": fill.ts_ns // 1_000_000,
-            }
-        )
+        trade_id = self._trade_base + fill.fill_id
+        trade = {
+            "buyer": fill.side == "buy",
+            "commission": _num(fill.fee),
+            "commissionAsset": _quote_asset(info.symbol),
+            "id": trade_id,
+            "maker": fill.liquidity == "maker",
+            "orderId": info.order_id,
+            "price": _num(fill.price),
+            "qty": _num(fill.qty),
+            "quoteQty": _num(fill.price * fill.qty),
+            "realizedPnl": _num(realized),
+            "side": fill.side.upper(),
+            "positionSide": "BOTH",
+            "symbol": info.symbol,
+            "time": fill.ts_ns // 1_000_000,
+        }
+        self._trades.append(trade)
         state = update.state if update is not None else info.order.state
         filled = update.filled_qty if update is not None else info.order.filled_qty
+        if self.ledger is not None:  # on disk before anyone can hear of it
+            order = self._order_json(info)
+            order.update(status=_STATUS[state], executedQty=_num(filled), cumQty=_num(filled))
+            self.ledger.append(trade, order)
         self._emit(
             info,
             fill.ts_ns,
@@ -574,7 +614,7 @@ class PaperVenue:
                 "L": _num(fill.price),
                 "n": _num(fill.fee),
                 "N": _quote_asset(info.symbol),
-                "t": fill.fill_id,
+                "t": trade_id,
                 "m": fill.liquidity == "maker",
                 "rp": _num(realized),
             },
@@ -741,7 +781,7 @@ class PaperVenue:
                 tif,  # type: ignore[arg-type]
             )
             now_ms = self._now_ns // 1_000_000
-            info = _OrderInfo(len(self._orders) + 1, name, order, now_ms, now_ms)
+            info = _OrderInfo(self._order_base + len(self._orders) + 1, name, order, now_ms, now_ms)
             self._orders[client_id] = info
             self._by_id[info.order_id] = client_id
             payload = {
@@ -817,7 +857,26 @@ class PaperVenue:
     def query_order(self, params: Mapping[str, str]) -> dict[str, Any]:
         self._symbol(params)
         with self._lock:
-            return self._order_json(self._find(params, ApiError(-2013, "Order does not exist.")))
+            try:
+                return self._order_json(
+                    self._find(params, ApiError(-2013, "Order does not exist."))
+                )
+            except ApiError as error:
+                past = self._past_order(params)
+                if past is None:
+                    raise error from None
+                return past
+
+    def _past_order(self, params: Mapping[str, str]) -> dict[str, Any] | None:
+        """An order of an earlier session from the ledger (``carry_over`` only)."""
+        if not self._carry_over or self.ledger is None:
+            return None
+        order_id = params.get("orderId")
+        try:
+            number = int(order_id) if order_id else None
+        except ValueError:
+            return None
+        return self.ledger.order(params.get("origClientOrderId"), number)
 
     def open_orders(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
         symbol = self._symbol(params, required=False)
@@ -1108,8 +1167,12 @@ def _handler(venue: PaperVenue) -> type[BaseHTTPRequestHandler]:
                 raise _missing("timestamp")
             if "signature" not in params:
                 raise _missing("signature")
-            if not verify(query, body, secret):
-                raise ApiError(-1022, "Signature for this request is not valid.")
+            try:
+                # The order is read from exactly the bytes the signature covers (see
+                # signed_params: a re-split between query string and body is refused).
+                params = signed_params(query, body, secret)
+            except SignatureError as error:
+                raise ApiError(error.code, error.msg) from None
             timestamp = int(_number(params, "timestamp"))
             window = _number(params, "recvWindow", 5000)
             if not 0 < window <= 60_000:

@@ -16,6 +16,7 @@ replay position, and ``--status-file`` holds ``{"position", "line_index", "local
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import tempfile
@@ -30,6 +31,7 @@ from types import TracebackType
 from typing import Any
 
 from twinfeed.live import binaries
+from twinfeed.live.children import die_with_parent
 
 BINARY = "twinfeed-venue"
 REPO = Path(__file__).resolve().parents[3]
@@ -262,7 +264,8 @@ def start_venue(
     capture_path = Path(capture) if capture is not None else BUNDLED_CAPTURE
     if not capture_path.exists():
         raise FileNotFoundError(f"capture {capture_path} not found")
-    workdir = tempfile.TemporaryDirectory(prefix="twinfeed-venue-")
+    # Tagged with our pid: a session killed with -9 leaves it, the next one removes it.
+    workdir = tempfile.TemporaryDirectory(prefix=f"twinfeed-venue-{os.getpid()}-")
     ready_file = Path(workdir.name) / "ready"
     args = venue_command(
         capture_path,
@@ -277,7 +280,9 @@ def start_venue(
     )
     log_path = Path(workdir.name) / "venue.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
+        process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=log, preexec_fn=die_with_parent()
+        )
     deadline = time.monotonic() + timeout
     while not ready_file.exists():
         if process.poll() is not None:
@@ -325,7 +330,7 @@ def run_venue(
         ready_file=ready_file,
         rate=rate,
     )
-    process = subprocess.Popen(args)
+    process = subprocess.Popen(args, preexec_fn=die_with_parent())
 
     def forward(signum: int, _frame: object) -> None:
         if process.poll() is None:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from twinfeed import FeatureConfig, TwinfeedError
+from twinfeed._atomic import write_text
 from twinfeed.parity.compare import (
     BOOK_TIMING_FIELDS,
     LOCAL_FIELDS,
@@ -71,7 +72,7 @@ class ParityReport:
         }
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n")
+        write_text(path, json.dumps(self.to_json(), indent=2, sort_keys=False) + "\n")
 
 
 def check_builds(config: FeatureConfig, ingest_version: str) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from twinfeed import SCHEMA_VERSION, FeatureConfig
+from twinfeed._atomic import write_text
 from twinfeed.parity.compare import digest
 from twinfeed.research.features import compute_records
 
@@ -111,7 +112,7 @@ def write_golden(capture: str, config: FeatureConfig, golden_dir: Path = GOLDEN_
     records, _ = compute_records(REPO / capture, config)
     golden_dir.mkdir(parents=True, exist_ok=True)
     path = golden_path(capture, config.fingerprint, golden_dir)
-    path.write_text(json.dumps(golden_entry(capture, records, config), indent=2) + "\n")
+    write_text(path, json.dumps(golden_entry(capture, records, config), indent=2) + "\n")
     return path
 
 

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from twinfeed._atomic import atomic_path
+
 if TYPE_CHECKING:
     from twinfeed.research.backtest_report import BacktestResult
 
@@ -18,7 +20,8 @@ def _seconds(ts: np.ndarray[Any, Any], origin: int) -> np.ndarray[Any, Any]:
 
 def _save(figure: Figure, path: Path) -> Path:
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=110)
     return path
 
 

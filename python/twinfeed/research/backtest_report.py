@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from twinfeed._atomic import write_text
 from twinfeed.matching import MatchingEngine
 from twinfeed.orders import Fill
 from twinfeed.portfolio import Portfolio, Position
@@ -311,7 +312,7 @@ class BacktestResult:
         """Writes :meth:`artifact_json` to ``path`` (parents created); returns the path."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.artifact_json() + "\n")
+        write_text(path, self.artifact_json() + "\n")
         return path
 
     def digest(self) -> str:

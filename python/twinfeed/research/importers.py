@@ -30,7 +30,6 @@ import gzip
 import heapq
 import json
 import re
-import shutil
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from typing import IO, Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from twinfeed import TwinfeedError
+from twinfeed._atomic import atomic_path
 
 Format = Literal["hftbacktest", "cryptofeed", "tardis"]
 FORMATS: tuple[Format, ...] = ("hftbacktest", "cryptofeed", "tardis")
@@ -309,12 +309,10 @@ def import_capture(
         lines = _import_tardis(source, report)
     else:
         lines = _import_hftbacktest(source, report)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
     opener = gzip.open if out.name.endswith(".gz") else open
-    with opener(partial, "wt", encoding="utf-8", newline="\n") as sink:
+    # Complete or absent: the temporary is removed on any failure (see twinfeed._atomic).
+    with atomic_path(out) as partial, opener(partial, "wt", encoding="utf-8", newline="\n") as sink:
         _write(lines, sink, report)
-    shutil.move(partial, out)
     return report
 
 

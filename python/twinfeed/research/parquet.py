@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from twinfeed import FeatureConfig, _features
+from twinfeed._atomic import atomic_path
 from twinfeed.records import KIND_NAME, build_info
 from twinfeed.research.features import CapturePaths, Progress, open_run
 
@@ -50,12 +51,32 @@ def write_features(
     """Runs the pipeline over ``capture``; writes Parquet to ``out`` if given, batch by batch."""
     run = open_run(capture, config)
     summary = RunSummary(fingerprint=config.fingerprint, out=out)
-    writer: pq.ParquetWriter | None = None
     schema = pa.schema(_features.arrow_schema()).with_metadata(parquet_metadata(config))
+    if out is None:
+        _write_batches(run, None, schema, summary, batch_rows, progress)
+    else:
+        # Written under a temporary name and renamed when complete: a failed or interrupted
+        # run leaves no 0-row or partial file at `out` (see twinfeed._atomic).
+        with atomic_path(out) as temporary:
+            _write_batches(run, temporary, schema, summary, batch_rows, progress)
+    summary.stats = run.stats()
+    summary.symbols = run.symbols()
+    return summary
+
+
+def _write_batches(
+    run: Any,
+    path: Path | None,
+    schema: pa.Schema,
+    summary: RunSummary,
+    batch_rows: int,
+    progress: Progress | None,
+) -> None:
+    """Pulls every batch of ``run``; writes them to Parquet at ``path`` if given."""
+    writer: pq.ParquetWriter | None = None
     try:
-        if out is not None:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            writer = pq.ParquetWriter(str(out), schema, compression="zstd")
+        if path is not None:
+            writer = pq.ParquetWriter(str(path), schema, compression="zstd")
         while (table := run.next_arrow(batch_rows)) is not None:
             arrow = pa.table(table)
             summary.rows += arrow.num_rows
@@ -69,9 +90,6 @@ def write_features(
     finally:
         if writer is not None:
             writer.close()
-    summary.stats = run.stats()
-    summary.symbols = run.symbols()
-    return summary
 
 
 def read_fingerprint(path: Path) -> str | None:

@@ -34,8 +34,9 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from os import PathLike
-from pathlib import Path
 from typing import Any
+
+from twinfeed._atomic import atomic_path
 
 #: 2024-08-09T00:00:00Z, the default first exchange timestamp.
 DEFAULT_START_MS = 1_723_161_600_000
@@ -377,7 +378,10 @@ def write_synth(
     """Writes :func:`synthesize` output to ``path``; returns (lines, bytes)."""
     lines = 0
     size = 0
-    with Path(path).open("w", encoding="ascii", newline="\n") as out:
+    with (
+        atomic_path(path) as partial,
+        partial.open("w", encoding="ascii", newline="\n") as out,
+    ):
         for text in synthesize(seed, seconds, symbol, params):
             out.write(text)
             lines += 1

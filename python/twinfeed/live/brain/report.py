@@ -18,6 +18,7 @@ from typing import Any
 
 import polars as pl
 
+from twinfeed._atomic import atomic_path
 from twinfeed.live.brain.trade_db import open_read_only
 
 __all__ = ["RunReport", "load_report", "plot_report", "print_report"]
@@ -217,6 +218,7 @@ def plot_report(report: RunReport, out_dir: str | PathLike[str]) -> Path:
             axis.legend(loc="upper left")
     figure.suptitle(f"run {report.run['run_id']}")
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=100)
     plt.close(figure)
     return path

@@ -20,6 +20,16 @@ Settings come from a TOML file (all sections optional; see ``LiveSettings``)::
     [risk]      RiskConfig fields (max_order_qty, max_position, ...)
     [faults]    FaultConfig fields (policy, thresholds in heartbeats, resume_after_s, ...)
 
+Every section and field is checked at load (``settings_check``: type, range, unknown keys),
+so a wrong setting fails before anything starts, naming file, line, section and field.
+
+Hostile endings: every child process dies with this one (``twinfeed.live.children``); a run
+a dead session left ``running`` in the DB is recovered by the next session (crash recovery
+against a paper venue that carries the dead session's trades over from its ledger,
+``<db stem>.paper-ledger.jsonl``), and the dead session's ring and temporary folders are
+removed (``twinfeed.live.leftovers``); a market-data venue that dies mid-session ends the
+session once the brain is flat (``SessionResult.abnormal`` says why).
+
 The brain listens for ``twinfeed ctl`` on a 0600 Unix socket (``control_socket``, default
 ``control.sock`` next to the DB). A dead ingest is restarted on a fresh ring (the trader
 swaps its feed); ``venue_faults`` injects venue faults (e.g. a stall) for fault drills.
@@ -106,41 +116,52 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
     """Settings from a TOML file (optional) with keyword overrides (None values ignored)."""
     settings = LiveSettings()
     if path is not None:
-        data = tomllib.loads(Path(path).read_text())
-        unknown = sorted(set(data) - {"session", "strategy", "live", "risk", "faults"})
-        if unknown:
-            raise ValueError(f"{path}: unknown sections {unknown}")
-        session = dict(data.get("session", {}))
-        known = set(LiveSettings.__dataclass_fields__) - {
-            "live",
-            "risk",
-            "faults",
-            "strategy",
-            "params",
-            "symbols",
-            "risk_given",
-        }
-        bad = sorted(set(session) - known)
-        if bad:
-            raise ValueError(f"{path}: unknown [session] settings {bad}")
-        settings = replace(settings, **session)
-        strategy = dict(data.get("strategy", {}))
-        if "spec" in strategy:
-            settings.strategy = str(strategy.pop("spec"))
-        settings.params = dict(strategy.pop("params", {}))
-        if strategy:
-            raise ValueError(f"{path}: unknown [strategy] settings {sorted(strategy)}")
-        live = dict(data.get("live", {}))
-        if "symbols" in live:
-            live["symbols"] = tuple(live["symbols"])
-            settings.symbols = live["symbols"]
-        settings.live = LiveConfig(**live)
-        settings.risk_given = "risk" in data
-        settings.risk = RiskConfig.from_mapping(dict(data.get("risk", {})))
-        settings.faults = FaultConfig.from_mapping(dict(data.get("faults", {})))
+        settings = _from_file(settings, path)
     for name, value in overrides.items():
         if value is not None:
             setattr(settings, name, value)
+    return settings
+
+
+def _from_file(settings: LiveSettings, path: str | os.PathLike[str]) -> LiveSettings:
+    """``settings`` updated from the TOML at ``path``, every section and field checked first
+    (type, range, unknown keys with the closest known one; see ``settings_check``)."""
+    from twinfeed.live.brain import settings_check as check
+
+    text = Path(path).read_text()
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise check.SettingsError(f"{path}: not valid TOML: {error}") from None
+    check.check_sections(path, text, data, ("session", "strategy", "live", "risk", "faults"))
+    # Not [session] keys: their own sections, or set from them (symbols, risk_given) or from
+    # the command line (artifact, instruments, feature config).
+    nested = ("live", "risk", "faults", "strategy", "params", "symbols", "risk_given")
+    session = check.check_section(
+        path,
+        text,
+        "session",
+        data.get("session", {}),
+        LiveSettings,
+        checks=check.CHECKS["session"],
+        exclude=nested,
+    )
+    settings = replace(settings, **session)
+    strategy = check.strategy_section(path, text, data.get("strategy", {}))
+    if "spec" in strategy:
+        settings.strategy = strategy["spec"]
+    settings.params = dict(strategy.get("params", {}))
+    for name, cls in (("live", LiveConfig), ("risk", RiskConfig), ("faults", FaultConfig)):
+        values = check.check_section(
+            path, text, name, data.get(name, {}), cls, checks=check.CHECKS[name]
+        )
+        try:
+            setattr(settings, name, cls(**values))
+        except (TypeError, ValueError) as error:  # a check across fields in __post_init__
+            raise check.SettingsError(f"{path}: [{name}] {error}") from None
+    if "symbols" in data.get("live", {}):
+        settings.symbols = tuple(settings.live.symbols)
+    settings.risk_given = "risk" in data
     return settings
 
 
@@ -151,6 +172,9 @@ class SessionResult:
     capture_dir: Path
     venue_messages: int
     stream_gaps: int
+    #: Why the session ended abnormally (e.g. the market-data venue became unreachable), or
+    #: None. The run itself is finished and reported either way.
+    abnormal: str | None = None
 
 
 def run_session(
@@ -165,6 +189,7 @@ def run_session(
     from twinfeed.live.feed import Feed
     from twinfeed.live.gateway import OrderGateway
     from twinfeed.live.ingest import start_ingest
+    from twinfeed.live.leftovers import clean_dead_leftovers, tagged
     from twinfeed.live.paper_venue import PaperVenue
     from twinfeed.live.venue import BUNDLED_CAPTURE, start_venue
     from twinfeed.research.backtest import load_strategy
@@ -182,9 +207,12 @@ def run_session(
         strategy = load_strategy(deployment.strategy)(deployment.params)
     key = settings.api_key or os.environ.get("TWINFEED_API_KEY") or secrets.token_hex(16)
     secret = settings.api_secret or os.environ.get("TWINFEED_API_SECRET") or secrets.token_hex(32)
+    removed = clean_dead_leftovers()
+    if removed:
+        say(f"removed {len(removed)} leftovers of dead sessions: {', '.join(map(str, removed))}")
     owned_tmp = None
     if work_dir is None:
-        owned_tmp = tempfile.TemporaryDirectory(prefix="twinfeed-live-")
+        owned_tmp = tempfile.TemporaryDirectory(prefix=tagged("live", os.getpid()))
         work_dir = owned_tmp.name
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -192,7 +220,15 @@ def run_session(
     ring = f"live-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     venue_messages = 0
     stream_gaps = 0
+    abnormal: str | None = None
     db = TradeDB(settings.db)
+    # Runs a dead session left `running` (a brain killed with -9): this session recovers them
+    # (twinfeed.live.brain.recovery) against a paper venue that carries the dead session's
+    # trades over from the ledger, so every venue trade of theirs ends up in the DB.
+    left_running = [
+        row[0]
+        for row in db.con.execute("SELECT run_id FROM runs WHERE status = 'running'").fetchall()
+    ]
     try:
         with start_venue(capture, speed=settings.speed, faults=settings.venue_faults) as market:
             say(f"market-data venue on {market.url} replaying {capture.name} at {settings.speed}x")
@@ -205,7 +241,11 @@ def run_session(
                 taker_fee_bps=settings.taker_fee_bps,
                 config=config,
                 instruments=_venue_rules(deployment),
+                ledger=paper_ledger_path(settings.db),
+                carry_over=bool(left_running),
             )
+            if left_running:
+                say(f"recovering runs left running by a dead session: {', '.join(left_running)}")
             entry: BinanceOrderEntry | None = None
             try:
                 say(f"paper order entry on {paper.url}")
@@ -265,6 +305,7 @@ def run_session(
                             instruments=deployment.symbol_instruments(),
                             faults=settings.faults,
                             restart_ingest=restart_ingest,
+                            recover=bool(left_running),
                         )
                         control_path = settings.control_socket or str(
                             Path(settings.db).parent / "control.sock"
@@ -274,9 +315,23 @@ def run_session(
                         say(f"ingest pid {ingest.pid} -> ring {ring}; trading")
                         summary = trader.run(
                             duration_s=settings.duration_s,
-                            should_stop=_replay_done(market.status, feed, settings.settle_s),
+                            should_stop=_replay_done(
+                                market.status,
+                                feed,
+                                settings.settle_s,
+                                venue_alive=market.running,
+                                trader=trader,
+                            ),
                         )
-                        venue_messages = int(market.status().get("messages_sent", 0))
+                        abnormal = _venue_lost(market)
+                        if abnormal is None:
+                            try:
+                                venue_messages = int(market.status().get("messages_sent", 0))
+                            except OSError as error:  # died just now
+                                abnormal = f"the market-data venue became unreachable: {error}"
+                        if abnormal is not None:
+                            say(f"session ended abnormally: {abnormal}")
+                            db.risk_event(trader.ctx.now, "", "venue_unreachable", abnormal, {})
                     finally:
                         for started in ingests:
                             started.stop()
@@ -290,7 +345,32 @@ def run_session(
         db.close()
         if owned_tmp is not None:
             owned_tmp.cleanup()
-    return SessionResult(summary, Path(settings.db), capture_dir, venue_messages, stream_gaps)
+    return SessionResult(
+        summary, Path(settings.db), capture_dir, venue_messages, stream_gaps, abnormal
+    )
+
+
+def paper_ledger_path(db: str | os.PathLike[str]) -> Path:
+    """The paper venue's trade ledger of trade DB ``db`` (see twinfeed.live.paper_ledger)."""
+    path = Path(db)
+    return path.with_name(f"{path.stem}.paper-ledger.jsonl")
+
+
+def _venue_lost(market: Any) -> str | None:
+    """Why the market-data venue is gone, or None while it runs."""
+    code = market.process.poll()
+    if code is None:
+        return None
+    how = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+    return (
+        f"the market-data venue (twinfeed-venue, pid {market.process.pid}) became unreachable: "
+        f"{how}"
+    )
+
+
+#: Longest wait, once the market-data venue died, for the brain to unwind before the session
+#: ends anyway.
+VENUE_LOST_GRACE_S = 30.0
 
 
 def _venue_rules(deployment: Any) -> dict[str, Any]:
@@ -306,16 +386,32 @@ def _venue_rules(deployment: Any) -> dict[str, Any]:
 
 
 def _replay_done(
-    status: Callable[[], Mapping[str, Any]], feed: Any, settle_s: float
+    status: Callable[[], Mapping[str, Any]],
+    feed: Any,
+    settle_s: float,
+    venue_alive: Callable[[], bool] | None = None,
+    trader: Any = None,
 ) -> Callable[[], bool]:
     """True ``settle_s`` after the venue reports its replay finished (the ingest and the brain
-    catch up meanwhile; heartbeats keep coming, so "no new records" is no signal)."""
+    catch up meanwhile; heartbeats keep coming, so "no new records" is no signal). True as
+    well once the venue process died (it never finishes then) and ``trader`` is flat with no
+    order open and no unwind going on, or ``VENUE_LOST_GRACE_S`` after it died."""
     next_check = 0.0
     finished_at: float | None = None
+    lost_at: float | None = None
 
     def done() -> bool:
-        nonlocal next_check, finished_at
+        nonlocal next_check, finished_at, lost_at
         now = time.monotonic()
+        if lost_at is not None or (
+            venue_alive is not None and now >= next_check and not venue_alive()
+        ):
+            lost_at = now if lost_at is None else lost_at
+            if now - lost_at >= VENUE_LOST_GRACE_S or trader is None:
+                return True
+            state = trader.status()
+            flat = not any(abs(qty) > 1e-12 for qty in state["positions"].values())
+            return flat and not state["open_orders"] and not state["unwinding"]
         if finished_at is not None:
             return now - finished_at >= settle_s and feed.backlog == 0
         if now < next_check:
