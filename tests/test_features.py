@@ -220,9 +220,9 @@ def test_config_errors_name_file_and_field(tmp_path):
 def test_decode_errors_name_line_and_field(tmp_path):
     capture = tmp_path / "c.txt"
     capture.write_bytes(
-        b'1 {"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT","t":1,"p":"1.0","q":"2","m":true}}\n'
-        b'2 {"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT","t":2,"p":"oops","q":"2","m":true}}\n'
-        b'3 {"stream":"btcusdt@trade","data":{"e":"trade","E":1,"s":"BTCUSDT","t":3,"p":"1.0","q":"2","m":true}}\n'
+        b'1 {"stream":"btcusdt@trade","data":{"e":"trade","E":1723161256000,"s":"BTCUSDT","t":1,"p":"1.0","q":"2","m":true}}\n'
+        b'2 {"stream":"btcusdt@trade","data":{"e":"trade","E":1723161256000,"s":"BTCUSDT","t":2,"p":"oops","q":"2","m":true}}\n'
+        b'3 {"stream":"btcusdt@trade","data":{"e":"trade","E":1723161256000,"s":"BTCUSDT","t":3,"p":"1.0","q":"2","m":true}}\n'
         b'4 {"stream":"btcusdt@trade","data":{"e":"tr'
     )
     run = open_run(capture)

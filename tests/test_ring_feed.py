@@ -206,7 +206,9 @@ def test_version_prints_profile_and_fingerprint(ingest_binary: Path, tmp_path: P
 class Venue:
     """A loopback Binance lookalike: serves real capture frames on /stream and the capture's
     REST snapshot on /fapi/v1/depth. Each connection gets the next slice of frames; with
-    ``drop_first``, the first connection is closed after its slice (to exercise reconnects)."""
+    ``drop_first``, the first connection is closed after its slice (to exercise reconnects),
+    once ``may_drop`` is set (the test sets it when the ingest has applied the snapshot, so the
+    book is valid when the connection drops and the disconnect gap is deterministic)."""
 
     def __init__(self, capture: Path, frames: int, drop_first: bool = False) -> None:
         from websockets.sync.server import serve
@@ -223,6 +225,9 @@ class Venue:
                 if self.snapshot and len(self.frames) >= frames:
                     break
         self.drop_first = drop_first
+        self.may_drop = threading.Event()
+        if not drop_first:
+            self.may_drop.set()
         self.paths: list[str] = []
         self.rest_requests: list[str] = []
         self.stop = threading.Event()
@@ -257,6 +262,8 @@ class Venue:
             for frame in frames:
                 connection.send(frame)
             if self.drop_first and index == 0:
+                while not self.may_drop.wait(0.01) and not self.stop.is_set():
+                    pass
                 connection.close()
                 return
             while not self.stop.wait(0.05):
@@ -374,6 +381,8 @@ def test_reconnects_after_the_venue_drops_the_connection(
         while feed.counters()["reconnects"] < 1 or feed.counters()["snapshots"] < 2:
             assert time.monotonic() < deadline, feed.counters()
             feed.read(1 << 16, 0.05)
+            if feed.counters()["snapshots"] >= 1:
+                venue.may_drop.set()
         assert process.stop() == 0
     finally:
         venue.close()

@@ -8,6 +8,12 @@
 //!
 //! A break marks the book invalid (levels cleared) until the next snapshot; the caller turns the
 //! returned [`Applied::Gap`] into a gap record. Keys are exact fixed-point prices.
+//!
+//! Ids never freeze the book: once in sync, a diff whose `u` goes backwards (below the last
+//! applied id; an exact repeat of it is a harmless duplicate) breaks continuity like a hole
+//! does, so one forged diff with a huge `u` costs a gap and a resync, not every later diff.
+//! A snapshot that the stream cannot reach (more than [`MAX_SNAPSHOT_LEAD`] ids ahead of it, or
+//! still ahead after [`MAX_STALE_DIFFS`] diffs) is a gap as well. Id arithmetic saturates.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -16,6 +22,14 @@ use crate::decode::{DepthDiff, Level, Snapshot};
 /// Diffs kept while waiting for a snapshot; older ones are dropped (the straddle check then
 /// reports the hole).
 const MAX_BUFFERED: usize = 20_000;
+
+/// How far (in update ids) a snapshot may be ahead of the diff stream. The stream lags a REST
+/// snapshot by at most the few ids in flight while it was fetched; 2^32 ids is hours of the
+/// busiest Binance stream, so a larger lead can only be a corrupt snapshot id.
+pub const MAX_SNAPSHOT_LEAD: u64 = 1 << 32;
+
+/// Diffs in a row that may be older than a fresh snapshot before it counts as unreachable.
+pub const MAX_STALE_DIFFS: u32 = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -45,6 +59,8 @@ pub struct Book {
     state: Option<State>,
     last_update_id: u64,
     buffered: VecDeque<DepthDiff>,
+    /// Diffs older than the snapshot seen in a row while awaiting the first diff.
+    stale_diffs: u32,
     /// Diffs dropped from a full buffer.
     pub dropped_buffered: u64,
     pub snapshots: u64,
@@ -94,10 +110,17 @@ impl Book {
         (bids, asks)
     }
 
-    /// Summed quantity of the best `levels` bids and asks (exact units).
-    pub fn depth_qty(&self, levels: usize) -> (i64, i64) {
-        let bid: i64 = self.bids.values().rev().take(levels).sum();
-        let ask: i64 = self.asks.values().take(levels).sum();
+    /// Summed quantity of the best `levels` bids and asks (exact units; i128, so no sum of i64
+    /// sizes can overflow).
+    pub fn depth_qty(&self, levels: usize) -> (i128, i128) {
+        let bid: i128 = self
+            .bids
+            .values()
+            .rev()
+            .take(levels)
+            .map(|&q| q as i128)
+            .sum();
+        let ask: i128 = self.asks.values().take(levels).map(|&q| q as i128).sum();
         (bid, ask)
     }
 
@@ -119,10 +142,12 @@ impl Book {
         set_levels(&mut self.asks, &snapshot.asks);
         self.last_update_id = snapshot.last_update_id;
         self.state = Some(State::AwaitingFirstDiff);
+        self.stale_diffs = 0;
         let mut result = Applied::Updated;
         let buffered = std::mem::take(&mut self.buffered);
         for diff in buffered {
-            match self.apply_diff(diff) {
+            // Buffered diffs older than the snapshot are expected, however many there are.
+            match self.apply(diff, false) {
                 Applied::Gap { missing, .. } => {
                     result = Applied::Gap {
                         missing,
@@ -137,6 +162,10 @@ impl Book {
     }
 
     pub fn apply_diff(&mut self, diff: DepthDiff) -> Applied {
+        self.apply(diff, true)
+    }
+
+    fn apply(&mut self, diff: DepthDiff, live: bool) -> Applied {
         let state = self.state.unwrap_or(State::Invalid);
         if state == State::Invalid {
             if self.buffered.len() == MAX_BUFFERED {
@@ -148,29 +177,41 @@ impl Book {
         }
         let last = self.last_update_id;
         let futures = diff.previous_final_update_id.is_some();
+        let next = last.saturating_add(1);
         let in_sync = match state {
             State::AwaitingFirstDiff => {
-                let target = if futures { last } else { last + 1 };
+                let target = if futures { last } else { next };
                 if diff.final_update_id < target {
-                    return Applied::Ignored; // older than the snapshot
+                    // Older than the snapshot: normal for diffs in flight while it was fetched,
+                    // unless the snapshot is further ahead than the stream can ever catch up.
+                    self.stale_diffs += u32::from(live);
+                    let lead = target - diff.final_update_id;
+                    if lead <= MAX_SNAPSHOT_LEAD && self.stale_diffs <= MAX_STALE_DIFFS {
+                        return Applied::Ignored;
+                    }
+                    false
+                } else {
+                    diff.first_update_id <= target
                 }
-                diff.first_update_id <= target
             }
             _ => {
-                if diff.final_update_id <= last {
+                if diff.final_update_id == last {
                     return Applied::Ignored; // duplicate
                 }
-                match diff.previous_final_update_id {
-                    Some(previous) => previous == last,
-                    None => diff.first_update_id == last + 1,
-                }
+                // Backwards (`u < last`) is never in sync: the book holds ids the stream has not
+                // reached, or the stream went back.
+                diff.final_update_id > last
+                    && match diff.previous_final_update_id {
+                        Some(previous) => previous == last,
+                        None => diff.first_update_id == next,
+                    }
             }
         };
         if !in_sync {
             let missing = if futures {
                 0
             } else {
-                diff.first_update_id.saturating_sub(last + 1)
+                diff.first_update_id.saturating_sub(next)
             };
             let after_snapshot = state == State::AwaitingFirstDiff;
             self.invalidate();
@@ -288,6 +329,96 @@ mod tests {
                 after_snapshot: true
             }
         );
+    }
+
+    #[test]
+    fn a_forged_jump_costs_a_gap_and_a_resync_not_a_frozen_book() {
+        // Futures: a diff chained to the book (`pu` = last) but with an absurd `u`.
+        let mut book = Book::default();
+        book.apply_snapshot(&snapshot(10));
+        assert_eq!(
+            book.apply_diff(diff(9, 12, Some(8), vec![])),
+            Applied::Updated
+        );
+        let forged = (1u64 << 62) + 5;
+        assert_eq!(
+            book.apply_diff(diff(13, forged, Some(12), vec![(150, 1)])),
+            Applied::Updated
+        );
+        // The real next diff goes backwards from the forged id: a gap, not "duplicate".
+        assert_eq!(
+            book.apply_diff(diff(13, 15, Some(12), vec![])),
+            Applied::Gap {
+                missing: 0,
+                after_snapshot: false
+            }
+        );
+        assert!(!book.is_valid());
+        assert_eq!(book.best_bid(), None);
+        // A fresh snapshot resyncs from the buffered diff; later diffs apply again.
+        assert_eq!(book.apply_snapshot(&snapshot(14)), Applied::Updated);
+        assert_eq!(book.last_update_id(), 15);
+        assert_eq!(
+            book.apply_diff(diff(16, 18, Some(15), vec![])),
+            Applied::Updated
+        );
+        // An exact repeat of the last diff stays a harmless duplicate.
+        assert_eq!(
+            book.apply_diff(diff(16, 18, Some(15), vec![])),
+            Applied::Ignored
+        );
+        assert!(book.is_valid());
+    }
+
+    #[test]
+    fn a_snapshot_the_stream_cannot_reach_is_a_gap() {
+        // Spot with lastUpdateId at the top of the id range: `last + 1` must not wrap.
+        let mut book = Book::default();
+        book.apply_snapshot(&snapshot(i64::MAX as u64));
+        assert!(book.is_valid());
+        assert_eq!(
+            book.apply_diff(diff(20, 21, None, vec![])),
+            Applied::Gap {
+                missing: 0,
+                after_snapshot: true
+            }
+        );
+        assert!(!book.is_valid());
+        // u64::MAX (the decoder refuses it; the book still must not overflow).
+        let mut book = Book::default();
+        book.apply_snapshot(&snapshot(u64::MAX));
+        assert!(matches!(
+            book.apply_diff(diff(20, 21, None, vec![])),
+            Applied::Gap { .. }
+        ));
+        // A snapshot a little ahead: the stream catches up, or after MAX_STALE_DIFFS it is a gap.
+        let mut book = Book::default();
+        book.apply_snapshot(&snapshot(100_000));
+        for i in 0..MAX_STALE_DIFFS as u64 {
+            assert_eq!(
+                book.apply_diff(diff(10 + i, 10 + i, Some(9 + i), vec![])),
+                Applied::Ignored
+            );
+        }
+        assert!(matches!(
+            book.apply_diff(diff(5000, 5000, Some(4999), vec![])),
+            Applied::Gap {
+                after_snapshot: true,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn many_buffered_diffs_older_than_the_snapshot_are_not_a_gap() {
+        let mut book = Book::default();
+        let count = 3 * MAX_STALE_DIFFS as u64;
+        for i in 0..count {
+            book.apply_diff(diff(10 + i, 10 + i, Some(9 + i), vec![]));
+        }
+        assert_eq!(book.apply_snapshot(&snapshot(count)), Applied::Updated);
+        assert_eq!(book.last_update_id(), count + 9);
+        assert!(book.is_valid());
     }
 
     #[test]

@@ -13,6 +13,18 @@ use crate::record::SCHEMA_VERSION;
 
 /// The streams a pipeline can consume.
 pub const STREAMS: [&str; 4] = ["bookTicker", "trade", "aggTrade", "depth"];
+/// Depth snapshot sizes the venue's REST depth endpoint accepts (`ingest.snapshot_limit`).
+pub const SNAPSHOT_LIMITS: [u32; 7] = [5, 10, 20, 50, 100, 500, 1000];
+/// Largest `ingest.ring_slots`: 2^22 slots of 200 bytes are 800 MiB of shared memory.
+pub const MAX_RING_SLOTS: u64 = 1 << 22;
+/// Smallest `ingest.rotate_bytes` (a smaller one makes a file per write).
+pub const MIN_ROTATE_BYTES: u64 = 64 << 10;
+/// Longest bar and flow window: one day, in ms.
+pub const MAX_SPAN_MS: u64 = 86_400_000;
+/// Most book levels the imbalance can use (a snapshot has at most 1000 per side).
+pub const MAX_BOOK_LEVELS: u64 = 1000;
+/// Longest symbol name.
+pub const MAX_SYMBOL_LEN: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -24,6 +36,20 @@ pub struct FilterConfig {
     pub streams: Vec<String>,
     /// Drop bookTicker updates whose best bid/ask and sizes equal the previous one.
     pub drop_unchanged_quotes: bool,
+    /// With `symbols = []`: how many distinct symbols are numbered at most. Frames of further
+    /// new symbols are counted (`Stats::over_symbol_cap`) and skipped with a message, so a
+    /// flood of junk symbols cannot grow the table without bound. Left out of the canonical
+    /// form (and so of the fingerprint) at its default, so fingerprints from before it existed
+    /// still hold.
+    #[serde(skip_serializing_if = "is_default_max_symbols")]
+    pub max_symbols: u32,
+}
+
+/// Default of [`FilterConfig::max_symbols`].
+pub const DEFAULT_MAX_SYMBOLS: u32 = 1024;
+
+fn is_default_max_symbols(value: &u32) -> bool {
+    *value == DEFAULT_MAX_SYMBOLS
 }
 
 impl Default for FilterConfig {
@@ -32,6 +58,7 @@ impl Default for FilterConfig {
             symbols: Vec::new(),
             streams: STREAMS.iter().map(|s| s.to_string()).collect(),
             drop_unchanged_quotes: true,
+            max_symbols: DEFAULT_MAX_SYMBOLS,
         }
     }
 }
@@ -99,6 +126,9 @@ pub struct IngestConfig {
     pub backoff_max_ms: u64,
     /// Depth snapshot size requested from REST.
     pub snapshot_limit: u32,
+    /// A websocket connection whose written bytes (pongs) the venue has not taken for this
+    /// long is dropped and reconnected, in ms.
+    pub write_stall_ms: u64,
     /// How capture files are stored: `"none"` (plain text, `capture-NNNNNN.txt`) or `"zstd"`
     /// (`capture-NNNNNN.txt.zst`, one zstd frame per chunk the capture thread writes). Binance
     /// frames compress about 15x at level 1, and at millions of frames a second compressing is
@@ -121,6 +151,7 @@ impl Default for IngestConfig {
             backoff_initial_ms: 100,
             backoff_max_ms: 5000,
             snapshot_limit: 1000,
+            write_stall_ms: 5000,
             capture_compression: "none".into(),
             capture_zstd_level: 1,
         }
@@ -203,6 +234,17 @@ impl FeatureConfig {
         if self.filter.symbols.len() >= crate::record::NO_SYMBOL as usize {
             return Err(Error::config(origin, "filter.symbols: too many symbols"));
         }
+        // Symbol ids are u16 and NO_SYMBOL is reserved.
+        let max_ids = crate::record::NO_SYMBOL as u32;
+        if !(1..=max_ids).contains(&self.filter.max_symbols) {
+            return Err(Error::config(
+                origin,
+                format!(
+                    "filter.max_symbols must be in 1..={max_ids}, got {}",
+                    self.filter.max_symbols
+                ),
+            ));
+        }
         if self.downsample.quote_every_n == 0 || self.downsample.book_every_n == 0 {
             return Err(Error::config(
                 origin,
@@ -258,6 +300,122 @@ impl FeatureConfig {
                 "ingest.heartbeat_ms must be at least 1",
             ));
         }
+        self.validate_ranges(origin)
+    }
+
+    /// Ranges of every numeric field (and the shapes the ingest relies on): a value that would
+    /// wrap, spin, fill memory or that the venue refuses is an error at load, naming the field.
+    fn validate_ranges(&self, origin: &str) -> Result<()> {
+        let fail = |field: &str, expected: &str, got: &dyn std::fmt::Display| {
+            Err(Error::config(
+                origin,
+                format!("{field} must be {expected}, got {got}"),
+            ))
+        };
+        let check = |field: &str, value: u64, range: std::ops::RangeInclusive<u64>| {
+            if range.contains(&value) {
+                Ok(())
+            } else {
+                fail(
+                    field,
+                    &format!("in {}..={}", range.start(), range.end()),
+                    &value,
+                )
+            }
+        };
+        if self.filter.streams.is_empty() {
+            return fail(
+                "filter.streams",
+                &format!("a non-empty list from {STREAMS:?}"),
+                &"[]",
+            );
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for stream in &self.filter.streams {
+            if !seen.insert(stream) {
+                return fail("filter.streams", "a list without repeats", &stream);
+            }
+        }
+        for symbol in &self.filter.symbols {
+            let valid = (1..=MAX_SYMBOL_LEN).contains(&symbol.len())
+                && symbol
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !valid {
+                return fail(
+                    "filter.symbols",
+                    &format!("names of 1 to {MAX_SYMBOL_LEN} letters, digits, '_' or '-'"),
+                    &format!("{symbol:?}"),
+                );
+            }
+        }
+        // Bars and windows are multiplied to ns (i64); one day is far beyond any use and far
+        // below a wrap.
+        check("downsample.bar_ms", self.downsample.bar_ms, 0..=MAX_SPAN_MS)?;
+        check(
+            "features.flow_window_ms",
+            self.features.flow_window_ms,
+            1..=MAX_SPAN_MS,
+        )?;
+        check(
+            "downsample.quote_every_n",
+            self.downsample.quote_every_n.into(),
+            1..=1_000_000,
+        )?;
+        check(
+            "downsample.book_every_n",
+            self.downsample.book_every_n.into(),
+            1..=1_000_000,
+        )?;
+        check(
+            "features.book_levels",
+            self.features.book_levels.into(),
+            1..=MAX_BOOK_LEVELS,
+        )?;
+        let ingest = &self.ingest;
+        check("ingest.heartbeat_ms", ingest.heartbeat_ms, 1..=60_000)?;
+        check("ingest.ring_slots", ingest.ring_slots, 2..=MAX_RING_SLOTS)?;
+        check(
+            "ingest.rotate_bytes",
+            ingest.rotate_bytes,
+            MIN_ROTATE_BYTES..=1 << 40,
+        )?;
+        check(
+            "ingest.write_stall_ms",
+            ingest.write_stall_ms,
+            100..=600_000,
+        )?;
+        check(
+            "ingest.backoff_initial_ms",
+            ingest.backoff_initial_ms,
+            1..=60_000,
+        )?;
+        check(
+            "ingest.backoff_max_ms",
+            ingest.backoff_max_ms,
+            ingest.backoff_initial_ms..=600_000,
+        )?;
+        if !SNAPSHOT_LIMITS.contains(&ingest.snapshot_limit) {
+            return fail(
+                "ingest.snapshot_limit",
+                &format!("one of {SNAPSHOT_LIMITS:?} (what the depth endpoint accepts)"),
+                &ingest.snapshot_limit,
+            );
+        }
+        if !ingest.url.starts_with("ws://") || ingest.url.len() <= "ws://".len() {
+            return fail(
+                "ingest.url",
+                "a ws://host[:port] url",
+                &format!("{:?}", ingest.url),
+            );
+        }
+        if !ingest.rest_url.is_empty() && !ingest.rest_url.starts_with("http://") {
+            return fail(
+                "ingest.rest_url",
+                "empty or an http://host[:port] url",
+                &format!("{:?}", ingest.rest_url),
+            );
+        }
         Ok(())
     }
 
@@ -311,6 +469,32 @@ mod tests {
     }
 
     #[test]
+    fn max_symbols_is_checked_and_fingerprinted_only_when_not_the_default() {
+        let base = FeatureConfig::default();
+        // The canonical form (and so every fingerprint and golden) is what it was before.
+        assert!(!base.canonical_json().contains("max_symbols"));
+        let same = FeatureConfig::from_toml_str("[filter]\nmax_symbols = 1024\n", "t").unwrap();
+        assert_eq!(same.fingerprint(), base.fingerprint());
+        let two = FeatureConfig::from_toml_str("[filter]\nmax_symbols = 2\n", "t").unwrap();
+        assert_eq!(two.filter.max_symbols, 2);
+        assert_ne!(two.fingerprint(), base.fingerprint());
+        assert_eq!(
+            FeatureConfig::from_toml_str(&two.to_toml(), "t").unwrap(),
+            two
+        );
+        for bad in ["0", "65536"] {
+            let err =
+                FeatureConfig::from_toml_str(&format!("[filter]\nmax_symbols = {bad}\n"), "m.toml")
+                    .unwrap_err()
+                    .to_string();
+            assert!(
+                err.contains("m.toml") && err.contains("filter.max_symbols"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn capture_compression_is_checked_and_not_fingerprinted() {
         let base = FeatureConfig::default();
         assert_eq!(
@@ -338,6 +522,73 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("bad.toml") && err.contains(field), "{err}");
+        }
+    }
+
+    #[test]
+    fn absurd_values_are_refused_naming_file_and_field() {
+        for (toml, field) in [
+            ("[ingest]\nring_slots = 134217728", "ingest.ring_slots"),
+            ("[ingest]\nring_slots = 1", "ingest.ring_slots"),
+            (
+                "[ingest]\nheartbeat_ms = 9223372036854775807",
+                "ingest.heartbeat_ms",
+            ),
+            ("[ingest]\nrotate_bytes = 0", "ingest.rotate_bytes"),
+            ("[ingest]\nsnapshot_limit = 0", "ingest.snapshot_limit"),
+            ("[ingest]\nsnapshot_limit = 7", "ingest.snapshot_limit"),
+            ("[ingest]\nsnapshot_limit = 5000", "ingest.snapshot_limit"),
+            (
+                "[ingest]\nbackoff_initial_ms = 0",
+                "ingest.backoff_initial_ms",
+            ),
+            (
+                "[ingest]\nbackoff_initial_ms = 500\nbackoff_max_ms = 100",
+                "ingest.backoff_max_ms",
+            ),
+            ("[ingest]\nurl = \"http://x\"", "ingest.url"),
+            ("[ingest]\nrest_url = \"ftp://x\"", "ingest.rest_url"),
+            ("[filter]\nstreams = []", "filter.streams"),
+            (
+                "[filter]\nstreams = [\"trade\", \"trade\"]",
+                "filter.streams",
+            ),
+            ("[filter]\nsymbols = [\"\"]", "filter.symbols"),
+            ("[filter]\nsymbols = [\"BTC USDT\"]", "filter.symbols"),
+            // 9.3e12 ms * 1e6 wraps i64 ns.
+            ("[downsample]\nbar_ms = 9300000000000", "downsample.bar_ms"),
+            (
+                "[downsample]\nbar_ms = 9223372036854775807",
+                "downsample.bar_ms",
+            ),
+            (
+                "[downsample]\nquote_every_n = 0",
+                "downsample.quote_every_n",
+            ),
+            (
+                "[features]\nflow_window_ms = 9300000000000",
+                "features.flow_window_ms",
+            ),
+            ("[features]\nflow_window_ms = 0", "features.flow_window_ms"),
+            ("[features]\nbook_levels = 100000", "features.book_levels"),
+            ("[features]\newma_alpha = nan", "features.ewma_alpha"),
+        ] {
+            let err = FeatureConfig::from_toml_str(&format!("{toml}\n"), "dir/bad.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("dir/bad.toml") && err.contains(field),
+                "{toml}: {err}"
+            );
+        }
+        for good in [
+            "[ingest]\nring_slots = 64\nsnapshot_limit = 5\nrotate_bytes = 524288",
+            "[ingest]\nring_slots = 4194304\nheartbeat_ms = 60000",
+            "[downsample]\nbar_ms = 0",
+            "[downsample]\nbar_ms = 86400000",
+            "[filter]\nsymbols = [\"btcusdt\", \"1000PEPEUSDT\", \"BTCUSD_PERP\"]",
+        ] {
+            FeatureConfig::from_toml_str(good, "good.toml").unwrap();
         }
     }
 

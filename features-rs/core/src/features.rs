@@ -1,6 +1,10 @@
 //! Per-symbol feature state: trade-flow window, event-time bars, EWMA return and realized
 //! volatility. Sums are exact fixed-point integers, so the order of additions and removals
 //! cannot change a result; floats are derived from them at emission time.
+//!
+//! Overflow: sizes are i64 (the decoder refuses negative ones), and their sums are i128, which
+//! no run can overflow (2^64 maximal terms). Notional (price × size, each i64) sums saturate at
+//! the i128 range, which only absurd inputs reach. Durations from the config saturate.
 
 use std::collections::VecDeque;
 
@@ -11,8 +15,8 @@ use crate::decimal::{to_f64, SCALE};
 pub struct FlowWindow {
     window_ns: i64,
     trades: VecDeque<(i64, i64)>,
-    buy: i64,
-    sell: i64,
+    buy: i128,
+    sell: i128,
     /// `values()`, recomputed only when the sums change.
     values: (f64, f64),
 }
@@ -20,7 +24,7 @@ pub struct FlowWindow {
 impl FlowWindow {
     pub fn new(window_ms: u64) -> Self {
         let mut flow = FlowWindow {
-            window_ns: window_ms as i64 * 1_000_000,
+            window_ns: ms_to_ns(window_ms),
             trades: VecDeque::new(),
             buy: 0,
             sell: 0,
@@ -39,9 +43,9 @@ impl FlowWindow {
                 break;
             }
             if signed > 0 {
-                self.buy -= signed;
+                self.buy -= signed as i128;
             } else {
-                self.sell += signed;
+                self.sell += signed as i128;
             }
             self.trades.pop_front();
             changed = true;
@@ -55,9 +59,9 @@ impl FlowWindow {
     pub fn add(&mut self, ts_ns: i64, signed_qty: i64) {
         self.advance(ts_ns);
         if signed_qty > 0 {
-            self.buy += signed_qty;
+            self.buy += signed_qty as i128;
         } else {
-            self.sell -= signed_qty;
+            self.sell -= signed_qty as i128;
         }
         self.trades.push_back((ts_ns, signed_qty));
         self.update_values();
@@ -75,11 +79,11 @@ impl FlowWindow {
 
     fn compute_values(&self) -> (f64, f64) {
         let total = self.buy + self.sell;
-        let flow = to_f64(self.buy - self.sell);
+        let flow = wide_to_f64(self.buy - self.sell);
         let imbalance = if total == 0 {
             f64::NAN
         } else {
-            (self.buy - self.sell) as f64 / total as f64
+            exact_f64(self.buy - self.sell) / exact_f64(total)
         };
         (flow, imbalance)
     }
@@ -108,8 +112,8 @@ pub struct Bars {
     /// division.
     next_start: i64,
     trades: u64,
-    volume: i64,
-    signed_volume: i64,
+    volume: i128,
+    signed_volume: i128,
     notional: i128,
     last_mid: f64,
     previous_close_mid: f64,
@@ -122,7 +126,7 @@ pub struct Bars {
 impl Bars {
     pub fn new(bar_ms: u64, alpha: f64) -> Self {
         Bars {
-            bar_ns: bar_ms as i64 * 1_000_000,
+            bar_ns: ms_to_ns(bar_ms),
             alpha,
             current: None,
             next_start: i64::MIN,
@@ -178,13 +182,13 @@ impl Bars {
         let vwap = if self.volume == 0 {
             f64::NAN
         } else {
-            (self.notional as f64 / self.volume as f64) / SCALE as f64
+            (exact_f64(self.notional) / exact_f64(self.volume)) / SCALE as f64
         };
         let closed = ClosedBar {
-            end_ns: (index + 1) * self.bar_ns,
+            end_ns: index.saturating_add(1).saturating_mul(self.bar_ns),
             trades: self.trades,
-            volume: to_f64(self.volume),
-            signed_volume: to_f64(self.signed_volume),
+            volume: wide_to_f64(self.volume),
+            signed_volume: wide_to_f64(self.signed_volume),
             vwap,
             close_mid: mid,
             ret_ewma: self.ewma,
@@ -202,10 +206,11 @@ impl Bars {
     }
 
     pub fn add_trade(&mut self, px: i64, qty: i64, buyer_aggressor: bool) {
+        let qty_wide = qty as i128;
         self.trades += 1;
-        self.volume += qty;
-        self.signed_volume += if buyer_aggressor { qty } else { -qty };
-        self.notional += px as i128 * qty as i128;
+        self.volume += qty_wide;
+        self.signed_volume += if buyer_aggressor { qty_wide } else { -qty_wide };
+        self.notional = self.notional.saturating_add(px as i128 * qty_wide);
     }
 
     pub fn ret_ewma(&self) -> f64 {
@@ -215,6 +220,20 @@ impl Bars {
     pub fn realized_vol(&self) -> f64 {
         self.vol
     }
+}
+
+/// Config milliseconds to nanoseconds, saturating (absurd durations never wrap).
+fn ms_to_ns(ms: u64) -> i64 {
+    i64::try_from(ms)
+        .ok()
+        .and_then(|ms| ms.checked_mul(1_000_000))
+        .unwrap_or(i64::MAX)
+}
+
+/// [`to_f64`] of a wide sum: bit for bit the same value when the sum fits an i64.
+#[inline(always)]
+fn wide_to_f64(units: i128) -> f64 {
+    exact_f64(units) / SCALE as f64
 }
 
 /// Size-weighted mid (the mid when both sizes are zero), exact in fixed point, then rounded.
@@ -343,6 +362,28 @@ mod tests {
         let bar = bars.advance(5_000_000_000).unwrap();
         assert_eq!(bar.ret_ewma, (1.1f64).ln());
         assert!(bar.vwap.is_nan());
+    }
+
+    #[test]
+    fn huge_sizes_neither_wrap_volume_nor_vwap() {
+        let mut bars = Bars::new(1000, 0.5);
+        bars.advance(1_000_000_000);
+        let huge = i64::MAX;
+        bars.add_trade(60_000 * SCALE, huge, true);
+        bars.add_trade(60_000 * SCALE, huge, true);
+        let bar = bars.advance(2_000_000_000).unwrap();
+        assert_eq!(bar.volume, 2.0 * to_f64(huge));
+        assert_eq!(bar.vwap, 60_000.0);
+        let mut flow = FlowWindow::new(1000);
+        flow.add(1, huge);
+        flow.add(2, huge);
+        assert_eq!(flow.values(), (2.0 * to_f64(huge), 1.0));
+        // Absurd config durations saturate instead of wrapping negative.
+        assert!(Bars::new(u64::MAX, 0.5).enabled());
+        let mut flow = FlowWindow::new(u64::MAX);
+        flow.add(1, SCALE);
+        flow.advance(i64::MAX);
+        assert_eq!(flow.values().0, 1.0);
     }
 
     #[test]

@@ -14,7 +14,11 @@
 //! - [`pipeline`]: `Pipeline::push(local_ns, frame, &mut out)`.
 //!
 //! Invariants: no pyo3, no tokio, no clock. Output is a pure function of (config, lines).
-//! Prices and sizes are exact fixed-point integers until a feature is emitted.
+//! Prices and sizes are exact fixed-point integers until a feature is emitted. No input line
+//! crashes, hangs or silently corrupts the pipeline: JSON nesting is bounded before the JSON
+//! library ([`decode::nesting`]), values the venue cannot send are decode errors naming the field
+//! ([`decode::check_quote`] and friends), forged ids cost a gap rather than freezing a book, sums
+//! cannot overflow, and the symbol table is capped (`filter.max_symbols`).
 
 pub mod book;
 pub mod capture;

@@ -3,6 +3,8 @@
 //! and the ordered lines (contract 2): time comes from the lines, iteration is over vectors in
 //! symbol-id order, sums are exact integers.
 
+use std::collections::HashMap;
+
 use crate::book::{Applied, Book};
 use crate::config::FeatureConfig;
 use crate::decode::{decode_frame, Control, DepthDiff, Message, Quote, Snapshot, Trade};
@@ -14,6 +16,9 @@ use crate::record::{
 
 /// How many line errors are kept verbatim for reports (all are counted).
 pub const MAX_KEPT_ERRORS: usize = 100;
+
+/// Symbols looked up by a linear scan before the hash map is asked.
+const LINEAR_SYMBOLS: usize = 8;
 
 /// A skipped line, with its 1-based line number and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +43,9 @@ pub struct Stats {
     pub unknown_frames: u64,
     /// Frames dropped by the symbol/stream filter.
     pub filtered: u64,
+    /// Frames of a new symbol when `filter.max_symbols` symbols are already numbered: skipped,
+    /// each with a kept error naming the cap (not counted in `filtered`).
+    pub over_symbol_cap: u64,
     /// bookTicker updates that changed nothing.
     pub unchanged_quotes: u64,
     pub records: u64,
@@ -72,6 +80,11 @@ pub struct Pipeline {
     keep: [bool; 4],
     fixed_symbols: bool,
     symbols: Vec<SymbolState>,
+    /// Symbol ids by name, beyond the first [`LINEAR_SYMBOLS`] (found by a scan, which beats
+    /// hashing for the few symbols of a typical feed). For lookups only: nothing iterates it,
+    /// so its order cannot reach any output.
+    index: HashMap<String, u16>,
+    max_symbols: usize,
     book_levels: usize,
     line: u64,
     no_symbol_seq: u64,
@@ -87,6 +100,8 @@ impl Pipeline {
             keep,
             fixed_symbols: !config.filter.symbols.is_empty(),
             symbols: Vec::new(),
+            index: HashMap::new(),
+            max_symbols: config.filter.max_symbols as usize,
             book_levels: config.features.book_levels as usize,
             line: 0,
             no_symbol_seq: 0,
@@ -135,6 +150,12 @@ impl Pipeline {
                 format!("{name}: {diffs} depth diffs but no depth snapshot, so no book records or imbalance")
             })
             .collect();
+        if self.stats.over_symbol_cap > 0 {
+            out.push(format!(
+                "{} frame(s) of new symbols skipped: more than filter.max_symbols = {} distinct symbols",
+                self.stats.over_symbol_cap, self.max_symbols
+            ));
+        }
         if self.stats.unattributed_snapshots > 0 {
             out.push(format!(
                 "{} bare REST snapshot line(s) could not be tied to one symbol (configure filter.symbols)",
@@ -145,6 +166,11 @@ impl Pipeline {
     }
 
     fn add_symbol(&mut self, name: String) -> u16 {
+        let id = u16::try_from(self.symbols.len()).expect("symbol ids are capped below u16::MAX");
+        debug_assert!(id < NO_SYMBOL);
+        if self.symbols.len() >= LINEAR_SYMBOLS {
+            self.index.insert(name.clone(), id);
+        }
         let features = &self.config.features;
         self.symbols.push(SymbolState {
             name,
@@ -160,14 +186,39 @@ impl Pipeline {
             books_applied: 0,
             imbalance: f64::NAN,
         });
-        (self.symbols.len() - 1) as u16
+        id
     }
 
+    /// The id of symbol `name`, numbering a new one if the filter allows; `None` (counted as
+    /// filtered or over the symbol cap) if the frame is to be skipped.
+    #[inline]
     fn symbol_id(&mut self, name: &str) -> Option<u16> {
-        if let Some(index) = self.symbols.iter().position(|s| s.name == name) {
+        let scanned = &self.symbols[..self.symbols.len().min(LINEAR_SYMBOLS)];
+        if let Some(index) = scanned.iter().position(|s| s.name == name) {
             return Some(index as u16);
         }
-        if self.fixed_symbols || self.symbols.len() >= NO_SYMBOL as usize {
+        if self.symbols.len() > LINEAR_SYMBOLS {
+            if let Some(&id) = self.index.get(name) {
+                return Some(id);
+            }
+        }
+        self.new_symbol(name)
+    }
+
+    #[cold]
+    fn new_symbol(&mut self, name: &str) -> Option<u16> {
+        if self.fixed_symbols {
+            self.stats.filtered += 1;
+            return None;
+        }
+        // Ids are u16 with NO_SYMBOL reserved; the config keeps the cap below it.
+        if self.symbols.len() >= self.max_symbols.min(NO_SYMBOL as usize) {
+            self.stats.over_symbol_cap += 1;
+            self.error(format!(
+                "symbol {:?}: skipped, over the symbol cap (filter.max_symbols = {} distinct symbols already numbered)",
+                crate::decode::shown(name),
+                self.max_symbols
+            ));
             return None;
         }
         Some(self.add_symbol(name.to_string()))
@@ -357,7 +408,6 @@ impl Pipeline {
 
     fn on_quote(&mut self, local_ns: i64, quote: Quote<'_>, out: &mut Vec<Record>) {
         let Some(symbol) = self.symbol_id(quote.symbol) else {
-            self.stats.filtered += 1;
             return;
         };
         let exchange_ns = match quote.event_ms {
@@ -398,7 +448,6 @@ impl Pipeline {
 
     fn on_trade(&mut self, local_ns: i64, trade: Trade<'_>, out: &mut Vec<Record>) {
         let Some(symbol) = self.symbol_id(trade.symbol) else {
-            self.stats.filtered += 1;
             return;
         };
         let exchange_ns = ms_to_ns(trade.event_ms);
@@ -425,7 +474,6 @@ impl Pipeline {
 
     fn on_depth(&mut self, local_ns: i64, name: &str, diff: DepthDiff, out: &mut Vec<Record>) {
         let Some(symbol) = self.symbol_id(name) else {
-            self.stats.filtered += 1;
             return;
         };
         let exchange_ns = ms_to_ns(diff.event_ms);
@@ -454,7 +502,6 @@ impl Pipeline {
             }
         };
         let Some(symbol) = symbol else {
-            self.stats.filtered += 1;
             return;
         };
         self.stats.snapshots += 1;
@@ -488,9 +535,11 @@ impl Pipeline {
         let state = &mut self.symbols[symbol as usize];
         state.imbalance = f64::NAN;
         if state.book.is_valid() {
+            // i128: sums of i64 sizes cannot overflow (the same values as i64 sums when those fit).
             let (bid, ask) = state.book.depth_qty(levels);
             if bid + ask > 0 {
-                state.imbalance = (bid - ask) as f64 / (bid + ask) as f64;
+                state.imbalance =
+                    crate::features::exact_f64(bid - ask) / crate::features::exact_f64(bid + ask);
             }
         }
         match applied {
@@ -594,12 +643,12 @@ fn ms_to_ns(ms: i64) -> i64 {
 }
 
 /// `<1 to 19 digits> <rest>` split into the stamp and the rest's bytes; `None` for any other
-/// start (which [`split_line`]'s careful path reports).
+/// start, including a stamp beyond i64::MAX (which [`split_line`]'s careful path reports).
 #[inline(always)]
 fn stamp_prefix(line: &[u8]) -> Option<(i64, &[u8])> {
     let (digits, stamp) = crate::digits::run(line, 0);
-    ((1..=19).contains(&digits) && line.get(digits) == Some(&b' '))
-        // 19 digits can exceed i64::MAX: wrapping, as the careful path's fold does.
+    // 19 digits fit a u64 (they stay below 10^19) but can exceed i64::MAX.
+    ((1..=19).contains(&digits) && line.get(digits) == Some(&b' ') && stamp <= i64::MAX as u64)
         .then(|| (stamp as i64, &line[digits + 1..]))
 }
 
@@ -624,9 +673,15 @@ pub fn split_line(line: &[u8]) -> Result<Option<(i64, &str)>, String> {
             String::from_utf8_lossy(&stamp[..stamp.len().min(40)])
         ));
     }
-    let local_ns = stamp.iter().fold(0i64, |acc, b| {
-        acc.wrapping_mul(10).wrapping_add((b - b'0') as i64)
-    });
+    let Some(local_ns) = stamp.iter().try_fold(0i64, |acc, b| {
+        acc.checked_mul(10)?.checked_add((b - b'0') as i64)
+    }) else {
+        return Err(format!(
+            "local_receive_ns: {} does not fit a signed 64-bit count of ns (at most {})",
+            String::from_utf8_lossy(stamp),
+            i64::MAX
+        ));
+    };
     let frame =
         std::str::from_utf8(&line[space + 1..]).map_err(|e| format!("frame: not UTF-8 ({e})"))?;
     Ok(Some((local_ns, frame)))

@@ -1,7 +1,7 @@
 //! The live loop: websocket frames, heartbeats, REST snapshots, reconnects and signals, all on
 //! one current-thread runtime. Everything that reaches the pipeline goes through [`Sink`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -17,7 +17,13 @@ use crate::sink::{write_stats_file, Sink};
 use crate::ws::{self, Frame, WsClient};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The whole REST snapshot fetch (connect, request, body) must end within this.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection that delivered no byte for this long is dropped and reconnected. Longer than
+/// Binance's ping period (3 minutes), so a quiet but healthy connection never trips it.
+pub const READ_IDLE: Duration = Duration::from_secs(240);
+/// Shortest wait before refetching a failed snapshot.
+const SNAPSHOT_RETRY_MIN: Duration = Duration::from_millis(100);
 const STATS_PERIOD: Duration = Duration::from_millis(500);
 /// Frames taken from the socket without yielding when more are already buffered; they share
 /// one capture write, one ring publish and one counter update.
@@ -39,6 +45,9 @@ pub struct LiveSettings {
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
     pub snapshot_limit: u32,
+    /// A connection whose written bytes (pongs) the venue has not taken for this long is
+    /// dropped and reconnected: the venue is not reading, and the socket cannot be trusted.
+    pub write_stall: Duration,
     pub stats_file: Option<PathBuf>,
 }
 
@@ -113,6 +122,11 @@ struct Live {
     in_flight: BTreeSet<String>,
     /// Consecutive gaps per symbol without a book record in between (spaces out refetches).
     gap_streak: BTreeMap<String, u32>,
+    /// Consecutive failed snapshot fetches per symbol (spaces out retries).
+    snapshot_failures: BTreeMap<String, u32>,
+    /// The symbols subscribed to: the only ones snapshots are fetched for, so per-symbol state
+    /// stays bounded however many symbols a venue sends.
+    subscribed: HashSet<String>,
     jitter: Jitter,
     started_ns: i64,
     /// The receive stamp of the frames being taken: when the socket read that completed them
@@ -121,8 +135,26 @@ struct Live {
     received_ns: i64,
 }
 
+/// SIGINT and SIGTERM, caught from the moment this is made (inside a tokio runtime): make it
+/// before slow setup (creating and populating the ring), so a signal then is honoured once the
+/// loop starts, in order, instead of killing the process half-way (which left a temporary ring
+/// file of the full size behind).
+pub struct Signals {
+    sigint: Signal,
+    sigterm: Signal,
+}
+
+impl Signals {
+    pub fn install() -> Result<Self> {
+        Ok(Signals {
+            sigint: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            sigterm: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+        })
+    }
+}
+
 /// Runs until SIGINT or SIGTERM; then writes a `disconnected` line, flushes and returns.
-pub async fn run(sink: Sink, settings: LiveSettings) -> Result<()> {
+pub async fn run(sink: Sink, settings: LiveSettings, signals: Signals) -> Result<()> {
     let start = Instant::now();
     let mut heartbeat = interval_at(start + settings.heartbeat, settings.heartbeat);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -133,13 +165,15 @@ pub async fn run(sink: Sink, settings: LiveSettings) -> Result<()> {
         sink,
         heartbeat,
         stats,
-        sigint: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
-        sigterm: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+        sigint: signals.sigint,
+        sigterm: signals.sigterm,
         snapshots_tx,
         snapshots_rx,
         epoch: 0,
         in_flight: BTreeSet::new(),
         gap_streak: BTreeMap::new(),
+        snapshot_failures: BTreeMap::new(),
+        subscribed: settings.symbols.iter().cloned().collect(),
         jitter: Jitter::new(),
         started_ns: now_ns(),
         received_ns: 0,
@@ -226,6 +260,7 @@ impl Live {
         self.epoch += 1;
         self.in_flight.clear();
         self.gap_streak.clear();
+        self.snapshot_failures.clear();
         if self.epoch > 1 {
             self.sink.counters.reconnects += 1;
         }
@@ -244,6 +279,7 @@ impl Live {
             }
         }
         let mut frames = 0u64;
+        let mut last_read = Instant::now();
         let reason = 'session: loop {
             // Whole frames already received first, a batch at a time (they share one capture
             // hand-over and one counter update); timers and signals get a look between
@@ -254,6 +290,11 @@ impl Live {
                     if let Some(event) = self.event().now_or_never() {
                         if let Some(reason) = self.handle(event)? {
                             return self.shutdown(&mut ws, reason).await;
+                        }
+                        if let Some(reason) =
+                            unhealthy(&mut ws, last_read, self.settings.write_stall)
+                        {
+                            break 'session reason;
                         }
                         // The event's line (heartbeat, snapshot) was stamped now; the frames
                         // after it may not go back in time.
@@ -266,12 +307,20 @@ impl Live {
             tokio::select! {
                 read = ws.fill() => match read {
                     Ok(0) => break 'session "connection ended".to_string(),
-                    Ok(_) => self.received_ns = now_ns(),
+                    Ok(_) => {
+                        self.received_ns = now_ns();
+                        last_read = Instant::now();
+                    }
                     Err(e) => break 'session e.to_string(),
                 },
-                event = self.event() => if let Some(reason) = self.handle(event)? {
-                    return self.shutdown(&mut ws, reason).await;
-                },
+                event = self.event() => {
+                    if let Some(reason) = self.handle(event)? {
+                        return self.shutdown(&mut ws, reason).await;
+                    }
+                    if let Some(reason) = unhealthy(&mut ws, last_read, self.settings.write_stall) {
+                        break 'session reason;
+                    }
+                }
             }
         };
         self.sink.counters.disconnects += 1;
@@ -293,13 +342,16 @@ impl Live {
             if taken == MAX_BATCH {
                 break Taken::More;
             }
-            match ws.next().await {
+            match ws.next_message() {
                 Ok(Some(Frame::Text(text))) => {
                     *frames += 1;
                     self.sink.line(self.received_ns, text)?;
                 }
                 Ok(Some(Frame::Binary)) => self.sink.counters.binary_frames += 1,
-                Ok(Some(Frame::Close(reason))) => break Taken::End(reason),
+                Ok(Some(Frame::Close(reason))) => {
+                    ws.close(Duration::from_millis(200)).await;
+                    break Taken::End(reason);
+                }
                 Ok(None) => break Taken::Drained,
                 Err(e) => break Taken::End(format!("websocket protocol error: {e}")),
             }
@@ -307,6 +359,12 @@ impl Live {
         };
         if taken > 0 {
             self.after_lines();
+        }
+        // Pongs for the pings just read, as far as the socket takes them now.
+        if let Err(e) = ws.flush_replies() {
+            if !matches!(end, Taken::End(_)) {
+                return Ok(Taken::End(format!("cannot write to the venue: {e}")));
+            }
         }
         Ok(end)
     }
@@ -333,6 +391,9 @@ impl Live {
             return;
         }
         for symbol in gaps {
+            if !self.subscribed.contains(&symbol) {
+                continue; // not ours: no snapshot, no per-symbol state
+            }
             let streak = self.gap_streak.entry(symbol.clone()).or_insert(0);
             let delay = match *streak {
                 0 => Duration::ZERO,
@@ -373,27 +434,34 @@ impl Live {
         }
         self.in_flight.remove(&done.symbol);
         let error = match done.result {
-            Ok(body) if is_json_object(&body) => {
-                self.sink.snapshot(now_ns(), &done.symbol, &body)?;
-                self.after_lines();
-                return Ok(());
-            }
-            Ok(body) => format!(
-                "not a JSON object: {:?}",
-                body.chars().take(80).collect::<String>()
-            ),
+            Ok(body) => match rest::check_snapshot(&body) {
+                Ok(()) => {
+                    self.snapshot_failures.remove(&done.symbol);
+                    self.sink.snapshot(now_ns(), &done.symbol, &body)?;
+                    self.after_lines();
+                    return Ok(());
+                }
+                Err(e) => format!("not a depth snapshot: {e}"),
+            },
             Err(e) => format!("{e:#}"),
         };
         self.sink.counters.snapshot_errors += 1;
-        eprintln!(
-            "twinfeed-ingest: depth snapshot for {} failed: {error}",
-            done.symbol
-        );
+        let failures = self
+            .snapshot_failures
+            .entry(done.symbol.clone())
+            .or_insert(0);
+        *failures = failures.saturating_add(1);
         let retry = self
             .settings
             .backoff_initial
-            .max(Duration::from_millis(100));
-        self.request_snapshot(done.symbol, retry.min(self.settings.backoff_max));
+            .max(SNAPSHOT_RETRY_MIN)
+            .saturating_mul(1 << (*failures - 1).min(16))
+            .min(self.settings.backoff_max.max(SNAPSHOT_RETRY_MIN));
+        eprintln!(
+            "twinfeed-ingest: depth snapshot for {} failed ({} in a row, {} in all), retrying in {retry:?}: {error}",
+            done.symbol, failures, self.sink.counters.snapshot_errors
+        );
+        self.request_snapshot(done.symbol, retry);
         Ok(())
     }
 
@@ -432,12 +500,20 @@ impl Live {
     }
 }
 
-/// A REST body must be one JSON object to be embedded in a snapshot line.
-fn is_json_object(body: &str) -> bool {
-    let body = body.trim();
-    body.starts_with('{')
-        && body.ends_with('}')
-        && serde_json::from_str::<serde_json::Value>(body).is_ok()
+/// Why a connection should be dropped although it is open: the venue has not read what we
+/// wrote for `write_stall`, or has sent nothing for [`READ_IDLE`]. Checked after every timer
+/// event (at least once per heartbeat).
+fn unhealthy(ws: &mut WsClient, last_read: Instant, write_stall: Duration) -> Option<String> {
+    if let Some(stalled) = ws.write_stalled_for() {
+        if stalled >= write_stall {
+            return Some(format!(
+                "the venue has not read for {stalled:?} ({} pings received; reconnecting)",
+                ws.pings()
+            ));
+        }
+    }
+    let idle = last_read.elapsed();
+    (idle >= READ_IDLE).then(|| format!("nothing received for {idle:?}"))
 }
 
 #[cfg(test)]
@@ -456,6 +532,7 @@ mod tests {
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             snapshot_limit: 1000,
+            write_stall: Duration::from_secs(5),
             stats_file: None,
         };
         assert_eq!(
@@ -463,14 +540,5 @@ mod tests {
             "ws://127.0.0.1:9/stream?streams=btcusdt@bookTicker/btcusdt@depth@100ms/ethusdt@bookTicker/ethusdt@depth@100ms"
         );
         assert!(settings.wants_snapshots());
-    }
-
-    #[test]
-    fn only_json_objects_become_snapshot_lines() {
-        assert!(is_json_object(
-            " {\"lastUpdateId\":1,\"bids\":[],\"asks\":[]}\n"
-        ));
-        assert!(!is_json_object("<html>"));
-        assert!(!is_json_object("{\"a\":"));
     }
 }

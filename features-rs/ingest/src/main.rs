@@ -135,6 +135,18 @@ fn run(args: Args) -> Result<()> {
         }
     }
 
+    // Signals are caught from here on (live mode): a SIGTERM while the ring is being created
+    // and populated stops the ingest in order once the loop starts.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    let signals = if inputs.is_none() {
+        Some(runtime.block_on(async { live::Signals::install() })?)
+    } else {
+        None
+    };
+
     let capture = CaptureWriter::create_with(
         &capture_dir,
         config.ingest.rotate_bytes,
@@ -182,13 +194,11 @@ fn run(args: Args) -> Result<()> {
         backoff_initial: Duration::from_millis(config.ingest.backoff_initial_ms),
         backoff_max: Duration::from_millis(config.ingest.backoff_max_ms),
         snapshot_limit: config.ingest.snapshot_limit,
+        write_stall: Duration::from_millis(config.ingest.write_stall_ms),
         stats_file: args.stats_file,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
-    runtime.block_on(live::run(sink, settings))
+    let signals = signals.context("signals are installed in live mode")?;
+    runtime.block_on(live::run(sink, settings, signals))
 }
 
 /// The files a replay reads, refusing to read the folder it writes.

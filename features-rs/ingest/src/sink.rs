@@ -37,6 +37,10 @@ pub struct Sink {
     /// Symbol ids with a gap record, and with a book record, since the last [`Sink::take_book_events`].
     gap_symbols: Vec<u16>,
     book_symbols: Vec<u16>,
+    /// Symbol names by id, as far as [`Sink::take_book_events`] needed them (refreshed only
+    /// when an id is past the end: listing every symbol per call would cost O(symbols) per
+    /// batch once a venue has sent thousands of them).
+    names: Vec<String>,
     heartbeat_line: String,
     cleaned: String,
     pub counters: IngestCounters,
@@ -55,6 +59,7 @@ impl Sink {
             records: Vec::with_capacity(4096),
             gap_symbols: Vec::new(),
             book_symbols: Vec::new(),
+            names: Vec::new(),
             heartbeat_line: control::line("heartbeat", &[]),
             cleaned: String::new(),
             counters: IngestCounters::default(),
@@ -178,13 +183,28 @@ impl Sink {
         if self.gap_symbols.is_empty() && self.book_symbols.is_empty() {
             return (Vec::new(), Vec::new());
         }
-        let names = self.pipeline.symbols();
+        let highest = self
+            .gap_symbols
+            .iter()
+            .chain(&self.book_symbols)
+            .copied()
+            .max()
+            .unwrap_or(0);
+        if highest as usize >= self.names.len() {
+            self.names = self
+                .pipeline
+                .symbols()
+                .into_iter()
+                .map(str::to_string)
+                .collect();
+        }
+        let names = &self.names;
         let resolve = |ids: &mut Vec<u16>| {
             ids.sort_unstable();
             ids.dedup();
             let out = ids
                 .iter()
-                .filter_map(|&id| names.get(id as usize).map(|s| s.to_string()))
+                .filter_map(|&id| names.get(id as usize).cloned())
                 .collect();
             ids.clear();
             out

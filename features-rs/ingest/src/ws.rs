@@ -8,19 +8,30 @@
 //! matter to a client are enforced: no reserved bits, no masked server frames, control frames
 //! short and unfragmented, fragments in order, text valid UTF-8, a size limit.
 //!
+//! The frame parser is [`FrameReader`]: synchronous, no socket, fed from any `AsyncRead`
+//! ([`FrameReader::fill_from`]) or from bytes ([`FrameReader::push`]), so fuzz targets drive it
+//! directly. [`WsClient`] adds the socket and the replies.
+//!
 //! Cancel safety: the only await that reads is [`WsClient::fill`] (`read_buf`, cancel safe), so
 //! the caller can race it against timers in `select!`; frames are then taken synchronously.
+//!
+//! Writes never block the caller: a ping only records its payload (RFC 6455 5.5.3 allows
+//! answering just the latest one), and [`WsClient::flush_replies`] writes the pong with
+//! `try_write` when the socket takes it. A server that floods pings and never reads therefore
+//! costs one pending pong, not a blocked loop; [`WsClient::write_stalled_for`] tells the caller
+//! how long a reply has waited, so it can drop such a connection.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tungstenite::handshake::client::generate_key;
 use tungstenite::handshake::derive_accept_key;
 use tungstenite::http::Uri;
 
 /// Largest message accepted (Binance frames are a few KiB; depth snapshots never come this way).
-const MAX_MESSAGE: usize = 64 << 20;
+/// A frame header announcing more is a protocol error before anything is allocated for it.
+pub const MAX_MESSAGE: usize = 16 << 20;
 /// Bytes asked of the socket per read at least: at full speed, fewer and larger reads.
 const READ_CHUNK: usize = 1 << 20;
 const MAX_RESPONSE_HEAD: usize = 16 << 10;
@@ -34,8 +45,10 @@ pub enum Frame<'a> {
     Close(String),
 }
 
-pub struct WsClient {
-    stream: TcpStream,
+/// The websocket frame parser: bytes in, whole messages out. Control frames are checked and
+/// their replies left in [`Replies`]; fragments are joined; sizes are capped at `max_message`.
+#[derive(Debug)]
+pub struct FrameReader {
     buf: Vec<u8>,
     /// Start of the unread bytes in `buf`.
     start: usize,
@@ -43,6 +56,29 @@ pub struct WsClient {
     partial: Option<(bool, Vec<u8>)>,
     /// A whole message taken out of `partial`, kept so a `Frame::Text` can borrow it.
     message: Vec<u8>,
+    max_message: usize,
+}
+
+/// What the server's control frames ask of the client.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Replies {
+    /// The payload of the latest ping not answered yet.
+    pub pong: Option<Vec<u8>>,
+    /// The status code to echo in a close frame, once the server closed.
+    pub close: Option<Vec<u8>>,
+    /// Pings received.
+    pub pings: u64,
+}
+
+pub struct WsClient {
+    stream: TcpStream,
+    reader: FrameReader,
+    replies: Replies,
+    /// An encoded frame being written, and how much of it has been.
+    out: Vec<u8>,
+    out_written: usize,
+    /// Since when written bytes have been waiting (see [`WsClient::write_stalled_for`]).
+    stalled_since: Option<Instant>,
     mask_seed: u64,
 }
 
@@ -63,6 +99,7 @@ pub async fn connect(url: &str, mask_seed: u64) -> Result<WsClient, String> {
         .await
         .map_err(|e| format!("connect {host}:{port}: {e}"))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    limit_send_buffer(&stream);
     let key = generate_key();
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -105,12 +142,35 @@ pub async fn connect(url: &str, mask_seed: u64) -> Result<WsClient, String> {
     }
     Ok(WsClient {
         stream,
-        buf: Vec::with_capacity(READ_CHUNK),
-        start: 0,
-        partial: None,
-        message: Vec::new(),
+        reader: FrameReader::new(MAX_MESSAGE),
+        replies: Replies::default(),
+        out: Vec::new(),
+        out_written: 0,
+        stalled_since: None,
         mask_seed: mask_seed | 1,
     })
+}
+
+/// Kernel send buffer of the websocket socket. The client only ever writes its handshake, pongs
+/// and a close frame, so a small fixed buffer is plenty; it also bounds the kernel memory a venue
+/// that never reads can pin, and lets [`WsClient::write_stalled_for`] notice such a venue
+/// after a few pongs rather than megabytes of them.
+const SEND_BUFFER: libc::c_int = 16 << 10;
+
+fn limit_send_buffer(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let size = SEND_BUFFER;
+    // SAFETY: SO_SNDBUF takes one int; the descriptor is the open socket. A failure only keeps
+    // the kernel's default.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
 }
 
 /// One frame's header: FIN, opcode, where its payload lies and where the frame ends.
@@ -122,7 +182,7 @@ struct Header {
 }
 
 /// The frame at the start of `bytes`, `Ok(None)` if it is not complete yet.
-fn parse_header(bytes: &[u8]) -> Result<Option<Header>, String> {
+fn parse_header(bytes: &[u8], max_message: usize) -> Result<Option<Header>, String> {
     let [b0, b1, ..] = *bytes else {
         return Ok(None);
     };
@@ -141,8 +201,8 @@ fn parse_header(bytes: &[u8]) -> Result<Option<Header>, String> {
         126 | 127 => return Ok(None),
         short => (short as u64, 2),
     };
-    if len > MAX_MESSAGE as u64 {
-        return Err(format!("frame of {len} bytes (limit {MAX_MESSAGE})"));
+    if len > max_message as u64 {
+        return Err(format!("frame of {len} bytes (limit {max_message})"));
     }
     let end = at + len as usize;
     if bytes.len() < end {
@@ -167,27 +227,52 @@ enum Step {
     Nothing,
 }
 
-impl WsClient {
-    /// Reads more from the socket; `Ok(0)` when the server closed the connection. Cancel safe.
-    pub async fn fill(&mut self) -> std::io::Result<usize> {
+impl FrameReader {
+    pub fn new(max_message: usize) -> Self {
+        FrameReader {
+            buf: Vec::with_capacity(READ_CHUNK),
+            start: 0,
+            partial: None,
+            message: Vec::new(),
+            max_message,
+        }
+    }
+
+    /// Makes room for a read: drops consumed bytes once they are half the buffer.
+    fn compact(&mut self) {
         if self.start > 0 && (self.start == self.buf.len() || self.start >= self.buf.len() / 2) {
             self.buf.drain(..self.start);
             self.start = 0;
         }
-        self.buf.reserve(READ_CHUNK);
-        self.stream.read_buf(&mut self.buf).await
     }
 
-    /// The next whole message already received, `Ok(None)` when more bytes are needed. Answers
-    /// pings on the way.
-    pub async fn next(&mut self) -> Result<Option<Frame<'_>>, String> {
+    /// Appends received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.compact();
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Reads more from `reader`; `Ok(0)` at its end. Cancel safe (one `read_buf`). The buffer
+    /// holds at most one incomplete frame (capped) plus one read.
+    pub async fn fill_from<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut R,
+    ) -> std::io::Result<usize> {
+        self.compact();
+        self.buf.reserve(READ_CHUNK);
+        reader.read_buf(&mut self.buf).await
+    }
+
+    /// The next whole message already received, `Ok(None)` when more bytes are needed. Pings
+    /// and closes leave their replies in `replies`.
+    pub fn next(&mut self, replies: &mut Replies) -> Result<Option<Frame<'_>>, String> {
         loop {
-            let Some(header) = parse_header(&self.buf[self.start..])? else {
+            let Some(header) = parse_header(&self.buf[self.start..], self.max_message)? else {
                 return Ok(None);
             };
             let payload = self.start + header.payload.start..self.start + header.payload.end;
             self.start = payload.end;
-            match self.step(&header, payload).await? {
+            match self.step(&header, payload, replies)? {
                 Step::Nothing => continue,
                 Step::Close(reason) => return Ok(Some(Frame::Close(reason))),
                 Step::Data { text: false, .. } => return Ok(Some(Frame::Binary)),
@@ -205,10 +290,11 @@ impl WsClient {
         }
     }
 
-    async fn step(
+    fn step(
         &mut self,
         header: &Header,
         payload: std::ops::Range<usize>,
+        replies: &mut Replies,
     ) -> Result<Step, String> {
         let control = header.opcode & 0x08 != 0;
         if control && (!header.fin || payload.len() > 125) {
@@ -227,8 +313,8 @@ impl WsClient {
             (0x0, false) => Err("continuation frame without a message".into()),
             (0x0, true) => {
                 let (text, mut bytes) = self.partial.take().expect("checked");
-                if bytes.len() + payload.len() > MAX_MESSAGE {
-                    return Err(format!("message over {MAX_MESSAGE} bytes"));
+                if bytes.len() + payload.len() > self.max_message {
+                    return Err(format!("message over {} bytes", self.max_message));
                 }
                 bytes.extend_from_slice(&self.buf[payload]);
                 if !header.fin {
@@ -252,40 +338,139 @@ impl WsClient {
                     [_] => return Err("close frame with a one-byte body".into()),
                 };
                 // Echo the status code, as RFC 6455 asks; the connection ends either way.
-                let echo = body.get(..2).unwrap_or(&[]).to_vec();
-                let _ = self.send(0x8, &echo).await;
+                replies.close = Some(body.get(..2).unwrap_or(&[]).to_vec());
                 Ok(Step::Close(reason))
             }
             (0x9, _) => {
-                let ping = self.buf[payload].to_vec();
-                self.send(0xA, &ping)
-                    .await
-                    .map_err(|e| format!("answer ping: {e}"))?;
+                // Only the latest ping needs an answer (RFC 6455 5.5.3).
+                let pong = replies.pong.get_or_insert_with(Vec::new);
+                pong.clear();
+                pong.extend_from_slice(&self.buf[payload]);
+                replies.pings += 1;
                 Ok(Step::Nothing)
             }
             (0xA, _) => Ok(Step::Nothing),
             (opcode, _) => Err(format!("unknown opcode {opcode:#x}")),
         }
     }
+}
 
-    /// Sends a final frame with `opcode` and `payload` (at most 125 bytes), masked as clients
-    /// must.
-    async fn send(&mut self, opcode: u8, payload: &[u8]) -> std::io::Result<()> {
-        debug_assert!(payload.len() <= 125);
+impl WsClient {
+    /// Reads more from the socket; `Ok(0)` when the server closed the connection. While it
+    /// waits, a pending reply is written whenever the socket takes it. Cancel safe (readiness
+    /// is awaited; reads and writes are non-blocking attempts).
+    pub async fn fill(&mut self) -> std::io::Result<usize> {
+        loop {
+            let interest = if self.wants_write() {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let ready = self.stream.ready(interest).await?;
+            if ready.is_writable() && self.wants_write() {
+                self.flush_replies()?;
+            }
+            if ready.is_readable() || ready.is_read_closed() {
+                self.reader.compact();
+                self.reader.buf.reserve(READ_CHUNK);
+                match self.stream.try_read_buf(&mut self.reader.buf) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+
+    /// The next whole message already received, `Ok(None)` when more bytes are needed. Pings
+    /// are noted for [`WsClient::flush_replies`]; nothing here waits.
+    pub fn next_message(&mut self) -> Result<Option<Frame<'_>>, String> {
+        self.reader.next(&mut self.replies)
+    }
+
+    /// Pings received on this connection.
+    pub fn pings(&self) -> u64 {
+        self.replies.pings
+    }
+
+    /// Whether a reply waits to be written.
+    pub fn wants_write(&self) -> bool {
+        self.out_written < self.out.len() || self.replies.pong.is_some()
+    }
+
+    /// How long, as seen by the calls so far, bytes we wrote have been waiting without a
+    /// break: a reply not taken by the socket, or bytes in the kernel's send queue the venue
+    /// has not acknowledged (`TIOCOUTQ`). A venue that reads empties that queue within a
+    /// round trip; one that never reads leaves it full. `None` when nothing waits.
+    pub fn write_stalled_for(&mut self) -> Option<Duration> {
+        use std::os::fd::AsRawFd;
+        let mut queued: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ writes one int; the descriptor is the open socket.
+        let ok = unsafe { libc::ioctl(self.stream.as_raw_fd(), libc::TIOCOUTQ, &mut queued) } == 0;
+        if self.wants_write() || (ok && queued > 0) {
+            let since = *self.stalled_since.get_or_insert_with(Instant::now);
+            Some(since.elapsed())
+        } else {
+            self.stalled_since = None;
+            None
+        }
+    }
+
+    /// Writes the pending reply (the latest pong) as far as the socket takes it, without
+    /// waiting. A frame partly written is finished before the next one is started.
+    pub fn flush_replies(&mut self) -> std::io::Result<()> {
+        loop {
+            if self.out_written == self.out.len() {
+                let Some(payload) = self.replies.pong.take() else {
+                    self.stalled_since = None;
+                    return Ok(());
+                };
+                self.encode(0xA, &payload);
+            }
+            match self.stream.try_write(&self.out[self.out_written..]) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.out_written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Encodes a final frame with `opcode` and `payload` (at most 125 bytes) into `out`,
+    /// masked as clients must.
+    fn encode(&mut self, opcode: u8, payload: &[u8]) {
+        let payload = &payload[..payload.len().min(125)];
         // xorshift: masks only need to be unpredictable to intermediaries, not secret.
         self.mask_seed ^= self.mask_seed << 13;
         self.mask_seed ^= self.mask_seed >> 7;
         self.mask_seed ^= self.mask_seed << 17;
         let mask = (self.mask_seed as u32).to_be_bytes();
-        let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8];
-        frame.extend_from_slice(&mask);
-        frame.extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
-        self.stream.write_all(&frame).await
+        self.out.clear();
+        self.out_written = 0;
+        self.out
+            .extend_from_slice(&[0x80 | opcode, 0x80 | payload.len() as u8]);
+        self.out.extend_from_slice(&mask);
+        self.out
+            .extend(payload.iter().zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
     }
 
-    /// Sends a close frame (status 1000) and waits up to `wait` for it to leave.
+    /// Sends a close frame (the server's status code echoed if it closed, else 1000) after
+    /// whatever reply is half written, waiting at most `wait` for the socket to take it.
     pub async fn close(&mut self, wait: Duration) {
-        let _ = tokio::time::timeout(wait, self.send(0x8, &1000u16.to_be_bytes())).await;
+        let code = self
+            .replies
+            .close
+            .take()
+            .unwrap_or_else(|| 1000u16.to_be_bytes().to_vec());
+        let _ = tokio::time::timeout(wait, async {
+            // Finish a partly written frame first, so the close frame is not spliced into it.
+            if self.out_written < self.out.len() {
+                self.stream.write_all(&self.out[self.out_written..]).await?;
+            }
+            self.encode(0x8, &code);
+            self.stream.write_all(&self.out).await
+        })
+        .await;
     }
 }
 
@@ -314,13 +499,13 @@ mod tests {
     fn headers_of_every_length_form_and_incomplete_frames() {
         for len in [0, 5, 125, 126, 300, 65535, 65536, 70000] {
             let bytes = frame(true, 1, &vec![b'x'; len]);
-            let header = parse_header(&bytes).unwrap().unwrap();
+            let header = parse_header(&bytes, MAX_MESSAGE).unwrap().unwrap();
             assert_eq!(header.payload.len(), len);
             assert_eq!(header.payload.end, bytes.len());
             for cut in [0, 1, bytes.len() - 1] {
                 if cut < bytes.len() {
                     assert_eq!(
-                        parse_header(&bytes[..cut]).unwrap(),
+                        parse_header(&bytes[..cut], MAX_MESSAGE).unwrap(),
                         None,
                         "{len} cut {cut}"
                     );
@@ -331,11 +516,25 @@ mod tests {
 
     #[test]
     fn protocol_errors() {
-        assert!(parse_header(&[0x81 | 0x40, 0]).is_err(), "reserved bit");
-        assert!(parse_header(&[0x81, 0x80, 0, 0, 0, 0]).is_err(), "masked");
+        assert!(
+            parse_header(&[0x81 | 0x40, 0], MAX_MESSAGE).is_err(),
+            "reserved bit"
+        );
+        assert!(
+            parse_header(&[0x81, 0x80, 0, 0, 0, 0], MAX_MESSAGE).is_err(),
+            "masked"
+        );
         let mut huge = vec![0x82, 127];
         huge.extend_from_slice(&(1u64 << 40).to_be_bytes());
-        assert!(parse_header(&huge).is_err(), "size limit");
+        assert!(parse_header(&huge, MAX_MESSAGE).is_err(), "size limit");
+        // A 2 GiB length header alone: refused at once, nothing allocated for the payload.
+        let mut reader = FrameReader::new(MAX_MESSAGE);
+        let mut two_gb = vec![0x81, 127];
+        two_gb.extend_from_slice(&(2u64 << 30).to_be_bytes());
+        reader.push(&two_gb);
+        let err = reader.next(&mut Replies::default()).unwrap_err();
+        assert!(err.contains("limit"), "{err}");
+        assert!(reader.buf.capacity() < 4 << 20);
     }
 
     /// A loopback server that sends `bytes` after a minimal handshake and returns what the
@@ -373,15 +572,17 @@ mod tests {
     async fn messages(ws: &mut WsClient) -> Result<Vec<String>, String> {
         let mut out = Vec::new();
         loop {
-            while let Some(frame) = ws.next().await? {
+            while let Some(frame) = ws.next_message()? {
                 out.push(match frame {
                     Frame::Text(t) => t.to_string(),
                     Frame::Binary => "<binary>".into(),
                     Frame::Close(reason) => {
                         out.push(reason);
+                        ws.close(Duration::from_secs(1)).await;
                         return Ok(out);
                     }
                 });
+                ws.flush_replies().map_err(|e| e.to_string())?;
             }
             if ws.fill().await.map_err(|e| e.to_string())? == 0 {
                 return Ok(out);
@@ -419,6 +620,19 @@ mod tests {
         let mask = &written[2..6];
         assert_eq!([written[6] ^ mask[0], written[7] ^ mask[1]], *b"hi");
         assert_eq!(written[8], 0x88);
+    }
+
+    #[test]
+    fn ping_floods_leave_one_pong_to_send() {
+        let mut reader = FrameReader::new(MAX_MESSAGE);
+        for i in 0..10_000u32 {
+            reader.push(&frame(true, 9, &i.to_be_bytes()));
+        }
+        reader.push(&frame(true, 1, b"{}"));
+        let mut replies = Replies::default();
+        assert_eq!(reader.next(&mut replies).unwrap(), Some(Frame::Text("{}")));
+        assert_eq!(replies.pings, 10_000);
+        assert_eq!(replies.pong, Some(9_999u32.to_be_bytes().to_vec()));
     }
 
     #[tokio::test]

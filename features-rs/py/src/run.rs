@@ -29,6 +29,7 @@ fn stats_dict<'py>(
     d.set_item("decode_errors", stats.decode_errors)?;
     d.set_item("unknown_frames", stats.unknown_frames)?;
     d.set_item("filtered", stats.filtered)?;
+    d.set_item("over_symbol_cap", stats.over_symbol_cap)?;
     d.set_item("unchanged_quotes", stats.unchanged_quotes)?;
     d.set_item("records", stats.records)?;
     d.set_item("gaps", stats.gaps)?;

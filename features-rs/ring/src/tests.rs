@@ -364,3 +364,27 @@ fn a_ring_file_cut_short_under_a_reader_is_an_error_not_sigbus() {
         "{err}"
     );
 }
+
+#[test]
+fn a_ring_larger_than_the_free_space_is_refused_up_front() {
+    // 2^30 slots are 200 GiB: more than any test machine's /dev/shm (or temp dir) has free.
+    let ring = TempRing::new("no-room");
+    let error = RingWriter::create(
+        ring.name(),
+        &RingOptions {
+            capacity: crate::layout::MAX_CAPACITY,
+            fingerprint: FINGERPRINT.into(),
+        },
+    )
+    .err()
+    .expect("refused");
+    assert!(error.to_string().contains("does not fit"), "{error}");
+    let dir = ring.0.parent().unwrap();
+    let prefix = ring.0.file_name().unwrap().to_str().unwrap().to_string();
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -62,6 +62,7 @@ impl RingWriter {
             }
         };
         refuse_running_writer(&path)?;
+        refuse_if_no_room(&path, file_size(capacity) as u64)?;
 
         let pid = std::process::id();
         let tmp = temp_path(&path, pid);
@@ -235,6 +236,37 @@ fn temp_path(path: &Path, pid: u32) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".tmp-{pid}"));
     path.with_file_name(name)
+}
+
+/// Errors if the file system of `path` (tmpfs for /dev/shm) has less than `size` bytes free:
+/// the ring is populated up front, and a tmpfs that fills up kills the writer with SIGBUS.
+fn refuse_if_no_room(path: &Path, size: u64) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let Ok(c_dir) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return Ok(());
+    };
+    // SAFETY: statvfs fills the zeroed struct; `c_dir` is a valid C string.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c_dir.as_ptr(), &mut stat) } != 0 {
+        return Ok(()); // cannot tell: let the creation itself fail if it must
+    }
+    let free = (stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64);
+    // Replacing an existing ring frees its space.
+    let replaced = std::fs::metadata(path).map_or(0, |m| m.len());
+    if size > free.saturating_add(replaced) {
+        return Err(Error::Invalid {
+            path: path.to_path_buf(),
+            message: format!(
+                "a ring of {size} bytes does not fit: {free} bytes free in {}",
+                dir.display()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Errors if `path` is a ring whose writer (another process) is still running.

@@ -34,18 +34,14 @@ pub fn derive(capture: &mut Capture) {
         };
         let (symbol, applied, event_ms) = match (decode_frame(text), kind) {
             (Ok(Message::Depth { symbol, diff }), _) => {
-                let event_ms = diff.event_ms;
+                let event_ms = Some(diff.event_ms);
                 let book = book_of(&mut books, symbol);
                 (symbol.to_string(), book.apply_diff(diff), event_ms)
             }
             (Ok(Message::Snapshot { snapshot, .. }), LineKind::Snapshot(index)) => {
                 let symbol = capture.snapshots[*index as usize].symbol.clone();
                 let book = book_of(&mut books, &symbol);
-                (
-                    symbol,
-                    book.apply_snapshot(&snapshot),
-                    snapshot.event_ms.unwrap_or(0),
-                )
+                (symbol, book.apply_snapshot(&snapshot), snapshot.event_ms)
             }
             _ => continue,
         };
@@ -80,7 +76,9 @@ fn book_of<'a>(books: &'a mut Vec<(String, Book, usize)>, symbol: &str) -> &'a m
     &mut books.last_mut().unwrap().1
 }
 
-fn body(book: &Book, event_ms: i64) -> String {
+/// A REST depth body; `E`/`T` only when the event time is known (spot snapshots have none, and
+/// the feature crate refuses event times outside 2000..2100, such as 0).
+fn body(book: &Book, event_ms: Option<i64>) -> String {
     let (bids, asks) = book.levels(LEVELS);
     let side = |levels: &[(i64, i64)]| {
         let items: Vec<String> = levels
@@ -89,8 +87,9 @@ fn body(book: &Book, event_ms: i64) -> String {
             .collect();
         items.join(",")
     };
+    let times = event_ms.map_or(String::new(), |ms| format!("\"E\":{ms},\"T\":{ms},"));
     format!(
-        "{{\"lastUpdateId\":{},\"E\":{event_ms},\"T\":{event_ms},\"bids\":[{}],\"asks\":[{}]}}",
+        "{{\"lastUpdateId\":{},{times}\"bids\":[{}],\"asks\":[{}]}}",
         book.last_update_id(),
         side(&bids),
         side(&asks)
@@ -111,9 +110,9 @@ mod tests {
         for i in 0..(EVERY_DIFFS as u64 * 2) {
             let (first, last, previous) = (9 + i * 2, 12 + i * 2, 10 + i * 2);
             lines.push(format!(
-                r#"{} {{"stream":"btcusdt@depth@0ms","data":{{"e":"depthUpdate","E":{},"T":1,"s":"BTCUSDT","U":{first},"u":{last},"pu":{previous},"b":[["100.{}","2"]],"a":[]}}}}"#,
+                r#"{} {{"stream":"btcusdt@depth@0ms","data":{{"e":"depthUpdate","E":{},"T":1723161256000,"s":"BTCUSDT","U":{first},"u":{last},"pu":{previous},"b":[["100.{}","2"]],"a":[]}}}}"#,
                 2 + i,
-                1000 + i,
+                1_723_161_256_000 + i,
                 i % 10
             ));
         }

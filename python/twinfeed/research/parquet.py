@@ -122,9 +122,10 @@ def summarize_run(summary: RunSummary, console: Console) -> None:
             "decode_errors",
             "unknown_frames",
             "filtered",
+            "over_symbol_cap",
             "unchanged_quotes",
         )
-        if stats[key]
+        if stats.get(key)
     }
     if skipped:
         console.print("skipped: " + ", ".join(f"{k} {v:,}" for k, v in skipped.items()))

@@ -7,7 +7,10 @@
 
 use serde::Deserialize;
 
-use super::{fixed, from_json, levels, DecodeError, DepthDiff, Message, Quote, Snapshot, Trade};
+use super::{
+    check_diff, check_event_ms, check_id, check_quote, check_trade, fixed, from_json, levels,
+    DecodeError, DepthDiff, Message, Quote, Snapshot, Trade,
+};
 
 #[derive(Deserialize)]
 struct Envelope<T> {
@@ -82,8 +85,11 @@ impl SnapshotBody<'_> {
     pub(crate) fn into_snapshot(self) -> Result<Snapshot, DecodeError> {
         const WHAT: &str = "depth snapshot";
         Ok(Snapshot {
-            last_update_id: self.last_update_id,
-            event_ms: self.event_ms,
+            last_update_id: check_id(self.last_update_id, WHAT, "lastUpdateId")?,
+            event_ms: self
+                .event_ms
+                .map(|ms| check_event_ms(ms, WHAT))
+                .transpose()?,
             bids: levels(&self.bids, WHAT, "bids")?,
             asks: levels(&self.asks, WHAT, "asks")?,
         })
@@ -290,7 +296,7 @@ fn fast_path(
                 body.ask_qty?,
             );
             (|| {
-                Ok(Message::Quote(Quote {
+                check_quote(Quote {
                     symbol: s,
                     update_id: u,
                     bid_px: fixed(b, WHAT, "b")?,
@@ -298,7 +304,8 @@ fn fast_path(
                     ask_px: fixed(a, WHAT, "a")?,
                     ask_qty: fixed(aq, WHAT, "A")?,
                     event_ms: body.event_ms,
-                }))
+                })
+                .map(Message::Quote)
             })()
         }
         _ => {
@@ -307,7 +314,7 @@ fn fast_path(
             let trade_id = if aggregate { body.a_id? } else { body.t? };
             let (s, p, q, m, event_ms) = (body.s?, body.p?, body.q?, body.m?, body.event_ms?);
             (|| {
-                Ok(Message::Trade(Trade {
+                check_trade(Trade {
                     symbol: s,
                     trade_id,
                     px: fixed(p, what, "p")?,
@@ -315,7 +322,8 @@ fn fast_path(
                     buyer_is_maker: m,
                     event_ms,
                     aggregate,
-                }))
+                })
+                .map(Message::Trade)
             })()
         }
     };
@@ -339,7 +347,7 @@ fn decode_body(text: &str, stream: Stream, enveloped: bool) -> Result<Message<'_
         Stream::BookTicker => {
             const WHAT: &str = "bookTicker";
             let body: BookTickerBody = parse(text, enveloped, WHAT)?;
-            Message::Quote(Quote {
+            Message::Quote(check_quote(Quote {
                 symbol: body.s,
                 update_id: body.u,
                 bid_px: fixed(body.b, WHAT, "b")?,
@@ -347,12 +355,12 @@ fn decode_body(text: &str, stream: Stream, enveloped: bool) -> Result<Message<'_
                 ask_px: fixed(body.a, WHAT, "a")?,
                 ask_qty: fixed(body.ask_qty, WHAT, "A")?,
                 event_ms: body.event_ms,
-            })
+            })?)
         }
         Stream::Trade => {
             const WHAT: &str = "trade";
             let body: TradeBody = parse(text, enveloped, WHAT)?;
-            Message::Trade(Trade {
+            Message::Trade(check_trade(Trade {
                 symbol: body.s,
                 trade_id: body.t,
                 px: fixed(body.p, WHAT, "p")?,
@@ -360,12 +368,12 @@ fn decode_body(text: &str, stream: Stream, enveloped: bool) -> Result<Message<'_
                 buyer_is_maker: body.m,
                 event_ms: body.event_ms,
                 aggregate: false,
-            })
+            })?)
         }
         Stream::AggTrade => {
             const WHAT: &str = "aggTrade";
             let body: AggTradeBody = parse(text, enveloped, WHAT)?;
-            Message::Trade(Trade {
+            Message::Trade(check_trade(Trade {
                 symbol: body.s,
                 trade_id: body.a,
                 px: fixed(body.p, WHAT, "p")?,
@@ -373,21 +381,21 @@ fn decode_body(text: &str, stream: Stream, enveloped: bool) -> Result<Message<'_
                 buyer_is_maker: body.m,
                 event_ms: body.event_ms,
                 aggregate: true,
-            })
+            })?)
         }
         Stream::Depth => {
             const WHAT: &str = "depthUpdate";
             let body: DepthBody = parse(text, enveloped, WHAT)?;
             Message::Depth {
                 symbol: body.s,
-                diff: DepthDiff {
+                diff: check_diff(DepthDiff {
                     first_update_id: body.first,
                     final_update_id: body.u,
                     previous_final_update_id: body.pu,
                     event_ms: body.event_ms,
                     bids: levels(&body.b, WHAT, "b")?,
                     asks: levels(&body.a, WHAT, "a")?,
-                },
+                })?,
             }
         }
         Stream::Snapshot => {

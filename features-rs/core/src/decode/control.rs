@@ -47,7 +47,7 @@ pub fn decode(frame: &str) -> Result<Message<'_>, DecodeError> {
         other => {
             return Err(DecodeError {
                 what: "twinfeed control line",
-                detail: format!("unknown kind {other:?}"),
+                detail: format!("unknown kind {:?}", super::shown(other)),
             })
         }
     })

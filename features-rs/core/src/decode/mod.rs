@@ -4,6 +4,7 @@
 pub mod binance;
 pub mod control;
 pub mod flat;
+pub mod nesting;
 pub mod positional;
 
 use crate::decimal::parse_fixed;
@@ -141,11 +142,26 @@ pub fn decode_frame(frame: &str) -> Result<Message<'_>, DecodeError> {
     binance::decode(frame)
 }
 
-/// Typed JSON decoding, the one place that names the JSON library.
+/// Typed JSON decoding, the one place that names the JSON library. Frames nested deeper than
+/// [`nesting::MAX_NESTING`] never reach it (see [`nesting`]).
 pub(crate) fn from_json<'a, T: serde::Deserialize<'a>>(
     text: &'a str,
     what: &'static str,
 ) -> Result<T, DecodeError> {
+    if let Some(path) = nesting::too_deep(text) {
+        let field = if path.is_empty() {
+            "the frame".to_string()
+        } else {
+            format!("field `{path}`")
+        };
+        return Err(DecodeError {
+            what,
+            detail: format!(
+                "{field}: JSON nested deeper than {} levels",
+                nesting::MAX_NESTING
+            ),
+        });
+    }
     sonic_rs::from_str(text).map_err(|e| DecodeError {
         what,
         detail: e.to_string(),
@@ -155,16 +171,183 @@ pub(crate) fn from_json<'a, T: serde::Deserialize<'a>>(
 pub(crate) fn fixed(text: &str, what: &'static str, field: &str) -> Result<i64, DecodeError> {
     parse_fixed(text).ok_or_else(|| DecodeError {
         what,
-        detail: format!("field `{field}`: expected a decimal number, got {text:?}"),
+        detail: format!(
+            "field `{field}`: expected a decimal number, got {:?}",
+            shown(text)
+        ),
     })
 }
 
+/// At most the first 40 characters of frame text, for messages (a hostile frame can carry
+/// megabytes in one member, and kept errors must stay small).
+pub fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(40) {
+        None => text.into(),
+        Some((end, _)) => format!("{}...", &text[..end]).into(),
+    }
+}
+
+/// Price levels; a price must be positive and a quantity not negative (0 removes the level).
 pub(crate) fn levels(
     raw: &[[&str; 2]],
     what: &'static str,
     field: &str,
 ) -> Result<Vec<Level>, DecodeError> {
     raw.iter()
-        .map(|[px, qty]| Ok((fixed(px, what, field)?, fixed(qty, what, field)?)))
+        .map(|[px, qty]| {
+            let level = (fixed(px, what, field)?, fixed(qty, what, field)?);
+            if level.0 <= 0 || level.1 < 0 {
+                return Err(out_of_range(
+                    what,
+                    field,
+                    format!("level [{px:?}, {qty:?}]: expected a price > 0 and a quantity >= 0"),
+                ));
+            }
+            Ok(level)
+        })
         .collect()
+}
+
+// Range checks: values the venue cannot send are decode errors that name the field, never
+// records. Every route (positional, flat, full parser) applies the same checks, so the route
+// taken never changes the result.
+
+/// Event times (ms) the venue can send: 2000-01-01 to 2100-01-01.
+pub const EVENT_MS_RANGE: std::ops::RangeInclusive<i64> = 946_684_800_000..=4_102_444_800_000;
+
+/// Largest update or trade id accepted: Binance ids are below 2^63 (Java longs).
+pub const MAX_ID: u64 = i64::MAX as u64;
+
+#[cold]
+fn out_of_range(what: &'static str, field: &str, detail: String) -> DecodeError {
+    DecodeError {
+        what,
+        detail: format!("field `{field}`: {detail}"),
+    }
+}
+
+#[inline(always)]
+pub fn check_id(id: u64, what: &'static str, field: &str) -> Result<u64, DecodeError> {
+    if id > MAX_ID {
+        return Err(out_of_range(
+            what,
+            field,
+            format!("id {id} is beyond what the venue can send (at most {MAX_ID})"),
+        ));
+    }
+    Ok(id)
+}
+
+#[inline(always)]
+pub fn check_event_ms(ms: i64, what: &'static str) -> Result<i64, DecodeError> {
+    if !EVENT_MS_RANGE.contains(&ms) {
+        return Err(out_of_range(
+            what,
+            "E",
+            format!("event time {ms} ms is outside the years 2000..2100"),
+        ));
+    }
+    Ok(ms)
+}
+
+#[cold]
+fn bad_quote(quote: &Quote<'_>) -> DecodeError {
+    const WHAT: &str = "bookTicker";
+    let text = crate::decimal::format_fixed;
+    let (field, detail) = if quote.bid_px <= 0 {
+        ("b", format!("bid price {} must be > 0", text(quote.bid_px)))
+    } else if quote.ask_px <= 0 {
+        ("a", format!("ask price {} must be > 0", text(quote.ask_px)))
+    } else if quote.bid_qty < 0 {
+        (
+            "B",
+            format!("bid quantity {} must be >= 0", text(quote.bid_qty)),
+        )
+    } else if quote.ask_qty < 0 {
+        (
+            "A",
+            format!("ask quantity {} must be >= 0", text(quote.ask_qty)),
+        )
+    } else {
+        (
+            "b",
+            format!(
+                "crossed quote: bid {} is not below ask `a` {}",
+                text(quote.bid_px),
+                text(quote.ask_px)
+            ),
+        )
+    };
+    out_of_range(WHAT, field, detail)
+}
+
+/// A quote the venue can send: positive prices, sizes not negative, bid below ask (a central
+/// order book is never crossed or locked at the top: such a quote is corrupt), event time and
+/// update id in range.
+#[inline(always)]
+pub fn check_quote(quote: Quote<'_>) -> Result<Quote<'_>, DecodeError> {
+    if quote.bid_px <= 0 || quote.bid_qty < 0 || quote.ask_qty < 0 || quote.bid_px >= quote.ask_px {
+        return Err(bad_quote(&quote));
+    }
+    check_id(quote.update_id, "bookTicker", "u")?;
+    if let Some(ms) = quote.event_ms {
+        check_event_ms(ms, "bookTicker")?;
+    }
+    Ok(quote)
+}
+
+/// A trade the venue can send: positive price, quantity not negative, time and id in range.
+#[inline(always)]
+pub fn check_trade(trade: Trade<'_>) -> Result<Trade<'_>, DecodeError> {
+    let what = if trade.aggregate { "aggTrade" } else { "trade" };
+    if trade.px <= 0 {
+        return Err(out_of_range(
+            what,
+            "p",
+            format!(
+                "price {} must be > 0",
+                crate::decimal::format_fixed(trade.px)
+            ),
+        ));
+    }
+    if trade.qty < 0 {
+        return Err(out_of_range(
+            what,
+            "q",
+            format!(
+                "quantity {} must be >= 0",
+                crate::decimal::format_fixed(trade.qty)
+            ),
+        ));
+    }
+    check_id(
+        trade.trade_id,
+        what,
+        if trade.aggregate { "a" } else { "t" },
+    )?;
+    check_event_ms(trade.event_ms, what)?;
+    Ok(trade)
+}
+
+/// A depth diff the venue can send: ids in range, `U <= u`, event time in range (levels are
+/// checked as they are parsed).
+pub fn check_diff(diff: DepthDiff) -> Result<DepthDiff, DecodeError> {
+    const WHAT: &str = "depthUpdate";
+    check_id(diff.first_update_id, WHAT, "U")?;
+    check_id(diff.final_update_id, WHAT, "u")?;
+    if let Some(previous) = diff.previous_final_update_id {
+        check_id(previous, WHAT, "pu")?;
+    }
+    if diff.first_update_id > diff.final_update_id {
+        return Err(out_of_range(
+            WHAT,
+            "U",
+            format!(
+                "first update id {} is after the final one `u` {}",
+                diff.first_update_id, diff.final_update_id
+            ),
+        ));
+    }
+    check_event_ms(diff.event_ms, WHAT)?;
+    Ok(diff)
 }

@@ -4,7 +4,7 @@
 //! Any other shape returns `None` and the general flat-object path runs instead, so the result
 //! never depends on which path ran.
 
-use super::{fixed, DecodeError, Quote};
+use super::{check_quote, fixed, DecodeError, Quote};
 use crate::decimal::fixed_prefix;
 use crate::digits;
 
@@ -165,7 +165,7 @@ pub fn book_ticker<'a>(
         Number::Value(ask_qty),
     ) = (bid_px, bid_qty, ask_px, ask_qty)
     {
-        return Some(Ok(Quote {
+        return Some(check_quote(Quote {
             symbol,
             update_id,
             bid_px,
@@ -176,7 +176,7 @@ pub fn book_ticker<'a>(
         }));
     }
     Some((|| {
-        Ok(Quote {
+        check_quote(Quote {
             symbol,
             update_id,
             bid_px: bid_px.resolve("b")?,
