@@ -262,9 +262,9 @@ def seeds(real: Path | None) -> dict[str, list[bytes]]:
             + ws_frame(struct.pack("!H", 1000) + b"bye", opcode=0x8)
         )
     out["ws_frame_reader"] += [
-        b"\x01HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"\xffHTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
-        b"\x01HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+        b"\xffHTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
         b"\x00" + ws_frame(b"x" * 70000) + ws_frame(b"\xff\xfe", opcode=0x1),
     ]
 

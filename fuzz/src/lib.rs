@@ -2,10 +2,11 @@
 //! invariants every record must keep, the loopback servers that feed the ingest's websocket and
 //! REST readers, and the structure-aware generator of hostile Binance frames ([`hostile`]).
 //!
-//! The ingest's readers are reached the way the ingest itself uses them: over a real TCP
-//! connection on 127.0.0.1 to a server task on the same current-thread tokio runtime. When the
-//! ingest exposes readers generic over `AsyncRead`, only [`ws_session`] and [`rest_session`]
-//! need to change (the targets call nothing else).
+//! The ingest's websocket frame reader and HTTP response reader are pure (bytes in, messages or
+//! a response out), so their targets feed them in memory, cut into pieces as the network
+//! would ([`ws_frames`], [`rest_response`]); the websocket handshake is driven through the real
+//! client over a TCP connection on 127.0.0.1 to a server task on the same current-thread tokio
+//! runtime ([`ws_session`]).
 
 pub mod hostile;
 pub mod invariants;
@@ -198,7 +199,7 @@ pub fn ws_session(handshake: Option<&[u8]>, wire: &[u8]) -> WsOutcome {
                 };
                 outcome.connected = true;
                 loop {
-                    match client.next().await {
+                    match client.next_message() {
                         Ok(Some(twinfeed_ingest::ws::Frame::Text(text))) => {
                             outcome.texts.push(text.to_string())
                         }
@@ -224,42 +225,6 @@ pub fn ws_session(handshake: Option<&[u8]>, wire: &[u8]) -> WsOutcome {
     outcome
 }
 
-/// One REST GET of the ingest's snapshot client against a server that answers with `response`
-/// and closes. The body of a successful answer, or the error message.
-pub fn rest_session(response: &[u8]) -> Result<String, String> {
-    let response = response.to_vec();
-    let mut result = Err("no session".to_string());
-    with_loopback(
-        move |mut stream| async move {
-            read_head(&mut stream).await;
-            let _ = stream.write_all(&response).await;
-            let _ = stream.shutdown().await;
-            drain(&mut stream).await;
-        },
-        |port| {
-            let result = &mut result;
-            async move {
-                let base = twinfeed_ingest::rest::HttpBase {
-                    host: "127.0.0.1".into(),
-                    port,
-                    prefix: String::new(),
-                };
-                let path = twinfeed_ingest::rest::depth_path("futures", "BTCUSDT", 1000);
-                *result = twinfeed_ingest::rest::get(&base, &path, SESSION_LIMIT / 2)
-                    .await
-                    .map_err(|e| format!("{e:#}"));
-            }
-        },
-    );
-    if let Err(e) = &result {
-        assert!(
-            !e.contains("no answer within"),
-            "REST reader hung on a response the server had closed: {e}"
-        );
-    }
-    result
-}
-
 /// What the live ingest does with a REST body: embed it in a snapshot control line (if it is
 /// one JSON object) and push that line through the pipeline.
 pub fn snapshot_body_through_pipeline(body: &str) {
@@ -279,4 +244,94 @@ pub fn snapshot_body_through_pipeline(body: &str) {
         b"\n1723161255319702567 {\"stream\":\"btcusdt@depth@0ms\",\"data\":{\"e\":\"depthUpdate\",\"E\":1723161256501,\"T\":1723161256493,\"s\":\"BTCUSDT\",\"U\":5123107852940,\"u\":5123107852950,\"pu\":5123107852939,\"b\":[[\"61800.20\",\"1.000\"]],\"a\":[[\"61800.30\",\"2.000\"]]}}",
     );
     push_lines(&mut pipeline, &data);
+}
+
+/// Splits `data` into pieces whose sizes come from `seed` (1 to 256 bytes, or all at once when
+/// `seed` is 0), so readers see frames and lines cut at every possible place.
+pub fn pieces(data: &[u8], seed: u8) -> Vec<&[u8]> {
+    if seed == 0 {
+        return vec![data];
+    }
+    let mut state = seed as u32 | 1;
+    let mut out = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        let n = (state as usize % 256 + 1).min(rest.len());
+        out.push(&rest[..n]);
+        rest = &rest[n..];
+    }
+    out
+}
+
+/// The ingest's websocket frame parser (`twinfeed_ingest::ws::FrameReader`) over `wire`,
+/// received in `pieces(wire, seed)`: the messages it yields until it ends or fails.
+pub fn ws_frames(wire: &[u8], seed: u8, max_message: usize) -> WsOutcome {
+    use twinfeed_ingest::ws::{Frame, FrameReader, Replies};
+    let mut reader = FrameReader::new(max_message);
+    let mut replies = Replies::default();
+    let mut outcome = WsOutcome {
+        connected: true,
+        ..WsOutcome::default()
+    };
+    for piece in pieces(wire, seed) {
+        reader.push(piece);
+        loop {
+            match reader.next(&mut replies) {
+                Ok(Some(Frame::Text(text))) => {
+                    assert!(text.len() <= max_message, "message over the cap");
+                    outcome.texts.push(text.to_string());
+                }
+                Ok(Some(Frame::Binary)) => {}
+                Ok(Some(Frame::Close(_))) => return outcome,
+                Ok(None) => break,
+                Err(e) => {
+                    outcome.error = Some(e);
+                    return outcome;
+                }
+            }
+            if let Some(pong) = &replies.pong {
+                assert!(pong.len() <= 125, "a pong carries at most 125 bytes");
+            }
+        }
+    }
+    outcome
+}
+
+/// The ingest's HTTP response reader (`twinfeed_ingest::rest::ResponseReader`) over `bytes`
+/// received in `pieces(bytes, seed)` and then the end of the stream; checked against the
+/// one-shot `parse_response` of the same bytes (the framing must not change the answer).
+pub fn rest_response(bytes: &[u8], seed: u8, max_body: usize) -> Option<(u16, Vec<u8>)> {
+    use twinfeed_ingest::rest::{parse_response, ResponseReader};
+    let mut reader = ResponseReader::new(max_body);
+    let mut result = None;
+    let mut fed = 0;
+    for piece in pieces(bytes, seed) {
+        fed += piece.len();
+        match reader.feed(piece) {
+            Ok(Some(response)) => {
+                result = Some(Ok(response));
+                break;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                result = Some(Err(e));
+                break;
+            }
+        }
+    }
+    let result = result.unwrap_or_else(|| reader.eof());
+    let whole = parse_response(bytes, max_body);
+    match (&result, &whole) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b, "pieces and whole give the same response"),
+        (Err(_), Err(_)) => {}
+        // A response complete before its last piece: the whole parse sees the trailing bytes.
+        (Ok(_), Err(_)) if fed < bytes.len() => {}
+        _ => panic!("pieces gave {result:?}, the whole response {whole:?}"),
+    }
+    let response = result.ok()?;
+    assert!(response.body.len() <= max_body, "body over the cap");
+    Some((response.status, response.body))
 }
