@@ -64,10 +64,15 @@ fuzz_target!(|data: &[u8]| {
             Ok(None) | Err(_) => break,
         }
         lines += 1;
-        assert_eq!(reader.line_number(), lines, "line numbers follow the lines read");
+        assert_eq!(
+            reader.line_number(),
+            lines,
+            "line numbers follow the lines read"
+        );
     }
     twinfeed_fuzz::invariants::check(&pipeline, &out);
-    let compressed_magic = rest.starts_with(&[0x1f, 0x8b]) || rest.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
+    let compressed_magic =
+        rest.starts_with(&[0x1f, 0x8b]) || rest.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
     if mode == 0 && !compressed_magic {
         // Plain text: every byte is read back, and the lines are exactly the file's.
         let expected = rest.split(|&b| b == b'\n').count() as u64

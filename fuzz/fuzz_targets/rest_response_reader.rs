@@ -13,7 +13,9 @@ use libfuzzer_sys::fuzz_target;
 const MAX_BODY: usize = 65536;
 
 fn chunked(body: &[u8]) -> Vec<u8> {
-    let mut out = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let mut out =
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            .to_vec();
     let mut rest = body;
     while !rest.is_empty() {
         let size = (rest[0] as usize % 64 + 1).min(rest.len());
@@ -43,7 +45,11 @@ fuzz_target!(|data: &[u8]| {
         ]
         .concat(),
         2 => chunked(rest),
-        _ => [b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_vec(), rest.to_vec()].concat(),
+        _ => [
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_vec(),
+            rest.to_vec(),
+        ]
+        .concat(),
     };
     let Some((status, body)) = twinfeed_fuzz::rest_response(&response, mode >> 2, MAX_BODY) else {
         return;

@@ -50,8 +50,7 @@ fuzz_target!(|data: &[u8]| {
                 match reader.next().await {
                     Ok(Some(ClientMessage::Text(text))) => {
                         if let Ok(request) = serde_json::from_slice::<serde_json::Value>(&text) {
-                            if let Some(params) = request.get("params").and_then(|p| p.as_array())
-                            {
+                            if let Some(params) = request.get("params").and_then(|p| p.as_array()) {
                                 for name in params.iter().filter_map(|p| p.as_str()) {
                                     let _ = twinfeed_venue::streams::canonical(name);
                                     let _ = twinfeed_venue::streams::is_depth(name);

@@ -353,12 +353,7 @@ fn levels(levels: &[Level], base: u32, nest: Option<&str>) -> String {
         if i > 0 {
             out.push(',');
         }
-        let _ = write!(
-            out,
-            "[{},{}]",
-            dec(&level.px, base),
-            dec(&level.qty, 1)
-        );
+        let _ = write!(out, "[{},{}]", dec(&level.px, base), dec(&level.qty, 1));
     }
     if let Some(nest) = nest {
         if !levels.is_empty() {
@@ -377,12 +372,11 @@ fn json_string(text: &str) -> String {
 impl Line {
     /// The capture line (`<stamp> <frame>`, no newline).
     pub fn render(&self, allow_nest: bool) -> String {
-        let nest = self
-            .nest
-            .filter(|_| allow_nest)
-            .map(|n| (n.at, n.render()));
+        let nest = self.nest.filter(|_| allow_nest).map(|n| (n.at, n.render()));
         let nest_at = |at: NestAt| match &nest {
-            Some((where_, text)) if std::mem::discriminant(where_) == std::mem::discriminant(&at) => {
+            Some((where_, text))
+                if std::mem::discriminant(where_) == std::mem::discriminant(&at) =>
+            {
                 Some(text.as_str())
             }
             _ => None,
@@ -460,10 +454,7 @@ impl Frame {
                     m.push(("T".into(), num(event, e)));
                     m.push(("E".into(), num(event, e)));
                 }
-                (
-                    Some(format!("{}@bookTicker", name.to_lowercase())),
-                    m,
-                )
+                (Some(format!("{}@bookTicker", name.to_lowercase())), m)
             }
             Frame::Trade {
                 sym,

@@ -49,7 +49,7 @@ pub fn fine_pipeline(
     config.downsample.book_every_n = book_every_n.max(1);
     config.features.book_levels = levels.max(1);
     config.features.flow_window_ms = flow_ms.max(1);
-    config.filter.drop_unchanged_quotes = bar_ms % 2 == 0;
+    config.filter.drop_unchanged_quotes = bar_ms.is_multiple_of(2);
     Pipeline::new(config)
 }
 
