@@ -92,7 +92,7 @@ FUZZ_TARGETS := push_line structured_frames capture_reader ws_frame_reader rest_
 FUZZ_SECONDS ?= 600
 FUZZ_RUNS ?= 0
 # Smoke (CI): seconds per target after the seeds.
-FUZZ_SMOKE_SECONDS ?= 10
+FUZZ_SMOKE_SECONDS ?= 6
 FUZZ_LOGS ?= target/fuzz-logs
 # Longest input per target: deep nesting needs room (about 37,500 levels broke the decoders).
 FUZZ_MAX_LEN_push_line := 200000
