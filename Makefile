@@ -14,7 +14,8 @@ BIN_STAMP := target/release/.binaries-built
 RUST_SOURCES := $(shell find features-rs -name '*.rs' -o -name Cargo.toml 2>/dev/null) Cargo.toml $(wildcard Cargo.lock)
 DEMO_CAPTURE := data/synth-btcusdt.txt
 
-.PHONY: help setup demo test lint fmt test-rust test-python bench parity gate golden clean
+.PHONY: help setup demo test lint fmt test-rust test-python bench parity gate golden clean \
+	fuzz fuzz-smoke fuzz-seeds fuzz-build fuzz-tools
 
 help: ## List targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -41,7 +42,7 @@ demo: setup ## Set up, then features + a one-minute paper-trading session on the
 	rm -f target/demo/trade.duckdb
 	$(VENV)/bin/twinfeed live --capture $(DEMO_CAPTURE) --speed 2 --db target/demo/trade.duckdb --out target/demo
 
-test: setup lint test-rust test-python gate ## Set up if needed, then every test, lint and the parity gate
+test: setup lint test-rust test-python gate fuzz-smoke ## Set up if needed, then every test, lint, the parity gate and the fuzz smoke
 
 test-rust: ## Rust unit and integration tests
 	cargo test --quiet --release
@@ -76,6 +77,60 @@ gate: setup ## Deployment gate: backtest artifact + goldens + parity on bundled 
 
 golden: setup ## Regenerate golden digests on purpose (after a deliberate feature change)
 	$(VENV)/bin/twinfeed parity golden --write
+
+# ---- fuzzing (fuzz/, docs/fuzzing.md) -------------------------------------------------------
+# cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP=1 lets the stable toolchain take them.
+# No sanitizer by default: the code under test is safe Rust apart from a few reviewed unsafe
+# blocks, and without ASan the build is about half as long and runs 2-3x the inputs per second
+# (FUZZ_SANITIZER=address for an ASan run). Debug assertions and overflow checks are on.
+CARGO_FUZZ := RUSTC_BOOTSTRAP=1 cargo fuzz
+FUZZ_SANITIZER ?= none
+FUZZ_FLAGS = --sanitizer $(FUZZ_SANITIZER) --codegen-units 16
+FUZZ_TARGETS := push_line structured_frames capture_reader ws_frame_reader rest_response_reader \
+	venue_request venue_capture config_toml
+# Long runs: seconds per target (or FUZZ_RUNS inputs, whichever ends first; 0 = no limit).
+FUZZ_SECONDS ?= 600
+FUZZ_RUNS ?= 0
+# Smoke (CI): seconds per target after the seeds.
+FUZZ_SMOKE_SECONDS ?= 6
+FUZZ_LOGS ?= target/fuzz-logs
+# Longest input per target: deep nesting needs room (about 37,500 levels broke the decoders).
+FUZZ_MAX_LEN_push_line := 200000
+FUZZ_MAX_LEN_structured_frames := 200000
+FUZZ_MAX_LEN_capture_reader := 131072
+FUZZ_MAX_LEN_ws_frame_reader := 131072
+FUZZ_MAX_LEN_rest_response_reader := 131072
+FUZZ_MAX_LEN_venue_request := 70000
+FUZZ_MAX_LEN_venue_capture := 4096
+FUZZ_MAX_LEN_config_toml := 4096
+
+fuzz-tools: ## Install cargo-fuzz from crates.io if it is missing
+	@command -v cargo-fuzz >/dev/null 2>&1 || { \
+		echo "cargo-fuzz not found: installing it (cargo install cargo-fuzz --locked)"; \
+		cargo install cargo-fuzz --locked; }
+
+fuzz-seeds: ## Seed fuzz/corpus/ from the real captures in ../shared (never committed)
+	python3 fuzz/seed_corpus.py
+
+fuzz-build: fuzz-tools ## Build every fuzz target once (release, debug assertions)
+	$(CARGO_FUZZ) build $(FUZZ_FLAGS)
+
+# $(call fuzz_run,TARGET): one target for FUZZ_SECONDS (or FUZZ_RUNS inputs), log kept. New
+# inputs go to fuzz/corpus/TARGET; fuzz/regressions/TARGET (committed) is replayed first.
+fuzz_run = echo "fuzz: $(1) for $(FUZZ_SECONDS) s (log $(FUZZ_LOGS)/$(1).log)" && \
+	{ $(CARGO_FUZZ) run $(FUZZ_FLAGS) $(1) $(CURDIR)/fuzz/corpus/$(1) \
+		$(wildcard $(CURDIR)/fuzz/regressions/$(1)) -- -max_total_time=$(FUZZ_SECONDS) \
+		-runs=$(if $(filter 0,$(FUZZ_RUNS)),-1,$(FUZZ_RUNS)) -max_len=$(FUZZ_MAX_LEN_$(1)) \
+		-timeout=30 -rss_limit_mb=4096 -print_final_stats=1 > $(FUZZ_LOGS)/$(1).log 2>&1 \
+		|| { tail -40 $(FUZZ_LOGS)/$(1).log; echo "fuzz: $(1) FAILED (reproducer under fuzz/artifacts/$(1)/)"; exit 1; }; } && \
+	grep -E "^(Done|stat::number_of_executed_units|stat::peak_rss_mb)" $(FUZZ_LOGS)/$(1).log
+
+fuzz: fuzz-build fuzz-seeds ## Fuzz each target (TARGETS=...) for FUZZ_SECONDS (600); logs in FUZZ_LOGS
+	@mkdir -p $(FUZZ_LOGS)
+	@$(foreach t,$(or $(TARGETS),$(FUZZ_TARGETS)),$(call fuzz_run,$(t)) && ) true
+
+fuzz-smoke: fuzz-build fuzz-seeds ## Every fuzz target for FUZZ_SMOKE_SECONDS (CI)
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS)
 
 clean: ## Remove build outputs (keeps .venv)
 	cargo clean

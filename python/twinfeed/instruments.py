@@ -39,7 +39,14 @@ import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import (
+    ROUND_CEILING,
+    ROUND_FLOOR,
+    ROUND_HALF_EVEN,
+    Decimal,
+    InvalidOperation,
+    localcontext,
+)
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -102,6 +109,24 @@ def _places(value: Decimal) -> int:
     """Decimal places of ``value`` (0.010 -> 2, 5 -> 0)."""
     exponent = int(value.normalize().as_tuple().exponent)
     return max(0, -exponent)
+
+
+# Digits of the quotient a grid check computes exactly; a value further than this from its
+# step's scale (a quantity of 1e400 lots) is off every grid the venue has.
+_GRID_DIGITS = 400
+
+
+def _on_grid(value: Decimal, step: Decimal) -> bool:
+    """``value`` is a whole number of ``step``s, exactly. The default 28-digit context cannot
+    divide 1e308 by 0.001 (InvalidOperation), so the precision follows the operands."""
+    if not step:
+        return True
+    digits = max(value.adjusted() - step.adjusted(), 0) + 2
+    if digits > _GRID_DIGITS:
+        return False
+    with localcontext() as context:
+        context.prec = max(context.prec, digits)
+        return value % step == 0
 
 
 def _to_decimal(value: float | str | Decimal) -> Decimal:
@@ -210,12 +235,10 @@ class Instrument:
         return max(0.0, float((steps * self.step_size).quantize(self.step_size)))
 
     def on_price_grid(self, price: float | str | Decimal) -> bool:
-        value = _to_decimal(price)
-        return value % self.tick_size == 0
+        return _on_grid(_to_decimal(price), self.tick_size)
 
     def on_qty_grid(self, qty: float | str | Decimal) -> bool:
-        value = _to_decimal(qty)
-        return value % self.step_size == 0
+        return _on_grid(_to_decimal(qty), self.step_size)
 
     # ---- value --------------------------------------------------------------------------
 
@@ -265,7 +288,7 @@ class Instrument:
         lot_filter = "MARKET_LOT_SIZE" if is_market else "LOT_SIZE"
         if _places(quantity) > self.quantity_precision:
             return OrderRefusal(-1111, "Precision is over the maximum defined for this asset.")
-        if quantity % step:
+        if not _on_grid(quantity, step):
             if spot:
                 return OrderRefusal(-1013, f"Filter failure: {lot_filter}")
             return OrderRefusal(-4023, "Qty not increased by step size.")
@@ -288,7 +311,7 @@ class Instrument:
                 return OrderRefusal(-4013, "Price less than min price.")
             if _places(value) > self.price_precision:
                 return OrderRefusal(-1111, "Precision is over the maximum defined for this asset.")
-            if value % self.tick_size:
+            if not _on_grid(value, self.tick_size):
                 if spot:
                     return OrderRefusal(-1013, "Filter failure: PRICE_FILTER")
                 return OrderRefusal(-4014, "Price not increased by tick size.")

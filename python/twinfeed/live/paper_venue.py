@@ -250,7 +250,11 @@ def _num(value: float) -> str:
 
 def _on_grid(value: float, step: float) -> bool:
     step_units = price_key(step)
-    return step_units <= 0 or price_key(value) % step_units == 0
+    try:
+        units = price_key(value)
+    except OverflowError:  # beyond any grid (e.g. 1e308): not a value of this asset
+        return False
+    return step_units <= 0 or units % step_units == 0
 
 
 class PaperVenue:
@@ -1050,6 +1054,9 @@ def _number(params: Mapping[str, str], name: str, default: float | None = None) 
 
 # ---- HTTP ---------------------------------------------------------------------------------
 
+#: Largest request body read (order entry takes parameters, not documents).
+MAX_BODY = 64 * 1024
+
 _SIGNED = {
     ("POST", "/fapi/v1/order"): PaperVenue.new_order,
     ("DELETE", "/fapi/v1/order"): PaperVenue.cancel_order,
@@ -1099,11 +1106,26 @@ def _handler(venue: PaperVenue) -> type[BaseHTTPRequestHandler]:
         def do_DELETE(self) -> None:
             self._dispatch("DELETE")
 
-        def _dispatch(self, method: str) -> None:
-            split = urllib.parse.urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length).decode() if length else ""
+        def _body(self) -> str:
+            """The request body; a malformed or oversized Content-Length, or a body that is not
+            UTF-8, is a Binance error (the connection is closed: its framing is lost)."""
+            text = (self.headers.get("Content-Length") or "0").strip()
+            if not (text.isascii() and text.isdigit()):
+                self.close_connection = True
+                raise ApiError(-1000, f"malformed Content-Length {text[:40]!r}")
+            if int(text) > MAX_BODY:
+                self.close_connection = True
+                raise ApiError(-1000, f"request body over {MAX_BODY} bytes")
+            raw = self.rfile.read(int(text)) if int(text) else b""
             try:
+                return raw.decode()
+            except UnicodeDecodeError:
+                raise ApiError(-1100, "Illegal characters found in a parameter.") from None
+
+        def _dispatch(self, method: str) -> None:
+            try:
+                split = urllib.parse.urlsplit(self.path)
+                body = self._body()
                 status, answer = 200, self._answer(method, split.path, split.query, body)
             except ApiError as error:
                 status, answer = error.status, {"code": error.code, "msg": error.msg}

@@ -99,6 +99,9 @@ def _without_signature(encoded: str) -> tuple[str, str | None]:
         name, _, value = piece.partition("=")
         if name == "signature":
             signature = urllib.parse.unquote_plus(value)
+            if not signature.isascii():
+                # A hex digest is ASCII; hmac.compare_digest raises on a non-ASCII str.
+                signature = ""
         else:
             kept.append(piece)
     return "&".join(kept), signature
