@@ -98,7 +98,7 @@ def test_live_capture_carries_the_venues_rules_and_research_follows_them(
     tmp_path: Path,
 ) -> None:
     """The venue states BTCUSDT with tick 1.0 (not the shipped 0.10): the ingest's capture holds
-    that instruments line cut to the subscribed symbol; the ring equals the batch run over the
+    that instruments line cut to the subscribed symbol, once per connection; the ring equals the batch run over the
     capture (the line makes no record); the replay venue serves it back; instruments_from_capture
     and a backtest on the capture use tick 1.0."""
     ring = f"pytest-instr-{time.monotonic_ns() % 10**9}"
@@ -137,6 +137,9 @@ def test_live_capture_carries_the_venues_rules_and_research_follows_them(
                 )
 
             wait_for("quotes and the instruments line", enough, 60)
+            # A reconnect fetches the rules again.
+            venue.disconnect_all()
+            wait_for("a second instruments line", lambda: len(instruments_lines(capture)) == 2, 30)
             assert ingest.stop() == 0
             while True:
                 batch_read = feed.read_batch(1 << 16, 0.2)
@@ -149,8 +152,8 @@ def test_live_capture_carries_the_venues_rules_and_research_follows_them(
     assert stats["instruments_errors"] == 0
 
     lines = instruments_lines(capture)
-    assert len(lines) == 1
-    _, line = lines[0]
+    assert len(lines) == 2 and lines[0][1] == lines[1][1]
+    _, line = lines[-1]
     assert line["market"] == "usdm"
     assert [s["symbol"] for s in line["data"]["symbols"]] == ["BTCUSDT"]
     filters = {f["filterType"]: f for f in line["data"]["symbols"][0]["filters"]}
