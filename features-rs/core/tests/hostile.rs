@@ -107,7 +107,8 @@ fn instruments_line_makes_no_record_and_no_error() {
     let mut lines = clean.clone();
     lines.insert(at, line.clone());
     // Also with members in another order, as a hand-written capture may have them.
-    let reordered = format!(r#"{stamp} {{"twinfeed":"instruments","data":{info},"market":"usdm"}}"#);
+    let reordered =
+        format!(r#"{stamp} {{"twinfeed":"instruments","data":{info},"market":"usdm"}}"#);
     lines.insert(at + 2, reordered);
     let (mut got, stats) = run(&lines, FeatureConfig::default());
     assert!(stats.errors.is_empty(), "{:?}", stats.errors);
@@ -116,7 +117,10 @@ fn instruments_line_makes_no_record_and_no_error() {
     assert_eq!(stats.records, clean_stats.records);
     for record in &mut got {
         let inserted = [at as u64 + 1, at as u64 + 3];
-        assert!(!inserted.contains(&record.line), "the instruments line made a record");
+        assert!(
+            !inserted.contains(&record.line),
+            "the instruments line made a record"
+        );
         record.line -= inserted.iter().filter(|&&n| n < record.line).count() as u64;
     }
     assert_eq!(bytes(&got), bytes(&expected));

@@ -92,8 +92,8 @@ pub fn cut(body: &str, symbols: &HashSet<String>) -> Result<(String, Vec<String>
             nesting::MAX_NESTING
         ));
     }
-    let parsed: Members = serde_json::from_str(body)
-        .map_err(|e| format!("exchangeInfo: not a JSON object: {e}"))?;
+    let parsed: Members =
+        serde_json::from_str(body).map_err(|e| format!("exchangeInfo: not a JSON object: {e}"))?;
     let Some(entries) = parsed.0.iter().find(|(key, _)| key == "symbols") else {
         return Err("exchangeInfo: no field `symbols`".into());
     };
@@ -180,19 +180,19 @@ impl Fetcher {
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let path = exchange_info_path(label);
-            let result =
-                match rest::get_capped(&base, path, FETCH_TIMEOUT, MAX_EXCHANGE_INFO).await {
-                    Ok(body) => cut(&body, &symbols).map(|(info, missing)| {
-                        if !missing.is_empty() {
-                            eprintln!(
-                                "twinfeed-ingest: GET {path}: the venue lists no {}",
-                                missing.join(", ")
-                            );
-                        }
-                        twinfeed_features::decode::control::instruments_line(label, &info)
-                    }),
-                    Err(e) => Err(format!("{e:#}")),
-                };
+            let result = match rest::get_capped(&base, path, FETCH_TIMEOUT, MAX_EXCHANGE_INFO).await
+            {
+                Ok(body) => cut(&body, &symbols).map(|(info, missing)| {
+                    if !missing.is_empty() {
+                        eprintln!(
+                            "twinfeed-ingest: GET {path}: the venue lists no {}",
+                            missing.join(", ")
+                        );
+                    }
+                    twinfeed_features::decode::control::instruments_line(label, &info)
+                }),
+                Err(e) => Err(format!("{e:#}")),
+            };
             let _ = tx.send(Fetched { epoch, result });
         });
     }
@@ -243,15 +243,30 @@ mod tests {
             r#"{"timezone":"UTC","serverTime":1,"rateLimits":[],"symbols":[{"symbol":"BTCUSDT","pricePrecision":2,"filters":[{"filterType":"PRICE_FILTER","tickSize":"0.10"}]}]}"#
         );
         assert_eq!(missing, vec!["XYZUSDT".to_string()]);
-        let deep = format!(r#"{{"symbols":[],"x":{}1{}}}"#, "[".repeat(500), "]".repeat(500));
+        let deep = format!(
+            r#"{{"symbols":[],"x":{}1{}}}"#,
+            "[".repeat(500),
+            "]".repeat(500)
+        );
         assert!(cut(&deep, &wanted).unwrap_err().contains("field `x`"));
-        assert!(cut(r#"{"code":-1}"#, &wanted).unwrap_err().contains("symbols"));
+        assert!(cut(r#"{"code":-1}"#, &wanted)
+            .unwrap_err()
+            .contains("symbols"));
     }
 
     #[test]
     fn paths_follow_the_market() {
-        assert_eq!(exchange_info_path(market_label("futures")), "/fapi/v1/exchangeInfo");
-        assert_eq!(exchange_info_path(market_label("spot")), "/api/v3/exchangeInfo");
-        assert_eq!(exchange_info_path(market_label("coinm")), "/dapi/v1/exchangeInfo");
+        assert_eq!(
+            exchange_info_path(market_label("futures")),
+            "/fapi/v1/exchangeInfo"
+        );
+        assert_eq!(
+            exchange_info_path(market_label("spot")),
+            "/api/v3/exchangeInfo"
+        );
+        assert_eq!(
+            exchange_info_path(market_label("coinm")),
+            "/dapi/v1/exchangeInfo"
+        );
     }
 }

@@ -140,7 +140,10 @@ impl Capture {
         let of_market = self.instruments.iter().filter(|i| i.market == market);
         let first = of_market.clone().next()?;
         let chosen = match line {
-            Some(line) => of_market.take_while(|i| i.line <= line).last().unwrap_or(first),
+            Some(line) => of_market
+                .take_while(|i| i.line <= line)
+                .last()
+                .unwrap_or(first),
             None => first,
         };
         Some(&self.text[chosen.body.clone()])
@@ -508,7 +511,8 @@ mod tests {
             1,
             r#"150 {"twinfeed":"instruments","market":"usdm","data":{"symbols":[{"symbol":"BTCUSDT","n":1}]}}"#,
         );
-        lines.push(r#"400 {"twinfeed":"instruments","market":"usdm","data":{"symbols":[{"n":2}]}}"#);
+        lines
+            .push(r#"400 {"twinfeed":"instruments","market":"usdm","data":{"symbols":[{"n":2}]}}"#);
         let capture = Capture::from_lines(Path::new("t"), lines).unwrap();
         assert_eq!(capture.counts.control, 3);
         assert_eq!(capture.instruments.len(), 2);

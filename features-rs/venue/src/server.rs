@@ -184,7 +184,11 @@ fn exchange_info(venue: &Venue, market: &str) -> (u16, Vec<u8>) {
     if let Some(body) = venue.capture().instruments_at(market, line) {
         return (200, body.to_vec());
     }
-    if let Some((_, body)) = venue.instruments.iter().find(|(m, _)| m == market || m == "*") {
+    if let Some((_, body)) = venue
+        .instruments
+        .iter()
+        .find(|(m, _)| m == market || m == "*")
+    {
         return (200, body.clone());
     }
     (
@@ -306,7 +310,10 @@ mod tests {
         assert!(markets.contains(&"usdm") && markets.contains(&"spot"));
         let usdm = &table.iter().find(|(m, _)| m == "usdm").unwrap().1;
         let usdm = String::from_utf8(usdm.clone()).unwrap();
-        assert!(!usdm.contains("_source") && usdm.contains(r#""tickSize":"0.10""#), "{usdm}");
+        assert!(
+            !usdm.contains("_source") && usdm.contains(r#""tickSize":"0.10""#),
+            "{usdm}"
+        );
         assert!(instruments_file(r#"{"binance-usdm":{}}"#)
             .unwrap_err()
             .contains("symbols"));
