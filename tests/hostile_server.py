@@ -62,7 +62,13 @@ def snapshot_body(levels: int = 5) -> bytes:
     bids = [[f"{100 - i}.0", "1.000"] for i in range(levels)]
     asks = [[f"{101 + i}.0", "1.000"] for i in range(levels)]
     return json.dumps(
-        {"lastUpdateId": SNAPSHOT_ID, "E": 1_700_000_000_000, "T": 1_700_000_000_000, "bids": bids, "asks": asks},
+        {
+            "lastUpdateId": SNAPSHOT_ID,
+            "E": 1_700_000_000_000,
+            "T": 1_700_000_000_000,
+            "bids": bids,
+            "asks": asks,
+        },
         separators=(",", ":"),
     ).encode()
 
