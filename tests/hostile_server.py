@@ -158,6 +158,22 @@ async def _read_head(reader: asyncio.StreamReader) -> bytes:
     return await reader.readuntil(b"\r\n\r\n")
 
 
+EXCHANGE_INFO = json.dumps(
+    {
+        "timezone": "UTC",
+        "symbols": [
+            {
+                "symbol": "BTCUSDT",
+                "filters": [
+                    {"filterType": "PRICE_FILTER", "tickSize": "0.10"},
+                    {"filterType": "LOT_SIZE", "stepSize": "0.001"},
+                ],
+            }
+        ],
+    }
+).encode()
+
+
 async def good_snapshot(_request: int, _path: str, writer: asyncio.StreamWriter) -> None:
     writer.write(http_response(snapshot_body()))
     await writer.drain()
@@ -182,6 +198,7 @@ class HostileServer:
         self.rest = rest
         self.ws_connections = 0
         self.rest_requests: list[str] = []
+        self.exchange_info_requests: list[str] = []
         self.errors: list[str] = []
         self.loop = asyncio.new_event_loop()
         self._started = threading.Event()
@@ -232,6 +249,12 @@ class HostileServer:
                 await writer.drain()
                 self.ws_connections += 1
                 await self.ws(self.ws_connections, reader, writer)
+            elif "/exchangeInfo" in path:
+                # The ingest's rules fetch (at start and on reconnect): answered here, so the
+                # cases' REST handlers see only depth requests and number them as before.
+                self.exchange_info_requests.append(path)
+                writer.write(http_response(EXCHANGE_INFO))
+                await writer.drain()
             else:
                 self.rest_requests.append(path)
                 await self.rest(len(self.rest_requests), path, writer)

@@ -23,8 +23,10 @@ Instruments are built from Binance's exchangeInfo answers as they are:
   (https://developers.binance.com/docs/derivatives/coin-margined-futures/market-data/Exchange-Information).
 
 Where the rules come from, in order: the ``--instruments FILE`` a command was given (same
-shape), then the table shipped in the repository (``data/instruments/binance.json``, each
-symbol with its ``_source``). A symbol found in neither is an :class:`UnknownInstrumentError`
+shape), then the capture's own ``{"twinfeed":"instruments",...}`` line (the exchangeInfo the
+live ingest fetched when it recorded, :func:`instruments_from_capture`), then the table
+shipped in the repository (``data/instruments/binance.json``, each symbol with its
+``_source``). A symbol found in neither is an :class:`UnknownInstrumentError`
 that says so: there is no default tick.
 
 Order checks (:meth:`Instrument.check_order`) answer with Binance's own error codes and
@@ -61,7 +63,9 @@ __all__ = [
     "SymbolInstruments",
     "UnknownInstrumentError",
     "detect_venue",
+    "instruments_from_capture",
     "load_table",
+    "with_capture_rules",
 ]
 
 Market = Literal["spot", "linear", "inverse"]
@@ -472,8 +476,11 @@ class InstrumentTable:
     def __init__(self, instruments: Iterable[Instrument] = (), origin: str = "") -> None:
         self.origin = origin
         self._by_key: dict[tuple[str, str], Instrument] = {}
+        #: Where each entry came from (the file or capture it was read from).
+        self.origins: dict[tuple[str, str], str] = {}
         for instrument in instruments:
             self._by_key[(instrument.venue, instrument.symbol)] = instrument
+            self.origins[(instrument.venue, instrument.symbol)] = origin
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -484,6 +491,7 @@ class InstrumentTable:
     def merged(self, other: InstrumentTable) -> InstrumentTable:
         """This table with ``other``'s entries taking precedence."""
         table = InstrumentTable(self, origin=self.origin)
+        table.origins = {**self.origins, **other.origins}
         table._by_key.update(other._by_key)
         table.origin = " + ".join(o for o in (other.origin, self.origin) if o)
         return table
@@ -550,6 +558,78 @@ def load_table(path: str | os.PathLike[str] | None = None) -> InstrumentTable:
     if path is not None:
         table = table.merged(_read(Path(path)))
     return table
+
+
+#: The frame start of the ingest's instruments line (see the README's capture format).
+INSTRUMENTS_LINE_PREFIX = b'{"twinfeed":"instruments"'
+
+_CAPTURE_MARKETS = {"spot": "binance-spot", "usdm": "binance-usdm", "coinm": "binance-coinm"}
+
+
+def instruments_from_capture(
+    paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+) -> InstrumentTable | None:
+    """The trading rules a capture recorded: the newest ``{"twinfeed":"instruments",
+    "market":...,"data":<exchangeInfo>}`` line of its files (plain, gzip or zstd; with several
+    files, the newest file that has one), or None when it has none (as hftbacktest captures).
+
+    Each instrument's ``source`` names the file and line. Errors name the file, line and field.
+    """
+    from twinfeed import _features
+    from twinfeed.capture import capture_files
+
+    files: list[str | os.PathLike[str]] = []
+    for path in [paths] if isinstance(paths, str | os.PathLike) else list(paths):
+        files += capture_files(Path(path)) if Path(path).is_dir() else [path]
+    for path in reversed(files):
+        found = _features.last_capture_line_with(path, INSTRUMENTS_LINE_PREFIX)
+        if found is None:
+            continue
+        number, line = found
+        where = f"{os.fspath(path)}: line {number}"
+        _, _, frame = line.partition(b" ")
+        try:
+            data = json.loads(frame)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{where}: instruments line is not JSON: {error.msg}") from error
+        market = data.get("market") if isinstance(data, dict) else None
+        venue = _CAPTURE_MARKETS.get(market) if isinstance(market, str) else None
+        if venue is None:
+            raise ValueError(
+                f"{where}: field `market`: expected one of {', '.join(_CAPTURE_MARKETS)}, "
+                f"got {market!r}"
+            )
+        answer = data.get("data")
+        if not isinstance(answer, Mapping) or not isinstance(answer.get("symbols"), list):
+            raise ValueError(f"{where}: field `data`: expected an exchangeInfo answer with symbols")
+        origin = f"capture {where} (instruments line)"
+        return InstrumentTable(
+            [Instrument.from_exchange_info(venue, entry, origin) for entry in answer["symbols"]],
+            origin=origin,
+        )
+    return None
+
+
+def with_capture_rules(
+    table: InstrumentTable, paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+) -> InstrumentTable:
+    """``table`` with the capture's own rules (:func:`instruments_from_capture`) over the
+    entries it took from the shipped table; an ``--instruments`` file's entries stay first.
+    ``table.origin`` then says which sources were used."""
+    captured = instruments_from_capture(paths)
+    if captured is None:
+        return table
+    bundled = str(BUNDLED_TABLE)
+    keep = InstrumentTable(origin=table.origin)
+    for key, instrument in table._by_key.items():
+        if table.origins.get(key) != bundled or key not in captured._by_key:
+            keep._by_key[key] = instrument
+            keep.origins[key] = table.origins.get(key, table.origin)
+    over = InstrumentTable(
+        [i for k, i in captured._by_key.items() if k not in keep._by_key],
+        origin=captured.origin,
+    )
+    return keep.merged(over)
 
 
 def _read(path: Path) -> InstrumentTable:

@@ -618,6 +618,8 @@ impl Pipeline {
             Control::Connected => StatusEvent::Connected,
             Control::Subscribed => StatusEvent::Subscribed,
             Control::Disconnected => StatusEvent::Disconnected,
+            // Read by research and the replay venue; the pipeline has nothing to make of it.
+            Control::Instruments => return,
         };
         let mut record = self.header(Kind::Status, NO_SYMBOL, local_ns, exchange_ns);
         record.flags = event as u8;

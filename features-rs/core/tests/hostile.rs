@@ -91,6 +91,52 @@ fn assert_skipped(at: usize, hostile: &str, field: &str) {
     assert_eq!(bytes(&got), bytes(&expected), "{field}: records differ");
 }
 
+/// An `instruments` line (the venue's exchangeInfo, as the live ingest writes it) is a frame
+/// that makes no record and no error: the records around it are those of the capture without it.
+#[test]
+fn instruments_line_makes_no_record_and_no_error() {
+    let clean = clean_lines();
+    let (expected, clean_stats) = run(&clean, FeatureConfig::default());
+    let at = 4;
+    let stamp = clean[at - 1].split(' ').next().unwrap();
+    let info = r#"{"timezone":"UTC","serverTime":1723161256000,"rateLimits":[],"exchangeFilters":[],"symbols":[{"symbol":"BTCUSDT","status":"TRADING","contractType":"PERPETUAL","pricePrecision":2,"quantityPrecision":3,"baseAsset":"BTC","quoteAsset":"USDT","marginAsset":"USDT","filters":[{"filterType":"PRICE_FILTER","minPrice":"556.80","maxPrice":"4529764","tickSize":"0.10"},{"filterType":"LOT_SIZE","minQty":"0.001","maxQty":"1000","stepSize":"0.001"}]}]}"#;
+    let line = format!(
+        "{stamp} {}",
+        twinfeed_features::decode::control::instruments_line("usdm", info)
+    );
+    let mut lines = clean.clone();
+    lines.insert(at, line.clone());
+    // Also with members in another order, as a hand-written capture may have them.
+    let reordered =
+        format!(r#"{stamp} {{"twinfeed":"instruments","data":{info},"market":"usdm"}}"#);
+    lines.insert(at + 2, reordered);
+    let (mut got, stats) = run(&lines, FeatureConfig::default());
+    assert!(stats.errors.is_empty(), "{:?}", stats.errors);
+    assert_eq!(stats.decode_errors, clean_stats.decode_errors);
+    assert_eq!(stats.unknown_frames, clean_stats.unknown_frames);
+    assert_eq!(stats.records, clean_stats.records);
+    for record in &mut got {
+        let inserted = [at as u64 + 1, at as u64 + 3];
+        assert!(
+            !inserted.contains(&record.line),
+            "the instruments line made a record"
+        );
+        record.line -= inserted.iter().filter(|&&n| n < record.line).count() as u64;
+    }
+    assert_eq!(bytes(&got), bytes(&expected));
+    // A wrong market or no body is a counted error naming the field.
+    assert_skipped(
+        at,
+        &line.replace(r#""market":"usdm""#, r#""market":"moon""#),
+        "field `market`",
+    );
+    assert_skipped(
+        at,
+        &format!(r#"{stamp} {{"twinfeed":"instruments","market":"spot"}}"#),
+        "field `data`",
+    );
+}
+
 fn nested(depth: usize) -> String {
     format!("{}1{}", "[".repeat(depth), "]".repeat(depth))
 }
@@ -136,6 +182,16 @@ fn deep_nesting_anywhere_is_a_counted_decode_error() {
         (
             format!(r#"1 {{"twinfeed":"connected","url":{deep}}}"#),
             "field `url`",
+        ),
+        (
+            format!(
+                r#"1 {{"twinfeed":"instruments","market":"usdm","data":{{"symbols":{deep}}}}}"#
+            ),
+            "data.symbols",
+        ),
+        (
+            format!(r#"1 {{"twinfeed":"instruments","market":"usdm","data":{objects}}}"#),
+            "data.k",
         ),
         (format!("1 {deep}"), "the frame"),
         (

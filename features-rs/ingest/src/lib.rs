@@ -4,6 +4,7 @@
 
 pub mod capture_thread;
 pub mod clock;
+pub mod instruments;
 pub mod live;
 pub mod replay;
 pub mod rest;

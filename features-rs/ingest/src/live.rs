@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
 
 use crate::clock::{now_ns, Jitter};
+use crate::instruments::{Fetched, Fetcher};
 use crate::rest::{self, HttpBase};
 use crate::sink::{write_stats_file, Sink};
 use crate::ws::{self, Frame, WsClient};
@@ -91,6 +92,7 @@ enum Event {
     Stats,
     Stop(&'static str),
     Snapshot(SnapshotDone),
+    Instruments(Fetched),
 }
 
 enum SessionEnd {
@@ -117,6 +119,8 @@ struct Live {
     sigterm: Signal,
     snapshots_tx: mpsc::UnboundedSender<SnapshotDone>,
     snapshots_rx: mpsc::UnboundedReceiver<SnapshotDone>,
+    /// exchangeInfo into the capture, per connection.
+    instruments: Fetcher,
     /// Connection number; snapshots fetched for an older connection are dropped unseen.
     epoch: u64,
     in_flight: BTreeSet<String>,
@@ -169,6 +173,7 @@ pub async fn run(sink: Sink, settings: LiveSettings, signals: Signals) -> Result
         sigterm: signals.sigterm,
         snapshots_tx,
         snapshots_rx,
+        instruments: Fetcher::new(settings.rest.clone(), &settings.market, &settings.symbols),
         epoch: 0,
         in_flight: BTreeSet::new(),
         gap_streak: BTreeMap::new(),
@@ -233,6 +238,7 @@ impl Live {
             _ = self.sigterm.recv() => Event::Stop("SIGTERM"),
             _ = self.heartbeat.tick() => Event::Heartbeat,
             Some(done) = self.snapshots_rx.recv() => Event::Snapshot(done),
+            Some(done) = self.instruments.rx.recv() => Event::Instruments(done),
             _ = self.stats.tick() => Event::Stats,
         }
     }
@@ -251,6 +257,15 @@ impl Live {
             }
             Event::Stop(reason) => return Ok(Some(reason)),
             Event::Snapshot(done) => self.on_snapshot(done)?,
+            Event::Instruments(done) => {
+                let line = self.instruments.on_fetched(done, self.epoch);
+                self.sink.counters.instruments_requests = self.instruments.requests;
+                self.sink.counters.instruments_errors = self.instruments.errors;
+                if let Some(line) = line {
+                    self.sink.line(now_ns(), &line)?;
+                    self.after_lines();
+                }
+            }
         }
         Ok(None)
     }
@@ -271,6 +286,8 @@ impl Live {
         self.sink
             .control(now_ns(), "subscribed", &[("streams", &streams)])?;
         self.after_lines();
+        self.instruments.on_connected(self.epoch);
+        self.sink.counters.instruments_requests = self.instruments.requests;
         // Frames that came with the handshake response.
         self.received_ns = now_ns();
         if self.settings.wants_snapshots() {

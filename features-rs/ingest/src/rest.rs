@@ -380,12 +380,22 @@ pub fn depth_path(market: &str, symbol: &str, limit: u32) -> String {
 /// GETs `base.prefix + path` and returns the body of a 200 response (at most [`MAX_BODY`]
 /// bytes, all within `timeout`, connecting included).
 pub async fn get(base: &HttpBase, path: &str, timeout: Duration) -> Result<String> {
-    tokio::time::timeout(timeout, get_inner(base, path))
+    get_capped(base, path, timeout, MAX_BODY).await
+}
+
+/// [`get`] with another body cap (exchangeInfo is megabytes, a snapshot kilobytes).
+pub async fn get_capped(
+    base: &HttpBase,
+    path: &str,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<String> {
+    tokio::time::timeout(timeout, get_inner(base, path, max_body))
         .await
         .map_err(|_| anyhow!("GET {path}: no complete answer within {timeout:?}"))?
 }
 
-async fn get_inner(base: &HttpBase, path: &str) -> Result<String> {
+async fn get_inner(base: &HttpBase, path: &str, max_body: usize) -> Result<String> {
     let mut stream = TcpStream::connect((base.host.as_str(), base.port))
         .await
         .with_context(|| format!("cannot connect to {}:{}", base.host, base.port))?;
@@ -398,7 +408,7 @@ async fn get_inner(base: &HttpBase, path: &str) -> Result<String> {
         env!("CARGO_PKG_VERSION"),
     );
     stream.write_all(request.as_bytes()).await?;
-    let response = read_response(&mut stream, MAX_BODY)
+    let response = read_response(&mut stream, max_body)
         .await
         .with_context(|| format!("GET {path}"))?;
     let body = String::from_utf8(response.body)

@@ -21,6 +21,9 @@ pub struct IngestCounters {
     pub disconnects: u64,
     pub snapshot_requests: u64,
     pub snapshot_errors: u64,
+    /// exchangeInfo fetches started, and those that failed (see `crate::instruments`).
+    pub instruments_requests: u64,
+    pub instruments_errors: u64,
     pub binary_frames: u64,
     pub skipped_lines: u64,
     pub heartbeats: u64,
@@ -259,6 +262,8 @@ impl Sink {
                 "disconnects": c.disconnects,
                 "snapshot_requests": c.snapshot_requests,
                 "snapshot_errors": c.snapshot_errors,
+                "instruments_requests": c.instruments_requests,
+                "instruments_errors": c.instruments_errors,
                 "binary_frames": c.binary_frames,
                 "skipped_lines": c.skipped_lines,
                 "last_heartbeat_ns": c.last_heartbeat_ns,

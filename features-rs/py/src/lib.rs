@@ -98,6 +98,32 @@ fn capture_line(
     }
 }
 
+/// The last complete line of a capture file (plain, gzip or zstd) whose frame (the text after
+/// the receive stamp) starts with `prefix`: (its 1-based line number, its bytes without the
+/// newline), or None. One pass; a line is compared only at its start.
+#[pyfunction]
+fn last_capture_line_with<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    prefix: &[u8],
+) -> PyResult<Option<(u64, Bound<'py, PyBytes>)>> {
+    let mut reader = CaptureReader::open(&path).map_err(error::to_py)?;
+    let mut found: Option<(u64, Vec<u8>)> = None;
+    while let Some(line) = reader.next_line().map_err(error::to_py)? {
+        if let CaptureLine::Complete(line) = line {
+            let frame = line
+                .iter()
+                .position(|&b| b == b' ')
+                .map_or(&line[..0], |i| &line[i + 1..]);
+            if frame.starts_with(prefix) {
+                let line = line.to_vec();
+                found = Some((reader.line_number(), line));
+            }
+        }
+    }
+    Ok(found.map(|(number, line)| (number, PyBytes::new(py, &line))))
+}
+
 /// How many lines a capture file holds (plain, gzip or zstd; a torn last line counts, as the
 /// pipeline counts it).
 #[pyfunction]
@@ -140,5 +166,6 @@ fn _features(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(first_capture_line, m)?)?;
     m.add_function(wrap_pyfunction!(capture_line, m)?)?;
     m.add_function(wrap_pyfunction!(capture_line_count, m)?)?;
+    m.add_function(wrap_pyfunction!(last_capture_line_with, m)?)?;
     Ok(())
 }

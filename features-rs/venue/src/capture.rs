@@ -5,6 +5,7 @@
 //! | `{"stream":"btcusdt@bookTicker","data":{...}}` | frame of that stream |
 //! | `{"lastUpdateId":...,"bids":...,"asks":...}` (bare REST body, hftbacktest) | depth snapshot |
 //! | `{"twinfeed":"snapshot","symbol":S,"data":{...}}` (twinfeed ingest) | depth snapshot of S |
+//! | `{"twinfeed":"instruments","market":M,"data":{...}}` (twinfeed ingest) | exchangeInfo of market M (served by REST, not replayed) |
 //! | other `{"twinfeed":...}` control lines | skipped (counted) |
 //! | anything else, blank, torn or unparsable lines | ignored (counted) |
 //!
@@ -59,6 +60,17 @@ pub struct Snapshot {
     pub body: Range<usize>,
 }
 
+/// An exchangeInfo body the ingest captured (`{"twinfeed":"instruments",...}`).
+#[derive(Debug, Clone)]
+pub struct Instruments {
+    /// Capture line index (0-based).
+    pub line: usize,
+    /// `spot`, `usdm` or `coinm`.
+    pub market: String,
+    /// The exchangeInfo body's span in [`Capture::text`].
+    pub body: Range<usize>,
+}
+
 /// Counts by line kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LineCounts {
@@ -85,6 +97,8 @@ pub struct Capture {
     /// Snapshots the venue derived itself from the captured depth diffs (see
     /// [`Capture::snapshot_at`]), ordered by line.
     pub checkpoints: Vec<Snapshot>,
+    /// The captured exchangeInfo bodies, ordered by line.
+    pub instruments: Vec<Instruments>,
     pub counts: LineCounts,
 }
 
@@ -120,6 +134,21 @@ impl Capture {
     }
 
     /// The distinct upper-case symbols of the captured streams, sorted.
+    /// The exchangeInfo body of `market` in force at capture line `line` (the newest captured
+    /// at or before it; before the first, the first), if the capture has one.
+    pub fn instruments_at(&self, market: &str, line: Option<usize>) -> Option<&[u8]> {
+        let of_market = self.instruments.iter().filter(|i| i.market == market);
+        let first = of_market.clone().next()?;
+        let chosen = match line {
+            Some(line) => of_market
+                .take_while(|i| i.line <= line)
+                .last()
+                .unwrap_or(first),
+            None => first,
+        };
+        Some(&self.text[chosen.body.clone()])
+    }
+
     pub fn symbols(&self) -> Vec<String> {
         let mut symbols: Vec<String> = self
             .streams
@@ -222,6 +251,7 @@ impl Builder {
                 streams: Vec::new(),
                 snapshots: Vec::new(),
                 checkpoints: Vec::new(),
+                instruments: Vec::new(),
                 counts: LineCounts::default(),
             },
             first_ns: None,
@@ -277,8 +307,24 @@ impl Builder {
             return LineKind::Ignored;
         };
         if let Some(kind) = json::find(frame, &members, "twinfeed") {
-            if json::plain_string(kind) != Some("snapshot") {
-                return LineKind::Control;
+            match json::plain_string(kind) {
+                Some("snapshot") => {}
+                Some("instruments") => {
+                    let market = json::find(frame, &members, "market").and_then(json::plain_string);
+                    let data = members.iter().find(|m| &frame[m.key.clone()] == b"data");
+                    if let (Some(market), Some(data)) = (market, data) {
+                        let start = self.capture.text.len();
+                        let body = &frame[data.value.clone()];
+                        self.capture.text.extend_from_slice(body);
+                        self.capture.instruments.push(Instruments {
+                            line: self.capture.kinds.len(),
+                            market: market.to_string(),
+                            body: start..start + body.len(),
+                        });
+                    }
+                    return LineKind::Control;
+                }
+                _ => return LineKind::Control,
             }
             let symbol = json::find(frame, &members, "symbol").and_then(json::plain_string);
             let data = members.iter().find(|m| &frame[m.key.clone()] == b"data");
@@ -456,6 +502,27 @@ mod tests {
             br#"{"lastUpdateId":2,"E":5,"bids":[["1.0","2"]],"asks":[["1.1","3"]]}"#
         );
         assert_eq!(truncate_levels(body, 1000), body);
+    }
+
+    #[test]
+    fn instruments_lines_are_kept_by_market_and_position() {
+        let mut lines = LINES.to_vec();
+        lines.insert(
+            1,
+            r#"150 {"twinfeed":"instruments","market":"usdm","data":{"symbols":[{"symbol":"BTCUSDT","n":1}]}}"#,
+        );
+        lines
+            .push(r#"400 {"twinfeed":"instruments","market":"usdm","data":{"symbols":[{"n":2}]}}"#);
+        let capture = Capture::from_lines(Path::new("t"), lines).unwrap();
+        assert_eq!(capture.counts.control, 3);
+        assert_eq!(capture.instruments.len(), 2);
+        let first = br#"{"symbols":[{"symbol":"BTCUSDT","n":1}]}"#.as_slice();
+        let second = br#"{"symbols":[{"n":2}]}"#.as_slice();
+        assert_eq!(capture.instruments_at("usdm", None), Some(first));
+        assert_eq!(capture.instruments_at("usdm", Some(0)), Some(first));
+        assert_eq!(capture.instruments_at("usdm", Some(5)), Some(first));
+        assert_eq!(capture.instruments_at("usdm", Some(8)), Some(second));
+        assert_eq!(capture.instruments_at("spot", Some(8)), None);
     }
 
     #[test]

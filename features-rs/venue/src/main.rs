@@ -19,7 +19,8 @@ use twinfeed_venue::server::{self, Venue};
 /// A local Binance-compatible market-data venue that replays a capture.
 ///
 /// Websocket: /stream?streams=a/b (combined) and /ws/<stream> (raw), live SUBSCRIBE.
-/// REST: /fapi/v1/depth, /api/v3/depth, /fapi/v1/ping, /fapi/v1/time.
+/// REST: /fapi/v1/depth, /api/v3/depth, /fapi/v1/ping, /fapi/v1/time, and exchangeInfo
+/// (/fapi/v1, /api/v3, /dapi/v1) from the capture's instruments line or --instruments.
 /// Control: GET /_venue/status, POST /_venue/fault?..., POST /_venue/disconnect.
 /// The replay clock starts when the first websocket client subscribes; all clients share it.
 #[derive(Parser, Debug)]
@@ -68,6 +69,10 @@ struct Args {
     /// Apply --drop-after, --stall-* and --skip-depth to every connection, not only the first.
     #[arg(long)]
     fault_every_connection: bool,
+    /// exchangeInfo to serve where the capture has no `instruments` line: one exchangeInfo
+    /// answer, or twinfeed's table ({"binance-usdm": {...}, ...}, as data/instruments/binance.json).
+    #[arg(long, value_name = "FILE")]
+    instruments: Option<PathBuf>,
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {
@@ -135,7 +140,16 @@ async fn run(args: Args, replay: Arc<Replay>, faults: Faults) -> Result<()> {
     if !address.ip().is_loopback() {
         eprintln!("twinfeed-venue: warning: listening on {address}, reachable beyond this machine");
     }
-    let venue = Arc::new(Venue::new(replay.clone(), faults));
+    let instruments = match &args.instruments {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --instruments {}", path.display()))?;
+            twinfeed_venue::server::instruments_file(&text)
+                .map_err(|e| anyhow::anyhow!("--instruments {}: {e}", path.display()))?
+        }
+        None => Vec::new(),
+    };
+    let venue = Arc::new(Venue::new(replay.clone(), faults).with_instruments(instruments));
     tokio::spawn(replay.clone().run_clock());
     if let Some(path) = &args.status_file {
         replay::write_atomically(path, replay.status_json().as_bytes())

@@ -167,6 +167,8 @@ def backtest(
             result = run.run(progress=advance)
     except UnknownInstrumentError as error:
         raise click.ClickException(str(error)) from error
+    if run.instruments.table is not None:
+        console.print(f"instruments: {run.instruments.table.origin}")
     out = out if out is not None else default_out_dir(capture)
     artifact = result.write_artifact(out / "artifact.json")
     plots = [] if no_plots else result.plot(out)

@@ -104,6 +104,7 @@ from twinfeed.instruments import (
     UnknownInstrumentError,
     capture_venue,
     load_table,
+    with_capture_rules,
 )
 from twinfeed.live.paper_ledger import PaperLedger
 from twinfeed.live.signing import SignatureError, signed_params
@@ -681,7 +682,7 @@ class PaperVenue:
         if self.instruments is None and self.rules:
             return
         if self.instruments is None:
-            table = load_table()
+            table = with_capture_rules(load_table(), _paths(self.capture))
             found: dict[str, Instrument] = {}
             for name in self._symbols:
                 # A symbol without rules is not listed: -1121 on orders, not in exchangeInfo.

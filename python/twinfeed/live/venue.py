@@ -30,6 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from twinfeed.instruments import BUNDLED_TABLE, load_table
 from twinfeed.live import binaries
 from twinfeed.live.children import die_with_parent
 
@@ -112,9 +113,12 @@ def venue_command(
     status_file: str | Path | None = None,
     ready_file: str | Path | None = None,
     rate: float | None = None,
+    instruments: str | Path | None = BUNDLED_TABLE,
 ) -> list[str]:
     """The ``twinfeed-venue`` command line for these options. ``rate`` (messages per second
-    per client, evenly spaced) replaces ``speed``."""
+    per client, evenly spaced) replaces ``speed``. ``instruments`` (an exchangeInfo answer or
+    the shipped table's shape) is what ``GET .../exchangeInfo`` answers when the capture has
+    no ``instruments`` line."""
     args = [
         str(find_binary()),
         "--capture",
@@ -131,6 +135,8 @@ def venue_command(
         args += ["--status-file", str(status_file)]
     if ready_file is not None:
         args += ["--ready-file", str(ready_file)]
+    if instruments is not None:
+        args += ["--instruments", str(instruments)]
     return args + VenueFaults.coerce(faults).to_args()
 
 
@@ -258,15 +264,22 @@ def start_venue(
     host: str = "127.0.0.1",
     timeout: float = 60.0,
     rate: float | None = None,
+    instruments: str | Path | None = None,
 ) -> VenueProcess:
     """Starts ``twinfeed-venue`` on ``capture`` (default: the bundled synthetic capture) and
-    returns once it listens. ``port=0`` picks a free port (``.port`` tells which)."""
+    returns once it listens. ``port=0`` picks a free port (``.port`` tells which).
+    ``instruments`` (an ``--instruments`` file, over the shipped table) is the exchangeInfo the
+    venue serves when the capture has no ``instruments`` line."""
     capture_path = Path(capture) if capture is not None else BUNDLED_CAPTURE
     if not capture_path.exists():
         raise FileNotFoundError(f"capture {capture_path} not found")
     # Tagged with our pid: a session killed with -9 leaves it, the next one removes it.
     workdir = tempfile.TemporaryDirectory(prefix=f"twinfeed-venue-{os.getpid()}-")
     ready_file = Path(workdir.name) / "ready"
+    table_file = BUNDLED_TABLE
+    if instruments is not None:
+        table_file = Path(workdir.name) / "instruments.json"
+        table_file.write_text(json.dumps(load_table(instruments).to_json()))
     args = venue_command(
         capture_path,
         port=port,
@@ -277,6 +290,7 @@ def start_venue(
         status_file=status_file,
         ready_file=ready_file,
         rate=rate,
+        instruments=table_file,
     )
     log_path = Path(workdir.name) / "venue.log"
     with open(log_path, "wb") as log:

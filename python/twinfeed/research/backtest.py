@@ -50,6 +50,7 @@ from twinfeed.instruments import (
     UnknownInstrumentError,
     capture_venue,
     load_table,
+    with_capture_rules,
 )
 from twinfeed.live.brain.risk import RiskConfig, RiskManager
 from twinfeed.matching import MatchingEngine, RecordColumns
@@ -583,6 +584,9 @@ class Backtest:
             table = given
         elif given is not None:
             fixed = list(given)
+        # The rules the capture recorded (its instruments line) over the shipped table's; the
+        # table's origin names the sources used.
+        table = with_capture_rules(table, _paths(self.capture))
 
         def symbols() -> list[str]:
             return list(self._run.symbols()) if self._run is not None else self._symbols_read

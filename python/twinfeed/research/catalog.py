@@ -29,6 +29,7 @@ import polars as pl
 
 from twinfeed import CaptureError, FeatureConfig, TwinfeedError
 from twinfeed._features import first_capture_line
+from twinfeed.instruments import InstrumentTable, load_table, with_capture_rules
 from twinfeed.research.features import open_run
 from twinfeed.research.parquet import read_fingerprint, write_features
 
@@ -199,6 +200,14 @@ class Catalog:
     def capture_files(self, partition: Partition) -> list[Path]:
         """A partition's capture files in stream order."""
         return self._capture_files(self.captures_root / partition.relative)
+
+    def instruments(self, partition: Partition) -> InstrumentTable:
+        """The trading rules in force when the partition was recorded: the newest
+        ``instruments`` line of its captures (see
+        :func:`twinfeed.instruments.instruments_from_capture`) over the shipped table, which
+        stays the fallback for captures without one (hftbacktest's). The table's ``origin``
+        says which source was used."""
+        return with_capture_rules(load_table(), self.capture_files(partition))
 
     # --- features -----------------------------------------------------------------------------
 

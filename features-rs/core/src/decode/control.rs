@@ -8,6 +8,12 @@
 //! | `{"twinfeed":"subscribed","streams":[...]}` | subscription sent |
 //! | `{"twinfeed":"disconnected","reason":...}` | websocket lost; books are invalid |
 //! | `{"twinfeed":"snapshot","symbol":"BTCUSDT","data":{REST body}}` | depth snapshot fetched |
+//! | `{"twinfeed":"instruments","market":"usdm","data":{exchangeInfo}}` | the venue's trading rules |
+//!
+//! The `instruments` line carries the venue's `exchangeInfo` body (`/api/v3`, `/fapi/v1` or
+//! `/dapi/v1`; `market` is `spot`, `usdm` or `coinm`) cut to the subscribed symbols, fetched at
+//! start and after each reconnect. The pipeline makes no record of it (research and the replay
+//! venue read it); its body is not parsed here beyond the nesting guard.
 
 use serde::Deserialize;
 
@@ -25,13 +31,31 @@ struct ControlLine<'a> {
     data: Option<SnapshotBody<'a>>,
 }
 
+/// Start of an `instruments` line as the ingest writes it.
+pub const INSTRUMENTS_PREFIX: &str = "{\"twinfeed\":\"instruments\"";
+
+/// An `instruments` line: only the market is read; `data` (exchangeInfo, possibly large) is
+/// skipped by the JSON library after the nesting guard of [`from_json`].
+#[derive(Deserialize)]
+struct InstrumentsLine<'a> {
+    #[serde(borrow)]
+    market: &'a str,
+    #[serde(default)]
+    data: Option<serde::de::IgnoredAny>,
+}
+
 pub fn decode(frame: &str) -> Result<Message<'_>, DecodeError> {
+    if frame.starts_with(INSTRUMENTS_PREFIX) {
+        return decode_instruments(frame);
+    }
     let line: ControlLine = from_json(frame, "twinfeed control line")?;
     Ok(match line.twinfeed {
         "heartbeat" => Message::Control(Control::Heartbeat),
         "connected" => Message::Control(Control::Connected),
         "disconnected" => Message::Control(Control::Disconnected),
         "subscribed" => Message::Control(Control::Subscribed),
+        // Written with other member orders by hand only; same checks as the fast path.
+        "instruments" => return decode_instruments(frame),
         "snapshot" => {
             let (Some(symbol), Some(body)) = (line.symbol, line.data) else {
                 return Err(DecodeError {
@@ -51,6 +75,27 @@ pub fn decode(frame: &str) -> Result<Message<'_>, DecodeError> {
             })
         }
     })
+}
+
+fn decode_instruments(frame: &str) -> Result<Message<'_>, DecodeError> {
+    const WHAT: &str = "twinfeed instruments line";
+    let line: InstrumentsLine = from_json(frame, WHAT)?;
+    if !matches!(line.market, "spot" | "usdm" | "coinm") {
+        return Err(DecodeError {
+            what: WHAT,
+            detail: format!(
+                "field `market`: expected \"spot\", \"usdm\" or \"coinm\", got {:?}",
+                super::shown(line.market)
+            ),
+        });
+    }
+    if line.data.is_none() {
+        return Err(DecodeError {
+            what: WHAT,
+            detail: "expected field `data` (the exchangeInfo body)".into(),
+        });
+    }
+    Ok(Message::Control(Control::Instruments))
 }
 
 /// Formats a control line (used by the ingest; kept here so reader and writer agree).
@@ -73,5 +118,15 @@ pub fn snapshot_line(symbol: &str, rest_body: &str) -> String {
         "{{\"twinfeed\":\"snapshot\",\"symbol\":{},\"data\":{}}}",
         serde_json::to_string(symbol).unwrap(),
         rest_body.trim()
+    )
+}
+
+/// An instruments control line around an exchangeInfo body (already cut to the subscribed
+/// symbols, one line of JSON).
+pub fn instruments_line(market: &str, exchange_info: &str) -> String {
+    format!(
+        "{{\"twinfeed\":\"instruments\",\"market\":{},\"data\":{}}}",
+        serde_json::to_string(market).unwrap(),
+        exchange_info.trim()
     )
 }

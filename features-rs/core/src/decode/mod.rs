@@ -67,6 +67,8 @@ pub enum Control {
     Connected,
     Disconnected,
     Subscribed,
+    /// The venue's trading rules (`{"twinfeed":"instruments",...}`): no record.
+    Instruments,
 }
 
 /// A decoded frame.

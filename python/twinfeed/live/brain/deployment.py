@@ -33,6 +33,7 @@ from twinfeed.instruments import (
     capture_symbols,
     capture_venue,
     load_table,
+    with_capture_rules,
 )
 from twinfeed.live.brain.risk import RiskConfig
 from twinfeed.records import build_info
@@ -89,7 +90,8 @@ def prepare(settings: LiveSettings, capture: Path) -> Deployment:
             " settings, or --artifact)"
         )
     venue = capture_venue([capture])
-    table = load_table(settings.instruments)
+    table = with_capture_rules(load_table(settings.instruments), [capture])
+    notices.append(f"instruments: {table.origin}")
     strategy, params, risk = settings.strategy, dict(settings.params), settings.risk
     if artifact is not None:
         strategy, params = artifact.strategy, dict(artifact.params)

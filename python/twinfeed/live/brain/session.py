@@ -230,7 +230,12 @@ def run_session(
         for row in db.con.execute("SELECT run_id FROM runs WHERE status = 'running'").fetchall()
     ]
     try:
-        with start_venue(capture, speed=settings.speed, faults=settings.venue_faults) as market:
+        with start_venue(
+            capture,
+            speed=settings.speed,
+            faults=settings.venue_faults,
+            instruments=settings.instruments,
+        ) as market:
             say(f"market-data venue on {market.url} replaying {capture.name} at {settings.speed}x")
             paper = PaperVenue.start(
                 capture,
