@@ -345,16 +345,20 @@ def test_throughput_benchmark_runs(usdm_capture: Path, tmp_path: Path) -> None:
     assert len(rows) == 6 and all(row["messages"] > 0 for row in rows)
 
 
-def test_cli_command_serves_the_bundled_capture_and_stops_on_sigint() -> None:
+def test_cli_command_serves_the_bundled_capture_and_stops_on_sigint(tmp_path: Path) -> None:
     """``twinfeed venue`` (bundled capture by default) prints its address, serves, and on
     SIGINT closes clients with 1001 and exits 0."""
     command = "import twinfeed.cli.venue_cmd; from twinfeed.cli import main; main()"
-    with subprocess.Popen(
-        [sys.executable, "-c", command, "venue", "--port", "0", "--speed", "10"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as process:
+    stderr = tmp_path / "stderr.txt"
+    with (
+        stderr.open("w") as errors,
+        subprocess.Popen(
+            [sys.executable, "-c", command, "venue", "--port", "0", "--speed", "10"],
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+        ) as process,
+    ):
         try:
             assert process.stdout is not None
             line = process.stdout.readline().strip()
@@ -367,7 +371,7 @@ def test_cli_command_serves_the_bundled_capture_and_stops_on_sigint() -> None:
                     while True:
                         client.recv(timeout=30)
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
-            assert process.wait(30) == 0
+            assert process.wait(30) == 0, stderr.read_text()[-3000:]
         finally:
             if process.poll() is None:
                 process.kill()
