@@ -358,7 +358,8 @@ def test_paper_fills_equal_the_engine_fed_the_same_records(market: Market) -> No
     venue reported (price, quantity, fee, liquidity, time), in order."""
     paper, gateway = market.paper, market.gateway
     assert paper.wait_for_line(10**9) and paper.frozen
-    engine = MatchingEngine(0, MAKER_BPS, TAKER_BPS)
+    # The same rules as the venue's engine (whole lots, the symbol's tick).
+    engine = MatchingEngine(0, MAKER_BPS, TAKER_BPS, instruments=paper.engine.instruments)
     batches = iter(list(iter_record_batches(SYNTH)))
     pending = next(batches)
     fills: list[Fill] = []

@@ -344,15 +344,28 @@ def run_venue(
         ready_file=ready_file,
         rate=rate,
     )
-    process = subprocess.Popen(args, preexec_fn=die_with_parent())
+    started: list[subprocess.Popen[bytes]] = []
+    pending: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
-        if process.poll() is None:
-            process.send_signal(signum)
+        if not started:
+            pending.append(signum)  # before the venue exists: sent once it does
+        elif started[0].poll() is None:
+            started[0].send_signal(signum)
 
     # The venue shuts down cleanly on SIGINT/SIGTERM; pass ours on (a terminal's Ctrl-C
-    # reaches both processes, a `kill` of this one only this one).
+    # reaches both processes, a `kill` of this one only this one). Installed before the
+    # venue starts, so a signal that arrives while it starts is not a KeyboardInterrupt.
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        process = subprocess.Popen(args, preexec_fn=die_with_parent())
+    except BaseException:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        raise
+    started.append(process)
+    for signum in pending:
+        process.send_signal(signum)
     try:
         return process.wait()
     finally:
