@@ -89,6 +89,7 @@ def outage(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             with paper._lock:  # noqa: SLF001
                 paper.suspend(lose_events=True)
                 seen["trades_at_drop"] = len(paper._trades)  # noqa: SLF001
+                seen["journal_at_drop"] = len(paper.journal)
             time.sleep(1.5)  # the replay goes on; resting orders may fill
             seen["journal_while_down"] = len(paper.journal) - seen["journal_at_drop"]
             venue_trades_now = list(paper._trades)  # noqa: SLF001

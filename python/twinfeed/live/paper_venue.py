@@ -416,6 +416,13 @@ class PaperVenue:
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
 
+    def _check_reachable(self) -> None:
+        """Under the lock, before an order, cancel or cancel-all takes effect: a request read
+        just before :meth:`suspend` must not act while the venue is unreachable (the client
+        sees its connection drop without an answer, as it would on a real outage)."""
+        if self.suspended:
+            raise _Unreachable
+
     def resume(self) -> None:
         """Listens again on the same host and port after :meth:`suspend`."""
         if not self.suspended or self._stopping.is_set():
@@ -769,6 +776,7 @@ class PaperVenue:
             ):
                 raise ApiError(-1111, "Precision is over the maximum defined for this asset.")
         with self._lock:
+            self._check_reachable()
             client_id = params.get("newClientOrderId") or f"paper-{len(self._orders) + 1}"
             if client_id in self._orders:
                 raise ApiError(-4116, "ClientOrderId is duplicated.")
@@ -830,6 +838,7 @@ class PaperVenue:
     def cancel_order(self, params: Mapping[str, str]) -> dict[str, Any]:
         self._symbol(params)
         with self._lock:
+            self._check_reachable()
             info = self._find(params, ApiError(-2011, "Unknown order sent."))
             if not info.order.is_open:
                 raise ApiError(-2011, "Unknown order sent.")
@@ -848,6 +857,7 @@ class PaperVenue:
         symbol = self._symbol(params)
         assert symbol is not None
         with self._lock:
+            self._check_reachable()
             self.journal.append(JournalEntry("cancel_all", self._line, self._now_ns, symbol[1]))
             self.engine.cancel_all(self._now_ns, symbol[1])
             self._publish(self.engine.advance(self._now_ns))
@@ -1070,6 +1080,10 @@ _SIGNED = {
 }
 
 
+class _Unreachable(Exception):
+    """A request that raced :meth:`PaperVenue.suspend`: dropped without an answer."""
+
+
 def _handler(venue: PaperVenue) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -1130,6 +1144,11 @@ def _handler(venue: PaperVenue) -> type[BaseHTTPRequestHandler]:
                 status, answer = 200, self._answer(method, split.path, split.query, body)
             except ApiError as error:
                 status, answer = error.status, {"code": error.code, "msg": error.msg}
+            except _Unreachable:
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                return
             except Exception as error:  # noqa: BLE001 - a bug must not kill the server thread
                 status, answer = 500, {"code": -1000, "msg": f"internal error: {error!r}"}
             payload = json.dumps(answer).encode()
