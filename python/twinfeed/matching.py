@@ -41,7 +41,9 @@ Rules
        taken). Then IOC expires the rest; GTC rests the rest at its limit price, which is
        through the old touch, so with nothing ahead of it. **Post-only (GTX)** orders that would
        cross expire without filling (reason ``post-only would cross``), as Binance does.
-       IOC orders that do not cross expire without filling.
+       IOC orders that do not cross expire without filling. **Fill-or-kill (FOK)** orders fill
+       entirely at the touch on arrival if its displayed size (less what was taken) covers
+       them, else expire without filling (deeper levels are not known, so none is assumed).
     4. **Resting limit orders** get a queue-ahead estimate on arrival: the displayed size at their
        price if it is the touch, 0 if their price is better than the touch (a new level), and
        unknown if it is behind the touch (deeper levels are not recorded). An unknown queue is
@@ -221,6 +223,13 @@ class MatchingEngine(BatchPaths):
             self._schedule(now_ns, "cancel", client_id)
         return ids
 
+    def expire(self, client_id: str, now_ns: int, reason: str) -> None:
+        """Sends the venue's own expiry of an open order (a GTD time reached, a reduce-only
+        order that can no longer reduce): on arrival it ends ``expired`` with ``reason``, as a
+        cancel ends ``cancelled``; refused like a cancel if the order already finished."""
+        self._order(client_id)
+        self._schedule(now_ns, "expire", (client_id, reason))
+
     def replace(self, client_id: str, price: float, qty: float, now_ns: int) -> None:
         """Sends a replace: new limit ``price`` and total ``qty`` (rule 8)."""
         self._order(client_id)
@@ -338,6 +347,9 @@ class MatchingEngine(BatchPaths):
                 self._arrive(payload, ts)
             elif action == "cancel":
                 self._arrive_cancel(payload, ts)
+            elif action == "expire":
+                client_id, reason = payload
+                self._arrive_expire(client_id, reason, ts)
             else:
                 client_id, price, qty = payload
                 self._arrive_replace(client_id, price, qty, ts)
@@ -411,6 +423,20 @@ class MatchingEngine(BatchPaths):
         if crosses and order.tif == "GTX":
             self._finish(order, "expired", ts, "post-only would cross")
             return
+        if order.tif == "FOK":
+            available = 0
+            if crosses:
+                available = (
+                    market.ask_units - market.ask_taken
+                    if working.sign > 0
+                    else market.bid_units - market.bid_taken
+                )
+            if available < working.units - working.filled:
+                self._finish(order, "expired", ts, "FOK: could not fill entirely")
+                return
+            self._update_acked(order, ts, replaced)
+            self._take(working, market, ts, limit=working.key)
+            return
         if order.tif == "IOC":
             if not crosses:
                 self._finish(order, "expired", ts, "IOC: nothing to take")
@@ -467,6 +493,13 @@ class MatchingEngine(BatchPaths):
             self._update(order, ts, f"cancel refused: order is {order.state}")
             return
         self._finish(order, "cancelled", ts)
+
+    def _arrive_expire(self, client_id: str, reason: str, ts: int) -> None:
+        order = self._orders[client_id]
+        if not order.is_open:
+            self._update(order, ts, f"cancel refused: order is {order.state}")
+            return
+        self._finish(order, "expired", ts, reason)
 
     def _arrive_replace(self, client_id: str, price: float, qty: float, ts: int) -> None:
         order = self._orders[client_id]

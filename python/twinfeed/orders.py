@@ -18,8 +18,10 @@ Lifecycle (``OrderState``)::
 - ``filled``: all quantity executed.
 - ``cancelled``: removed at the strategy's request (the filled part stays filled).
 - ``rejected``: refused by the venue before it worked (bad quantity or price, no market).
-- ``expired``: removed by the venue's rules: the unfilled rest of an IOC order, or a post-only
-  (GTX) order that would have taken liquidity (Binance reports the latter as EXPIRED too).
+- ``expired``: removed by the venue's rules: the unfilled rest of an IOC order, a FOK order
+  that could not fill entirely, a post-only (GTX) order that would have taken liquidity
+  (Binance reports the latter as EXPIRED too), or an order the venue expired (GTD time,
+  a reduce-only order that would now increase the position).
 
 Quantities are positive; the side says the direction. Prices and quantities are floats at the
 API and exact integers of 1e-8 units inside the matching engine (the feature crate's scale).
@@ -32,7 +34,7 @@ from typing import Literal
 
 Side = Literal["buy", "sell"]
 OrderType = Literal["limit", "market"]
-TimeInForce = Literal["GTC", "IOC", "GTX"]
+TimeInForce = Literal["GTC", "IOC", "GTX", "FOK"]
 Liquidity = Literal["maker", "taker"]
 OrderState = Literal[
     "new", "acked", "partially_filled", "filled", "cancelled", "rejected", "expired"
@@ -40,7 +42,7 @@ OrderState = Literal[
 
 SIDES: tuple[Side, ...] = ("buy", "sell")
 ORDER_TYPES: tuple[OrderType, ...] = ("limit", "market")
-TIMES_IN_FORCE: tuple[TimeInForce, ...] = ("GTC", "IOC", "GTX")
+TIMES_IN_FORCE: tuple[TimeInForce, ...] = ("GTC", "IOC", "GTX", "FOK")
 #: States from which an order never moves again.
 TERMINAL_STATES: frozenset[str] = frozenset({"filled", "cancelled", "rejected", "expired"})
 #: States of an order that may still execute.
@@ -64,7 +66,8 @@ class Order:
         price: Limit price; ``None`` for market orders.
         type: ``"limit"`` or ``"market"``.
         tif: Time in force: ``"GTC"`` rests, ``"IOC"`` takes what it can and expires the rest,
-            ``"GTX"`` is post-only (expires instead of taking liquidity).
+            ``"GTX"`` is post-only (expires instead of taking liquidity), ``"FOK"`` fills
+            entirely on arrival or expires without filling.
         state: See the module docstring.
         filled_qty: Quantity executed so far.
         avg_price: Quantity-weighted average fill price (NaN before the first fill).

@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from twinfeed.live.signing import encode_params, load_credentials, sign
+from twinfeed.live.signing import ed25519_sign, encode_params, load_credentials, sign
 
 __all__ = ["OrderGateway", "StreamBatch", "UserStream", "VenueRejected"]
 
@@ -84,10 +84,14 @@ class OrderGateway:
         recv_window: int = 5000,
         timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
+        private_key: str | None = None,
     ) -> None:
+        """``private_key``: an Ed25519 private key (PEM) to sign with instead of the HMAC
+        ``api_secret`` (a key registered with its public key at the venue)."""
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
         self._secret = api_secret
+        self._private_key = private_key or None
         self.recv_window = recv_window
         self.timeout = timeout
         self.clock = clock
@@ -99,6 +103,7 @@ class OrderGateway:
     ) -> OrderGateway:
         """A gateway with keys from the environment or a 0600 file (see ``signing``)."""
         credentials = load_credentials(path)
+        options.setdefault("private_key", credentials.private_key or None)
         return cls(base_url, credentials.api_key, credentials.api_secret, **options)
 
     def __repr__(self) -> str:
@@ -121,7 +126,11 @@ class OrderGateway:
             fields["timestamp"] = int(self.clock() * 1000) + self.time_offset_ms
             fields["recvWindow"] = self.recv_window
             query = encode_params(fields)
-            query += f"&signature={sign(query, self._secret)}"
+            if self._private_key is not None:
+                signature = urllib.parse.quote(ed25519_sign(query, self._private_key), safe="")
+            else:
+                signature = sign(query, self._secret)
+            query += f"&signature={signature}"
         else:
             query = encode_params(fields)
         url = f"{self.base_url}{path}" + (f"?{query}" if query else "")
@@ -156,8 +165,10 @@ class OrderGateway:
         type: str = "LIMIT",  # noqa: A002 - Binance's parameter name
         time_in_force: str | None = None,
         client_order_id: str | None = None,
+        reduce_only: bool | None = None,
     ) -> dict[str, Any]:
-        """``POST /fapi/v1/order``; LIMIT orders default to GTC. Returns the order."""
+        """``POST /fapi/v1/order``; LIMIT orders default to GTC. Returns the order as the
+        venue's matching left it (``newOrderRespType=RESULT``)."""
         kind = type.upper()
         if kind == "LIMIT" and time_in_force is None:
             time_in_force = "GTC"
@@ -169,6 +180,8 @@ class OrderGateway:
             "quantity": _decimal(quantity),
             "price": None if price is None else _decimal(price),
             "newClientOrderId": client_order_id,
+            "reduceOnly": reduce_only,
+            "newOrderRespType": "RESULT",
         }
         return dict(self.request("POST", "/fapi/v1/order", params))
 

@@ -90,6 +90,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -106,15 +107,35 @@ from twinfeed.instruments import (
     load_table,
     with_capture_rules,
 )
+from twinfeed.live.paper_account import AccountEndpoints, num
 from twinfeed.live.paper_ledger import PaperLedger
-from twinfeed.live.signing import SignatureError, signed_params
+from twinfeed.live.paper_params import (
+    ApiError,
+    RateLimiter,
+    RateLimits,
+    check_characters,
+    client_order_id,
+    decimal_param,
+    flag_param,
+    int_param,
+    missing,
+    weight_of,
+)
+from twinfeed.live.signing import SignatureError, VerifyKey, signed_params
 from twinfeed.matching import MatchingEngine
 from twinfeed.matching_batch import price_key
 from twinfeed.orders import Event, Fill, Order, OrderUpdate
 from twinfeed.portfolio import Portfolio
 from twinfeed.research.features import CapturePaths, _paths, open_run
 
-__all__ = ["JournalEntry", "PaperVenue", "SymbolRules", "read_status_file"]
+__all__ = [
+    "ApiError",
+    "JournalEntry",
+    "PaperVenue",
+    "RateLimits",
+    "SymbolRules",
+    "read_status_file",
+]
 
 StatusSource = Callable[[], Mapping[str, Any]] | str | Path
 
@@ -129,22 +150,18 @@ _STATUS = {
 }
 _EXECUTION = {"acked": "NEW", "cancelled": "CANCELED", "expired": "EXPIRED", "rejected": "REJECTED"}
 _GTX_CROSS = "post-only would cross"
-
-
-class ApiError(Exception):
-    """A Binance-shaped error answer."""
-
-    def __init__(self, code: int, msg: str, status: int = 400) -> None:
-        super().__init__(f"{code}: {msg}")
-        self.code = code
-        self.msg = msg
-        self.status = status
-
-
-def _missing(name: str) -> ApiError:
-    return ApiError(
-        -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
-    )
+_FOK_KILLED = "FOK: could not fill entirely"
+_REDUCE_ONLY_EXPIRED = "reduce-only order would increase the position"
+_GTD_EXPIRED = "goodTillDate reached"
+#: goodTillDate bounds: "greater than the current time plus 600 seconds and smaller than
+#: 253402300799000" (-5040 FUTURE_GOOD_TILL_DATE, error codes page).
+_GTD_MIN_AHEAD_MS = 600_000
+_GTD_MAX_MS = 253_402_300_799_000
+#: batchOrders: "Max 5 orders" (Place Multiple Orders, .../trade/rest-api/Place-Multiple-Orders;
+#: Modify Multiple Orders: "Max 5 orders"; Cancel Multiple Orders: "max length 10").
+MAX_BATCH_ORDERS = 5
+MAX_BATCH_CANCELS = 10
+_missing = missing
 
 
 @dataclass(frozen=True)
@@ -181,6 +198,28 @@ class _OrderInfo:
     time_ms: int
     update_ms: int
     notional: float = 0.0
+    #: As the client sent it (GTD rests as GTC in the engine).
+    tif: str = ""
+    reduce_only: bool = False
+    good_till_ms: int = 0
+    modifications: int = 0
+
+
+@dataclass(frozen=True)
+class _NewOrder:
+    """A parsed, validated ``POST /fapi/v1/order`` (or one order of a batch)."""
+
+    name: str
+    symbol_id: int
+    side: str
+    kind: str
+    tif: str
+    qty: Decimal
+    price: Decimal | None
+    client_id: str | None
+    reduce_only: bool
+    good_till_ms: int
+    response: str
 
 
 @dataclass
@@ -242,11 +281,7 @@ def read_status_file(path: str | Path) -> dict[str, Any]:
         return {}
 
 
-def _num(value: float) -> str:
-    if value != value:
-        return "0"
-    text = f"{value:.8f}".rstrip("0")
-    return text + "0" if text.endswith(".") else text
+_num = num
 
 
 def _on_grid(value: float, step: float) -> bool:
@@ -258,7 +293,7 @@ def _on_grid(value: float, step: float) -> bool:
     return step_units <= 0 or units % step_units == 0
 
 
-class PaperVenue:
+class PaperVenue(AccountEndpoints):
     """Binance USD-M order entry over the replayed market. See the module docstring.
 
     Use :meth:`start` (it binds and starts the threads); ``.url`` is the REST base URL.
@@ -269,7 +304,7 @@ class PaperVenue:
         capture: CapturePaths,
         md_status: StatusSource,
         *,
-        keys: Mapping[str, str],
+        keys: Mapping[str, VerifyKey],
         host: str = "127.0.0.1",
         port: int = 0,
         latency_ns: int = 0,
@@ -284,12 +319,20 @@ class PaperVenue:
         config: Any = None,
         ledger: str | Path | None = None,
         carry_over: bool = False,
+        rate_limits: RateLimits | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if not keys:
             raise ValueError("PaperVenue needs at least one API key")
         self.capture = capture
         self.host = host
         self.keys = dict(keys)
+        #: The venue's wall clock (s): ``/fapi/v1/time``, ``recvWindow``, ``goodTillDate``
+        #: and rate-limit windows. Matching runs on the replay clock.
+        self.clock = clock
+        #: Request weight and order counts per IP / API key (429 / 418 over the limits).
+        self.limiter = RateLimiter(rate_limits or RateLimits(), clock)
+        self._leverage: dict[str, int] = {}
         self.engine = MatchingEngine(latency_ns, maker_fee_bps, taker_fee_bps)
         self.portfolio = Portfolio()
         self.initial_balance = float(initial_balance)
@@ -320,6 +363,8 @@ class PaperVenue:
         self._orders: dict[str, _OrderInfo] = {}
         self._by_id: dict[int, str] = {}
         self._trades: list[dict[str, Any]] = []
+        #: Open GTD and reduce-only orders: the venue may expire them (see _sweep).
+        self._watched: dict[str, _OrderInfo] = {}
         #: Trades on disk (see twinfeed.live.paper_ledger); ids continue after its last ones.
         #: With ``carry_over``, the earlier sessions' trades, orders and positions are this
         #: venue's too (a session recovering a dead one's runs reconciles against them).
@@ -509,6 +554,9 @@ class PaperVenue:
                     status = {}
                 if status:
                     self._apply_status(status)
+                if self._watched:
+                    with self._lock:
+                        self._sweep()
                 self._stopping.wait(self.poll_interval)
         finally:
             with self._lock:
@@ -726,7 +774,11 @@ class PaperVenue:
             raise ApiError(-1121, "Invalid symbol.")
         return name, symbols.index(name)
 
-    def new_order(self, params: Mapping[str, str]) -> dict[str, Any]:
+    def _parse_order(self, params: Mapping[str, str]) -> _NewOrder:
+        """A new order's parameters read and checked as Binance does (New Order (TRADE),
+        https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/New-Order);
+        refusals with the codes of the error codes page, never a 500."""
+        check_characters(params)
         symbol = self._symbol(params)
         assert symbol is not None
         name, symbol_id = symbol
@@ -735,6 +787,9 @@ class PaperVenue:
             raise _missing("side")
         if side not in ("BUY", "SELL"):
             raise ApiError(-1117, "Invalid side.")
+        position_side = params.get("positionSide", "BOTH").upper()
+        if position_side != "BOTH":  # one-way mode only
+            raise ApiError(-4061, "Order's position side does not match user's setting.")
         kind = params.get("type", "").upper()
         if not kind:
             raise _missing("type")
@@ -743,18 +798,40 @@ class PaperVenue:
         tif = params.get("timeInForce", "").upper() or ("GTC" if kind == "MARKET" else "")
         if not tif:
             raise _missing("timeInForce")
-        if tif not in ("GTC", "IOC", "GTX"):
+        if tif not in ("GTC", "IOC", "GTX", "FOK", "GTD"):
             raise ApiError(-1115, "Invalid timeInForce.")
-        qty = _number(params, "quantity")
+        if kind == "MARKET" and tif in ("GTX", "GTD"):
+            raise ApiError(-1115, "Invalid timeInForce.")
+        response = params.get("newOrderRespType", "ACK").upper()
+        if response not in ("ACK", "RESULT"):
+            raise ApiError(-1136, "Invalid newOrderRespType.")
+        qty = decimal_param(params, "quantity")
+        assert qty is not None
         if qty <= 0:
             raise ApiError(-4003, "Quantity less than or equal to zero.")
-        price: float | None = None
+        price: Decimal | None = None
         if kind == "LIMIT":
-            price = _number(params, "price")
+            price = decimal_param(params, "price")
+            assert price is not None
             if price <= 0:
                 raise ApiError(-4013, "Price less than min price.")
-        elif tif == "GTX":
-            raise ApiError(-1115, "Invalid timeInForce.")
+        reduce_only = flag_param(params, "reduceOnly")
+        good_till = 0
+        if tif == "GTD":
+            # "order the timestamp only retains second-level precision, ms part will be
+            # ignored; The goodTillDate timestamp must be greater than the current time plus
+            # 600 seconds and smaller than 253402300799000" (New Order; -5040).
+            sent = int_param(params, "goodTillDate", required=True)
+            assert sent is not None
+            good_till = sent // 1000 * 1000
+            now_ms = int(self.clock() * 1000)
+            if not now_ms + _GTD_MIN_AHEAD_MS < good_till < _GTD_MAX_MS:
+                raise ApiError(
+                    -5040,
+                    "The goodTillDate timestamp must be greater than the current time plus 600 "
+                    "seconds and smaller than 253402300799000 (UTC 9999-12-31 23:59:59)",
+                )
+        client_id = client_order_id(params)
         if self.instruments is not None:
             instrument = self.instruments.get(name)
             if instrument is None:
@@ -762,45 +839,95 @@ class PaperVenue:
             touch = self.engine.touch(symbol_id)
             reference = (touch.bid_px + touch.ask_px) / 2 if touch is not None else None
             refusal = instrument.check_order(
-                params.get("quantity", ""),
-                params.get("price") if kind == "LIMIT" else None,
-                kind.lower(),
-                reference_price=reference,
+                qty, price if kind == "LIMIT" else None, kind.lower(), reference_price=reference
             )
-            if refusal is not None:
+            if refusal is not None and not (reduce_only and refusal.code == -4164):
                 raise ApiError(refusal.code, refusal.msg)
         else:
             rules = self.rules.get(name, SymbolRules())
-            if not _on_grid(qty, rules.step_size) or (
-                price is not None and not _on_grid(price, rules.tick_size)
+            if not _on_grid(float(qty), rules.step_size) or (
+                price is not None and not _on_grid(float(price), rules.tick_size)
             ):
                 raise ApiError(-1111, "Precision is over the maximum defined for this asset.")
+        return _NewOrder(
+            name,
+            symbol_id,
+            side,
+            kind,
+            tif,
+            qty,
+            price,
+            client_id,
+            reduce_only,
+            good_till,
+            response,
+        )
+
+    def new_order(self, params: Mapping[str, str]) -> dict[str, Any]:
+        """``POST /fapi/v1/order``."""
+        return self._place(self._parse_order(params))
+
+    def test_order(self, params: Mapping[str, str]) -> dict[str, Any]:
+        """``POST /fapi/v1/order/test``: every check of a new order, nothing placed."""
+        spec = self._parse_order(params)
+        with self._lock:
+            if spec.client_id is not None and spec.client_id in self._orders:
+                raise ApiError(-4116, "ClientOrderId is duplicated.")
+            if spec.reduce_only:
+                self._reduce_only_qty(spec)
+        return {}
+
+    def _reduce_only_qty(self, spec: _NewOrder) -> float:
+        """The quantity a reduce-only order may work (lock held): at most the position, on
+        its other side; an order that would increase (or open) the position is -2022."""
+        position = self.portfolio.positions.get(spec.symbol_id)
+        held = position.qty if position is not None else 0.0
+        sign = 1 if spec.side == "BUY" else -1
+        if held == 0 or held * sign > 0:
+            raise ApiError(-2022, "ReduceOnly Order is rejected.")
+        return min(float(spec.qty), abs(held))
+
+    def _place(self, spec: _NewOrder) -> dict[str, Any]:
         with self._lock:
             self._check_reachable()
-            client_id = params.get("newClientOrderId") or f"paper-{len(self._orders) + 1}"
+            client_id = spec.client_id or f"paper-{len(self._orders) + 1}"
             if client_id in self._orders:
                 raise ApiError(-4116, "ClientOrderId is duplicated.")
+            qty = self._reduce_only_qty(spec) if spec.reduce_only else float(spec.qty)
+            price = None if spec.price is None else float(spec.price)
+            engine_tif = "GTC" if spec.tif == "GTD" else spec.tif
             order = Order(
                 client_id,
-                symbol_id,
-                "buy" if side == "BUY" else "sell",
+                spec.symbol_id,
+                "buy" if spec.side == "BUY" else "sell",
                 qty,
                 price,
-                "limit" if kind == "LIMIT" else "market",
-                tif,  # type: ignore[arg-type]
+                "limit" if spec.kind == "LIMIT" else "market",
+                engine_tif,  # type: ignore[arg-type]
             )
             now_ms = self._now_ns // 1_000_000
-            info = _OrderInfo(self._order_base + len(self._orders) + 1, name, order, now_ms, now_ms)
+            info = _OrderInfo(
+                self._order_base + len(self._orders) + 1,
+                spec.name,
+                order,
+                now_ms,
+                now_ms,
+                tif=spec.tif,
+                reduce_only=spec.reduce_only,
+                good_till_ms=spec.good_till_ms,
+            )
             self._orders[client_id] = info
             self._by_id[info.order_id] = client_id
+            if spec.reduce_only or spec.good_till_ms:
+                self._watched[client_id] = info
             payload = {
                 "client_id": client_id,
-                "symbol": symbol_id,
+                "symbol": spec.symbol_id,
                 "side": order.side,
                 "qty": qty,
                 "price": price,
                 "type": order.type,
-                "tif": tif,
+                "tif": engine_tif,
             }
             self.journal.append(JournalEntry("submit", self._line, self._now_ns, payload))
             self.engine.submit(order, self._now_ns)
@@ -813,20 +940,157 @@ class PaperVenue:
                     "Due to the order could not be executed as maker, the Post Only order will "
                     "be rejected.",
                 )
+            if order.state == "expired" and order.reason == _FOK_KILLED:
+                raise ApiError(
+                    -5021,
+                    "Due to the order could not be filled immediately, the FOK order has been "
+                    "rejected.",
+                )
             if order.state == "rejected":
                 raise ApiError(-2010, f"New order rejected: {order.reason}.")
+            answer = self._order_json(info)
+            if spec.response == "ACK":
+                # ACK: the order as accepted, before any execution (newOrderRespType).
+                answer.update(
+                    status="NEW",
+                    executedQty="0",
+                    cumQty="0",
+                    cumQuote="0",
+                    avgPrice="0.00",
+                    updateTime=info.time_ms,
+                )
+            return answer
+
+    def modify_order(self, params: Mapping[str, str]) -> dict[str, Any]:
+        """``PUT /fapi/v1/order``: new price and quantity of an open LIMIT order (Modify
+        Order (TRADE), .../trade/rest-api/Modify-Order). Same price and quantity: -5027; not
+        a LIMIT order: -5025; a new quantity at or below the executed one cancels the order,
+        as Binance does; a post-only order whose new price would take expires."""
+        check_characters(params)
+        self._symbol(params)
+        side = params.get("side", "").upper()
+        if not side:
+            raise _missing("side")
+        if side not in ("BUY", "SELL"):
+            raise ApiError(-1117, "Invalid side.")
+        qty = decimal_param(params, "quantity")
+        price = decimal_param(params, "price")
+        assert qty is not None and price is not None
+        if qty <= 0:
+            raise ApiError(-4003, "Quantity less than or equal to zero.")
+        if price <= 0:
+            raise ApiError(-4013, "Price less than min price.")
+        with self._lock:
+            self._check_reachable()
+            info = self._find(params, ApiError(-2013, "Order does not exist."))
+            order = info.order
+            if not order.is_open:
+                raise ApiError(-2013, "Order does not exist.")
+            if order.type != "limit":
+                raise ApiError(-5025, "Only limit order is supported.")
+            if order.side.upper() != side:
+                raise ApiError(-1130, "Data sent for parameter 'side' is not valid.")
+            if self.instruments is not None:
+                instrument = self.instruments.get(info.symbol)
+                if instrument is not None:
+                    refusal = instrument.check_order(qty, price, "limit")
+                    if refusal is not None and not (info.reduce_only and refusal.code == -4164):
+                        raise ApiError(refusal.code, refusal.msg)
+            if Decimal(repr(order.price)) == price and Decimal(repr(order.qty)) == qty:
+                raise ApiError(-5027, "No need to modify the order.")
+            if info.modifications >= 10_000:
+                raise ApiError(-5026, "Exceed maximum modify order limit.")
+            info.modifications += 1
+            if float(qty) <= order.filled_qty:
+                self.journal.append(
+                    JournalEntry("cancel", self._line, self._now_ns, order.client_id)
+                )
+                self.engine.cancel(order.client_id, self._now_ns)
+            else:
+                payload = (order.client_id, float(price), float(qty))
+                self.journal.append(JournalEntry("replace", self._line, self._now_ns, payload))
+                self.engine.replace(order.client_id, float(price), float(qty), self._now_ns)
+            self._publish(self.engine.advance(self._now_ns))
+            self._lock.notify_all()
+            self._settle(self._now_ns + self.engine.latency_ns)
             return self._order_json(info)
+
+    def _batch(self, params: Mapping[str, str], name: str, limit: int) -> list[Any]:
+        text = params.get(name, "")
+        if not text:
+            raise _missing(name)
+        try:
+            items = json.loads(text)
+        except ValueError:
+            raise ApiError(-1130, f"Data sent for parameter '{name}' is not valid.") from None
+        if not isinstance(items, list) or not items:
+            raise ApiError(-1130, f"Data sent for parameter '{name}' is not valid.")
+        if len(items) > limit:
+            raise ApiError(-4082, f"Invalid number of batch place orders: {len(items)}")
+        return items
+
+    @staticmethod
+    def _one(item: Any) -> dict[str, str]:
+        if not isinstance(item, dict):
+            raise ApiError(-1130, "Data sent for parameter 'batchOrders' is not valid.")
+        out = {}
+        for key, value in item.items():
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            elif not isinstance(value, str | int):
+                raise ApiError(-1100, f"Illegal characters found in parameter '{key}'.")
+            out[str(key)] = str(value)
+        return out
+
+    def _each(self, items: list[Any], action: Callable[[dict[str, str]], Any]) -> list[Any]:
+        """Answers in the order sent: the order, or its own ``{"code", "msg"}``."""
+        answers: list[Any] = []
+        for item in items:
+            try:
+                answers.append(action(self._one(item)))
+            except ApiError as error:
+                answers.append({"code": error.code, "msg": error.msg})
+        return answers
+
+    def batch_orders(self, params: Mapping[str, str]) -> list[Any]:
+        """``POST /fapi/v1/batchOrders`` (at most 5)."""
+        items = self._batch(params, "batchOrders", MAX_BATCH_ORDERS)
+        return self._each(items, self.new_order)
+
+    def batch_modify(self, params: Mapping[str, str]) -> list[Any]:
+        """``PUT /fapi/v1/batchOrders`` (at most 5)."""
+        items = self._batch(params, "batchOrders", MAX_BATCH_ORDERS)
+        return self._each(items, self.modify_order)
+
+    def batch_cancel(self, params: Mapping[str, str]) -> list[Any]:
+        """``DELETE /fapi/v1/batchOrders``: ``orderIdList`` or ``origClientOrderIdList`` (at
+        most 10)."""
+        symbol = self._symbol(params)
+        assert symbol is not None
+        if params.get("orderIdList"):
+            ids = self._batch(params, "orderIdList", MAX_BATCH_CANCELS)
+            key = "orderId"
+        elif params.get("origClientOrderIdList"):
+            ids = self._batch(params, "origClientOrderIdList", MAX_BATCH_CANCELS)
+            key = "origClientOrderId"
+        else:
+            raise ApiError(
+                -1102,
+                "Param 'orderIdList' or 'origClientOrderIdList' must be sent, but both were "
+                "empty/null!",
+            )
+        items = [{"symbol": symbol[0], key: value} for value in ids]
+        return self._each(items, self.cancel_order)
 
     def _find(self, params: Mapping[str, str], unknown: ApiError) -> _OrderInfo:
         client_id = params.get("origClientOrderId")
-        order_id = params.get("orderId")
-        if not client_id and not order_id:
-            raise _missing("orderId")
+        if not client_id and not params.get("orderId"):
+            raise ApiError(
+                -1102,
+                "Param 'orderId' or 'origClientOrderId' must be sent, but both were empty/null!",
+            )
         if not client_id:
-            try:
-                client_id = self._by_id.get(int(order_id or ""))
-            except ValueError:
-                raise ApiError(-1100, "Illegal characters found in parameter 'orderId'.") from None
+            client_id = self._by_id.get(int_param(params, "orderId") or 0)
         info = self._orders.get(client_id or "")
         if info is None:
             raise unknown
@@ -865,6 +1129,39 @@ class PaperVenue:
             self._settle(self._now_ns + self.engine.latency_ns)
         return {"code": 200, "msg": "The operation of cancel all open order is done."}
 
+    def _sweep(self) -> None:
+        """(Lock held.) Expires what the venue expires by itself: a GTD order whose
+        ``goodTillDate`` the venue clock passed, and a resting reduce-only order that would
+        now increase the position (its position closed or flipped), as Binance does."""
+        if not self._watched:
+            return
+        now_ms = int(self.clock() * 1000)
+        expired = False
+        for client_id, info in list(self._watched.items()):
+            order = info.order
+            if not order.is_open:
+                del self._watched[client_id]
+                continue
+            reason = ""
+            if info.good_till_ms and now_ms >= info.good_till_ms:
+                reason = _GTD_EXPIRED
+            elif info.reduce_only:
+                position = self.portfolio.positions.get(order.symbol)
+                held = position.qty if position is not None else 0.0
+                sign = 1 if order.side == "buy" else -1
+                if held == 0 or held * sign > 0:
+                    reason = _REDUCE_ONLY_EXPIRED
+            if reason:
+                del self._watched[client_id]
+                self.journal.append(
+                    JournalEntry("expire", self._line, self._now_ns, (client_id, reason))
+                )
+                self.engine.expire(client_id, self._now_ns, reason)
+                expired = True
+        if expired:
+            self._publish(self.engine.advance(self._now_ns))
+            self._lock.notify_all()
+
     def query_order(self, params: Mapping[str, str]) -> dict[str, Any]:
         self._symbol(params)
         with self._lock:
@@ -877,6 +1174,45 @@ class PaperVenue:
                 if past is None:
                     raise error from None
                 return past
+
+    def open_order(self, params: Mapping[str, str]) -> dict[str, Any]:
+        """``GET /fapi/v1/openOrder``: an open order; a filled or cancelled one is -2013
+        "Order does not exist." (Query Current Open Order, .../trade/rest-api/
+        Query-Current-Open-Order)."""
+        self._symbol(params)
+        with self._lock:
+            info = self._find(params, ApiError(-2013, "Order does not exist."))
+            if not info.order.is_open:
+                raise ApiError(-2013, "Order does not exist.")
+            return self._order_json(info)
+
+    def all_orders(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        """``GET /fapi/v1/allOrders``: the symbol's orders, oldest first; ``orderId``: from
+        that id on, ``startTime``/``endTime`` bound ``time``, ``limit`` default 500, max 1000
+        (All Orders, .../trade/rest-api/All-Orders)."""
+        symbol = self._symbol(params)
+        assert symbol is not None
+        from_id = int_param(params, "orderId")
+        start = int_param(params, "startTime")
+        end = int_param(params, "endTime")
+        limit = int_param(params, "limit", 500) or 500
+        if start is not None and end is not None and start > end:
+            raise ApiError(-1023, "Start time is greater than end time.")
+        limit = min(limit, 1000)
+        with self._lock:
+            infos = sorted(
+                (info for info in self._orders.values() if info.symbol == symbol[0]),
+                key=lambda info: info.order_id,
+            )
+            if from_id is not None:
+                infos = [info for info in infos if info.order_id >= from_id][:limit]
+            else:
+                if start is not None:
+                    infos = [info for info in infos if info.time_ms >= start]
+                if end is not None:
+                    infos = [info for info in infos if info.time_ms <= end]
+                infos = infos[-limit:] if start is None else infos[:limit]
+            return [self._order_json(info) for info in infos]
 
     def _past_order(self, params: Mapping[str, str]) -> dict[str, Any] | None:
         """An order of an earlier session from the ledger (``carry_over`` only)."""
@@ -895,15 +1231,18 @@ class PaperVenue:
             orders = self.engine.open_orders(None if symbol is None else symbol[1])
             return [self._order_json(self._orders[order.client_id]) for order in orders]
 
+    def _open_symbols(self) -> set[str]:
+        return {self._symbols[order.symbol] for order in self.engine.open_orders()}
+
     def user_trades(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
         symbol = self._symbol(params)
         assert symbol is not None
-        limit = min(int(_number(params, "limit", 500)), 1000)
-        from_id = params.get("fromId")
+        limit = min(int_param(params, "limit", 500) or 500, 1000)
+        from_id = int_param(params, "fromId")
         with self._lock:
             trades = [trade for trade in self._trades if trade["symbol"] == symbol[0]]
-        if from_id:
-            trades = [trade for trade in trades if trade["id"] >= int(from_id)][:limit]
+        if from_id is not None:
+            trades = [trade for trade in trades if trade["id"] >= from_id][:limit]
         else:
             trades = trades[-limit:]
         return trades
@@ -917,77 +1256,6 @@ class PaperVenue:
                 self.portfolio.mark(symbol_id, (touch.bid_px + touch.ask_px) / 2)
             out.append((self._symbols[symbol_id], position, position.mark))
         return out
-
-    def position_risk(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
-        symbol = self._symbol(params, required=False)
-        with self._lock:
-            rows = []
-            for name, position, mark in self._marked():
-                if symbol is not None and name != symbol[0]:
-                    continue
-                rows.append(
-                    {
-                        "symbol": name,
-                        "positionAmt": _num(position.qty),
-                        "entryPrice": _num(position.avg_price if position.units else 0.0),
-                        "markPrice": _num(mark),
-                        "unRealizedProfit": _num(position.unrealized),
-                        "liquidationPrice": "0",
-                        "leverage": "1",
-                        "marginType": "cross",
-                        "isolatedMargin": "0",
-                        "isAutoAddMargin": "false",
-                        "positionSide": "BOTH",
-                        "notional": _num(position.qty * mark if mark == mark else 0.0),
-                        "updateTime": self._now_ns // 1_000_000,
-                    }
-                )
-            return rows
-
-    def account(self, _params: Mapping[str, str]) -> dict[str, Any]:
-        with self._lock:
-            positions = self._marked()
-            realized = sum(position.realized for _, position, _ in positions)
-            fees = sum(position.fees for _, position, _ in positions)
-            unrealized = sum(position.unrealized for _, position, _ in positions)
-            wallet = self.initial_balance + realized - fees
-            margin = wallet + unrealized
-            asset = {
-                "asset": "USDT",
-                "walletBalance": _num(wallet),
-                "unrealizedProfit": _num(unrealized),
-                "marginBalance": _num(margin),
-                "availableBalance": _num(margin),
-                "maxWithdrawAmount": _num(wallet),
-                "updateTime": self._now_ns // 1_000_000,
-            }
-            return {
-                "feeTier": 0,
-                "canTrade": True,
-                "canDeposit": False,
-                "canWithdraw": False,
-                "updateTime": self._now_ns // 1_000_000,
-                "totalWalletBalance": _num(wallet),
-                "totalUnrealizedProfit": _num(unrealized),
-                "totalMarginBalance": _num(margin),
-                "availableBalance": _num(margin),
-                "maxWithdrawAmount": _num(wallet),
-                "totalRealizedProfit": _num(realized),
-                "totalFees": _num(fees),
-                "assets": [asset],
-                "positions": [
-                    {
-                        "symbol": name,
-                        "positionAmt": _num(position.qty),
-                        "entryPrice": _num(position.avg_price if position.units else 0.0),
-                        "unrealizedProfit": _num(position.unrealized),
-                        "notional": _num(position.qty * mark if mark == mark else 0.0),
-                        "positionSide": "BOTH",
-                        "leverage": "1",
-                    }
-                    for name, position, mark in positions
-                ],
-            }
 
     def new_listen_key(self) -> dict[str, Any]:
         with self._lock:
@@ -1026,16 +1294,19 @@ class PaperVenue:
             "executedQty": _num(filled),
             "cumQty": _num(filled),
             "cumQuote": _num(info.notional),
-            "timeInForce": order.tif,
+            "timeInForce": info.tif or order.tif,
             "type": order.type.upper(),
             "origType": order.type.upper(),
-            "reduceOnly": False,
+            "reduceOnly": info.reduce_only,
             "closePosition": False,
             "side": order.side.upper(),
             "positionSide": "BOTH",
             "stopPrice": "0",
             "workingType": "CONTRACT_PRICE",
             "priceProtect": False,
+            "priceMatch": "NONE",
+            "selfTradePreventionMode": "NONE",
+            "goodTillDate": info.good_till_ms,
             "time": info.time_ms,
             "updateTime": info.update_ms,
         }
@@ -1068,15 +1339,31 @@ def _number(params: Mapping[str, str], name: str, default: float | None = None) 
 #: Largest request body read (order entry takes parameters, not documents).
 MAX_BODY = 64 * 1024
 
-_SIGNED = {
+_SIGNED: dict[tuple[str, str], Callable[[PaperVenue, Mapping[str, str]], Any]] = {
     ("POST", "/fapi/v1/order"): PaperVenue.new_order,
+    ("PUT", "/fapi/v1/order"): PaperVenue.modify_order,
     ("DELETE", "/fapi/v1/order"): PaperVenue.cancel_order,
     ("GET", "/fapi/v1/order"): PaperVenue.query_order,
+    ("POST", "/fapi/v1/order/test"): PaperVenue.test_order,
+    ("POST", "/fapi/v1/batchOrders"): PaperVenue.batch_orders,
+    ("PUT", "/fapi/v1/batchOrders"): PaperVenue.batch_modify,
+    ("DELETE", "/fapi/v1/batchOrders"): PaperVenue.batch_cancel,
     ("DELETE", "/fapi/v1/allOpenOrders"): PaperVenue.cancel_all,
+    ("GET", "/fapi/v1/openOrder"): PaperVenue.open_order,
     ("GET", "/fapi/v1/openOrders"): PaperVenue.open_orders,
-    ("GET", "/fapi/v2/account"): PaperVenue.account,
-    ("GET", "/fapi/v2/positionRisk"): PaperVenue.position_risk,
+    ("GET", "/fapi/v1/allOrders"): PaperVenue.all_orders,
     ("GET", "/fapi/v1/userTrades"): PaperVenue.user_trades,
+    ("GET", "/fapi/v2/account"): PaperVenue.account,
+    ("GET", "/fapi/v3/account"): PaperVenue.account_v3,
+    ("GET", "/fapi/v2/balance"): PaperVenue.balance,
+    ("GET", "/fapi/v3/balance"): PaperVenue.balance,
+    ("GET", "/fapi/v2/positionRisk"): PaperVenue.position_risk,
+    ("GET", "/fapi/v3/positionRisk"): PaperVenue.position_risk_v3,
+    ("POST", "/fapi/v1/leverage"): PaperVenue.change_leverage,
+    ("GET", "/fapi/v1/leverageBracket"): PaperVenue.leverage_bracket,
+    ("GET", "/fapi/v1/commissionRate"): PaperVenue.commission_rate,
+    ("GET", "/fapi/v1/positionSide/dual"): PaperVenue.position_mode,
+    ("POST", "/fapi/v1/positionSide/dual"): PaperVenue.change_position_mode,
 }
 
 
@@ -1094,6 +1381,10 @@ def _handler(venue: PaperVenue) -> type[BaseHTTPRequestHandler]:
 
         def setup(self) -> None:
             super().setup()
+            # Answers leave in one write (see _send); without Nagle they leave at once
+            # instead of waiting for the client's delayed ACK of the previous segment.
+            with contextlib.suppress(OSError):
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with venue._lock:
                 venue._connections.add(self.connection)
 
@@ -1138,12 +1429,15 @@ def _handler(venue: PaperVenue) -> type[BaseHTTPRequestHandler]:
                 raise ApiError(-1100, "Illegal characters found in a parameter.") from None
 
         def _dispatch(self, method: str) -> None:
+            headers: dict[str, str] = {}
             try:
                 split = urllib.parse.urlsplit(self.path)
                 body = self._body()
-                status, answer = 200, self._answer(method, split.path, split.query, body)
+                answer = self._answer(method, split.path, split.query, body, headers)
+                status = 200
             except ApiError as error:
                 status, answer = error.status, {"code": error.code, "msg": error.msg}
+                headers.update(error.headers)
             except _Unreachable:
                 self.close_connection = True
                 with contextlib.suppress(OSError):
@@ -1151,24 +1445,48 @@ def _handler(venue: PaperVenue) -> type[BaseHTTPRequestHandler]:
                 return
             except Exception as error:  # noqa: BLE001 - a bug must not kill the server thread
                 status, answer = 500, {"code": -1000, "msg": f"internal error: {error!r}"}
-            payload = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            self._send(status, json.dumps(answer, separators=(",", ":")).encode(), headers)
 
-        def _answer(self, method: str, path: str, query: str, body: str) -> Any:
+        def _send(self, status: int, payload: bytes, headers: Mapping[str, str]) -> None:
+            """Status line, headers and body in one buffer, one ``sendall``: a body written
+            after the headers as a second segment waits for the client's delayed ACK (40 ms
+            on Linux) on a kept-alive connection."""
+            reason = self.responses.get(status, ("",))[0]
+            lines = [
+                f"{self.protocol_version} {status} {reason}",
+                f"Server: {self.version_string()}",
+                f"Date: {self.date_time_string()}",
+                "Content-Type: application/json",
+                f"Content-Length: {len(payload)}",
+            ]
+            lines.extend(f"{name}: {value}" for name, value in headers.items())
+            if self.close_connection:
+                lines.append("Connection: close")
+            self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
+
+        def _admit(self, method: str, path: str, params: Mapping[str, str]) -> dict[str, str]:
+            """Rate limits: weight per IP, orders per API key (see paper_params)."""
+            weight, orders = weight_of(method, path, params)
+            key = self.headers.get("X-MBX-APIKEY", "")
+            account = key if key in venue.keys else None
+            return venue.limiter.admit(self.client_address[0], account, weight, orders)
+
+        def _answer(
+            self, method: str, path: str, query: str, body: str, headers: dict[str, str]
+        ) -> Any:
             params = {
                 **dict(urllib.parse.parse_qsl(query, keep_blank_values=True)),
                 **dict(urllib.parse.parse_qsl(body, keep_blank_values=True)),
             }
+            headers.update(self._admit(method, path, params))
             if path in ("/fapi/v1/ping",):
                 return {}
             if path == "/fapi/v1/time":
-                return {"serverTime": int(time.time() * 1000)}
+                return {"serverTime": int(venue.clock() * 1000)}
             if path == "/fapi/v1/exchangeInfo" and method == "GET":
                 return venue.exchange_info()
+            if path == "/fapi/v1/ticker/bookTicker" and method == "GET":
+                return venue.book_ticker(params)
             handler = _SIGNED.get((method, path))
             is_stream = path in ("/fapi/v1/listenKey", "/fapi/v1/_events")
             if handler is None and not is_stream:
@@ -1193,12 +1511,23 @@ def _handler(venue: PaperVenue) -> type[BaseHTTPRequestHandler]:
                 params = signed_params(query, body, secret)
             except SignatureError as error:
                 raise ApiError(error.code, error.msg) from None
-            timestamp = int(_number(params, "timestamp"))
-            window = _number(params, "recvWindow", 5000)
+            timestamp = int_param(params, "timestamp", required=True)
+            window = int_param(params, "recvWindow", 5000)
+            assert timestamp is not None and window is not None
             if not 0 < window <= 60_000:
                 raise ApiError(-1131, "recvWindow must be less than 60000")
-            server_ms = time.time() * 1000
-            if not (server_ms - window <= timestamp < server_ms + 1000):
+            # Binance's only defence against a replayed signed request is this window: "the
+            # request is rejected if serverTime - timestamp > recvWindow" and a timestamp
+            # more than 1 s ahead is refused too (General Info, Timing security,
+            # https://developers.binance.com/docs/derivatives/usds-margined-futures/general-info).
+            # Within the window a replay is a new request (a second order without
+            # newClientOrderId; -4116 with the same one), as on Binance.
+            server_ms = venue.clock() * 1000
+            if timestamp >= server_ms + 1000:
+                raise ApiError(
+                    -1021, "Timestamp for this request was 1000ms ahead of the server's time."
+                )
+            if server_ms - timestamp > window:
                 raise ApiError(-1021, "Timestamp for this request is outside of the recvWindow.")
             return handler(venue, params)
 

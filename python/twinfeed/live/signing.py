@@ -7,15 +7,26 @@ default 5000) and ``signature``: the hex HMAC-SHA256, keyed with the API secret,
 ``X-MBX-APIKEY`` header. This is Binance's USD-M futures scheme, so a client written for it
 signs for :class:`twinfeed.live.paper_venue.PaperVenue` unchanged.
 
-Credentials come from the environment (``TWINFEED_API_KEY`` and ``TWINFEED_API_SECRET``) or
-from a file readable by its owner only (mode 0600 or stricter; a file with group or other
-permissions is refused with :class:`CredentialsError`). The file holds
-``TWINFEED_API_KEY=...`` and ``TWINFEED_API_SECRET=...`` lines (``#`` comments allowed).
-Secrets never appear in ``repr``, log lines or error messages.
+Ed25519 API keys: Binance also accepts keys registered with an Ed25519 public key; such a
+request's ``signature`` is the base64 Ed25519 signature of the same payload, URL-encoded
+(USD-M "General Info", SIGNED Endpoint Examples for Ed25519 keys,
+https://developers.binance.com/docs/derivatives/usds-margined-futures/general-info). A venue
+key whose secret is an Ed25519 public key (PEM text or a ``cryptography`` key object) verifies
+that way; any other secret is an HMAC secret.
+
+Credentials come from the environment (``TWINFEED_API_KEY`` and ``TWINFEED_API_SECRET``, or
+for an Ed25519 key ``TWINFEED_API_KEY`` and ``TWINFEED_API_PRIVATE_KEY``: the PEM text, or
+``TWINFEED_API_PRIVATE_KEY_FILE``: a PEM file) or from a file readable by its owner only
+(mode 0600 or stricter; a file with group or other permissions is refused with
+:class:`CredentialsError`; so is a private key file). The file holds ``NAME=value`` lines of
+those names (``#`` comments allowed). Secrets never appear in ``repr``, log lines or error
+messages.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import os
@@ -27,13 +38,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
+
 __all__ = [
     "API_KEY_ENV",
+    "API_PRIVATE_KEY_ENV",
+    "API_PRIVATE_KEY_FILE_ENV",
     "API_SECRET_ENV",
     "Credentials",
     "CredentialsError",
     "SignatureError",
     "create_credentials_file",
+    "ed25519_public_key",
+    "ed25519_sign",
     "encode_params",
     "load_credentials",
     "sign",
@@ -45,6 +64,11 @@ __all__ = [
 
 API_KEY_ENV = "TWINFEED_API_KEY"
 API_SECRET_ENV = "TWINFEED_API_SECRET"
+API_PRIVATE_KEY_ENV = "TWINFEED_API_PRIVATE_KEY"
+API_PRIVATE_KEY_FILE_ENV = "TWINFEED_API_PRIVATE_KEY_FILE"
+
+#: What a venue key verifies with: an HMAC secret, or an Ed25519 public key.
+VerifyKey = str | Ed25519PublicKey
 
 
 class CredentialsError(RuntimeError):
@@ -53,10 +77,41 @@ class CredentialsError(RuntimeError):
 
 @dataclass(frozen=True)
 class Credentials:
-    """An API key and its secret (the secret is kept out of ``repr``)."""
+    """An API key and its secret, or its Ed25519 private key in PEM (both kept out of
+    ``repr``); with a private key, requests are signed with it instead of the secret."""
 
     api_key: str
     api_secret: str = field(repr=False)
+    private_key: str = field(default="", repr=False)
+
+
+def ed25519_public_key(value: VerifyKey | bytes) -> Ed25519PublicKey | None:
+    """``value`` as an Ed25519 public key if it is one (PEM text or a key), else None."""
+    if isinstance(value, Ed25519PublicKey):
+        return value
+    text = value.encode() if isinstance(value, str) else value
+    if b"-----BEGIN PUBLIC KEY-----" not in text:
+        return None
+    key = load_pem_public_key(text)
+    if not isinstance(key, Ed25519PublicKey):
+        raise CredentialsError("the public key is not an Ed25519 key")
+    return key
+
+
+def _private_key(pem: str) -> Ed25519PrivateKey:
+    try:
+        key = load_pem_private_key(pem.encode(), password=None)
+    except ValueError as error:
+        raise CredentialsError(f"unreadable Ed25519 private key: {error}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise CredentialsError("the private key is not an Ed25519 key")
+    return key
+
+
+def ed25519_sign(payload: str, private_key: Ed25519PrivateKey | str) -> str:
+    """The base64 Ed25519 signature of ``payload`` (not yet URL-encoded)."""
+    key = _private_key(private_key) if isinstance(private_key, str) else private_key
+    return base64.b64encode(key.sign(payload.encode())).decode()
 
 
 def encode_params(params: Mapping[str, Any] | str) -> str:
@@ -115,13 +170,27 @@ def total_params(query: str, body: str) -> tuple[str, str | None]:
     return query_rest + body_rest, query_signature or body_signature
 
 
-def verify(query: str, body: str, secret: str) -> bool:
-    """True if the request's ``signature`` matches its total parameters (constant time)."""
+def _check_signature(payload: str, signature: str, secret: VerifyKey) -> bool:
+    public = ed25519_public_key(secret)
+    if public is None:
+        assert isinstance(secret, str)
+        expected = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected, signature.lower())
+    try:
+        raw = base64.b64decode(signature, validate=True)
+        public.verify(raw, payload.encode())
+    except (binascii.Error, ValueError, InvalidSignature):
+        return False
+    return True
+
+
+def verify(query: str, body: str, secret: VerifyKey) -> bool:
+    """True if the request's ``signature`` matches its total parameters (HMAC in constant
+    time, or Ed25519 when ``secret`` is an Ed25519 public key)."""
     payload, signature = total_params(query, body)
     if signature is None:
         return False
-    expected = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, signature.lower())
+    return _check_signature(payload, signature, secret)
 
 
 class SignatureError(ValueError):
@@ -133,7 +202,7 @@ class SignatureError(ValueError):
         self.msg = msg
 
 
-def signed_params(query: str, body: str, secret: str) -> dict[str, str]:
+def signed_params(query: str, body: str, secret: VerifyKey) -> dict[str, str]:
     """The parameters of a signed request, parsed from exactly the bytes its signature covers.
 
     Binance signs ``totalParams``, "the query string concatenated with the request body", and
@@ -157,8 +226,7 @@ def signed_params(query: str, body: str, secret: str) -> dict[str, str]:
     if signature is None:
         raise SignatureError(-1102, "Mandatory parameter 'signature' was not sent.")
     payload = query_rest + body_rest
-    expected = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, signature.lower()):
+    if not _check_signature(payload, signature, secret):
         raise SignatureError(-1022, "Signature for this request is not valid.")
     if query_rest and body_rest:
         raise SignatureError(
@@ -201,10 +269,32 @@ def _read_file(path: Path) -> Credentials:
         if not sep:
             raise CredentialsError(f"{path}:{number}: expected NAME=value")
         values[name.strip()] = value.strip()
-    missing = [name for name in (API_KEY_ENV, API_SECRET_ENV) if not values.get(name)]
-    if missing:
-        raise CredentialsError(f"{path}: missing {', '.join(missing)}")
-    return Credentials(values[API_KEY_ENV], values[API_SECRET_ENV])
+    found = _from_values(values)
+    if found is None:
+        raise CredentialsError(
+            f"{path}: missing {API_KEY_ENV} and {API_SECRET_ENV} (or {API_PRIVATE_KEY_FILE_ENV})"
+        )
+    return found
+
+
+def _from_values(values: Mapping[str, str]) -> Credentials | None:
+    """Credentials from NAME=value pairs (environment or file), or None if incomplete."""
+    key = values.get(API_KEY_ENV)
+    if not key:
+        return None
+    pem = values.get(API_PRIVATE_KEY_ENV, "")
+    key_file = values.get(API_PRIVATE_KEY_FILE_ENV)
+    if not pem and key_file:
+        file = Path(key_file)
+        if not file.exists():
+            raise CredentialsError(f"private key file {file} not found")
+        _check_private(file)
+        pem = file.read_text()
+    if pem:
+        _private_key(pem)  # refuse a key that is not Ed25519 now, not at the first order
+        return Credentials(key, values.get(API_SECRET_ENV, ""), pem)
+    secret = values.get(API_SECRET_ENV)
+    return Credentials(key, secret) if secret else None
 
 
 def load_credentials(
@@ -215,9 +305,9 @@ def load_credentials(
     Raises CredentialsError when neither source has them or the file is not private.
     """
     env = os.environ if environ is None else environ
-    key, secret = env.get(API_KEY_ENV), env.get(API_SECRET_ENV)
-    if key and secret:
-        return Credentials(key, secret)
+    found = _from_values(env)
+    if found is not None:
+        return found
     if path is None:
         raise CredentialsError(
             f"no API credentials: set {API_KEY_ENV} and {API_SECRET_ENV}, or give a 0600 file"
