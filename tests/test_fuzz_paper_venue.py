@@ -288,7 +288,7 @@ def _signed_order(**fields: str) -> str:
                 b"",
                 {"X-MBX-APIKEY": KEY},
             ),
-            -4005,
+            -1100,  # Binance's decimals have no exponent form (was -4005, then a 500)
         ),
         (
             lambda: _request(
@@ -297,7 +297,7 @@ def _signed_order(**fields: str) -> str:
                 b"",
                 {"X-MBX-APIKEY": KEY},
             ),
-            -4016,
+            -1100,
         ),
         # Content-Length parsed outside the handler's error path: no response at all.
         (

@@ -102,6 +102,8 @@ def test_market_order_without_touch_is_rejected() -> None:
             [("a", 100.1, 0.4, "taker")],
         ),
         ("GTX", [("a", "expired")], []),
+        # Fill-or-kill: 1.0 wanted, 0.4 shown at the touch: expires without filling.
+        ("FOK", [("a", "expired")], []),
     ],
 )
 def test_crossing_limit_order(tif: str, expected_states: list, expected_fills: list) -> None:
@@ -123,6 +125,38 @@ def test_ioc_that_does_not_cross_expires() -> None:
     engine.on_record(records(quote(0, 100.0, 1.0, 100.1, 0.4))[0])
     engine.submit(order("a", "buy", 1.0, 100.0, tif="IOC"), now_ns=1)
     assert states(engine.advance(1)) == [("a", "expired")]
+
+
+def test_fok_fills_entirely_at_the_touch_or_not_at_all() -> None:
+    engine = MatchingEngine()
+    engine.on_record(records(quote(0, 100.0, 1.0, 100.1, 0.4))[0])
+    engine.submit(order("fits", "buy", 0.4, 100.3, tif="FOK"), now_ns=1)
+    engine.submit(order("rest", "buy", 0.1, 100.3, tif="FOK"), now_ns=1)  # touch used up
+    engine.submit(order("away", "sell", 0.1, 100.2, tif="FOK"), now_ns=1)  # does not cross
+    events = engine.advance(1)
+    assert fills(events) == [("fits", 100.1, 0.4, "taker")]
+    assert states(events) == [
+        ("fits", "acked"),
+        ("fits", "filled"),
+        ("rest", "expired"),
+        ("away", "expired"),
+    ]
+    assert engine.orders["rest"].reason == "FOK: could not fill entirely"
+
+
+def test_expire_ends_an_open_order_expired_and_is_refused_once_finished() -> None:
+    engine = MatchingEngine(latency_ns=5)
+    engine.on_record(records(quote(0, 100.0, 1.0, 100.1, 0.4))[0])
+    engine.submit(order("a", "buy", 1.0, 99.0), now_ns=1)
+    engine.advance(6)
+    engine.expire("a", 10, "goodTillDate reached")
+    assert engine.advance(14) == []  # travels like a cancel
+    events = engine.advance(15)
+    assert states(events) == [("a", "expired")]
+    assert engine.orders["a"].reason == "goodTillDate reached"
+    engine.expire("a", 20, "again")
+    (update,) = engine.advance(25)
+    assert isinstance(update, OrderUpdate) and update.reason == "cancel refused: order is expired"
 
 
 def test_queue_position_consumed_by_prints_then_partial_fills() -> None:
@@ -261,7 +295,7 @@ def scenario(draw: st.DrawFn) -> tuple[np.ndarray[Any, Any], list[tuple[int, str
         side = draw(st.sampled_from(["buy", "sell"]))
         kind = draw(st.sampled_from(["limit", "limit", "market"]))
         price = draw(st.sampled_from(PRICES)) if kind == "limit" else None
-        tif = draw(st.sampled_from(["GTC", "IOC", "GTX"])) if kind == "limit" else "GTC"
+        tif = draw(st.sampled_from(["GTC", "IOC", "GTX", "FOK"])) if kind == "limit" else "GTC"
         qty = draw(st.sampled_from([0.1, 0.7, 2.0]))
         new = order(f"o{index}", side, qty, price, tif=tif, symbol=draw(symbols))
         orders.append((draw(st.integers(0, ts)), "submit", new))
@@ -331,6 +365,10 @@ def test_properties(case: tuple, latency: int, per_order_min_rows: int) -> None:
                     assert fill.price >= order_.price - 1e-9
         if order_.tif == "GTX":
             assert all(f.liquidity == "maker" for f in mine)
+        if order_.tif == "FOK":  # all at once on arrival, or nothing
+            assert order_.state in ("filled", "expired", "rejected")
+            assert total in (0, round(order_.qty * 1e8))
+            assert all(f.liquidity == "taker" for f in mine)
     # Deterministic, and the batch fast path equals the per-row path exactly.
     # per_order_min_rows=0 (and no short-segment scan) forces the per-order path on every
     # multi-row segment.

@@ -326,7 +326,9 @@ class Instrument:
             if self.max_price and value > self.max_price:
                 if spot:
                     return OrderRefusal(-1013, "Filter failure: PRICE_FILTER")
-                return OrderRefusal(-4016, "Price more than max price.")
+                # -4002 PRICE_GREATER_THAN_MAX_PRICE (USD-M error codes page); -4016 is the
+                # mark-price multiplier cap.
+                return OrderRefusal(-4002, "Price greater than max price.")
         elif reference_price is not None and reference_price == reference_price:
             value = _to_decimal(reference_price)
         if self.min_notional and value is not None and self.market != "inverse":

@@ -40,13 +40,44 @@ Matching
     PnL less fees) come from :class:`twinfeed.portfolio.Portfolio`; unrealized PnL is marked at
     the engine's current mid. One account, one-way position mode (``positionSide`` BOTH).
 
-Endpoints (Binance USD-M subset; all answers JSON, errors as ``{"code", "msg"}``)
-    ``POST /fapi/v1/order``, ``DELETE /fapi/v1/order``, ``GET /fapi/v1/order``,
-    ``DELETE /fapi/v1/allOpenOrders``, ``GET /fapi/v1/openOrders``, ``GET /fapi/v2/account``,
-    ``GET /fapi/v2/positionRisk``, ``GET /fapi/v1/userTrades``: signed (see
-    :mod:`twinfeed.live.signing`). ``POST|PUT|DELETE /fapi/v1/listenKey``: API key only.
-    ``GET /fapi/v1/time``, ``GET /fapi/v1/ping``, ``GET /fapi/v1/exchangeInfo`` (the
-    instruments this venue trades, in Binance's shape for the capture's venue): open.
+Endpoints (Binance USD-M; all answers JSON in Binance's shapes, errors as ``{"code", "msg"}``)
+    Signed (see :mod:`twinfeed.live.signing`: HMAC keys, or Ed25519 keys registered with
+    their public key): ``POST|PUT|DELETE|GET /fapi/v1/order`` (new, modify, cancel, query),
+    ``POST /fapi/v1/order/test``, ``POST|PUT|DELETE /fapi/v1/batchOrders`` (at most 5 orders,
+    10 cancels; answers in the order sent, each the order or its own error),
+    ``DELETE /fapi/v1/allOpenOrders``, ``GET /fapi/v1/openOrder``, ``GET /fapi/v1/openOrders``,
+    ``GET /fapi/v1/allOrders``, ``GET /fapi/v1/userTrades``, ``GET /fapi/v2|v3/account``,
+    ``GET /fapi/v2|v3/balance``, ``GET /fapi/v2|v3/positionRisk``, ``POST /fapi/v1/leverage``,
+    ``GET /fapi/v1/leverageBracket``, ``GET /fapi/v1/commissionRate``,
+    ``GET|POST /fapi/v1/positionSide/dual`` (one-way only: hedge mode is -1020), see
+    :mod:`twinfeed.live.paper_account`. API key only: ``POST|PUT|DELETE /fapi/v1/listenKey``.
+    Open: ``GET /fapi/v1/time``, ``GET /fapi/v1/ping``, ``GET /fapi/v1/exchangeInfo`` (the
+    instruments this venue trades, in Binance's shape for the capture's venue),
+    ``GET /fapi/v1/ticker/bookTicker`` (the engine's touch).
+
+Order parameters
+    ``timeInForce`` GTC, IOC, GTX (post-only: -5022 when it would take), FOK (fills entirely
+    at the touch on arrival or is refused with -5021; deeper levels are unknown to the engine)
+    and GTD (``goodTillDate`` more than 600 s ahead of the venue clock and before
+    253402300799000, else -5040; seconds only; expired by the venue once its clock passes it).
+    ``reduceOnly=true``: an order that would open or increase the position is -2022
+    "ReduceOnly Order is rejected."; a larger one works only the position's size; a resting one
+    is expired once the position it reduced is closed or flipped. ``newOrderRespType`` ACK
+    (default: the order as accepted) or RESULT (as the engine left it: fills included).
+    Decimals follow Binance's ``^([0-9]{1,20})(\\.[0-9]{1,20})?$`` (-1100 otherwise: no
+    ``1_0``, spaces, non-ASCII digits or exponents), ``newClientOrderId`` its
+    ``^[\\.A-Z\\:/a-z0-9_-]{1,36}$`` (-4015), a control character in any parameter is -1100
+    (see :mod:`twinfeed.live.paper_params`).
+
+Transport and rate limits
+    Every answer leaves in one write (status line, headers and body in one ``sendall``) on a
+    socket with TCP_NODELAY, so a kept-alive client (``requests.Session``) is not held up by
+    Nagle and delayed ACKs. Answers carry ``X-MBX-USED-WEIGHT-1M`` (each endpoint's documented
+    weight, per client IP) and, with an API key, ``X-MBX-ORDER-COUNT-10S`` / ``-1M``; over
+    the limits (``rate_limits``, Binance's defaults 2400 weight a minute, 300 orders in 10 s,
+    1200 a minute) a request is HTTP 429 -1003 (weight) or -1015 (orders) with
+    ``Retry-After``; an IP that keeps sending after 429s is banned: HTTP 418 -1003 with
+    ``Retry-After``.
 
 Instruments
     ``instruments`` (symbol -> :class:`twinfeed.instruments.Instrument`) are the rules the
@@ -58,12 +89,15 @@ Instruments
     Authentication: a missing or unknown ``X-MBX-APIKEY`` is HTTP 401 -2015; a missing
     ``timestamp`` or ``signature`` -1102; a wrong signature -1022; a ``timestamp`` more than
     ``recvWindow`` ms (default 5000, at most 60000) behind the venue's wall clock, or more than
-    1000 ms ahead of it, -1021 (the only use of the wall clock: it is the client's clock that
-    ``timestamp`` carries). Order errors: -1102 missing parameter, -1100 malformed number,
+    1000 ms ahead of it, -1021 (the venue's wall clock ``clock``, as for ``goodTillDate`` and
+    rate limits: it is the client's clock that ``timestamp`` carries; within the window a
+    replayed request is taken again, as Binance takes it: ``recvWindow`` is Binance's replay
+    defence). Order errors: -1102 missing parameter, -1100 malformed number,
     -1116/-1117/-1115 bad type/side/timeInForce, -1121 unknown symbol (or one without trading
     rules), then the symbol's :class:`twinfeed.instruments.Instrument` rules with Binance's codes
     (-1111 more decimals than the precision, -4014 / -4023 off the tick / step grid, -4004 below
     the minimum quantity, -4164 below the minimum notional; spot: -1013 Filter failure: ...),
+    -4005 above the (MARKET_)LOT_SIZE maximum, -4013 / -4002 below / above PRICE_FILTER,
     -4003 quantity <= 0, -4013 price <= 0, -4116 duplicate
     ``newClientOrderId``, -5022 post-only would take, -2010 refused by the engine (e.g. a market
     order before any quote), -2011 cancel of an unknown or finished order, -2013 query of an
