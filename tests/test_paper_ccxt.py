@@ -6,6 +6,7 @@ bundled capture to its end; the paper venue over it, market frozen at the last t
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import ccxt
@@ -13,7 +14,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paper_rest import frozen_paper
+from twinfeed.live.gateway import OrderGateway
 from twinfeed.live.paper_venue import PaperVenue
+from twinfeed.live.signing import (
+    API_KEY_ENV,
+    API_PRIVATE_KEY_ENV,
+    API_PRIVATE_KEY_FILE_ENV,
+    CredentialsError,
+    load_credentials,
+)
 
 KEY, SECRET = "ccxt-key", "ccxt-secret"
 ED_KEY = "ccxt-ed25519-key"
@@ -131,3 +140,24 @@ def test_ccxt_with_an_ed25519_key(paper: PaperVenue) -> None:
     )
     with pytest.raises(ccxt.AuthenticationError, match="-1022"):
         client(paper.url, ED_KEY, other.decode()).fetch_balance()
+
+
+def test_gateway_signs_with_an_ed25519_key_from_a_private_file(
+    paper: PaperVenue, tmp_path: Path
+) -> None:
+    """The brain's gateway: TWINFEED_API_KEY plus an Ed25519 private key from a 0600 file (or
+    the environment); a key file others can read is refused before any request."""
+    key_file = tmp_path / "ed25519.pem"
+    key_file.write_text(PRIVATE_PEM)
+    key_file.chmod(0o600)
+    environ = {API_KEY_ENV: ED_KEY, API_PRIVATE_KEY_FILE_ENV: str(key_file)}
+    credentials = load_credentials(environ=environ)
+    assert credentials.private_key == PRIVATE_PEM and PRIVATE_PEM not in repr(credentials)
+    gateway = OrderGateway(paper.url, credentials.api_key, "", private_key=credentials.private_key)
+    assert gateway.account()["assets"][0]["asset"] == "USDT"
+    from_env = load_credentials(environ={API_KEY_ENV: ED_KEY, API_PRIVATE_KEY_ENV: PRIVATE_PEM})
+    signed_by_env = OrderGateway(paper.url, ED_KEY, "", private_key=from_env.private_key)
+    assert all(float(row["positionAmt"]) == 0 for row in signed_by_env.positions())
+    key_file.chmod(0o644)
+    with pytest.raises(CredentialsError, match="chmod 600"):
+        load_credentials(environ=environ)

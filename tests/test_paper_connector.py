@@ -222,7 +222,13 @@ def test_rate_limits_answer_429_then_418_with_retry_after(paper: PaperVenue) -> 
     """Weight over the minute's limit: 429 -1003 with Retry-After; going on after it: 418
     (banned) with Retry-After; order counts over the 10 s limit: 429 -1015."""
     saved = paper.limiter
-    paper.limiter = RateLimiter(RateLimits(weight_per_minute=6, orders_per_10s=2, ban_after=2))
+
+    # A clock standing at 1,000,000.5 s: every request falls in the same windows.
+    def clock() -> float:
+        return 1_000_000.5
+
+    limits = RateLimits(weight_per_minute=6, orders_per_10s=2, ban_after=2)
+    paper.limiter = RateLimiter(limits, clock)
     try:
         with requests.Session() as session:
             url = f"{paper.url}/fapi/v1/time"
@@ -237,7 +243,7 @@ def test_rate_limits_answer_429_then_418_with_retry_after(paper: PaperVenue) -> 
             ]
             over = session.get(url, timeout=10)
             assert (over.status_code, over.json()["code"]) == (429, -1003)
-            assert int(over.headers["Retry-After"]) >= 1
+            assert over.headers["Retry-After"] == "20"  # to the next minute, 1,000,020 s
             assert "current limit is 6 requests per minute" in over.json()["msg"]
             session.get(url, timeout=10)
             banned = session.get(url, timeout=10)
@@ -245,7 +251,7 @@ def test_rate_limits_answer_429_then_418_with_retry_after(paper: PaperVenue) -> 
             assert banned.headers["Retry-After"] == "120"
             still = session.get(url, timeout=10)
             assert still.status_code == 418 and "IP banned until" in still.json()["msg"]
-        paper.limiter = RateLimiter(RateLimits(orders_per_10s=2))
+        paper.limiter = RateLimiter(RateLimits(orders_per_10s=2), clock)
         um = UMFutures(KEY, SECRET, base_url=paper.url)
         order = {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": 0.002,
                  "reduceOnly": "true"}  # fmt: skip

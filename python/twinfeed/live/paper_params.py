@@ -126,8 +126,11 @@ def client_order_id(params: Mapping[str, str], name: str = "newClientOrderId") -
 
 
 def check_characters(params: Mapping[str, str]) -> None:
-    """A control character (newline, NUL, ...) in any parameter is -1100."""
+    """A control character (newline, NUL, ...) in any parameter is -1100; ``newClientOrderId``
+    has its own documented rule (-4015, :func:`client_order_id`)."""
     for name, value in params.items():
+        if name == "newClientOrderId":
+            continue
         if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value) or any(
             ord(char) < 0x20 for char in name
         ):

@@ -792,7 +792,27 @@ class PaperVenue(AccountEndpoints):
         for instrument in listed:
             venue = instrument.venue
         answer = InstrumentTable(listed).exchange_info(venue)
-        answer["serverTime"] = int(time.time() * 1000)
+        answer["serverTime"] = int(self.clock() * 1000)
+        # What this venue enforces, in Binance's fields (Exchange Information,
+        # https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/Exchange-Information):
+        # its rate limits, and per symbol the order types and times in force it accepts
+        # (clients such as ccxt refuse to send an order type a symbol does not list).
+        limits = self.limiter.limits
+        answer["rateLimits"] = [
+            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+             "limit": limits.weight_per_minute},
+            {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1,
+             "limit": limits.orders_per_minute},
+            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10,
+             "limit": limits.orders_per_10s},
+        ]  # fmt: skip
+        for entry in answer["symbols"]:
+            if entry.get("contractType") is None:  # spot: not this venue's order entry
+                continue
+            entry.setdefault("pair", entry["symbol"])
+            entry.setdefault("underlyingType", "COIN")
+            entry.setdefault("orderTypes", ["LIMIT", "MARKET"])
+            entry.setdefault("timeInForce", ["GTC", "IOC", "FOK", "GTX", "GTD"])
         return answer
 
     # ---- requests -----------------------------------------------------------------------
