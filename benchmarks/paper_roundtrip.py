@@ -6,7 +6,8 @@ kept-alive connection) sends ``--pairs`` pairs: a signed LIMIT order far from th
 (``POST /fapi/v1/order``), then its cancel (``DELETE /fapi/v1/order``). Each pair is timed from
 the first request's send to the second answer's last byte (``time.perf_counter_ns``) after
 ``--warmup`` pairs. For scale, ``--per-request`` also times the same pairs with a new connection
-per request (``urllib``, what the project's gateway does). Loopback; client and venue share the
+per request (``urllib``, what the project's gateway does). Rate limits are lifted (Binance's
+300 orders / 10 s would refuse the loop with 429). Loopback; client and venue share the
 machine's cores (the load average before and after is printed).
 
     .venv/bin/python benchmarks/paper_roundtrip.py [--pairs 2000] [--per-request] [--json OUT]
@@ -32,7 +33,7 @@ from machine import cpu_model, load_average  # benchmarks/machine.py (this scrip
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "python"))
 
-from twinfeed.live.paper_venue import PaperVenue  # noqa: E402
+from twinfeed.live.paper_venue import PaperVenue, RateLimits  # noqa: E402
 from twinfeed.live.signing import sign  # noqa: E402
 from twinfeed.live.venue import start_venue  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
@@ -73,7 +74,11 @@ def main() -> int:
     args = parser.parse_args()
     load_before = load_average()
     with start_venue(SYNTH, speed="max") as md:
-        paper = PaperVenue.start(SYNTH, md_status=md.status, keys={KEY: SECRET})
+        # Binance's 300 orders / 10 s would stop the loop: the limits are lifted here.
+        unlimited = RateLimits(10**9, 10**9, 10**9)
+        paper = PaperVenue.start(
+            SYNTH, md_status=md.status, keys={KEY: SECRET}, rate_limits=unlimited
+        )
         try:
 
             def drain() -> None:
