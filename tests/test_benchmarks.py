@@ -41,3 +41,18 @@ def test_batch_features_quick(tmp_path: Path) -> None:
     assert {"json.loads", "polars read_ndjson"} <= variants
     # Every variant computed the same top-of-book features.
     assert {row["matches_orjson"] for row in payload["results"]} <= {"ok", "-"}
+
+
+def test_paper_roundtrip_runs_and_prints_its_table(tmp_path: Path) -> None:
+    """benchmarks/paper_roundtrip.py: a few pairs through both clients (no timing checks)."""
+    out = tmp_path / "roundtrip.json"
+    script = REPO / "benchmarks" / "paper_roundtrip.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--pairs", "5", "--warmup", "1", "--per-request",
+         "--json", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "| client | p50 µs | p99 µs | max µs |" in result.stdout
+    rows = json.loads(out.read_text())["results"]
+    assert [row["pairs"] for row in rows] == [5, 5]

@@ -17,6 +17,8 @@ import requests
 from binance.error import ClientError
 from binance.um_futures import UMFutures
 from paper_rest import frozen_paper
+from paper_stack import wait_for
+from twinfeed.live.gateway import OrderGateway
 from twinfeed.live.paper_params import RateLimiter, RateLimits
 from twinfeed.live.paper_venue import PaperVenue
 from twinfeed.live.signing import sign
@@ -309,3 +311,42 @@ def test_answers_leave_in_one_write_on_a_kept_alive_nodelay_connection(
         paper._server.RequestHandlerClass = base
     assert len(nodelay) == 1 and nodelay[0] != 0  # one connection, Nagle off
     assert len(writes) == 9  # one write per answer
+
+
+def test_the_venue_expires_gtd_orders_and_reduce_only_orders_that_cannot_reduce() -> None:
+    """A GTD order ends EXPIRED once the venue clock passes its goodTillDate; a resting
+    reduce-only order ends EXPIRED once the position it reduced is closed by another order.
+    (Both were impossible before: GTD was -1115 and reduceOnly was ignored.)"""
+    offset = [0.0]
+
+    def clock() -> float:
+        return time.time() + offset[0]
+
+    with frozen_paper({KEY: SECRET}, clock=clock) as venue:
+        gateway = OrderGateway(venue.url, KEY, SECRET, clock=clock)
+        touch = venue.engine.touch(0)
+        assert touch is not None
+        away = f"{touch.ask_px + 500:.1f}"
+        now_ms = gateway.request("GET", "/fapi/v1/time", signed=False)["serverTime"]
+        gtd = gateway.request(
+            "POST", "/fapi/v1/order",
+            {"symbol": "BTCUSDT", "side": "SELL", "type": "LIMIT", "quantity": "0.002",
+             "price": away, "timeInForce": "GTD", "goodTillDate": now_ms + 601_000},
+        )  # fmt: skip
+        gateway.new_order("BTCUSDT", "BUY", "0.003", type="MARKET")
+        closing = gateway.new_order("BTCUSDT", "SELL", "0.003", away, reduce_only=True)
+        assert closing["status"] == "NEW" and closing["reduceOnly"] is True
+        gateway.new_order("BTCUSDT", "SELL", "0.003", type="MARKET")  # flat: nothing to reduce
+        wait_for(
+            "the reduce-only order to expire",
+            lambda: gateway.order("BTCUSDT", order_id=closing["orderId"])["status"] == "EXPIRED",
+            10,
+        )
+        assert gateway.order("BTCUSDT", order_id=gtd["orderId"])["status"] == "NEW"
+        offset[0] = 602.0
+        wait_for(
+            "the GTD order to expire",
+            lambda: gateway.order("BTCUSDT", order_id=gtd["orderId"])["status"] == "EXPIRED",
+            10,
+        )
+        assert [e.action for e in venue.journal].count("expire") == 2

@@ -1213,6 +1213,8 @@ class PaperVenue(AccountEndpoints):
                 self.engine.expire(client_id, self._now_ns, reason)
                 expired = True
         if expired:
+            if self._frozen:  # no market time passes: the expiry arrives as requests do
+                self._now_ns += self.engine.latency_ns
             self._publish(self.engine.advance(self._now_ns))
             self._lock.notify_all()
 
