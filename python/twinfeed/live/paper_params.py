@@ -139,49 +139,50 @@ def check_characters(params: Mapping[str, str]) -> None:
 
 # ---- weights and rate limits ---------------------------------------------------------------
 
-#: (method, path) -> (IP weight, orders counted). Weights as each endpoint's page states
+#: (method, path) -> (IP weight, orders counted in 10 s, in 1 min). As each endpoint's page states
 #: (https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api/...,
 #: .../account/rest-api/..., .../market-data/rest-api/...). A callable weight depends on the
 #: parameters (openOrders: 1 with a symbol, 40 without; bookTicker: 2 / 5).
-_WEIGHTS: dict[tuple[str, str], tuple[int | Callable[[Mapping[str, str]], int], int]] = {
-    ("POST", "/fapi/v1/order"): (0, 1),  # "1 on 10s order rate limit; 1 on 1min; 0 on IP"
-    ("PUT", "/fapi/v1/order"): (1, 1),
-    ("DELETE", "/fapi/v1/order"): (1, 0),
-    ("GET", "/fapi/v1/order"): (1, 0),
-    ("POST", "/fapi/v1/order/test"): (0, 0),
-    ("POST", "/fapi/v1/batchOrders"): (5, 1),
-    ("PUT", "/fapi/v1/batchOrders"): (5, 1),
-    ("DELETE", "/fapi/v1/batchOrders"): (1, 0),
-    ("DELETE", "/fapi/v1/allOpenOrders"): (1, 0),
-    ("GET", "/fapi/v1/openOrder"): (1, 0),
-    ("GET", "/fapi/v1/openOrders"): (lambda p: 1 if p.get("symbol") else 40, 0),
-    ("GET", "/fapi/v1/allOrders"): (5, 0),
-    ("GET", "/fapi/v1/userTrades"): (5, 0),
-    ("GET", "/fapi/v2/account"): (5, 0),
-    ("GET", "/fapi/v3/account"): (5, 0),
-    ("GET", "/fapi/v2/balance"): (5, 0),
-    ("GET", "/fapi/v3/balance"): (5, 0),
-    ("GET", "/fapi/v2/positionRisk"): (5, 0),
-    ("GET", "/fapi/v3/positionRisk"): (5, 0),
-    ("POST", "/fapi/v1/leverage"): (1, 0),
-    ("GET", "/fapi/v1/leverageBracket"): (1, 0),
-    ("GET", "/fapi/v1/commissionRate"): (20, 0),
-    ("GET", "/fapi/v1/positionSide/dual"): (30, 0),
-    ("POST", "/fapi/v1/positionSide/dual"): (1, 0),
-    ("GET", "/fapi/v1/ticker/bookTicker"): (lambda p: 2 if p.get("symbol") else 5, 0),
-    ("GET", "/fapi/v1/exchangeInfo"): (1, 0),
-    ("GET", "/fapi/v1/time"): (1, 0),
-    ("GET", "/fapi/v1/ping"): (1, 0),
-    ("POST", "/fapi/v1/listenKey"): (1, 0),
-    ("PUT", "/fapi/v1/listenKey"): (1, 0),
-    ("DELETE", "/fapi/v1/listenKey"): (1, 0),
+_WEIGHTS: dict[tuple[str, str], tuple[int | Callable[[Mapping[str, str]], int], int, int]] = {
+    ("POST", "/fapi/v1/order"): (0, 1, 1),  # "1 on 10s order rate limit; 1 on 1min; 0 on IP"
+    ("PUT", "/fapi/v1/order"): (1, 1, 1),
+    ("DELETE", "/fapi/v1/order"): (1, 0, 0),
+    ("GET", "/fapi/v1/order"): (1, 0, 0),
+    ("POST", "/fapi/v1/order/test"): (0, 0, 0),
+    ("POST", "/fapi/v1/batchOrders"): (5, 5, 1),  # "5 on 10s order rate limit; 1 on 1min"
+    ("PUT", "/fapi/v1/batchOrders"): (5, 5, 1),
+    ("DELETE", "/fapi/v1/batchOrders"): (1, 0, 0),
+    ("DELETE", "/fapi/v1/allOpenOrders"): (1, 0, 0),
+    ("GET", "/fapi/v1/openOrder"): (1, 0, 0),
+    ("GET", "/fapi/v1/openOrders"): (lambda p: 1 if p.get("symbol") else 40, 0, 0),
+    ("GET", "/fapi/v1/allOrders"): (5, 0, 0),
+    ("GET", "/fapi/v1/userTrades"): (5, 0, 0),
+    ("GET", "/fapi/v2/account"): (5, 0, 0),
+    ("GET", "/fapi/v3/account"): (5, 0, 0),
+    ("GET", "/fapi/v2/balance"): (5, 0, 0),
+    ("GET", "/fapi/v3/balance"): (5, 0, 0),
+    ("GET", "/fapi/v2/positionRisk"): (5, 0, 0),
+    ("GET", "/fapi/v3/positionRisk"): (5, 0, 0),
+    ("POST", "/fapi/v1/leverage"): (1, 0, 0),
+    ("GET", "/fapi/v1/leverageBracket"): (1, 0, 0),
+    ("GET", "/fapi/v1/commissionRate"): (20, 0, 0),
+    ("GET", "/fapi/v1/positionSide/dual"): (30, 0, 0),
+    ("POST", "/fapi/v1/positionSide/dual"): (1, 0, 0),
+    ("GET", "/fapi/v1/ticker/bookTicker"): (lambda p: 2 if p.get("symbol") else 5, 0, 0),
+    ("GET", "/fapi/v1/exchangeInfo"): (1, 0, 0),
+    ("GET", "/fapi/v1/time"): (1, 0, 0),
+    ("GET", "/fapi/v1/ping"): (1, 0, 0),
+    ("POST", "/fapi/v1/listenKey"): (1, 0, 0),
+    ("PUT", "/fapi/v1/listenKey"): (1, 0, 0),
+    ("DELETE", "/fapi/v1/listenKey"): (1, 0, 0),
 }
 
 
-def weight_of(method: str, path: str, params: Mapping[str, str]) -> tuple[int, int]:
-    """(IP weight, orders counted) of a request; an unknown route weighs 1."""
-    weight, orders = _WEIGHTS.get((method, path), (1, 0))
-    return (weight(params) if callable(weight) else weight), orders
+def weight_of(method: str, path: str, params: Mapping[str, str]) -> tuple[int, int, int]:
+    """(IP weight, orders counted in the 10 s and the 1 min windows) of a request; an unknown
+    route weighs 1."""
+    weight, orders_10s, orders_1m = _WEIGHTS.get((method, path), (1, 0, 0))
+    return (weight(params) if callable(weight) else weight), orders_10s, orders_1m
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,9 @@ class RateLimiter:
         window.used += amount
         return window.used
 
-    def admit(self, ip: str, account: str | None, weight: int, orders: int) -> dict[str, str]:
+    def admit(
+        self, ip: str, account: str | None, weight: int, orders_10s: int = 0, orders_1m: int = 0
+    ) -> dict[str, str]:
         now = self.clock()
         limits = self.limits
         minute = int(now // 60)
@@ -250,9 +253,10 @@ class RateLimiter:
                 )
             used = self._count(self._weight, ip, minute, weight)
             headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
+            orders = orders_10s or orders_1m
             if account is not None and orders:
-                count_10s = self._count(self._orders_10s, account, ten, orders)
-                count_1m = self._count(self._orders_1m, account, minute, orders)
+                count_10s = self._count(self._orders_10s, account, ten, orders_10s)
+                count_1m = self._count(self._orders_1m, account, minute, orders_1m)
                 headers["X-MBX-ORDER-COUNT-10S"] = str(count_10s)
                 headers["X-MBX-ORDER-COUNT-1M"] = str(count_1m)
             elif account is not None:

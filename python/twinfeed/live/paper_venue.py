@@ -1522,10 +1522,12 @@ def _handler(venue: PaperVenue) -> type[BaseHTTPRequestHandler]:
 
         def _admit(self, method: str, path: str, params: Mapping[str, str]) -> dict[str, str]:
             """Rate limits: weight per IP, orders per API key (see paper_params)."""
-            weight, orders = weight_of(method, path, params)
+            weight, orders_10s, orders_1m = weight_of(method, path, params)
             key = self.headers.get("X-MBX-APIKEY", "")
             account = key if key in venue.keys else None
-            return venue.limiter.admit(self.client_address[0], account, weight, orders)
+            return venue.limiter.admit(
+                self.client_address[0], account, weight, orders_10s, orders_1m
+            )
 
         def _answer(
             self, method: str, path: str, query: str, body: str, headers: dict[str, str]
