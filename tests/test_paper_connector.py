@@ -105,10 +105,15 @@ def test_connector_trades_the_paper_venue_end_to_end(paper: PaperVenue) -> None:
     cancelled = um.cancel_batch_order("BTCUSDT", [batch[0]["orderId"], 10**9], None)["data"]
     assert cancelled[0]["status"] == "CANCELED" and cancelled[1]["code"] == -2011
 
-    # Market buy, then account views, trades, leverage, fees, position mode.
+    # Market buy (RESULT: as executed; ACK, the default: as accepted), then account views,
+    # trades, leverage, fees, position mode.
     bought = um.new_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity=0.003,
                           newOrderRespType="RESULT")["data"]  # fmt: skip
     assert bought["status"] == "FILLED" and bought["avgPrice"] == str(ask)
+    acked = um.new_order(symbol="BTCUSDT", side="SELL", type="MARKET", quantity=0.003)["data"]
+    assert (acked["status"], acked["executedQty"]) == ("NEW", "0")
+    assert um.query_order("BTCUSDT", orderId=acked["orderId"])["data"]["status"] == "FILLED"
+    um.new_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity=0.003)
     (risk,) = um.get_position_risk(symbol="BTCUSDT")["data"]
     assert risk["positionAmt"] == "0.003" and risk["positionSide"] == "BOTH"
     (balance,) = um.balance()["data"]
@@ -116,7 +121,7 @@ def test_connector_trades_the_paper_venue_end_to_end(paper: PaperVenue) -> None:
     account = um.account()["data"]
     assert account["positions"][0]["positionAmt"] == "0.003"
     assert account["totalWalletBalance"] == balance["balance"]
-    (trade,) = um.get_account_trades("BTCUSDT")["data"]
+    trade = um.get_account_trades("BTCUSDT")["data"][0]
     assert trade["orderId"] == bought["orderId"] and trade["maker"] is False
     assert um.change_leverage("BTCUSDT", 20)["data"]["leverage"] == 20
     assert _code(lambda: um.change_leverage("BTCUSDT", 500)) == -4028
