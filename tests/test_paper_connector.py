@@ -355,3 +355,57 @@ def test_the_venue_expires_gtd_orders_and_reduce_only_orders_that_cannot_reduce(
             10,
         )
         assert [e.action for e in venue.journal].count("expire") == 2
+
+
+def test_modify_rules_and_batch_modify(paper: PaperVenue) -> None:
+    """Modify as Binance documents it: a quantity at or below the executed one cancels the
+    order; a finished one is -2013; PUT /fapi/v1/batchOrders answers each modification in
+    order."""
+    um = UMFutures(KEY, SECRET, base_url=paper.url)
+    touch = paper.engine.touch(0)
+    assert touch is not None
+    # Takes the whole displayed ask, rests the rest at its limit: partially filled.
+    wanted = round(touch.ask_qty + 0.01, 3)
+    partial = um.new_order(symbol="BTCUSDT", side="BUY", type="LIMIT", quantity=wanted,
+                           price=touch.ask_px, timeInForce="GTC",
+                           newOrderRespType="RESULT")  # fmt: skip
+    assert partial["status"] == "PARTIALLY_FILLED"
+    executed = partial["executedQty"]
+    cut = um.modify_order("BTCUSDT", "BUY", executed, touch.ask_px, orderId=partial["orderId"])
+    assert cut["status"] == "CANCELED" and cut["executedQty"] == executed
+    market = um.new_order(symbol="BTCUSDT", side="SELL", type="MARKET", quantity=0.002)
+    assert (
+        _code(
+            lambda: um.modify_order(
+                "BTCUSDT", "SELL", 0.003, touch.bid_px, orderId=market["orderId"]
+            )
+        )  # fmt: skip
+        == -2013  # already filled: no longer an open order
+    )
+    resting = [
+        um.new_order(
+            symbol="BTCUSDT",
+            side="BUY",
+            type="LIMIT",
+            quantity=0.002,
+            price=round(touch.bid_px - 700 - i, 1),
+            timeInForce="GTC",
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    changes = [
+        {"symbol": "BTCUSDT", "orderId": resting[0]["orderId"], "side": "BUY",
+         "quantity": "0.003", "price": str(round(touch.bid_px - 650, 1))},
+        {"symbol": "BTCUSDT", "orderId": resting[1]["orderId"], "side": "SELL",
+         "quantity": "0.003", "price": str(round(touch.bid_px - 650, 1))},
+    ]  # fmt: skip
+    query = urllib.parse.urlencode(
+        {"batchOrders": json.dumps(changes), "timestamp": str(int(time.time() * 1000))}
+    )
+    with requests.Session() as session:
+        answers = _signed(session, paper.url, "PUT", "/fapi/v1/batchOrders", query).json()
+    assert answers[0]["origQty"] == "0.003" and answers[0]["price"] == str(
+        round(touch.bid_px - 650, 1)
+    )
+    assert answers[1]["code"] == -1130  # the side of an order cannot change
+    um.cancel_open_orders("BTCUSDT")
