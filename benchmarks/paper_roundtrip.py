@@ -6,7 +6,9 @@ kept-alive connection) sends ``--pairs`` pairs: a signed LIMIT order far from th
 (``POST /fapi/v1/order``), then its cancel (``DELETE /fapi/v1/order``). Each pair is timed from
 the first request's send to the second answer's last byte (``time.perf_counter_ns``) after
 ``--warmup`` pairs. For scale, ``--per-request`` also times the same pairs with a new connection
-per request (``urllib``, what the project's gateway does). Rate limits are lifted (Binance's
+per request (``urllib``, what the project's gateway does). The ``http.client`` row sends the
+same pairs on one kept-alive connection with the standard library's client: the venue's share
+without ``requests``' own per-call cost. Rate limits are lifted (Binance's
 300 orders / 10 s would refuse the loop with 429). Loopback; client and venue share the
 machine's cores (the load average before and after is printed).
 
@@ -16,6 +18,7 @@ machine's cores (the load average before and after is printed).
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import platform
@@ -108,6 +111,21 @@ def main() -> int:
 
                 _pairs(pooled, price, args.warmup)
                 results["pooled (requests.Session, keep-alive)"] = _pairs(pooled, price, args.pairs)
+            # The same over http.client on one kept-alive connection: the venue's share of
+            # the round trip without requests' own cost per call.
+            connection = http.client.HTTPConnection(paper.host, paper.port, timeout=10)
+
+            def bare(method: str, query: str) -> Any:
+                connection.request(method, f"/fapi/v1/order?{query}", headers={"X-MBX-APIKEY": KEY})
+                answer = connection.getresponse()
+                body = answer.read()
+                if answer.status != 200:
+                    raise RuntimeError(body)
+                return json.loads(body)
+
+            _pairs(bare, price, args.warmup)
+            results["http.client, one kept-alive connection"] = _pairs(bare, price, args.pairs)
+            connection.close()
             if args.per_request:
 
                 def fresh(method: str, query: str) -> Any:

@@ -503,8 +503,10 @@ class PaperVenue(OrderEndpoints, AccountEndpoints):
             self._ready.set()
         try:
             while not self._stopping.is_set():
+                # Once the market froze nothing in the status can change it: no more polls
+                # (each one an HTTP request holding the interpreter beside order entry).
                 try:
-                    status = self._status()
+                    status = {} if self._frozen else self._status()
                 except Exception:  # noqa: BLE001 - a venue not up yet (or gone) is retried
                     self.status_errors += 1
                     status = {}
