@@ -157,7 +157,7 @@ from twinfeed.live.paper_params import (
     missing,
     weight_of,
 )
-from twinfeed.live.signing import SignatureError, VerifyKey, signed_params
+from twinfeed.live.signing import SignatureError, VerifyKey, ed25519_public_key, signed_params
 from twinfeed.matching import MatchingEngine
 from twinfeed.orders import Event, Fill, OrderUpdate
 from twinfeed.portfolio import Portfolio
@@ -282,7 +282,10 @@ class PaperVenue(OrderEndpoints, AccountEndpoints):
             raise ValueError("PaperVenue needs at least one API key")
         self.capture = capture
         self.host = host
-        self.keys = dict(keys)
+        # Ed25519 public keys (PEM) parsed now: a malformed one fails here, not per request.
+        self.keys = {
+            key: ed25519_public_key(secret) or secret for key, secret in dict(keys).items()
+        }
         #: The venue's wall clock (s): ``/fapi/v1/time``, ``recvWindow``, ``goodTillDate``
         #: and rate-limit windows. Matching runs on the replay clock.
         self.clock = clock

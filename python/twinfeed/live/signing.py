@@ -171,7 +171,10 @@ def total_params(query: str, body: str) -> tuple[str, str | None]:
 
 
 def _check_signature(payload: str, signature: str, secret: VerifyKey) -> bool:
-    public = ed25519_public_key(secret)
+    try:
+        public = ed25519_public_key(secret)
+    except (ValueError, CredentialsError):  # a malformed key verifies nothing
+        return False
     if public is None:
         assert isinstance(secret, str)
         expected = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
