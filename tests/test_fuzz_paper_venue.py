@@ -28,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twinfeed.instruments import load_table
-from twinfeed.live.paper_venue import PaperVenue
+from twinfeed.live.paper_venue import PaperVenue, RateLimits
 from twinfeed.live.signing import total_params, verify
 
 SYNTH = Path(__file__).resolve().parents[1] / "data" / "synth-btcusdt.txt"
@@ -43,6 +43,20 @@ SIGNED_ENDPOINTS = [
     ("GET", "/fapi/v2/account"),
     ("GET", "/fapi/v2/positionRisk"),
     ("GET", "/fapi/v1/userTrades"),
+    ("PUT", "/fapi/v1/order"),
+    ("POST", "/fapi/v1/order/test"),
+    ("POST", "/fapi/v1/batchOrders"),
+    ("PUT", "/fapi/v1/batchOrders"),
+    ("DELETE", "/fapi/v1/batchOrders"),
+    ("GET", "/fapi/v1/openOrder"),
+    ("GET", "/fapi/v1/allOrders"),
+    ("GET", "/fapi/v3/account"),
+    ("GET", "/fapi/v2/balance"),
+    ("GET", "/fapi/v3/positionRisk"),
+    ("POST", "/fapi/v1/leverage"),
+    ("GET", "/fapi/v1/leverageBracket"),
+    ("GET", "/fapi/v1/commissionRate"),
+    ("POST", "/fapi/v1/positionSide/dual"),
 ]
 OTHER_ENDPOINTS = [
     ("GET", "/fapi/v1/ping"),
@@ -50,7 +64,8 @@ OTHER_ENDPOINTS = [
     ("POST", "/fapi/v1/listenKey"),
     ("PUT", "/fapi/v1/listenKey"),
     ("GET", "/fapi/v1/nothing"),
-    ("PUT", "/fapi/v1/order"),
+    ("GET", "/fapi/v1/ticker/bookTicker"),
+    ("GET", "/fapi/v1/exchangeInfo"),
 ]
 
 # Values that broke number parsing, rounding and signature checks elsewhere.
@@ -95,6 +110,32 @@ ORDER_FIELDS = {
     "recvWindow": number,
     "listenKey": hostile_text,
     "timeout": st.sampled_from(["0", "-5", "nan", "1"]),
+    "reduceOnly": st.sampled_from(["true", "false", "TRUE", "yes", ""]),
+    "goodTillDate": number,
+    "newOrderRespType": st.sampled_from(["ACK", "RESULT", "FULL", ""]),
+    "positionSide": st.sampled_from(["BOTH", "LONG", ""]),
+    "leverage": number,
+    "dualSidePosition": st.sampled_from(["true", "false", "maybe"]),
+    "startTime": number,
+    "endTime": number,
+    "batchOrders": st.one_of(
+        hostile_text,
+        st.lists(
+            st.fixed_dictionaries(
+                {
+                    "symbol": st.just("BTCUSDT"),
+                    "side": st.sampled_from(["BUY", "SELL"]),
+                    "type": st.sampled_from(["LIMIT", "MARKET"]),
+                    "quantity": number,
+                    "price": number,
+                    "orderId": number,
+                    "timeInForce": st.just("GTC"),
+                }
+            ),
+            max_size=7,
+        ).map(json.dumps),
+    ),
+    "orderIdList": st.one_of(hostile_text, st.lists(st.integers(), max_size=12).map(json.dumps)),
 }
 
 
@@ -103,7 +144,11 @@ def venue() -> Iterator[PaperVenue]:
     """The venue over the bundled capture, its replay reported finished: the market is the
     capture's last state and requests are handled at once."""
     status = {"finished": True, "line_index": None, "local_ns": None, "lap": 0}
-    paper = PaperVenue.start(SYNTH, md_status=lambda: status, keys={KEY: SECRET}, ack_timeout=0.5)
+    # Rate limits lifted: a 429 would answer before the order code is reached.
+    lifted = RateLimits(10**9, 10**9, 10**9)
+    paper = PaperVenue.start(
+        SYNTH, md_status=lambda: status, keys={KEY: SECRET}, ack_timeout=0.5, rate_limits=lifted
+    )
     try:
         yield paper
     finally:
