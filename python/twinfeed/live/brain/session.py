@@ -4,7 +4,7 @@
 
     market-data venue (twinfeed-venue, replaying a capture) --ws--> twinfeed-ingest --ring-->
     LiveTrader --REST--> PaperVenue (matching engine following the same replay)
-              <--user stream (long poll)--
+              <--user-data websocket (ORDER_TRADE_UPDATE, ACCOUNT_UPDATE)--
 
 Everything binds to loopback on free ports. The session ends when the replay has finished and
 the feed has been quiet for ``settle_s`` (or after ``duration_s``); then the trader cancels,
@@ -191,6 +191,7 @@ def run_session(
     from twinfeed.live.ingest import start_ingest
     from twinfeed.live.leftovers import clean_dead_leftovers, tagged
     from twinfeed.live.paper_venue import PaperVenue
+    from twinfeed.live.paper_ws import register_user_stream
     from twinfeed.live.venue import BUNDLED_CAPTURE, start_venue
     from twinfeed.research.backtest import load_strategy
 
@@ -249,6 +250,10 @@ def run_session(
                 ledger=paper_ledger_path(settings.db),
                 carry_over=bool(left_running),
             )
+            # Binance clients find the user stream on the market-data host: ask the venue to
+            # forward it (logged, not fatal: the brain reads paper.ws_url directly).
+            if register_user_stream(market.url, paper.ws.port, say=say):
+                say(f"user-data websocket on {paper.ws_url} (and through {market.url})")
             if left_running:
                 say(f"recovering runs left running by a dead session: {', '.join(left_running)}")
             entry: BinanceOrderEntry | None = None
@@ -292,7 +297,9 @@ def run_session(
                     try:
                         ingest.wait_for_ring(timeout=30)
                         feed = Feed.open(ring, expected_fingerprint=config.fingerprint, wait=10)
-                        entry = BinanceOrderEntry(OrderGateway(paper.url, key, secret))
+                        entry = BinanceOrderEntry(
+                            OrderGateway(paper.url, key, secret, stream_url=paper.ws_url)
+                        )
                         trader = FaultTolerantTrader(
                             live_config,
                             strategy,
