@@ -46,12 +46,12 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     PublicFormat,
 )
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
-
 from twinfeed.live.gateway import OrderGateway, VenueRejected
 from twinfeed.live.paper_venue import PaperVenue
+from twinfeed.live.paper_ws import LISTEN_KEY_VALIDITY_NS
 from twinfeed.live.venue import VenueProcess, start_venue
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 SYNTH = Path(__file__).resolve().parents[1] / "data" / "synth-btcusdt.txt"
 KEY, SECRET = "conformance-key", "conformance-secret-0123456789abcdef"
@@ -60,11 +60,48 @@ ED_PRIVATE = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 ED_PUBLIC_PEM = (
     ED_PRIVATE.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
 )
-ED_PRIVATE_PEM = ED_PRIVATE.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
+ED_PRIVATE_PEM = ED_PRIVATE.private_bytes(
+    Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()
+).decode()
 #: ORDER_TRADE_UPDATE "o" fields of Binance USD-M (https://developers.binance.com/docs/
 #: derivatives/usds-margined-futures/user-data-streams/Event-Order-Update).
 ORDER_FIELDS = set(
-    "s c S o f q p ap sp x X i l z L N n T t b a m R wt ot ps cp rp pP si ss V pm gtd".split()
+    [
+        "s",
+        "c",
+        "S",
+        "o",
+        "f",
+        "q",
+        "p",
+        "ap",
+        "sp",
+        "x",
+        "X",
+        "i",
+        "l",
+        "z",
+        "L",
+        "N",
+        "n",
+        "T",
+        "t",
+        "b",
+        "a",
+        "m",
+        "R",
+        "wt",
+        "ot",
+        "ps",
+        "cp",
+        "rp",
+        "pP",
+        "si",
+        "ss",
+        "V",
+        "pm",
+        "gtd",
+    ]
 )
 
 
@@ -99,6 +136,7 @@ def market() -> Iterator[Market]:
     threading.Thread(target=_drain, args=(md,), daemon=True).start()
     try:
         assert paper.wait_for_line(60)
+        print(f"paper REST {paper.url}, websocket {paper.ws_url}")
         yield Market(md, paper, OrderGateway(paper.url, KEY, SECRET, stream_url=paper.ws_url))
     finally:
         paper.stop()
@@ -128,6 +166,8 @@ def _ccxt(paper: PaperVenue) -> Any:
         {
             "apiKey": KEY,
             "secret": SECRET,
+            # Currencies come from the wallet API (/sapi, spot), which a futures venue lacks.
+            "options": {"fetchCurrencies": False},
             "urls": {
                 "api": {
                     **rest,
@@ -214,6 +254,7 @@ def test_connector_user_data_and_unknown_listen_keys(market: Market) -> None:
             events.append(received.get(timeout=10))
     finally:
         client.stop()
+        client.socket_manager.ws.shutdown()  # stop() sends a close frame, leaves the socket
     updates = [e for e in events if e["e"] == "ORDER_TRADE_UPDATE"]
     assert {u["o"]["c"] for u in updates} == {"conn-1"}
     fill = updates[-1]
@@ -235,6 +276,7 @@ def test_connector_user_data_and_unknown_listen_keys(market: Market) -> None:
             "This listenKey does not exist.",
         )
     assert rest.renew_listen_key(listen_key) == {"listenKey": listen_key}
+    rest.session.close()
 
 
 def _ed25519(params: dict[str, Any]) -> dict[str, Any]:
@@ -346,9 +388,10 @@ def test_listen_key_expires_on_the_venue_clock(market: Market) -> None:
     paper, gateway = market.paper, market.gateway
     assert not paper.frozen, "the replay ended before the expiry test: slow the venue down"
     key = gateway.listen_key()
-    raw = connect(f"{paper.ws_url}/ws/{key}")
-    combined = connect(f"{paper.ws_url}/private/stream?listenKey={key}")
-    try:
+    with (
+        connect(f"{paper.ws_url}/ws/{key}") as raw,
+        connect(f"{paper.ws_url}/private/stream?listenKey={key}") as combined,
+    ):
         _wait("both streams subscribed", lambda: len(paper._subscribers) >= 2)  # noqa: SLF001
         paper.listen_keys.validity_ns = 50_000_000  # 50 ms of capture time
         gateway.keepalive_listen_key(key)
@@ -359,12 +402,10 @@ def test_listen_key_expires_on_the_venue_clock(market: Market) -> None:
         assert wrapped == {"stream": key, "data": expired}
         with pytest.raises(ConnectionClosed):
             raw.recv(timeout=20)
-    finally:
-        raw.close()
-        combined.close()
     with pytest.raises(VenueRejected) as refused:
         gateway.keepalive_listen_key(key)
     assert refused.value.code == -1125
+    paper.listen_keys.validity_ns = LISTEN_KEY_VALIDITY_NS
     new = gateway.listen_key()
     assert new != key and len(new) == 64
     gateway.close_listen_key(new)

@@ -32,6 +32,7 @@ offset: safe to share between threads.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -253,9 +254,13 @@ class UserStream:
         self.expired = False
         self._closed: str | None = None
         self._lock = threading.Lock()
+        # Entered as a context manager (websockets 17.1 deprecates a bare connect()).
+        self._exit = contextlib.ExitStack()
         try:
-            self.connection: ClientConnection = connect(
-                url, open_timeout=timeout, close_timeout=1.0, compression=None, max_size=2**24
+            self.connection: ClientConnection = self._exit.enter_context(
+                connect(
+                    url, open_timeout=timeout, close_timeout=1.0, compression=None, max_size=2**24
+                )
             )
         except InvalidStatus as error:
             raise _handshake_rejection(error) from None
@@ -289,7 +294,7 @@ class UserStream:
             return events
 
     def close(self) -> None:
-        self.connection.close()
+        self._exit.close()
 
 
 def _handshake_rejection(error: InvalidStatus) -> VenueRejected:
