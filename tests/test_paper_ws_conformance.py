@@ -29,6 +29,8 @@ import json
 import queue
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -277,6 +279,13 @@ def test_connector_user_data_and_unknown_listen_keys(market: Market) -> None:
         )
     assert rest.renew_listen_key(listen_key) == {"listenKey": listen_key}
     rest.session.close()
+    # The old long-poll endpoint of our own is gone.
+    request = urllib.request.Request(f"{paper.url}/fapi/v1/_events?listenKey={listen_key}")
+    request.add_header("X-MBX-APIKEY", KEY)
+    with pytest.raises(urllib.error.HTTPError) as gone:
+        urllib.request.urlopen(request, timeout=10)
+    assert gone.value.code == 404
+    gone.value.close()
 
 
 def _ed25519(params: dict[str, Any]) -> dict[str, Any]:
@@ -381,6 +390,53 @@ def test_websocket_api_orders_logon_and_signatures(market: Market) -> None:
         assert call("order.status", tampered)["error"]["code"] == -1022
         assert call("no.such.method")["error"]["code"] == -1000
         assert call("session.logout")["result"]["apiKey"] is None
+
+
+class _DB:
+    def __init__(self) -> None:
+        self.checks: list[str] = []
+
+    def risk_event(self, _ts: int, _cid: str, check: str, _reason: str, _detail: Any) -> None:
+        self.checks.append(check)
+
+
+def test_brain_stream_reopened_at_once_still_reconciles(market: Market) -> None:
+    """Binance's events carry no sequence number: a stream that closed may have lost events
+    even if the reader reopened it before the loop looked, so the order link reconciles."""
+    from types import SimpleNamespace
+
+    from twinfeed.live.brain.entry import BinanceOrderEntry
+    from twinfeed.live.brain.oms import OrderManager
+    from twinfeed.live.brain.order_faults import OrderLink
+    from twinfeed.live.brain.risk import RiskManager
+
+    paper, gateway = market.paper, market.gateway
+    entry = BinanceOrderEntry(
+        OrderGateway(paper.url, KEY, SECRET, stream_url=paper.ws_url), poll_timeout_s=0.05
+    )
+    try:
+        db = _DB()
+        trader = SimpleNamespace(
+            gateway=entry, risk=RiskManager(), oms=OrderManager(), db=db, ctx=SimpleNamespace(now=0)
+        )
+        link = OrderLink(trader)
+        gateway.new_order("BTCUSDT", "SELL", 0.002, type="MARKET", client_order_id="brain-1")
+        reports: list[Any] = []
+        _wait(
+            "the fill on the brain's stream",
+            lambda: (
+                reports.extend(entry.poll_reports())
+                or any(r.client_id == "brain-1" and r.state == "filled" for r in reports)
+            ),
+        )
+        link.step()
+        assert link.up and db.checks == []
+        gateway.close_listen_key()  # the venue closes the stream; the reader reopens it
+        _wait("the stream reopened", lambda: entry.stream_gaps == 1 and not entry.stream_down)
+        link.step()
+        assert not link.up and db.checks == ["venue_disconnected"]
+    finally:
+        entry.close()
 
 
 def test_listen_key_expires_on_the_venue_clock(market: Market) -> None:

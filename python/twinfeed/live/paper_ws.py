@@ -246,6 +246,7 @@ class PaperWebSocketServer:
         self._server = self._serve(port)
         self.port = int(self._server.socket.getsockname()[1])
         self._threads: list[threading.Thread] = []
+        self._shutdown: threading.Thread | None = None
 
     def _serve(self, port: int) -> Server:
         return serve(
@@ -280,14 +281,24 @@ class PaperWebSocketServer:
             thread.join(5)
 
     def suspend(self) -> None:
-        """The link drops: no new connections, open ones reset (no closing handshake)."""
+        """The link drops: no new connections, open ones reset (no closing handshake).
+
+        Returns at once: the server's shutdown waits for its connection handlers, which may
+        need the venue's lock (held by the caller, possibly); :meth:`resume` waits for it."""
         server = self._server
         connections = list(server.connections)
-        server.shutdown(close_connections=False)
+        closing = threading.Thread(
+            target=server.shutdown, kwargs={"close_connections": False}, name="paper-ws-down"
+        )
+        closing.start()
         for connection in connections:
             connection.close_socket()
+        self._shutdown = closing
 
     def resume(self) -> None:
+        if self._shutdown is not None:
+            self._shutdown.join(10)
+            self._shutdown = None
         self._server = self._serve(self.port)
         self.start()
 
