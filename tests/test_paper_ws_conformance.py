@@ -468,3 +468,15 @@ def test_listen_key_expires_on_the_venue_clock(market: Market) -> None:
     with pytest.raises(VenueRejected) as closed:
         gateway.user_stream(new)
     assert (closed.value.code, closed.value.http_status) == (-1125, 400)
+
+
+def test_user_stream_registration_failure_is_reported_not_raised(market: Market) -> None:
+    """``POST <md venue>/_venue/user-stream``: a venue that refuses (or is gone) is said, and
+    the paper venue's own websocket still serves the stream."""
+    from twinfeed.live.paper_ws import register_user_stream
+
+    said: list[str] = []
+    gone = "http://127.0.0.1:9"  # discard port: nothing listens on loopback
+    assert register_user_stream(gone, market.paper.ws.port, say=said.append) is False
+    assert len(said) == 1 and "user-stream registration with http://127.0.0.1:9 failed" in said[0]
+    assert f"ws://127.0.0.1:{market.paper.ws.port}" in said[0]
