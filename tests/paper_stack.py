@@ -61,7 +61,12 @@ def paper_stack(tmp: Path, ring_prefix: str, api_key: str, secret: str) -> Itera
                 ) as ingest,
             ):
                 ingest.wait_for_ring(timeout=30)
-                yield PaperStack(paper, OrderGateway(paper.url, api_key, secret, stream_url=paper.ws_url), ring, env)
+                yield PaperStack(
+                    paper,
+                    OrderGateway(paper.url, api_key, secret, stream_url=paper.ws_url),
+                    ring,
+                    env,
+                )
         finally:
             paper.stop()
             # The ingest has stopped (the `with` above); its ring is this stack's to remove.
