@@ -220,7 +220,17 @@ def test_ccxt_watch_orders_and_balance_see_every_fill(market: Market) -> None:
             while not all(seen.get(i, {}).get("status") == "closed" for i in ids):
                 assert time.monotonic() < deadline, f"ccxt saw only {sorted(seen)}"
                 await asyncio.sleep(0.01)
-            await asyncio.sleep(0.2)  # the last ACCOUNT_UPDATE follows its fill's order update
+            # The last fill's ACCOUNT_UPDATE follows its order update: wait for the wallet the
+            # venue reports (nothing else trades meanwhile).
+            account = await asyncio.to_thread(gateway.account)
+            wallet = float(account["totalWalletBalance"])
+
+            def settled() -> bool:
+                return bool(balances) and abs(balances[-1]["USDT"]["total"] - wallet) < 1e-9
+
+            while not settled():
+                assert time.monotonic() < deadline, f"ccxt balances {balances[-1:]}, venue {wallet}"
+                await asyncio.sleep(0.01)
         finally:
             for task in tasks:
                 task.cancel()

@@ -8,7 +8,7 @@ same records and the same submit times they are the same fills (a test checks it
 
     md = start_venue(capture, speed=20)
     paper = PaperVenue.start(capture, md_status=md.status, keys={key: secret})
-    gateway = OrderGateway(paper.url, key, secret)        # twinfeed.live.gateway
+    gateway = OrderGateway(paper.url, key, secret, stream_url=paper.ws_url)  # live.gateway
     ...
     paper.stop(); md.stop()
 
