@@ -177,6 +177,17 @@ class SessionResult:
     abnormal: str | None = None
 
 
+def _keepalive_s(speed: float | str) -> float:
+    """Listen keys live 60 minutes of venue time (the replay's): at ``speed`` x that is
+    60 / speed wall minutes, so the keepalive (30 venue minutes) comes as much sooner; "max"
+    replays as fast as it can: every 10 s."""
+    try:
+        factor = float(speed)
+    except ValueError:
+        return 10.0
+    return 30 * 60.0 / max(factor, 1.0)
+
+
 def run_session(
     settings: LiveSettings,
     *,
@@ -298,7 +309,8 @@ def run_session(
                         ingest.wait_for_ring(timeout=30)
                         feed = Feed.open(ring, expected_fingerprint=config.fingerprint, wait=10)
                         entry = BinanceOrderEntry(
-                            OrderGateway(paper.url, key, secret, stream_url=paper.ws_url)
+                            OrderGateway(paper.url, key, secret, stream_url=paper.ws_url),
+                            keepalive_s=_keepalive_s(settings.speed),
                         )
                         trader = FaultTolerantTrader(
                             live_config,
