@@ -399,6 +399,8 @@ def test_websocket_api_orders_logon_and_signatures(market: Market) -> None:
         tampered["symbol"] = "ETHUSDT"
         assert call("order.status", tampered)["error"]["code"] == -1022
         assert call("no.such.method")["error"]["code"] == -1000
+        api.send(json.dumps({"id": "list", "method": "order.status", "params": []}))
+        assert json.loads(api.recv(timeout=10))["error"]["code"] == -1135
         assert call("session.logout")["result"]["apiKey"] is None
 
 

@@ -538,8 +538,11 @@ class _ApiSession:
             request_id = request.get("id")
             method = request.get("method")
             params = request.get("params") or {}
-            if not isinstance(method, str) or not isinstance(params, dict):
-                raise ApiError(-1000, "Malformed request: 'method' or 'params'.")
+            if not isinstance(params, dict):
+                # The WebSocket API's answer to array params (seen from Binance's servers).
+                raise ApiError(-1135, "Invalid 'params' in JSON request; expected an object.")
+            if not isinstance(method, str):
+                raise ApiError(-1000, "Malformed request: 'method'.")
             result = self._call(method, params)
         except ApiError as error:
             return {
