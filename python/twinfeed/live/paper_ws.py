@@ -75,6 +75,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 from websockets.sync.server import Server, ServerConnection, serve
 
 if TYPE_CHECKING:
@@ -100,6 +101,8 @@ PONG_TIMEOUT_S = 600.0
 _INTERNAL = ("seq", "ns")
 _KEY_ALPHABET = string.ascii_letters + string.digits
 _NO_KEY = "This listenKey does not exist."
+#: A user-data connection's queue: ("event", event), ("client", message) or ("closed", None).
+_Inbox = queue.SimpleQueue[tuple[str, Any]]
 
 
 def _api_error(code: int, msg: str, status: int = 400) -> Exception:
@@ -247,6 +250,10 @@ class PaperWebSocketServer:
         self.port = int(self._server.socket.getsockname()[1])
         self._threads: list[threading.Thread] = []
         self._shutdown: threading.Thread | None = None
+        # Subscriptions made during the handshake (so an event published right after the
+        # client's connect() returned is not missed), taken over by the connection's handler.
+        self._pending: dict[ServerConnection, tuple[_Inbox, Callable[[], None]]] = {}
+        self._pending_lock = threading.Lock()
 
     def _serve(self, port: int) -> Server:
         return serve(
@@ -314,6 +321,13 @@ class PaperWebSocketServer:
         if not all(self.venue.listen_keys.valid(key) for key in route[0]):
             body = json.dumps({"code": -1125, "msg": _NO_KEY})
             return connection.respond(HTTPStatus.BAD_REQUEST, body)
+        inbox: _Inbox = queue.SimpleQueue()
+        unsubscribe = self.venue.subscribe(lambda event: inbox.put(("event", event)))
+        with self._pending_lock:
+            # Handshakes that failed after this point never reach a handler: drop theirs.
+            for stale in [c for c in self._pending if c.state is State.CLOSED]:
+                self._pending.pop(stale)[1]()
+            self._pending[connection] = (inbox, unsubscribe)
         return None
 
     def _handle(self, connection: ServerConnection) -> None:
@@ -340,7 +354,11 @@ class PaperWebSocketServer:
         messages (``SUBSCRIBE``/``UNSUBSCRIBE``/``LIST_SUBSCRIPTIONS`` of listen keys) to the
         same queue, so this thread is the connection's only writer."""
         venue = self.venue
-        inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        with self._pending_lock:
+            pending = self._pending.pop(connection, None)
+        if pending is None:  # closed by the client already (and swept)
+            return
+        inbox, unsubscribe = pending
         subscribed = list(keys)
         in_url = bool(keys)
 
@@ -350,7 +368,6 @@ class PaperWebSocketServer:
                     inbox.put(("client", message))
             inbox.put(("closed", None))
 
-        unsubscribe = venue.subscribe(lambda event: inbox.put(("event", event)))
         threading.Thread(target=read, name="paper-ws-read", daemon=True).start()
         try:
             while not self._closing.is_set():
@@ -537,7 +554,8 @@ class _ApiSession:
                 raise ApiError(-1000, "Malformed request: not a JSON object.")
             request_id = request.get("id")
             method = request.get("method")
-            params = request.get("params") or {}
+            params = request.get("params")
+            params = {} if params is None else params
             if not isinstance(params, dict):
                 # The WebSocket API's answer to array params (seen from Binance's servers).
                 raise ApiError(-1135, "Invalid 'params' in JSON request; expected an object.")
