@@ -28,7 +28,9 @@ class PaperStack:
     paper: Any  # twinfeed.live.paper_venue.PaperVenue
     venue: Any  # twinfeed.live.gateway.OrderGateway, the brain's view of the paper venue
     ring: str
-    env: dict[str, str]  # the environment a brain process gets (API key and secret)
+    # The environment a brain process gets: API key and secret, and TWINFEED_STREAM_URL (the
+    # paper venue's websocket server, for OrderGateway's stream_url).
+    env: dict[str, str]
 
 
 @contextmanager
@@ -45,6 +47,7 @@ def paper_stack(tmp: Path, ring_prefix: str, api_key: str, secret: str) -> Itera
     ring = f"{ring_prefix}-{os.getpid()}-{time.monotonic_ns() % 10**8}"
     with start_venue(BUNDLED_CAPTURE, speed=3) as market:
         paper = PaperVenue.start(BUNDLED_CAPTURE, market.status, keys={api_key: secret})
+        env["TWINFEED_STREAM_URL"] = paper.ws_url
         try:
             with (
                 open(tmp / "ingest.log", "wb") as log,
@@ -58,7 +61,12 @@ def paper_stack(tmp: Path, ring_prefix: str, api_key: str, secret: str) -> Itera
                 ) as ingest,
             ):
                 ingest.wait_for_ring(timeout=30)
-                yield PaperStack(paper, OrderGateway(paper.url, api_key, secret), ring, env)
+                yield PaperStack(
+                    paper,
+                    OrderGateway(paper.url, api_key, secret, stream_url=paper.ws_url),
+                    ring,
+                    env,
+                )
         finally:
             paper.stop()
             # The ingest has stopped (the `with` above); its ring is this stack's to remove.

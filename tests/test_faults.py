@@ -363,7 +363,12 @@ ring, url, db, seconds, recover = sys.argv[1:]
 config = FeatureConfig.default()
 feed = Feed.open(ring, expected_fingerprint=config.fingerprint, start="latest")
 entry = BinanceOrderEntry(
-    OrderGateway(url, os.environ["TWINFEED_API_KEY"], os.environ["TWINFEED_API_SECRET"])
+    OrderGateway(
+        url,
+        os.environ["TWINFEED_API_KEY"],
+        os.environ["TWINFEED_API_SECRET"],
+        stream_url=os.environ["TWINFEED_STREAM_URL"],
+    )
 )
 strategy = load_strategy("twinfeed.strategies.market_maker:MarketMaker")({})
 trader = FaultTolerantTrader(

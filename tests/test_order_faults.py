@@ -43,7 +43,12 @@ ring, url, db, seconds = sys.argv[1:]
 config = FeatureConfig.default()
 feed = Feed.open(ring, expected_fingerprint=config.fingerprint, start="latest")
 entry = BinanceOrderEntry(
-    OrderGateway(url, os.environ["TWINFEED_API_KEY"], os.environ["TWINFEED_API_SECRET"])
+    OrderGateway(
+        url,
+        os.environ["TWINFEED_API_KEY"],
+        os.environ["TWINFEED_API_SECRET"],
+        stream_url=os.environ["TWINFEED_STREAM_URL"],
+    )
 )
 strategy = load_strategy("twinfeed.strategies.market_maker:MarketMaker")({})
 trader = FaultTolerantTrader(
@@ -83,11 +88,11 @@ def outage(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             seen["trades_at_drop"] = len(venue.user_trades("BTCUSDT", limit=1000))
             seen["journal_at_drop"] = len(paper.journal)
             seen["suspend_wall_ns"] = time.time_ns()
-            # Like a websocket user stream, the events of the outage are lost: fills
-            # made meanwhile reach the brain only through reconciliation. (Under the
-            # venue's lock: no trade slips between the count and the suspend.)
+            # The user-data websocket drops with the link: the events of the outage are
+            # lost, fills made meanwhile reach the brain only through reconciliation. (Under
+            # the venue's lock: no trade slips between the count and the suspend.)
             with paper._lock:  # noqa: SLF001
-                paper.suspend(lose_events=True)
+                paper.suspend()
                 seen["trades_at_drop"] = len(paper._trades)  # noqa: SLF001
                 seen["journal_at_drop"] = len(paper.journal)
             time.sleep(1.5)  # the replay goes on; resting orders may fill

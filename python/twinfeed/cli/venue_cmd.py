@@ -131,7 +131,10 @@ def venue(
     Control:   GET /_venue/status, POST /_venue/fault?drop_after=N, POST /_venue/disconnect
     Orders:    on --orders-port: POST/DELETE/GET /fapi/v1/order, /fapi/v1/allOpenOrders,
                /fapi/v1/openOrders, /fapi/v2/account, /fapi/v2/positionRisk,
-               /fapi/v1/userTrades, POST /fapi/v1/listenKey, GET /fapi/v1/_events (long-poll)
+               /fapi/v1/userTrades, POST/PUT/DELETE /fapi/v1/listenKey
+    User data: on the paper venue's websocket port (printed), /ws/<listenKey>,
+               /private/ws?listenKey=K; WebSocket API orders at /ws-fapi/v1; the market-data
+               port forwards user-data paths there
 
     The replay clock starts when the first websocket client subscribes; all clients share it.
     Paper orders match against the replay (twinfeed.live.paper_venue); the order-entry URL and
@@ -257,9 +260,16 @@ class _PaperRunner:
         if self.stopping.is_set():
             self.venue.stop()
             return
+        from twinfeed.live.paper_ws import register_user_stream
+
+        register_user_stream(
+            f"http://{self.host}:{md_port}",
+            self.venue.ws.port,
+            say=lambda message: click.echo(f"paper orders: {message}", err=True),
+        )
         click.echo(
-            f"paper orders on {self.venue.url} (user stream: long-poll /fapi/v1/_events); "
-            f"API key in {self.source}",
+            f"paper orders on {self.venue.url} (user-data websocket and WebSocket API on "
+            f"{self.venue.ws_url}); API key in {self.source}",
             err=True,
         )
 

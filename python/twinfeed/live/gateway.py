@@ -11,9 +11,10 @@ Binance's, to any venue of that API); the live brain's OMS sends through it::
     gateway.cancel_all("BTCUSDT"); gateway.open_orders(); gateway.order("BTCUSDT", order_id=1)
     gateway.account(); gateway.positions(); gateway.user_trades("BTCUSDT")
 
-    stream = gateway.user_stream()                        # listen key + long-poll reader
-    batch = stream.poll(timeout=1.0)                      # StreamBatch(events, gap)
-    if batch.gap: ...                                     # missed events: refetch open orders
+    gateway = OrderGateway(url, key, secret, stream_url="ws://127.0.0.1:9445")
+    stream = gateway.user_stream()                        # listen key + user-data websocket
+    events = stream.poll(timeout=1.0)                     # ORDER_TRADE_UPDATE, ACCOUNT_UPDATE...
+    # UserStreamClosed: events may have been missed: reconcile through REST, then reopen
 
 Every method returns the decoded JSON answer (dicts and lists in Binance's shape, numbers as
 strings as Binance sends them). A Binance error answer raises :class:`VenueRejected` with its
@@ -21,26 +22,33 @@ strings as Binance sends them). A Binance error answer raises :class:`VenueRejec
 failures (HTTP 5xx, -1001, -1007) and transport errors (``code`` 0: no answer at all), False
 for everything the request itself got wrong. Signed requests carry ``timestamp`` from the local
 wall clock plus ``time_offset_ms`` (set it with :meth:`OrderGateway.sync_time`) and
-``recvWindow``. The user stream is the paper venue's long-poll endpoint (it serves no
-websocket); events carry a venue-wide ``seq`` and the reader reports a gap when one is skipped.
-The gateway keeps no state beyond the clock offset: safe to share between threads.
+``recvWindow``. The user stream is Binance's user-data websocket, ``<stream_url>/ws/<listenKey>``
+(the paper venue's ``ws_url``, or the market-data venue that forwards it there; on Binance
+``wss://fstream.binance.com``), read with the ``websockets`` sync client. Binance events carry no
+sequence number: a stream that closed may have lost events, and its reader must reconcile through
+REST (:mod:`twinfeed.live.brain.order_faults`). The gateway keeps no state beyond the clock
+offset: safe to share between threads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
+
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
 
 from twinfeed.live.signing import ed25519_sign, encode_params, load_credentials, sign
 
-__all__ = ["OrderGateway", "StreamBatch", "UserStream", "VenueRejected"]
+__all__ = ["OrderGateway", "UserStream", "UserStreamClosed", "VenueRejected"]
 
 _RETRYABLE_CODES = frozenset({-1001, -1003, -1007})
 
@@ -63,13 +71,8 @@ class VenueRejected(Exception):
         self.http_status = http_status
 
 
-@dataclass(frozen=True)
-class StreamBatch:
-    """Events read from the user stream, and whether any were missed before them."""
-
-    events: list[dict[str, Any]]
-    gap: bool
-    last_seq: int
+class UserStreamClosed(Exception):
+    """The user-data websocket closed (or its listen key expired): events may have been missed."""
 
 
 class OrderGateway:
@@ -85,10 +88,13 @@ class OrderGateway:
         timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
         private_key: str | None = None,
+        stream_url: str | None = None,
     ) -> None:
         """``private_key``: an Ed25519 private key (PEM) to sign with instead of the HMAC
         ``api_secret`` (a key registered with its public key at the venue)."""
         self.base_url = base_url.rstrip("/")
+        #: Websocket base of the user-data stream (``ws://127.0.0.1:P``); None: no stream.
+        self.stream_url = None if stream_url is None else stream_url.rstrip("/")
         self.api_key = api_key
         self._secret = api_secret
         self._private_key = private_key or None
@@ -225,44 +231,95 @@ class OrderGateway:
     # ---- user stream --------------------------------------------------------------------
 
     def listen_key(self) -> str:
-        """``POST /fapi/v1/listenKey``: a new user-stream key."""
+        """``POST /fapi/v1/listenKey``: the account's active user-stream key (or a new one)."""
         return str(self.request("POST", "/fapi/v1/listenKey", signed=False)["listenKey"])
 
-    def events(self, listen_key: str, after: int, timeout: float = 5.0) -> dict[str, Any]:
-        """One long-poll: ``{"events", "last", "first"}`` with events of ``seq > after``."""
-        params = {"listenKey": listen_key, "after": after, "timeout": int(timeout * 1000)}
-        return dict(
-            self.request(
-                "GET", "/fapi/v1/_events", params, signed=False, timeout=timeout + self.timeout
-            )
-        )
+    def keepalive_listen_key(self, listen_key: str | None = None) -> dict[str, Any]:
+        """``PUT /fapi/v1/listenKey``: 60 more minutes (-1125 if the key is gone)."""
+        params = {"listenKey": listen_key}
+        return dict(self.request("PUT", "/fapi/v1/listenKey", params, signed=False))
 
-    def user_stream(self, after: int = 0) -> UserStream:
-        """A reader of the user stream from sequence number ``after`` (0: from the start)."""
-        return UserStream(self, self.listen_key(), after)
+    def close_listen_key(self, listen_key: str | None = None) -> dict[str, Any]:
+        """``DELETE /fapi/v1/listenKey``: closes the key and its streams."""
+        params = {"listenKey": listen_key}
+        return dict(self.request("DELETE", "/fapi/v1/listenKey", params, signed=False))
+
+    def user_stream(self, listen_key: str | None = None) -> UserStream:
+        """The user-data websocket of ``listen_key`` (default: :meth:`listen_key`'s)."""
+        if self.stream_url is None:
+            raise ValueError("OrderGateway has no stream_url: no user-data websocket to open")
+        key = listen_key if listen_key is not None else self.listen_key()
+        return UserStream(f"{self.stream_url}/ws/{key}", key, timeout=self.timeout)
 
 
 class UserStream:
-    """Reads ``ORDER_TRADE_UPDATE`` events in order and notices missed ones."""
+    """One user-data websocket connection: events in the order the venue sent them.
 
-    def __init__(self, gateway: OrderGateway, listen_key: str, after: int = 0) -> None:
-        self.gateway = gateway
+    Events are read by :meth:`poll` in the caller's thread (nothing is read behind its back).
+    A closed connection, or a ``listenKeyExpired`` event (delivered, then the stream is over),
+    makes the next :meth:`poll` raise :class:`UserStreamClosed`; a new stream needs a new
+    listen key (``POST``), and whatever was published in between is only in REST.
+    """
+
+    def __init__(self, url: str, listen_key: str, *, timeout: float = 10.0) -> None:
+        self.url = url
         self.listen_key = listen_key
-        self.last_seq = after
+        self.expired = False
+        self._closed: str | None = None
+        self._lock = threading.Lock()
+        # Entered as a context manager (websockets 17.1 deprecates a bare connect()).
+        self._exit = contextlib.ExitStack()
+        try:
+            self.connection: ClientConnection = self._exit.enter_context(
+                connect(
+                    url, open_timeout=timeout, close_timeout=1.0, compression=None, max_size=2**24
+                )
+            )
+        except InvalidStatus as error:
+            raise _handshake_rejection(error) from None
+        except (InvalidHandshake, OSError, TimeoutError) as error:
+            raise VenueRejected(0, f"no user stream at {url}: {error}", True) from None
 
-    def poll(self, timeout: float = 5.0) -> StreamBatch:
-        """Events after the last one read, waiting up to ``timeout`` s for the first."""
-        answer = self.gateway.events(self.listen_key, self.last_seq, timeout)
-        events = list(answer["events"])
-        gap = int(answer["first"]) > self.last_seq + 1 and bool(events)
-        expected = self.last_seq + 1
-        for event in events:
-            if event["seq"] != expected:
-                gap = True
-            expected = event["seq"] + 1
-        if events:
-            self.last_seq = int(events[-1]["seq"])
-        return StreamBatch(events, gap, self.last_seq)
+    def poll(self, timeout: float = 1.0) -> list[dict[str, Any]]:
+        """Events received, waiting up to ``timeout`` s for the first; raises
+        :class:`UserStreamClosed` once the stream is over (after its last events)."""
+        with self._lock:
+            if self._closed is not None:
+                raise UserStreamClosed(self._closed)
+            events: list[dict[str, Any]] = []
+            wait: float = timeout
+            try:
+                while True:
+                    message = self.connection.recv(timeout=wait)
+                    event = json.loads(message)
+                    events.append(event)
+                    if event.get("e") == "listenKeyExpired":
+                        self.expired = True
+                        self._closed = "listen key expired"
+                        break
+                    wait = 0
+            except TimeoutError:
+                pass
+            except ConnectionClosed as error:
+                self._closed = f"user stream closed: {error}"
+            if self._closed is not None and not events:
+                raise UserStreamClosed(self._closed)
+            return events
+
+    def close(self) -> None:
+        self._exit.close()
+
+
+def _handshake_rejection(error: InvalidStatus) -> VenueRejected:
+    """A refused websocket handshake as the venue's error (e.g. -1125 for an unknown key)."""
+    response = error.response
+    try:
+        body = json.loads(response.body or b"")
+        code, msg = int(body["code"]), str(body["msg"])
+    except (ValueError, KeyError, TypeError):
+        code, msg = -1000, f"websocket handshake refused: HTTP {response.status_code}"
+    retryable = response.status_code >= 500 or response.status_code in (418, 429)
+    return VenueRejected(code, msg, retryable, response.status_code)
 
 
 def _decimal(value: float | str) -> str:

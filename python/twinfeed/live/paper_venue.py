@@ -8,7 +8,7 @@ same records and the same submit times they are the same fills (a test checks it
 
     md = start_venue(capture, speed=20)
     paper = PaperVenue.start(capture, md_status=md.status, keys={key: secret})
-    gateway = OrderGateway(paper.url, key, secret)        # twinfeed.live.gateway
+    gateway = OrderGateway(paper.url, key, secret, stream_url=paper.ws_url)  # live.gateway
     ...
     paper.stop(); md.stop()
 
@@ -103,15 +103,14 @@ Instruments
     order before any quote), -2011 cancel of an unknown or finished order, -2013 query of an
     unknown order.
 
-User stream (long-poll; no websocket)
-    ``POST /fapi/v1/listenKey`` returns ``{"listenKey"}``. ``GET /fapi/v1/_events?listenKey=K
-    &after=SEQ&timeout=MS`` returns ``{"events": [...], "last": L, "first": F}`` as soon as
-    there are events with sequence number > SEQ, or after ``timeout`` ms (default 5000, at most
-    30000) with none. Events are Binance ``ORDER_TRADE_UPDATE`` objects (``e, E, T, o: {s, c,
-    S, o, f, q, p, ap, x, X, i, l, z, L, n, N, T, t, m, ...}``) plus a top-level ``seq``: one
-    venue-wide counter, consecutive, so a client that sees ``seq`` jump (or ``first > SEQ+1``:
-    the venue keeps the last ``max_events``) has missed events and should refetch orders.
-    ``E``/``T`` are capture time in ms; ``ns`` carries the engine's event time in ns.
+User stream (websocket; :mod:`twinfeed.live.paper_ws`)
+    ``POST|PUT|DELETE /fapi/v1/listenKey`` manage the account's listen key
+    (:class:`twinfeed.live.paper_ws.ListenKeys`); the websocket server on ``ws_url`` streams
+    ``ORDER_TRADE_UPDATE``, ``ACCOUNT_UPDATE`` and ``listenKeyExpired`` for it and serves the
+    WebSocket API (``/ws-fapi/v1``). Events are published to :meth:`PaperVenue.subscribe`
+    callbacks as they happen and kept (the last ``max_events``) in ``_events``, each with a
+    venue-wide consecutive ``seq`` and the engine's time ``ns`` that stay inside the venue;
+    ``E``/``T`` are the venue clock (capture time) in ms.
 """
 
 from __future__ import annotations
@@ -157,6 +156,7 @@ from twinfeed.live.paper_params import (
     missing,
     weight_of,
 )
+from twinfeed.live.paper_ws import ListenKeys, PaperWebSocketServer, account_update
 from twinfeed.live.signing import SignatureError, VerifyKey, ed25519_public_key, signed_params
 from twinfeed.matching import MatchingEngine
 from twinfeed.orders import Event, Fill, OrderUpdate
@@ -335,14 +335,17 @@ class PaperVenue(OrderEndpoints, AccountEndpoints):
             self._trades = list(self.ledger.trades)
         self._events: list[dict[str, Any]] = []
         self._seq = 0
-        self._listen_keys: set[str] = set()
+        self._subscribers: list[Callable[[dict[str, Any]], None]] = []
+        #: The account's listen key (its validity on the venue clock; see paper_ws).
+        self.listen_keys = ListenKeys(self)
         self._stopping = threading.Event()
         #: Set while :meth:`suspend` keeps the venue unreachable (state kept, matching goes on).
         self.suspended = False
-        self._lose_after: int | None = None
         self._connections: set[socket.socket] = set()
         self._server = ThreadingHTTPServer((host, port), _handler(self))
         self._server.daemon_threads = True
+        #: User-data streams and the WebSocket API on their own loopback port (``ws_url``).
+        self.ws = PaperWebSocketServer(self, host)
         self._threads = [
             threading.Thread(target=self._server.serve_forever, name="paper-http", daemon=True),
             threading.Thread(target=self._follow, name="paper-market", daemon=True),
@@ -358,10 +361,12 @@ class PaperVenue(OrderEndpoints, AccountEndpoints):
         venue._ready.wait()
         if venue._failure is not None:
             venue._server.server_close()
+            venue.ws.stop()
             raise venue._failure
         if venue._carry_over:
             venue._seed_portfolio()
         venue._threads[0].start()
+        venue.ws.start()
         return venue
 
     def _seed_portfolio(self) -> None:
@@ -393,25 +398,26 @@ class PaperVenue(OrderEndpoints, AccountEndpoints):
             self._lock.notify_all()
         self._server.shutdown()
         self._server.server_close()
+        self.ws.stop()
         if self.ledger is not None:
             self.ledger.close()
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(5)
 
-    def suspend(self, *, lose_events: bool = False) -> None:
-        """Makes the venue unreachable, as a dropped connection does: the listening socket is
-        closed (new connections are refused) and open connections, long-polls of the user
-        stream included, are reset. Orders keep resting and matching the replay; every
-        account, order and trade is kept for :meth:`resume`. Stream events are kept too,
-        unless ``lose_events``: then those published while suspended are never served (as a
-        websocket user stream loses them; readers see the ``seq`` jump)."""
+    def suspend(self) -> None:
+        """Makes the venue unreachable, as a dropped connection does: the listening sockets
+        (REST and websocket) are closed (new connections are refused) and open connections,
+        user-data websockets included, are reset. Orders keep resting and matching the
+        replay; every account, order and trade is kept for :meth:`resume`. Stream events
+        published meanwhile reach no one (as on Binance: a reconnecting client reconciles
+        through REST)."""
         if self.suspended or self._stopping.is_set():
             return
-        self._lose_after = self._seq if lose_events else None
         self.suspended = True
         self._server.shutdown()
         self._server.server_close()
+        self.ws.suspend()
         with self._lock:
             self._lock.notify_all()
             connections = list(self._connections)
@@ -431,9 +437,7 @@ class PaperVenue(OrderEndpoints, AccountEndpoints):
         """Listens again on the same host and port after :meth:`suspend`."""
         if not self.suspended or self._stopping.is_set():
             return
-        if self._lose_after is not None:
-            with self._lock:
-                self._events = [e for e in self._events if e["seq"] <= self._lose_after]
+        self.ws.resume()
         server = ThreadingHTTPServer((self.host, self.port), _handler(self))
         server.daemon_threads = True
         self._server = server
@@ -456,6 +460,11 @@ class PaperVenue(OrderEndpoints, AccountEndpoints):
     def url(self) -> str:
         """REST base URL, ``http://127.0.0.1:PORT``."""
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """The websocket server (user-data streams, ``/ws-fapi/v1``), ``ws://127.0.0.1:PORT``."""
+        return self.ws.url
 
     @property
     def line(self) -> int:
@@ -555,6 +564,7 @@ class PaperVenue(OrderEndpoints, AccountEndpoints):
                 self._frozen = True
                 self._publish(self.engine.advance(self._now_ns))
             self._symbols = list(records.symbols)
+            self.listen_keys.expire(self._now_ns)
             self._lock.notify_all()
 
     def _settle(self, arrival_ns: int) -> None:
@@ -636,6 +646,7 @@ class PaperVenue(OrderEndpoints, AccountEndpoints):
                 "rp": _num(realized),
             },
         )
+        self._publish_event(account_update(self, info.symbol, fill.symbol, fill.ts_ns))
 
     def _on_update(self, update: OrderUpdate) -> None:
         execution = _EXECUTION.get(update.state)
@@ -656,6 +667,14 @@ class PaperVenue(OrderEndpoints, AccountEndpoints):
     ) -> None:
         order = info.order
         ts_ms = ts_ns // 1_000_000
+        # Bids and asks notional of the symbol's open orders (Event-Order-Update "b", "a").
+        bids = asks = 0.0
+        for other in self.engine.open_orders(order.symbol):
+            notional = (other.price or 0.0) * (other.qty - other.filled_qty)
+            if other.side == "buy":
+                bids += notional
+            else:
+                asks += notional
         body = {
             "s": info.symbol,
             "c": order.client_id,
@@ -676,18 +695,47 @@ class PaperVenue(OrderEndpoints, AccountEndpoints):
             "N": _quote_asset(info.symbol),
             "T": ts_ms,
             "t": 0,
+            "b": _num(bids),
+            "a": _num(asks),
             "m": False,
-            "R": False,
+            "R": bool(getattr(info, "reduce_only", False)),
+            "wt": "CONTRACT_PRICE",
+            "ot": order.type.upper(),
             "ps": "BOTH",
+            "cp": False,
             "rp": "0",
+            "pP": False,
+            "si": 0,
+            "ss": 0,
+            "V": "EXPIRE_MAKER",
+            "pm": "NONE",
+            "gtd": 0,
         }
         body.update(extra)
+        event = {"e": "ORDER_TRADE_UPDATE", "E": ts_ms, "T": ts_ms, "ns": ts_ns, "o": body}
+        self._publish_event(event)
+
+    def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
+        """Calls ``callback(event)`` for every event published from now on (under the venue's
+        lock, in publishing order: it must only queue the event). Returns the unsubscribe."""
+        with self._lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock, contextlib.suppress(ValueError):
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def _publish_event(self, event: dict[str, Any]) -> None:
+        """Numbers and keeps an event, and hands it to every subscriber (lock held)."""
         self._seq += 1
-        event = {"e": "ORDER_TRADE_UPDATE", "E": ts_ms, "T": ts_ms, "seq": self._seq}
-        event.update({"ns": ts_ns, "o": body})
+        event["seq"] = self._seq
         self._events.append(event)
         if len(self._events) > self.max_events:
             del self._events[: len(self._events) - self.max_events]
+        for callback in list(self._subscribers):
+            callback(event)
 
     def _load_instruments(self) -> None:
         """The capture's venue, and its symbols' rules from the shipped table if not given."""
@@ -766,27 +814,16 @@ class PaperVenue(OrderEndpoints, AccountEndpoints):
         return out
 
     def new_listen_key(self) -> dict[str, Any]:
-        with self._lock:
-            key = f"paper{len(self._listen_keys) + 1:04d}{time.monotonic_ns() & 0xFFFFFF:06x}"
-            self._listen_keys.add(key)
-        return {"listenKey": key}
+        """``POST /fapi/v1/listenKey`` (see :class:`twinfeed.live.paper_ws.ListenKeys`)."""
+        return self.listen_keys.create()
 
-    def events(self, params: Mapping[str, str]) -> dict[str, Any]:
-        key = params.get("listenKey", "")
-        if key not in self._listen_keys:
-            raise ApiError(-1125, "This listenKey does not exist.")
-        after = int(_number(params, "after", 0))
-        timeout = min(_number(params, "timeout", 5000), 30_000) / 1000
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while self._seq <= after and not self._stopping.is_set() and not self.suspended:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._lock.wait(left)
-            first = self._events[0]["seq"] if self._events else self._seq + 1
-            events = [event for event in self._events if event["seq"] > after]
-            return {"events": events, "last": self._seq, "first": first}
+    def keepalive_listen_key(self, params: Mapping[str, str]) -> dict[str, Any]:
+        """``PUT /fapi/v1/listenKey``."""
+        return self.listen_keys.keepalive(params)
+
+    def close_listen_key(self, params: Mapping[str, str]) -> dict[str, Any]:
+        """``DELETE /fapi/v1/listenKey``."""
+        return self.listen_keys.close(params)
 
     def _order_json(self, info: _OrderInfo) -> dict[str, Any]:
         order = info.order
@@ -994,7 +1031,7 @@ def _handler(venue: PaperVenue) -> type[BaseHTTPRequestHandler]:
             if path == "/fapi/v1/ticker/bookTicker" and method == "GET":
                 return venue.book_ticker(params)
             handler = _SIGNED.get((method, path))
-            is_stream = path in ("/fapi/v1/listenKey", "/fapi/v1/_events")
+            is_stream = path == "/fapi/v1/listenKey"
             if handler is None and not is_stream:
                 raise ApiError(-1000, f"unknown endpoint {method} {path}", status=404)
             secret = venue.keys.get(self.headers.get("X-MBX-APIKEY", ""))
@@ -1003,9 +1040,9 @@ def _handler(venue: PaperVenue) -> type[BaseHTTPRequestHandler]:
             if path == "/fapi/v1/listenKey":
                 if method == "POST":
                     return venue.new_listen_key()
-                return {}
-            if path == "/fapi/v1/_events":
-                return venue.events(params)
+                if method == "PUT":
+                    return venue.keepalive_listen_key(params)
+                return venue.close_listen_key(params)
             assert handler is not None
             if not params.get("timestamp"):
                 raise _missing("timestamp")

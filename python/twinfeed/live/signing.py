@@ -170,7 +170,9 @@ def total_params(query: str, body: str) -> tuple[str, str | None]:
     return query_rest + body_rest, query_signature or body_signature
 
 
-def _check_signature(payload: str, signature: str, secret: VerifyKey) -> bool:
+def check_signature(payload: str, signature: str, secret: VerifyKey) -> bool:
+    """True if ``signature`` signs ``payload``: hex HMAC-SHA256 of an API secret (constant
+    time), or base64 Ed25519 for a key registered with its Ed25519 public key."""
     try:
         public = ed25519_public_key(secret)
     except (ValueError, CredentialsError):  # a malformed key verifies nothing
@@ -193,7 +195,7 @@ def verify(query: str, body: str, secret: VerifyKey) -> bool:
     payload, signature = total_params(query, body)
     if signature is None:
         return False
-    return _check_signature(payload, signature, secret)
+    return check_signature(payload, signature, secret)
 
 
 class SignatureError(ValueError):
@@ -229,7 +231,7 @@ def signed_params(query: str, body: str, secret: VerifyKey) -> dict[str, str]:
     if signature is None:
         raise SignatureError(-1102, "Mandatory parameter 'signature' was not sent.")
     payload = query_rest + body_rest
-    if not _check_signature(payload, signature, secret):
+    if not check_signature(payload, signature, secret):
         raise SignatureError(-1022, "Signature for this request is not valid.")
     if query_rest and body_rest:
         raise SignatureError(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
@@ -127,11 +128,10 @@ def report_from_order_response(body: Mapping[str, Any]) -> ExecutionReport:
 
 
 def report_from_stream_event(event: Mapping[str, Any]) -> ExecutionReport | None:
-    """An ExecutionReport from a user-stream ``ORDER_TRADE_UPDATE`` (None for other events).
-
-    The sequence number is read from the event's ``seq`` (the paper venue's), or ``u``/
-    ``sequence`` if present.
-    """
+    """An ExecutionReport from a user-stream ``ORDER_TRADE_UPDATE`` (None for other events:
+    ``ACCOUNT_UPDATE``, ``listenKeyExpired``). Binance's events carry no sequence number
+    (``seq`` stays None unless an event has ``seq``/``sequence``/``u``); a repeated trade is
+    recognised by its trade id, a repeated status by its rank (see the OMS)."""
     if event.get("e") != "ORDER_TRADE_UPDATE":
         return None
     order = event["o"]
@@ -162,20 +162,24 @@ def report_from_stream_event(event: Mapping[str, Any]) -> ExecutionReport | None
 class BinanceOrderEntry:
     """:class:`OrderEntry` over :class:`twinfeed.live.gateway.OrderGateway`.
 
-    A background thread long-polls the user stream (``gateway.user_stream()``) and queues its
-    events; :meth:`poll_reports` drains the queue without blocking. ``stream_gaps`` counts the
-    times the stream reported missed events (the OMS then relies on REST answers and the
-    end-of-run reconciliation; see ``docs/trade_db.md``).
+    A background thread reads the user-data websocket (``gateway.user_stream()``) and queues
+    its events in arrival order; :meth:`poll_reports` drains the queue without blocking, so
+    the trader sees them only at its own step boundaries (what the strategy sees does not
+    depend on when the thread ran within a step). ``stream_gaps`` counts the streams reopened
+    after one closed: Binance's events carry no sequence number, so each reopening may have
+    missed events, and ``stream_errors`` grows with it; the order-link guard
+    (:mod:`twinfeed.live.brain.order_faults`) then reconciles through REST.
 
-    Hooks for the brain's order-link guard (:mod:`twinfeed.live.brain.order_faults`):
-    ``on_error`` is called with every :class:`OrderRefused` of a REST call (in the caller's
-    thread); while ``hold`` is set (a reason), orders and cancels are refused locally with
-    code :data:`NOT_SENT` and never sent; with ``pending_on_link_error``, a new order whose
-    request got no usable answer (:attr:`OrderRefused.link_lost`) is reported ``new`` (its
-    outcome unknown, settled by reconciliation) instead of refused. ``stream_down`` is True
-    from a failed user-stream poll until the next successful one; the reader retries with
-    exponential backoff (``stream_retry_s`` doubling up to ``stream_retry_max_s``;
-    :meth:`wake_stream` retries at once) and resumes after the last event it read.
+    Hooks for the brain's order-link guard: ``on_error`` is called with every
+    :class:`OrderRefused` of a REST call (in the caller's thread); while ``hold`` is set (a
+    reason), orders and cancels are refused locally with code :data:`NOT_SENT` and never sent;
+    with ``pending_on_link_error``, a new order whose request got no usable answer
+    (:attr:`OrderRefused.link_lost`) is reported ``new`` (its outcome unknown, settled by
+    reconciliation) instead of refused. ``stream_down`` is True from a closed stream until a
+    new one is open; the reader retries with exponential backoff (``stream_retry_s`` doubling
+    up to ``stream_retry_max_s``; :meth:`wake_stream` retries at once) with the account's
+    listen key (``POST`` returns the active one, or a new one once it expired), and keeps the
+    key alive with a ``PUT`` every ``keepalive_s`` seconds (Binance: a key lives 60 minutes).
     """
 
     def __init__(
@@ -186,6 +190,7 @@ class BinanceOrderEntry:
         poll_timeout_s: float = 1.0,
         stream_retry_s: float = 0.1,
         stream_retry_max_s: float = 1.0,
+        keepalive_s: float = 30 * 60.0,
     ) -> None:
         self.gateway = gateway
         self.stream_gaps = 0
@@ -193,6 +198,7 @@ class BinanceOrderEntry:
         self.stream_down = False
         self.stream_retry_s = stream_retry_s
         self.stream_retry_max_s = stream_retry_max_s
+        self.keepalive_s = keepalive_s
         self.on_error: Callable[[OrderRefused], None] | None = None
         self.hold: str | None = None
         self.pending_on_link_error = False
@@ -200,6 +206,7 @@ class BinanceOrderEntry:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._stream: Any = None
         if stream:
             self._stream = gateway.user_stream()
             self._thread = threading.Thread(
@@ -208,40 +215,46 @@ class BinanceOrderEntry:
             self._thread.start()
 
     def _read_stream(self, timeout: float) -> None:
-        from twinfeed.live.gateway import VenueRejected
-
         delay = self.stream_retry_s
+        next_keepalive = time.monotonic() + self.keepalive_s
         while not self._stop.is_set():
             try:
-                # After a failure, a short poll: the stream is known to be back at once.
-                batch = self._stream.poll(timeout=0.0 if self.stream_down else timeout)
-            except Exception as error:  # the venue went away or hiccuped: retry, counted
+                if self._stream is None:
+                    self._stream = self.gateway.user_stream()
+                    self.stream_gaps += 1  # what was published while it was closed is lost
+                    next_keepalive = time.monotonic() + self.keepalive_s
+                events = self._stream.poll(timeout=timeout)
+                self.stream_down = False
+                delay = self.stream_retry_s
+                self._queue.extend(events)
+                if time.monotonic() >= next_keepalive:
+                    next_keepalive = time.monotonic() + self.keepalive_s
+                    self.gateway.keepalive_listen_key(self._stream.listen_key)
+            except Exception:  # closed, expired or unreachable: reopen, counted
                 self.stream_errors += 1
                 self.stream_down = True
-                if isinstance(error, VenueRejected) and error.code == -1125:
-                    # The listen key expired: a new one, reading on after the last event.
+                if self._stream is not None:
                     with contextlib.suppress(Exception):
-                        self._stream.listen_key = self.gateway.listen_key()
+                        self._stream.close()
+                    self._stream = None
                 self._wake.wait(delay)
                 self._wake.clear()
                 delay = min(delay * 2, self.stream_retry_max_s)
-                continue
-            self.stream_down = False
-            delay = self.stream_retry_s
-            if batch.gap:
-                self.stream_gaps += 1
-            self._queue.extend(batch.events)
 
     def wake_stream(self) -> None:
         """Ends the stream reader's backoff wait (the venue is reachable again)."""
         self._wake.set()
 
     def close(self) -> None:
-        """Stops the stream reader (waits for its current long-poll to return)."""
+        """Stops the stream reader (waits for its current poll to return) and its stream."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5.0)
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.close()
 
     def _call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         from twinfeed.live.gateway import VenueRejected

@@ -4,14 +4,18 @@
 (the :class:`twinfeed.live.brain.faults.FaultTolerantTrader` makes one and steps it):
 
 - **down**: a REST call got no usable answer (connection refused or reset, timeout, HTTP 5xx,
-  -1001, -1007) or the user stream's long-poll failed. At once: every new order and cancel is
+  -1001, -1007) or the user-data websocket closed (its listen key expired, or the link
+  dropped). Binance's stream events carry no sequence number, so a stream that closed, even
+  one the reader reopened at once, may have lost events: the only way to know is to
+  reconcile. At once: every new order and cancel is
   refused locally (``entry.hold``; code ``NOT_SENT``, nothing reaches the venue), opening risk
   is blocked, a ``risk_events`` row (check ``venue_disconnected``) is written. Working orders
   stay at the venue (they cannot be cancelled) and may fill meanwhile. A new order whose own
   request was lost stays ``new`` (its outcome is unknown) until reconciliation settles it.
 - **probing**: ``/fapi/v1/ping`` every ``venue_retry_s``, doubling up to ``venue_retry_max_s``.
-  When it answers, the user-stream reader is woken (it resumes after the last event it read);
-  once the stream answers too, :func:`reconcile` runs. Any failure: back to probing.
+  When it answers, the user-stream reader is woken (it opens a new websocket); once the
+  stream is open again, :func:`reconcile` runs (the events published meanwhile are only in
+  REST). Any failure: back to probing.
 - **reconcile** (the venue is the truth): the venue's ``userTrades`` whose trade id the DB
   lacks are booked through the OMS (so the stream's copy of the same trade is a duplicate); every
   order the OMS thinks open gets the venue's state (``openOrders``, else ``GET /order``; unknown
@@ -159,7 +163,8 @@ class OrderLink:
         if entry is None:
             return
         if self.up:
-            if entry.stream_errors != self._stream_errors and entry.stream_down:
+            if entry.stream_errors != self._stream_errors:
+                # Closed, even if already reopened: events may be lost; reconcile.
                 self.went_down("user stream closed")
             self._stream_errors = entry.stream_errors
             if self.up and entry.hold is not None and time.monotonic() >= self._rate_until:

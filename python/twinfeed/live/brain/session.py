@@ -4,7 +4,7 @@
 
     market-data venue (twinfeed-venue, replaying a capture) --ws--> twinfeed-ingest --ring-->
     LiveTrader --REST--> PaperVenue (matching engine following the same replay)
-              <--user stream (long poll)--
+              <--user-data websocket (ORDER_TRADE_UPDATE, ACCOUNT_UPDATE)--
 
 Everything binds to loopback on free ports. The session ends when the replay has finished and
 the feed has been quiet for ``settle_s`` (or after ``duration_s``); then the trader cancels,
@@ -177,6 +177,17 @@ class SessionResult:
     abnormal: str | None = None
 
 
+def _keepalive_s(speed: float | str) -> float:
+    """Listen keys live 60 minutes of venue time (the replay's): at ``speed`` x that is
+    60 / speed wall minutes, so the keepalive (30 venue minutes) comes as much sooner; "max"
+    replays as fast as it can: every 10 s."""
+    try:
+        factor = float(speed)
+    except ValueError:
+        return 10.0
+    return 30 * 60.0 / max(factor, 1.0)
+
+
 def run_session(
     settings: LiveSettings,
     *,
@@ -191,6 +202,7 @@ def run_session(
     from twinfeed.live.ingest import start_ingest
     from twinfeed.live.leftovers import clean_dead_leftovers, tagged
     from twinfeed.live.paper_venue import PaperVenue
+    from twinfeed.live.paper_ws import register_user_stream
     from twinfeed.live.venue import BUNDLED_CAPTURE, start_venue
     from twinfeed.research.backtest import load_strategy
 
@@ -249,6 +261,10 @@ def run_session(
                 ledger=paper_ledger_path(settings.db),
                 carry_over=bool(left_running),
             )
+            # Binance clients find the user stream on the market-data host: ask the venue to
+            # forward it (logged, not fatal: the brain reads paper.ws_url directly).
+            if register_user_stream(market.url, paper.ws.port, say=say):
+                say(f"user-data websocket on {paper.ws_url} (and through {market.url})")
             if left_running:
                 say(f"recovering runs left running by a dead session: {', '.join(left_running)}")
             entry: BinanceOrderEntry | None = None
@@ -292,7 +308,10 @@ def run_session(
                     try:
                         ingest.wait_for_ring(timeout=30)
                         feed = Feed.open(ring, expected_fingerprint=config.fingerprint, wait=10)
-                        entry = BinanceOrderEntry(OrderGateway(paper.url, key, secret))
+                        entry = BinanceOrderEntry(
+                            OrderGateway(paper.url, key, secret, stream_url=paper.ws_url),
+                            keepalive_s=_keepalive_s(settings.speed),
+                        )
                         trader = FaultTolerantTrader(
                             live_config,
                             strategy,
