@@ -328,6 +328,8 @@ def test_the_venue_expires_gtd_orders_and_reduce_only_orders_that_cannot_reduce(
         return time.time() + offset[0]
 
     with frozen_paper({KEY: SECRET}, clock=clock) as venue:
+        events: list[dict[str, Any]] = []
+        venue.subscribe(events.append)
         gateway = OrderGateway(venue.url, KEY, SECRET, clock=clock)
         touch = venue.engine.touch(0)
         assert touch is not None
@@ -355,6 +357,13 @@ def test_the_venue_expires_gtd_orders_and_reduce_only_orders_that_cannot_reduce(
             10,
         )
         assert [e.action for e in venue.journal].count("expire") == 2
+        # The user stream states the order as sent: GTD with its goodTillDate, reduce-only.
+        updates = {
+            (e["o"]["i"], e["o"]["X"]): e["o"] for e in events if e["e"] == "ORDER_TRADE_UPDATE"
+        }
+        expired_gtd = updates[(gtd["orderId"], "EXPIRED")]
+        assert expired_gtd["f"] == "GTD" and expired_gtd["gtd"] == gtd["goodTillDate"] > 0
+        assert updates[(closing["orderId"], "EXPIRED")]["R"] is True
 
 
 def test_modify_rules_and_batch_modify(paper: PaperVenue) -> None:

@@ -680,7 +680,7 @@ class PaperVenue(OrderEndpoints, AccountEndpoints):
             "c": order.client_id,
             "S": order.side.upper(),
             "o": order.type.upper(),
-            "f": order.tif,
+            "f": info.tif or order.tif,  # as sent: a GTD order rests as GTC in the engine
             "q": _num(order.qty),
             "p": _num(order.price or 0.0),
             "ap": _num(info.notional / filled) if filled > 0 else "0",
@@ -698,7 +698,7 @@ class PaperVenue(OrderEndpoints, AccountEndpoints):
             "b": _num(bids),
             "a": _num(asks),
             "m": False,
-            "R": bool(getattr(info, "reduce_only", False)),
+            "R": info.reduce_only,
             "wt": "CONTRACT_PRICE",
             "ot": order.type.upper(),
             "ps": "BOTH",
@@ -709,7 +709,7 @@ class PaperVenue(OrderEndpoints, AccountEndpoints):
             "ss": 0,
             "V": "EXPIRE_MAKER",
             "pm": "NONE",
-            "gtd": 0,
+            "gtd": info.good_till_ms,
         }
         body.update(extra)
         event = {"e": "ORDER_TRADE_UPDATE", "E": ts_ms, "T": ts_ms, "ns": ts_ns, "o": body}
