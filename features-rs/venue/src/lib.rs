@@ -25,8 +25,8 @@
 //! line replayed last (`null` before the first) and `local_ns` its `local_receive_ns`.
 //! `GET /_venue/status` returns the same document.
 
+pub mod book;
 pub mod capture;
-pub mod checkpoints;
 pub mod connection;
 pub mod error;
 pub mod faults;

@@ -12,19 +12,21 @@
 //! | `POST /_venue/fault?drop_after=N&...` | replaces and re-arms the faults (see [`crate::faults`]) |
 //! | `POST /_venue/disconnect` | resets every websocket connection now |
 
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::book::{Books, Flavour};
 use crate::capture::Capture;
 use crate::connection;
 use crate::faults::{FaultState, Faults};
 use crate::frames::{EncodingCache, Mode};
 use crate::http::{self, Request};
 use crate::replay::Replay;
-use crate::streams;
+use crate::streams::{self, Category};
 use crate::ws;
 
 /// Venue-wide orders to the connections.
@@ -38,22 +40,29 @@ pub struct Command {
 /// Everything the connections share.
 pub struct Venue {
     pub replay: Arc<Replay>,
+    /// The replayed order books (REST depth and bookTicker).
+    pub books: Books,
     pub encodings: EncodingCache,
     pub faults: FaultState,
     pub commands: watch::Sender<Command>,
     /// exchangeInfo bodies by market (`spot`, `usdm`, `coinm`) from `--instruments`, served
     /// when the capture has no `instruments` line of that market.
     pub instruments: Vec<(String, Vec<u8>)>,
+    /// Where user-data websockets are spliced (`--user-stream-upstream`,
+    /// `POST /_venue/user-stream?upstream=`).
+    pub user_upstream: Mutex<Option<SocketAddr>>,
 }
 
 impl Venue {
     pub fn new(replay: Arc<Replay>, faults: Faults) -> Self {
         Venue {
-            encodings: EncodingCache::new(replay.capture.clone()),
+            books: Books::new(&replay.capture),
+            encodings: EncodingCache::new(replay.capture.clone(), replay.lap_ms()),
             replay,
             faults: FaultState::new(faults),
             commands: watch::Sender::new(Command::default()),
             instruments: Vec::new(),
+            user_upstream: Mutex::new(None),
         }
     }
 
@@ -79,6 +88,8 @@ pub async fn serve(venue: Arc<Venue>, listener: TcpListener) {
 }
 
 async fn handle(venue: Arc<Venue>, mut stream: TcpStream) {
+    // Every answer leaves in one write; without Nagle it is not held for the client's ACK.
+    let _ = stream.set_nodelay(true);
     let mut buffer = Vec::new();
     loop {
         let request = match http::read_request(&mut stream, &mut buffer).await {
@@ -104,27 +115,59 @@ async fn handle(venue: Arc<Venue>, mut stream: TcpStream) {
     }
 }
 
-async fn upgrade(venue: Arc<Venue>, mut stream: TcpStream, request: Request, leftover: Vec<u8>) {
-    let target = if request.path == "/stream" {
-        let list = request.param("streams").unwrap_or_default();
-        Some((Mode::Combined, streams::parse_list(&list)))
-    } else if request.path == "/ws" || request.path == "/ws/" {
-        Some((Mode::Raw, Vec::new()))
+/// Where a websocket upgrade goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    /// Market streams: framing, the routed path's category (`None`: legacy path), streams.
+    Market(Mode, Option<Category>, Vec<String>),
+    /// A user-data stream: spliced to the user-stream upstream.
+    UserData,
+}
+
+/// The websocket target of an upgrade request's path, `None` for an unknown path.
+fn websocket_target(path: &str, streams_param: Option<String>) -> Option<Target> {
+    let (category, rest) = if let Some(rest) = path.strip_prefix("/public") {
+        (Some(Category::Public), rest)
+    } else if let Some(rest) = path.strip_prefix("/market") {
+        (Some(Category::Market), rest)
+    } else if path == "/private" || path.starts_with("/private/") {
+        return Some(Target::UserData);
     } else {
-        request
-            .path
-            .strip_prefix("/ws/")
-            .map(|list| (Mode::Raw, streams::parse_list(list)))
+        (None, path)
     };
-    let (Some((mode, names)), Some(key)) = (target, request.header("sec-websocket-key")) else {
+    let (mode, names) = if rest == "/stream" {
+        (
+            Mode::Combined,
+            streams::parse_list(&streams_param.unwrap_or_default()),
+        )
+    } else if rest == "/ws" || rest == "/ws/" {
+        (Mode::Raw, Vec::new())
+    } else {
+        (Mode::Raw, streams::parse_list(rest.strip_prefix("/ws/")?))
+    };
+    // On the legacy paths a name without `@` is a listen key (`!bookTicker` is a stream).
+    let listen_key = |name: &String| !name.contains('@') && !name.starts_with('!');
+    if category.is_none() && !names.is_empty() && names.iter().all(listen_key) {
+        return Some(Target::UserData);
+    }
+    Some(Target::Market(mode, category, names))
+}
+
+async fn upgrade(venue: Arc<Venue>, mut stream: TcpStream, request: Request, leftover: Vec<u8>) {
+    let target = websocket_target(&request.path, request.param("streams"));
+    let (Some(target), Some(key)) = (target, request.header("sec-websocket-key")) else {
         let body = http::error_body(
             -1,
-            "websocket paths are /stream?streams=... and /ws/<stream>",
+            "websocket paths are /public/ws, /market/ws, /private/ws (and /ws, /stream?streams=..., /<path>/ws/<stream>)",
         );
         let _ = stream
             .write_all(&http::response(404, "application/json", &body, false))
             .await;
         return;
+    };
+    let (mode, category, names) = match target {
+        Target::UserData => return splice(venue, stream, request, leftover).await,
+        Target::Market(mode, category, names) => (mode, category, names),
     };
     if stream
         .write_all(&ws::handshake_response(key))
@@ -133,25 +176,75 @@ async fn upgrade(venue: Arc<Venue>, mut stream: TcpStream, request: Request, lef
     {
         return;
     }
-    connection::serve(venue, stream, leftover, mode, names).await;
+    connection::serve(venue, stream, leftover, mode, category, names).await;
+}
+
+/// Forwards a user-data websocket to the upstream (the paper venue's websocket server): the
+/// client's request bytes unchanged, then bytes both ways until either side ends.
+async fn splice(venue: Arc<Venue>, mut stream: TcpStream, request: Request, leftover: Vec<u8>) {
+    let upstream = *venue
+        .user_upstream
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let connected = match upstream {
+        Some(address) => TcpStream::connect(address).await.ok(),
+        None => None,
+    };
+    let Some(mut upstream) = connected else {
+        // -1125 INVALID_LISTEN_KEY, "This listenKey does not exist." (Error Codes,
+        // https://developers.binance.com/docs/derivatives/usds-margined-futures/error-code)
+        let body = http::error_body(-1125, "This listenKey does not exist.");
+        let _ = stream
+            .write_all(&http::response(400, "application/json", &body, false))
+            .await;
+        return;
+    };
+    let _ = upstream.set_nodelay(true);
+    let mut first = request.head;
+    first.extend_from_slice(&request.body);
+    first.extend_from_slice(&leftover);
+    if upstream.write_all(&first).await.is_err() {
+        return;
+    }
+    let _ = tokio::io::copy_bidirectional(&mut stream, &mut upstream).await;
+}
+
+/// Parses a user-stream upstream (`HOST:PORT`), loopback addresses only.
+pub fn parse_upstream(text: &str) -> std::result::Result<SocketAddr, String> {
+    let text = text.trim();
+    let address: SocketAddr = match text.strip_prefix("localhost:") {
+        Some(port) => SocketAddr::from((
+            [127, 0, 0, 1],
+            port.parse::<u16>()
+                .map_err(|_| format!("upstream {text:?}: expected HOST:PORT"))?,
+        )),
+        None => text
+            .parse()
+            .map_err(|_| format!("upstream {text:?}: expected HOST:PORT with an IP address"))?,
+    };
+    if !address.ip().is_loopback() {
+        return Err(format!(
+            "upstream {address}: only loopback addresses are accepted"
+        ));
+    }
+    Ok(address)
 }
 
 /// Answers a plain HTTP request: (status, JSON body).
 fn route(venue: &Venue, request: &Request) -> (u16, Vec<u8>) {
     let path = request.path.as_str();
     match (request.method.as_str(), path) {
-        ("GET", "/fapi/v1/depth") => depth(venue, request, 500),
-        ("GET", "/api/v3/depth") => depth(venue, request, 100),
+        ("GET", "/fapi/v1/depth") => depth(venue, request, Flavour::Futures),
+        ("GET", "/api/v3/depth") => depth(venue, request, Flavour::Spot),
         ("GET", "/fapi/v1/exchangeInfo") => exchange_info(venue, "usdm"),
         ("GET", "/api/v3/exchangeInfo") => exchange_info(venue, "spot"),
         ("GET", "/dapi/v1/exchangeInfo") => exchange_info(venue, "coinm"),
         ("GET", "/fapi/v1/ping" | "/api/v3/ping") => (200, b"{}".to_vec()),
-        ("GET", "/fapi/v1/time" | "/api/v3/time") => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis());
-            (200, format!("{{\"serverTime\":{now}}}").into_bytes())
-        }
+        // The replay clock, not the wall clock (see `crate::replay`).
+        ("GET", "/fapi/v1/time" | "/api/v3/time") => (
+            200,
+            format!("{{\"serverTime\":{}}}", venue.replay.now_ms()).into_bytes(),
+        ),
         ("GET", "/_venue/status") => (200, venue.replay.status_json().into_bytes()),
         ("GET", "/_venue/fault") => (200, venue.faults.configured().to_json().into_bytes()),
         ("POST", "/_venue/fault") => {
@@ -165,6 +258,25 @@ fn route(venue: &Venue, request: &Request) -> (u16, Vec<u8>) {
                 Err(message) => (400, http::error_body(-1, &message)),
             }
         }
+        ("GET", "/_venue/user-stream") => (200, user_stream_json(venue)),
+        ("POST", "/_venue/user-stream") => {
+            let upstream = request.param("upstream").unwrap_or_default();
+            let parsed = if upstream.trim().is_empty() {
+                Ok(None)
+            } else {
+                parse_upstream(&upstream).map(Some)
+            };
+            match parsed {
+                Ok(address) => {
+                    *venue
+                        .user_upstream
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = address;
+                    (200, user_stream_json(venue))
+                }
+                Err(message) => (400, http::error_body(-1, &message)),
+            }
+        }
         ("POST", "/_venue/disconnect") => {
             venue.commands.send_modify(|c| c.disconnects += 1);
             (200, b"{}".to_vec())
@@ -173,6 +285,17 @@ fn route(venue: &Venue, request: &Request) -> (u16, Vec<u8>) {
             404,
             http::error_body(-1, &format!("no such endpoint: {} {path}", request.method)),
         ),
+    }
+}
+
+fn user_stream_json(venue: &Venue) -> Vec<u8> {
+    let upstream = *venue
+        .user_upstream
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    match upstream {
+        Some(address) => format!("{{\"upstream\":\"{address}\"}}").into_bytes(),
+        None => b"{\"upstream\":null}".to_vec(),
     }
 }
 
@@ -254,7 +377,13 @@ fn strip_private(value: &mut serde_json::Value) {
     }
 }
 
-fn depth(venue: &Venue, request: &Request, default_limit: usize) -> (u16, Vec<u8>) {
+/// Valid `limit`s of `GET /fapi/v1/depth` ("Order Book",
+/// https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/Order-Book):
+/// default 500; anything else is refused with -1130.
+const FUTURES_DEPTH_LIMITS: [usize; 7] = [5, 10, 20, 50, 100, 500, 1000];
+
+/// `GET /fapi/v1/depth` and `/api/v3/depth`: the book as replayed so far (see [`crate::book`]).
+fn depth(venue: &Venue, request: &Request, flavour: Flavour) -> (u16, Vec<u8>) {
     let Some(symbol) = request.param("symbol").filter(|s| !s.is_empty()) else {
         return (
             400,
@@ -264,30 +393,47 @@ fn depth(venue: &Venue, request: &Request, default_limit: usize) -> (u16, Vec<u8
             ),
         );
     };
-    let limit = match request.param("limit") {
-        None => default_limit,
-        Some(text) => match text.parse::<usize>() {
-            Ok(limit) if limit > 0 => limit,
-            _ => {
+    let limit = match (request.param("limit"), flavour) {
+        (None, Flavour::Futures) => 500,
+        (None, Flavour::Spot) => 100,
+        (Some(text), _) => match text.parse::<usize>() {
+            Ok(limit) if flavour == Flavour::Futures && FUTURES_DEPTH_LIMITS.contains(&limit) => {
+                limit
+            }
+            // Spot: "Default 100; max 5000. If limit > 5000, the response truncates to 5000."
+            // (https://developers.binance.com/docs/binance-spot-api-docs/rest-api/market-data-endpoints#order-book)
+            Ok(limit) if flavour == Flavour::Spot && limit > 0 => limit.min(5000),
+            Ok(_) => {
                 return (
                     400,
-                    http::error_body(-1100, "Illegal characters found in parameter 'limit'."),
+                    http::error_body(-1130, "Data sent for parameter 'limit' is not valid."),
+                )
+            }
+            Err(_) => {
+                return (
+                    400,
+                    http::error_body(
+                        -1100,
+                        "Illegal characters found in parameter 'limit'; legal range is '^[0-9]{1,20}$'.",
+                    ),
                 )
             }
         },
     };
     let symbol = symbol.to_ascii_uppercase();
     let capture = venue.capture();
-    let line = venue.replay.last_line().map(|(index, _)| index);
-    match capture.snapshot_at(&symbol, line) {
+    let at = venue.replay.replayed();
+    let (now_ms, shift_ms) = (venue.replay.now_ms(), venue.replay.shift_ms(at.1));
+    if let Some(body) = venue
+        .books
+        .depth_body(capture, &symbol, at, limit, flavour, now_ms, shift_ms)
+    {
+        return (200, body);
+    }
+    // No snapshot replayed yet: the first captured one (its id is ahead of every diff sent, so
+    // a client following Binance's procedure waits for the diff that reaches it).
+    match capture.snapshot_at(&symbol, None) {
         Some(snapshot) => (200, capture.depth_body(snapshot, limit)),
-        None if capture.symbols().contains(&symbol) => (
-            400,
-            http::error_body(
-                -1121,
-                &format!("Invalid symbol: the capture has no depth snapshot of {symbol}."),
-            ),
-        ),
         None => (400, http::error_body(-1121, "Invalid symbol.")),
     }
 }
