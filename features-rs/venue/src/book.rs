@@ -128,7 +128,8 @@ impl Books {
     }
 
     /// Runs `f` on `symbol`'s book brought to the replay: lines `..end_line` of lap `lap`
-    /// applied. `None` when the symbol has no book events or no snapshot has been replayed yet.
+    /// applied (before the first snapshot is replayed, the first captured snapshot). `None`
+    /// when the symbol has no snapshot.
     fn with_book<T>(
         &self,
         capture: &Capture,
@@ -164,7 +165,17 @@ impl Books {
             }
         }
         state.next = target;
-        state.book.as_ref().map(f)
+        match &state.book {
+            Some(levels) => Some(f(levels)),
+            // No snapshot replayed yet: the first captured one (its id is ahead of every diff
+            // sent, so a client following Binance's procedure waits for the diff reaching it).
+            None => book
+                .events
+                .iter()
+                .find(|(_, kind, _)| *kind == EventKind::Snapshot)
+                .and_then(|(_, _, span)| parse_snapshot(&capture.text, span.clone()))
+                .map(|levels| f(&levels)),
+        }
     }
 
     /// The REST depth body of `symbol` at the replay (see [`Books::with_book`]), `limit` levels
@@ -383,10 +394,11 @@ mod tests {
     fn the_book_follows_the_replay_with_the_captured_strings() {
         let capture = capture();
         let books = Books::new(&capture);
+        let first = r#"{"lastUpdateId":10,"E":77,"T":9,"bids":[["100.0","1.0"],["99.0","2.0"]],"asks":[["101.0","1.0"],["102.00","3"]]}"#;
         assert_eq!(
-            body(&books, &capture, 1, 0),
-            None,
-            "no snapshot replayed yet"
+            body(&books, &capture, 1, 0).unwrap(),
+            first,
+            "before the snapshot"
         );
         assert_eq!(
             body(&books, &capture, 2, 0).unwrap(),
@@ -405,7 +417,7 @@ mod tests {
         assert_eq!(top.bid, Some(("99.50".into(), "4.0".into())));
         assert_eq!(top.ask, Some(("102.0".into(), "5".into())));
         // A new lap starts the book again.
-        assert_eq!(body(&books, &capture, 1, 1), None);
+        assert_eq!(body(&books, &capture, 1, 1).unwrap(), first);
         assert!(body(&books, &capture, 2, 1)
             .unwrap()
             .starts_with(r#"{"lastUpdateId":10,"#));

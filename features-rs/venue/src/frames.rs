@@ -552,4 +552,88 @@ mod tests {
             "no E/T to move"
         );
     }
+
+    fn depth_capture() -> Capture {
+        let diff = |ns: u64,
+                    e: u64,
+                    first: u64,
+                    last: u64,
+                    previous: u64,
+                    bids: &str,
+                    asks: &str| {
+            format!(
+                r#"{ns} {{"stream":"btcusdt@depth@0ms","data":{{"e":"depthUpdate","E":{e},"T":{e},"s":"BTCUSDT","U":{first},"u":{last},"pu":{previous},"b":[{bids}],"a":[{asks}]}}}}"#
+            )
+        };
+        let lines = [
+            diff(1, 1000, 10, 12, 9, r#"["99.0","1"]"#, r#"["101.0","2"]"#),
+            r#"2 {"stream":"btcusdt@trade","data":{"E":1010,"T":1009}}"#.to_string(),
+            diff(3, 1050, 13, 15, 12, r#"["98.50","3"],["99.0","0.000"]"#, ""),
+            diff(4, 1100, 16, 20, 15, "", r#"["101.0","5"]"#),
+        ];
+        Capture::from_lines(Path::new("t"), lines.iter().map(String::as_str)).unwrap()
+    }
+
+    #[test]
+    fn slower_depth_merges_each_window_as_binance_does() {
+        let capture = depth_capture();
+        let merged = depth_messages(&capture, 0, 100);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].0, 2, "sent with the window's last diff");
+        assert_eq!(
+            std::str::from_utf8(&merged[0].1).unwrap(),
+            r#"{"e":"depthUpdate","E":1050,"T":1050,"s":"BTCUSDT","U":10,"u":15,"pu":9,"b":[["98.50","3"],["99.0","0.000"]],"a":[["101.0","2"]]}"#
+        );
+        assert_eq!(merged[1].0, 3);
+        assert!(std::str::from_utf8(&merged[1].1)
+            .unwrap()
+            .contains(r#""U":16,"u":20,"pu":15"#));
+        assert_eq!(
+            depth_messages(&capture, 0, 0).len(),
+            3,
+            "window 0: every diff"
+        );
+        // Served under the subscribed name, as combined frames.
+        let selectors = capture.resolve("btcusdt@depth@100ms");
+        assert_eq!(
+            selectors,
+            vec![Selector::Depth {
+                stream: 0,
+                window_ms: 100,
+                name: "btcusdt@depth@100ms".into()
+            }]
+        );
+        let encoded = Encoded::build(&capture, &selectors, Mode::Combined, 0);
+        let frames = parse(&encoded.bytes);
+        assert_eq!(frames.len(), 2);
+        let first: serde_json::Value = serde_json::from_slice(&frames[0].1).unwrap();
+        assert_eq!(first["stream"], "btcusdt@depth@100ms");
+        assert_eq!(first["data"]["U"], 10);
+        assert_eq!(encoded.depth_messages, [0, 1]);
+        assert_eq!(
+            capture.resolve("btcusdt@depth@0ms"),
+            vec![Selector::Captured(0)]
+        );
+        assert!(matches!(
+            capture.resolve("btcusdt@depth")[0],
+            Selector::Depth { window_ms: 250, .. }
+        ));
+        assert!(capture.resolve("ethusdt@depth").is_empty());
+    }
+
+    #[test]
+    fn later_laps_move_event_and_transaction_times() {
+        assert_eq!(
+            shift_times(br#"{"e":"trade","E":1000,"T":999,"p":"1"}"#, 5).as_ref(),
+            br#"{"e":"trade","E":1005,"T":1004,"p":"1"}"#
+        );
+        assert!(matches!(shift_times(br#"{"E":1}"#, 0), Cow::Borrowed(_)));
+        let capture = depth_capture();
+        let trade = [Selector::Captured(1)];
+        let lap1 = Encoded::build(&capture, &trade, Mode::Combined, 7);
+        assert_eq!(
+            payload_of(lap1.bytes_of(0..1)),
+            br#"{"stream":"btcusdt@trade","data":{"E":1017,"T":1016}}"#
+        );
+    }
 }

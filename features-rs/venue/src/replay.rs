@@ -370,4 +370,33 @@ mod tests {
         assert_eq!(Speed::Rate(50_000.0).label(), "50000/s");
         assert!(!Speed::Rate(1.0).is_timed() && Speed::Factor(1.0).is_timed());
     }
+
+    #[test]
+    fn the_clock_is_capture_time_and_laps_move_it_forward() {
+        let lines = [
+            r#"1000000 {"stream":"a@trade","data":{"E":500}}"#,
+            r#"2000000 {"stream":"a@trade","data":{"E":400}}"#,
+            r#"3000000 {"stream":"a@trade","data":{"E":502}}"#,
+        ];
+        let capture = Capture::from_lines(Path::new("t"), lines).unwrap();
+        assert_eq!(capture.event_ms, [500, 500, 502], "never decreasing");
+        let replay = Replay::new(Arc::new(capture), Speed::Max, true);
+        assert_eq!(
+            replay.now_ms(),
+            500,
+            "before the first line: the first time"
+        );
+        // Schedule span 2 ms + 1 ms gap = 3 ms, event span 2 ms + 1.
+        assert_eq!(replay.lap_ms(), 3);
+        replay.advance_to(3);
+        assert_eq!(replay.now_ms(), 502);
+        replay.advance_to(4);
+        assert_eq!(replay.replayed(), (1, 1));
+        assert_eq!(replay.now_ms(), 503, "lap 1 starts after lap 0 ends");
+        assert_eq!(replay.shift_ms(1), 3);
+        let status: serde_json::Value = serde_json::from_str(&replay.status_json()).unwrap();
+        assert_eq!(status["lap"], 1);
+        assert_eq!(status["time_offset_ms"], 3);
+        assert_eq!(status["server_time_ms"], 503);
+    }
 }

@@ -236,6 +236,8 @@ fn route(venue: &Venue, request: &Request) -> (u16, Vec<u8>) {
     match (request.method.as_str(), path) {
         ("GET", "/fapi/v1/depth") => depth(venue, request, Flavour::Futures),
         ("GET", "/api/v3/depth") => depth(venue, request, Flavour::Spot),
+        ("GET", "/fapi/v1/ticker/bookTicker") => book_ticker(venue, request, Flavour::Futures),
+        ("GET", "/api/v3/ticker/bookTicker") => book_ticker(venue, request, Flavour::Spot),
         ("GET", "/fapi/v1/exchangeInfo") => exchange_info(venue, "usdm"),
         ("GET", "/api/v3/exchangeInfo") => exchange_info(venue, "spot"),
         ("GET", "/dapi/v1/exchangeInfo") => exchange_info(venue, "coinm"),
@@ -424,17 +426,49 @@ fn depth(venue: &Venue, request: &Request, flavour: Flavour) -> (u16, Vec<u8>) {
     let capture = venue.capture();
     let at = venue.replay.replayed();
     let (now_ms, shift_ms) = (venue.replay.now_ms(), venue.replay.shift_ms(at.1));
-    if let Some(body) = venue
+    match venue
         .books
         .depth_body(capture, &symbol, at, limit, flavour, now_ms, shift_ms)
     {
-        return (200, body);
-    }
-    // No snapshot replayed yet: the first captured one (its id is ahead of every diff sent, so
-    // a client following Binance's procedure waits for the diff that reaches it).
-    match capture.snapshot_at(&symbol, None) {
-        Some(snapshot) => (200, capture.depth_body(snapshot, limit)),
+        Some(body) => (200, body),
         None => (400, http::error_body(-1121, "Invalid symbol.")),
+    }
+}
+
+/// `GET /fapi/v1/ticker/bookTicker` (and `/api/v3/...`): the best bid and ask of the replayed
+/// book, one symbol or all ("Symbol Order Book Ticker",
+/// https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/Symbol-Order-Book-Ticker:
+/// `symbol`, `bidPrice`, `bidQty`, `askPrice`, `askQty`, `time`; spot has no `time`).
+fn book_ticker(venue: &Venue, request: &Request, flavour: Flavour) -> (u16, Vec<u8>) {
+    let capture = venue.capture();
+    let at = venue.replay.replayed();
+    let shift_ms = venue.replay.shift_ms(at.1);
+    let now_ms = venue.replay.now_ms();
+    let entry = |symbol: &str| {
+        let top = venue.books.top(capture, symbol, at)?;
+        let (bid_price, bid_qty) = top.bid.unwrap_or_default();
+        let (ask_price, ask_qty) = top.ask.unwrap_or_default();
+        let mut value = serde_json::json!({
+            "symbol": symbol,
+            "bidPrice": bid_price,
+            "bidQty": bid_qty,
+            "askPrice": ask_price,
+            "askQty": ask_qty,
+        });
+        if flavour == Flavour::Futures {
+            value["time"] = top.transaction_ms.map_or(now_ms, |t| t + shift_ms).into();
+        }
+        Some(value)
+    };
+    match request.param("symbol") {
+        Some(symbol) => match entry(&symbol.to_ascii_uppercase()) {
+            Some(value) => (200, value.to_string().into_bytes()),
+            None => (400, http::error_body(-1121, "Invalid symbol.")),
+        },
+        None => {
+            let all: Vec<serde_json::Value> = venue.books.symbols().filter_map(entry).collect();
+            (200, serde_json::Value::from(all).to_string().into_bytes())
+        }
     }
 }
 
@@ -464,5 +498,68 @@ mod tests {
             .unwrap_err()
             .contains("symbols"));
         assert!(instruments_file("[]").unwrap_err().contains("object"));
+    }
+
+    #[test]
+    fn websocket_paths_route_as_binance_does() {
+        let market = |mode, category, names: &[&str]| {
+            Some(Target::Market(
+                mode,
+                category,
+                names.iter().map(|n| n.to_string()).collect(),
+            ))
+        };
+        let public = Some(Category::Public);
+        assert_eq!(
+            websocket_target("/public/ws", None),
+            market(Mode::Raw, public, &[])
+        );
+        assert_eq!(
+            websocket_target("/public/ws/0", None),
+            market(Mode::Raw, public, &["0"]),
+            "ccxt's stream index: a market connection, not a listen key"
+        );
+        assert_eq!(
+            websocket_target("/market/stream", Some("btcusdt@aggTrade".into())),
+            market(
+                Mode::Combined,
+                Some(Category::Market),
+                &["btcusdt@aggTrade"]
+            )
+        );
+        assert_eq!(
+            websocket_target("/ws/btcusdt@trade", None),
+            market(Mode::Raw, None, &["btcusdt@trade"])
+        );
+        assert_eq!(
+            websocket_target("/ws/!bookTicker", None),
+            market(Mode::Raw, None, &["!bookTicker"])
+        );
+        assert_eq!(websocket_target("/ws/abcKEY", None), Some(Target::UserData));
+        assert_eq!(
+            websocket_target("/stream", Some("abcKEY".into())),
+            Some(Target::UserData)
+        );
+        assert_eq!(
+            websocket_target("/private/ws", None),
+            Some(Target::UserData)
+        );
+        assert_eq!(
+            websocket_target("/private/stream", None),
+            Some(Target::UserData)
+        );
+        assert_eq!(websocket_target("/other", None), None);
+        assert_eq!(websocket_target("/public/other", None), None);
+    }
+
+    #[test]
+    fn user_stream_upstreams_are_loopback_only() {
+        assert_eq!(parse_upstream("127.0.0.1:9001").unwrap().port(), 9001);
+        assert_eq!(parse_upstream("localhost:9001").unwrap().port(), 9001);
+        assert!(parse_upstream("[::1]:9001").is_ok());
+        assert!(parse_upstream("10.0.0.1:9001")
+            .unwrap_err()
+            .contains("loopback"));
+        assert!(parse_upstream("example.com:80").is_err());
     }
 }
