@@ -114,11 +114,13 @@ def venue_command(
     ready_file: str | Path | None = None,
     rate: float | None = None,
     instruments: str | Path | None = BUNDLED_TABLE,
+    user_stream_upstream: str | None = None,
 ) -> list[str]:
     """The ``twinfeed-venue`` command line for these options. ``rate`` (messages per second
     per client, evenly spaced) replaces ``speed``. ``instruments`` (an exchangeInfo answer or
     the shipped table's shape) is what ``GET .../exchangeInfo`` answers when the capture has
-    no ``instruments`` line."""
+    no ``instruments`` line. ``user_stream_upstream`` (loopback ``HOST:PORT``) is where
+    user-data websockets (``/private/...``, ``/ws/<listenKey>``) are spliced."""
     args = [
         str(find_binary()),
         "--capture",
@@ -137,6 +139,8 @@ def venue_command(
         args += ["--ready-file", str(ready_file)]
     if instruments is not None:
         args += ["--instruments", str(instruments)]
+    if user_stream_upstream is not None:
+        args += ["--user-stream-upstream", user_stream_upstream]
     return args + VenueFaults.coerce(faults).to_args()
 
 
@@ -265,6 +269,7 @@ def start_venue(
     timeout: float = 60.0,
     rate: float | None = None,
     instruments: str | Path | None = None,
+    user_stream_upstream: str | None = None,
 ) -> VenueProcess:
     """Starts ``twinfeed-venue`` on ``capture`` (default: the bundled synthetic capture) and
     returns once it listens. ``port=0`` picks a free port (``.port`` tells which).
@@ -291,6 +296,7 @@ def start_venue(
         ready_file=ready_file,
         rate=rate,
         instruments=table_file,
+        user_stream_upstream=user_stream_upstream,
     )
     log_path = Path(workdir.name) / "venue.log"
     with open(log_path, "wb") as log:
