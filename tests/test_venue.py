@@ -158,7 +158,9 @@ def merged_depth(frames: list[str], window_ms: int, name: str) -> list[dict[str,
     return out
 
 
-@pytest.mark.parametrize(("name", "window_ms"), [("btcusdt@depth@100ms", 100), ("btcusdt@depth", 250)])
+@pytest.mark.parametrize(
+    ("name", "window_ms"), [("btcusdt@depth@100ms", 100), ("btcusdt@depth", 250)]
+)
 def test_slower_depth_is_merged_from_the_captured_stream_and_named_as_subscribed(
     venue: VenueProcess, usdm: Expected, name: str, window_ms: int
 ) -> None:
@@ -285,9 +287,7 @@ def test_control_endpoint_arms_faults_and_disconnects(usdm_capture: Path) -> Non
 def test_loop_starts_again(usdm_capture: Path, usdm: Expected) -> None:
     expected = [bare_data(f) for f in usdm.frames["btcusdt@depth@0ms"]]
     with start_venue(usdm_capture, speed="max", loop=True) as venue:
-        messages, closed = receive_all(
-            venue.raw_url("btcusdt@depth@0ms"), limit=len(expected) + 20
-        )
+        messages, closed = receive_all(venue.raw_url("btcusdt@depth@0ms"), limit=len(expected) + 20)
         status = venue.status()
     assert closed is None
     assert messages[: len(expected)] == expected

@@ -231,6 +231,14 @@ impl Books {
         })
     }
 
+    /// Brings every book to the replay (`(end_line, lap)`), so that a request pays only for
+    /// the diffs since the last call (the venue calls this every 50 ms, see `main.rs`).
+    pub fn advance_all(&self, capture: &Capture, at: (usize, u64)) {
+        for book in &self.symbols {
+            self.with_book(capture, &book.symbol, at.0, at.1, |_| ());
+        }
+    }
+
     /// The symbols with a book, in capture order.
     pub fn symbols(&self) -> impl Iterator<Item = &str> {
         self.symbols.iter().map(|s| s.symbol.as_str())

@@ -169,6 +169,7 @@ async fn run(args: Args, replay: Arc<Replay>, faults: Faults) -> Result<()> {
             .with_context(|| format!("cannot write status file {}", path.display()))?;
         tokio::spawn(replay::write_status_forever(replay.clone(), path.clone()));
     }
+    tokio::spawn(server::keep_books_current(venue.clone()));
     tokio::spawn(server::serve(venue.clone(), listener));
     if let Some(path) = &args.ready_file {
         replay::write_atomically(path, format!("{}\n", address.port()).as_bytes())

@@ -1,16 +1,23 @@
-//! The listener: HTTP requests and websocket upgrades on one port.
+//! The listener: HTTP requests and websocket upgrades on one port (TCP_NODELAY on every
+//! accepted socket; HTTP/1.1 keep-alive unless the client asks `Connection: close`).
 //!
 //! | request | answer |
 //! |---|---|
-//! | `GET /stream?streams=a/b` (upgrade) | combined streams: captured envelopes |
-//! | `GET /ws/<stream>[/<stream>...]`, `GET /ws` (upgrade) | raw streams: the bare `data` objects |
-//! | `GET /fapi/v1/depth`, `/api/v3/depth` `?symbol=S&limit=N` | the snapshot at the replay position, `limit` levels (default 500 / 100) |
+//! | `GET /public/ws[/<stream>...]`, `/public/stream?streams=a/b` (upgrade) | USD-M's routed path for high-frequency streams (`@depth*`, `@bookTicker`, `@trade`); other streams subscribed here deliver nothing, as on Binance (see [`crate::streams`]) |
+//! | `GET /market/ws[/<stream>...]`, `/market/stream?streams=a/b` (upgrade) | the routed path for every other market stream (`@aggTrade`, `@markPrice`, `@kline_*`, ...) |
+//! | `GET /ws[/<stream>...]`, `/stream?streams=a/b` (upgrade) | the legacy paths: every stream (the venue is more lenient here than Binance, whose legacy path carries `/public` streams only) |
+//! | `GET /private/...`, `/ws/<listenKey>`, `/stream?streams=<listenKey>` (upgrade; a name without `@`) | user data: spliced byte for byte to the user-stream upstream (the paper venue's websocket server); without one, 400 `-1125` |
+//! | combined streams (`/stream`) | `{"stream":<subscribed name>,"data":{...}}`; raw streams (`/ws`) the bare `data` |
+//! | `<sym>@depth@100ms`, `@depth@250ms`, `@depth` (250 ms), `@depth@500ms` | from the captured diff-depth stream, merged per window of event time when the capture is finer (see [`crate::frames`]) |
+//! | `GET /fapi/v1/depth`, `/api/v3/depth` `?symbol=S&limit=N` | the book as replayed so far, in the capture's decimal strings, `lastUpdateId` continuing the diffs sent (see [`crate::book`]); fapi limits 5/10/20/50/100/500/1000 (default 500, else -1130), spot 1..5000 (default 100) |
+//! | `GET /fapi/v1/ticker/bookTicker[?symbol=S]`, `/api/v3/ticker/bookTicker` | best bid/ask of the replayed book (one object, or an array of all symbols) |
 //! | `GET /fapi/v1/exchangeInfo`, `/api/v3/exchangeInfo`, `/dapi/v1/exchangeInfo` | the capture's `instruments` line for that market (the newest at the replay position), else the `--instruments` file's, else 404 |
 //! | `GET /fapi/v1/ping`, `/api/v3/ping` | `{}` |
-//! | `GET /fapi/v1/time`, `/api/v3/time` | `{"serverTime":<wall clock ms>}` |
+//! | `GET /fapi/v1/time`, `/api/v3/time` | `{"serverTime":<the replay clock, ms>}` (see [`crate::replay`]) |
 //! | `GET /_venue/status` | the status document |
 //! | `POST /_venue/fault?drop_after=N&...` | replaces and re-arms the faults (see [`crate::faults`]) |
 //! | `POST /_venue/disconnect` | resets every websocket connection now |
+//! | `POST /_venue/user-stream?upstream=HOST:PORT` (loopback only; empty clears), `GET /_venue/user-stream` | sets / shows where user-data websockets are spliced (`--user-stream-upstream` at start) |
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -74,6 +81,26 @@ impl Venue {
 
     fn capture(&self) -> &Capture {
         &self.replay.capture
+    }
+}
+
+/// Keeps the replayed books current in the background (off the async workers), so that a
+/// REST depth request applies at most ~50 ms of diffs, however long nobody asked.
+pub async fn keep_books_current(venue: Arc<Venue>) {
+    let mut ticker = tokio::time::interval(std::time::Duration::from_millis(50));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last = (0, 0);
+    loop {
+        ticker.tick().await;
+        let at = venue.replay.replayed();
+        if at == last {
+            continue;
+        }
+        last = at;
+        let venue = venue.clone();
+        let _ =
+            tokio::task::spawn_blocking(move || venue.books.advance_all(&venue.replay.capture, at))
+                .await;
     }
 }
 
