@@ -35,7 +35,7 @@ enum EventKind {
 }
 
 #[derive(Debug, Default)]
-struct Levels {
+pub(crate) struct Levels {
     last_update_id: u64,
     /// Transaction time `T` of the last update (diff or snapshot), if it had one.
     transaction_ms: Option<i64>,
@@ -43,10 +43,10 @@ struct Levels {
     bids: BTreeMap<i64, Level>,
     asks: BTreeMap<i64, Level>,
     /// No diff applied since the snapshot.
-    fresh: bool,
+    pub(crate) fresh: bool,
     /// A diff did not continue the chain (a gap in the capture): the next captured snapshot
     /// replaces the book.
-    broken: bool,
+    pub(crate) broken: bool,
 }
 
 #[derive(Debug, Default)]
@@ -245,6 +245,16 @@ impl Books {
     }
 }
 
+impl Levels {
+    /// `"b":[...],"a":[...]` with the best `count` levels a side (bids from the top).
+    pub(crate) fn push_top(&self, out: &mut Vec<u8>, text: &[u8], count: usize) {
+        out.extend_from_slice(b"\"b\":");
+        push_levels(out, text, self.bids.values().rev().take(count));
+        out.extend_from_slice(b",\"a\":");
+        push_levels(out, text, self.asks.values().take(count));
+    }
+}
+
 fn push_levels<'a>(out: &mut Vec<u8>, text: &[u8], levels: impl Iterator<Item = &'a Level>) {
     out.push(b'[');
     for (i, level) in levels.enumerate() {
@@ -315,7 +325,7 @@ fn member(
         .map(|m| span.start + m.value.start..span.start + m.value.end)
 }
 
-fn parse_snapshot(text: &[u8], span: Range<usize>) -> Option<Levels> {
+pub(crate) fn parse_snapshot(text: &[u8], span: Range<usize>) -> Option<Levels> {
     let members = json::members(&text[span.clone()])?;
     let get = |key| member(text, &span, &members, key);
     let mut levels = Levels {
@@ -332,7 +342,7 @@ fn parse_snapshot(text: &[u8], span: Range<usize>) -> Option<Levels> {
 /// Applies one diff (`data` of a depthUpdate) as Binance's procedure does: a diff that ends at
 /// or before the book's update id is already in it; the first one after a snapshot must start
 /// at or before the next id; later ones continue the chain (`pu`, or `U = u + 1` on spot).
-fn apply_diff(book: &mut Levels, text: &[u8], span: Range<usize>) {
+pub(crate) fn apply_diff(book: &mut Levels, text: &[u8], span: Range<usize>) {
     let Some(members) = json::members(&text[span.clone()]) else {
         return;
     };

@@ -181,6 +181,28 @@ impl Capture {
     /// Other names match the captured streams (see [`streams::canonical`]).
     pub fn resolve(&self, requested: &str) -> Vec<Selector> {
         let name = requested.trim();
+        if let Some((levels, speed)) = streams::partial_depth(name) {
+            let captured = self.matching_streams(name);
+            if !captured.is_empty() {
+                return captured.into_iter().map(Selector::Captured).collect();
+            }
+            let symbol = streams::symbol(name);
+            let finest = (0..self.streams.len() as u32)
+                .filter(|&i| {
+                    let stream = &self.streams[i as usize];
+                    stream.depth_speed.is_some() && streams::symbol(&stream.name) == symbol
+                })
+                .min_by_key(|&i| self.streams[i as usize].depth_speed);
+            return finest
+                .map(|stream| Selector::Partial {
+                    stream,
+                    levels,
+                    window_ms: speed,
+                    name: name.to_string(),
+                })
+                .into_iter()
+                .collect();
+        }
         let Some(speed) = streams::depth_speed(name) else {
             return self
                 .matching_streams(name)

@@ -101,6 +101,15 @@ pub enum Selector {
         window_ms: u32,
         name: String,
     },
+    /// Partial depth (`<sym>@depth<levels>[@<speed>ms]`) from diff-depth stream `stream` and the
+    /// symbol's captured snapshots: the best `levels` of the replayed book at the end of each
+    /// `window_ms` window of event time.
+    Partial {
+        stream: u32,
+        levels: usize,
+        window_ms: u32,
+        name: String,
+    },
 }
 
 impl Encoded {
@@ -117,6 +126,15 @@ impl Encoded {
                     window_ms,
                     name,
                 } => derived.push((depth_messages(capture, *stream, *window_ms), name)),
+                Selector::Partial {
+                    stream,
+                    levels,
+                    window_ms,
+                    name,
+                } => derived.push((
+                    partial_depth_messages(capture, *stream, *levels, *window_ms),
+                    name,
+                )),
             }
         }
         let mut next_derived = vec![0usize; derived.len()];
@@ -297,6 +315,88 @@ pub fn depth_messages(capture: &Capture, stream: u32, window_ms: u32) -> Vec<(us
         current.line = line;
     }
     out.extend(window.map(|w| w.merged(capture)));
+    out
+}
+
+/// Partial-depth `data` objects ("Partial Book Depth Streams",
+/// https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams/Partial-Book-Depth-Streams):
+/// at the end of each window of event time, the best `levels` bids and asks of the book built
+/// from the symbol's captured snapshot and diffs, with `E`, `T`, `s`, `u` of the window's last
+/// diff and `U`, `pu` of its first. Nothing before the book has a snapshot.
+pub fn partial_depth_messages(
+    capture: &Capture,
+    stream: u32,
+    levels: usize,
+    window_ms: u32,
+) -> Vec<(usize, Vec<u8>)> {
+    let symbol = crate::streams::symbol(&capture.streams[stream as usize].name);
+    let text = &capture.text;
+    let mut book: Option<crate::book::Levels> = None;
+    let mut out = Vec::new();
+    // (window key, first diff's data span, last diff's data span, last line)
+    let mut window: Option<(i64, Range<usize>, Range<usize>, usize)> = None;
+    let emit = |book: &crate::book::Levels, first: &Range<usize>, last: &Range<usize>| {
+        let first_members = json::members(&text[first.clone()])?;
+        let last_members = json::members(&text[last.clone()])?;
+        let of_first = |key| json::find(&text[first.clone()], &first_members, key);
+        let of_last = |key| json::find(&text[last.clone()], &last_members, key);
+        let mut data = b"{\"e\":\"depthUpdate\"".to_vec();
+        for (key, value) in [
+            ("E", of_last("E")),
+            ("T", of_last("T")),
+            ("s", of_last("s")),
+            ("U", of_first("U")),
+            ("u", of_last("u")),
+            ("pu", of_first("pu")),
+        ] {
+            if let Some(value) = value {
+                data.extend_from_slice(format!(",\"{key}\":").as_bytes());
+                data.extend_from_slice(value);
+            }
+        }
+        data.push(b',');
+        book.push_top(&mut data, text, levels);
+        data.push(b'}');
+        Some(data)
+    };
+    for (line, kind) in capture.kinds.iter().enumerate() {
+        match kind {
+            LineKind::Snapshot(index) => {
+                let snapshot = &capture.snapshots[*index as usize];
+                if snapshot.symbol == symbol && book.as_ref().map_or(true, |b| b.broken) {
+                    book = crate::book::parse_snapshot(text, snapshot.body.clone());
+                }
+            }
+            LineKind::Frame {
+                stream: s, data, ..
+            } if *s == stream => {
+                let Some(event) = crate::capture::event_time(&text[data.clone()]) else {
+                    continue;
+                };
+                let key = event.div_euclid(i64::from(window_ms.max(1)));
+                if window.as_ref().is_some_and(|w| w.0 != key) {
+                    if let (Some((_, first, last, at)), Some(levels)) = (window.take(), &book) {
+                        out.extend(emit(levels, &first, &last).map(|d| (at, d)));
+                    }
+                }
+                let Some(levels) = book.as_mut() else {
+                    continue;
+                };
+                crate::book::apply_diff(levels, text, data.clone());
+                match &mut window {
+                    Some((_, _, last, at)) => {
+                        *last = data.clone();
+                        *at = line;
+                    }
+                    None => window = Some((key, data.clone(), data.clone(), line)),
+                }
+            }
+            _ => {}
+        }
+    }
+    if let (Some((_, first, last, at)), Some(levels)) = (&window, &book) {
+        out.extend(emit(levels, first, last).map(|d| (*at, d)));
+    }
     out
 }
 
@@ -635,5 +735,46 @@ mod tests {
             payload_of(lap1.bytes_of(0..1)),
             br#"{"stream":"btcusdt@trade","data":{"E":1017,"T":1016}}"#
         );
+    }
+
+    #[test]
+    fn partial_depth_is_the_top_of_the_replayed_book_per_window() {
+        let lines = [
+            r#"1 {"lastUpdateId":10,"bids":[["100.0","1"],["99.0","2"],["98.0","3"]],"asks":[["101.0","1"],["102.0","2"]]}"#,
+            r#"2 {"stream":"btcusdt@depth@0ms","data":{"e":"depthUpdate","E":1000,"T":999,"s":"BTCUSDT","U":9,"u":12,"pu":8,"b":[["100.0","0"]],"a":[]}}"#,
+            r#"3 {"stream":"btcusdt@depth@0ms","data":{"e":"depthUpdate","E":1050,"T":1049,"s":"BTCUSDT","U":13,"u":14,"pu":12,"b":[["99.50","4"]],"a":[]}}"#,
+            r#"4 {"stream":"btcusdt@depth@0ms","data":{"e":"depthUpdate","E":1100,"T":1100,"s":"BTCUSDT","U":15,"u":16,"pu":14,"b":[],"a":[["100.5","7"]]}}"#,
+        ];
+        let capture = Capture::from_lines(Path::new("t"), lines).unwrap();
+        assert!(
+            capture.resolve("btcusdt@depth2@100ms").is_empty(),
+            "depth2 is not a Binance level count"
+        );
+        let messages = partial_depth_messages(&capture, 0, 2, 100);
+        assert_eq!(messages.len(), 2);
+        assert_eq!(messages[0].0, 2);
+        assert_eq!(
+            std::str::from_utf8(&messages[0].1).unwrap(),
+            r#"{"e":"depthUpdate","E":1050,"T":1049,"s":"BTCUSDT","U":9,"u":14,"pu":8,"b":[["99.50","4"],["99.0","2"]],"a":[["101.0","1"],["102.0","2"]]}"#
+        );
+        assert!(std::str::from_utf8(&messages[1].1)
+            .unwrap()
+            .contains(r#""a":[["100.5","7"],["101.0","1"]]"#));
+        assert!(matches!(
+            capture.resolve("btcusdt@depth5@100ms")[0],
+            Selector::Partial {
+                levels: 5,
+                window_ms: 100,
+                ..
+            }
+        ));
+        assert!(matches!(
+            capture.resolve("btcusdt@depth20")[0],
+            Selector::Partial {
+                levels: 20,
+                window_ms: 250,
+                ..
+            }
+        ));
     }
 }
