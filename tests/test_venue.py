@@ -181,6 +181,17 @@ def test_depth_at_the_captured_speed_is_the_captured_stream(
     assert messages == usdm.frames["btcusdt@depth@0ms"]
 
 
+def test_depth_as_captured_serves_the_captured_diffs_at_any_speed(
+    usdm_capture: Path, usdm: Expected
+) -> None:
+    with start_venue(usdm_capture, speed="max", depth_as_captured=True) as venue:
+        messages, _ = receive_all(venue.stream_url("btcusdt@depth@100ms"))
+    captured = usdm.frames["btcusdt@depth@0ms"]
+    assert [json.loads(m) for m in messages] == [
+        {"stream": "btcusdt@depth@100ms", "data": json.loads(f)["data"]} for f in captured
+    ]
+
+
 def test_raw_stream_sends_bare_data_objects(venue: VenueProcess, usdm: Expected) -> None:
     messages, closed = receive_all(venue.raw_url("btcusdt@trade"))
     assert isinstance(closed, ConnectionClosedOK)

@@ -178,8 +178,11 @@ impl Capture {
     /// 250 ms) is served from the symbol's captured diff-depth stream: as captured when the
     /// speeds match, merged per window when the capture is finer and the requested speed a
     /// multiple of it, else (a coarser capture) at the captured speed; named as requested.
-    /// Other names match the captured streams (see [`streams::canonical`]).
-    pub fn resolve(&self, requested: &str) -> Vec<Selector> {
+    /// Other names match the captured streams (see [`streams::canonical`]). With
+    /// `as_captured` a diff-depth name at any speed gets the captured diffs unmerged (under
+    /// the requested name): `--depth-as-captured`, for parity checks that must feed the live
+    /// path the capture's own diffs.
+    pub fn resolve(&self, requested: &str, as_captured: bool) -> Vec<Selector> {
         let name = requested.trim();
         if let Some((levels, speed)) = streams::partial_depth(name) {
             let captured = self.matching_streams(name);
@@ -218,7 +221,7 @@ impl Capture {
                 (streams::symbol(&stream.name) == symbol).then_some((i, s))
             })
             .collect();
-        let exact = captured.iter().find(|(_, s)| *s == speed);
+        let exact = captured.iter().find(|(_, s)| *s == speed || as_captured);
         let finer = captured
             .iter()
             .filter(|(_, s)| *s < speed && (*s == 0 || speed % *s == 0))

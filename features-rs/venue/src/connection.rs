@@ -476,7 +476,7 @@ impl Connection {
             .requested
             .iter()
             .filter(|name| self.category.map_or(true, |c| streams::category(name) == c))
-            .flat_map(|name| capture.resolve(name))
+            .flat_map(|name| capture.resolve(name, self.venue.depth_as_captured))
             .collect();
         let was_active = self.active;
         if !was_active {

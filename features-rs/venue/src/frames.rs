@@ -694,7 +694,7 @@ mod tests {
             "window 0: every diff"
         );
         // Served under the subscribed name, as combined frames.
-        let selectors = capture.resolve("btcusdt@depth@100ms");
+        let selectors = capture.resolve("btcusdt@depth@100ms", false);
         assert_eq!(
             selectors,
             vec![Selector::Depth {
@@ -711,14 +711,23 @@ mod tests {
         assert_eq!(first["data"]["U"], 10);
         assert_eq!(encoded.depth_messages, [0, 1]);
         assert_eq!(
-            capture.resolve("btcusdt@depth@0ms"),
+            capture.resolve("btcusdt@depth@0ms", false),
             vec![Selector::Captured(0)]
         );
         assert!(matches!(
-            capture.resolve("btcusdt@depth")[0],
+            capture.resolve("btcusdt@depth", false)[0],
             Selector::Depth { window_ms: 250, .. }
         ));
-        assert!(capture.resolve("ethusdt@depth").is_empty());
+        assert!(capture.resolve("ethusdt@depth", false).is_empty());
+        assert_eq!(
+            capture.resolve("btcusdt@depth@100ms", true),
+            vec![Selector::Depth {
+                stream: 0,
+                window_ms: 0,
+                name: "btcusdt@depth@100ms".into()
+            }],
+            "--depth-as-captured: the captured diffs, renamed"
+        );
     }
 
     #[test]
@@ -747,7 +756,7 @@ mod tests {
         ];
         let capture = Capture::from_lines(Path::new("t"), lines).unwrap();
         assert!(
-            capture.resolve("btcusdt@depth2@100ms").is_empty(),
+            capture.resolve("btcusdt@depth2@100ms", false).is_empty(),
             "depth2 is not a Binance level count"
         );
         let messages = partial_depth_messages(&capture, 0, 2, 100);
@@ -761,7 +770,7 @@ mod tests {
             .unwrap()
             .contains(r#""a":[["100.5","7"],["101.0","1"]]"#));
         assert!(matches!(
-            capture.resolve("btcusdt@depth5@100ms")[0],
+            capture.resolve("btcusdt@depth5@100ms", false)[0],
             Selector::Partial {
                 levels: 5,
                 window_ms: 100,
@@ -769,7 +778,7 @@ mod tests {
             }
         ));
         assert!(matches!(
-            capture.resolve("btcusdt@depth20")[0],
+            capture.resolve("btcusdt@depth20", false)[0],
             Selector::Partial {
                 levels: 20,
                 window_ms: 250,

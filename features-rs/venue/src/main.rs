@@ -82,6 +82,11 @@ struct Args {
     /// POST /_venue/user-stream?upstream=HOST:PORT.
     #[arg(long, value_name = "HOST:PORT", value_parser = server::parse_upstream)]
     user_stream_upstream: Option<std::net::SocketAddr>,
+    /// Serve diff-depth requests at any speed with the captured diffs, unmerged (named as
+    /// requested): for parity checks, whose live path must see the capture's own diffs.
+    /// Without it the venue merges a finer capture per window, as Binance builds its speeds.
+    #[arg(long)]
+    depth_as_captured: bool,
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {
@@ -158,7 +163,9 @@ async fn run(args: Args, replay: Arc<Replay>, faults: Faults) -> Result<()> {
         }
         None => Vec::new(),
     };
-    let venue = Arc::new(Venue::new(replay.clone(), faults).with_instruments(instruments));
+    let mut venue = Venue::new(replay.clone(), faults).with_instruments(instruments);
+    venue.depth_as_captured = args.depth_as_captured;
+    let venue = Arc::new(venue);
     *venue
         .user_upstream
         .lock()

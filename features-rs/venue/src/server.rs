@@ -58,6 +58,8 @@ pub struct Venue {
     /// Where user-data websockets are spliced (`--user-stream-upstream`,
     /// `POST /_venue/user-stream?upstream=`).
     pub user_upstream: Mutex<Option<SocketAddr>>,
+    /// `--depth-as-captured`: diff-depth requests at any speed get the captured diffs unmerged.
+    pub depth_as_captured: bool,
 }
 
 impl Venue {
@@ -70,6 +72,7 @@ impl Venue {
             commands: watch::Sender::new(Command::default()),
             instruments: Vec::new(),
             user_upstream: Mutex::new(None),
+            depth_as_captured: false,
         }
     }
 

@@ -115,12 +115,15 @@ def venue_command(
     rate: float | None = None,
     instruments: str | Path | None = BUNDLED_TABLE,
     user_stream_upstream: str | None = None,
+    depth_as_captured: bool = False,
 ) -> list[str]:
     """The ``twinfeed-venue`` command line for these options. ``rate`` (messages per second
     per client, evenly spaced) replaces ``speed``. ``instruments`` (an exchangeInfo answer or
     the shipped table's shape) is what ``GET .../exchangeInfo`` answers when the capture has
     no ``instruments`` line. ``user_stream_upstream`` (loopback ``HOST:PORT``) is where
-    user-data websockets (``/private/...``, ``/ws/<listenKey>``) are spliced."""
+    user-data websockets (``/private/...``, ``/ws/<listenKey>``) are spliced.
+    ``depth_as_captured`` serves diff-depth at any requested speed with the captured diffs
+    unmerged (parity checks); by default a finer capture is merged per window as Binance does."""
     args = [
         str(find_binary()),
         "--capture",
@@ -141,6 +144,8 @@ def venue_command(
         args += ["--instruments", str(instruments)]
     if user_stream_upstream is not None:
         args += ["--user-stream-upstream", user_stream_upstream]
+    if depth_as_captured:
+        args.append("--depth-as-captured")
     return args + VenueFaults.coerce(faults).to_args()
 
 
@@ -270,6 +275,7 @@ def start_venue(
     rate: float | None = None,
     instruments: str | Path | None = None,
     user_stream_upstream: str | None = None,
+    depth_as_captured: bool = False,
 ) -> VenueProcess:
     """Starts ``twinfeed-venue`` on ``capture`` (default: the bundled synthetic capture) and
     returns once it listens. ``port=0`` picks a free port (``.port`` tells which).
@@ -297,6 +303,7 @@ def start_venue(
         rate=rate,
         instruments=table_file,
         user_stream_upstream=user_stream_upstream,
+        depth_as_captured=depth_as_captured,
     )
     log_path = Path(workdir.name) / "venue.log"
     with open(log_path, "wb") as log:
