@@ -218,6 +218,7 @@ def test_rest_depth_book_ticker_and_time_follow_the_replay(
     assert first["T"] == last_diff["T"] and first["E"] == after_time
     assert all(r == first for r in repeats)
     assert ticker == {
+        "lastUpdateId": first["lastUpdateId"],
         "symbol": "BTCUSDT",
         "bidPrice": first["bids"][0][0],
         "bidQty": first["bids"][0][1],

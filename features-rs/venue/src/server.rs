@@ -468,7 +468,8 @@ fn depth(venue: &Venue, request: &Request, flavour: Flavour) -> (u16, Vec<u8>) {
 /// `GET /fapi/v1/ticker/bookTicker` (and `/api/v3/...`): the best bid and ask of the replayed
 /// book, one symbol or all ("Symbol Order Book Ticker",
 /// https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/Symbol-Order-Book-Ticker:
-/// `symbol`, `bidPrice`, `bidQty`, `askPrice`, `askQty`, `time`; spot has no `time`).
+/// `lastUpdateId`, `symbol`, `bidPrice`, `bidQty`, `askPrice`, `askQty`, `time`; spot has
+/// neither `lastUpdateId` nor `time`).
 fn book_ticker(venue: &Venue, request: &Request, flavour: Flavour) -> (u16, Vec<u8>) {
     let capture = venue.capture();
     let at = venue.replay.replayed();
@@ -486,6 +487,7 @@ fn book_ticker(venue: &Venue, request: &Request, flavour: Flavour) -> (u16, Vec<
             "askQty": ask_qty,
         });
         if flavour == Flavour::Futures {
+            value["lastUpdateId"] = top.last_update_id.into();
             value["time"] = top.transaction_ms.map_or(now_ms, |t| t + shift_ms).into();
         }
         Some(value)

@@ -46,7 +46,11 @@ pub enum Category {
 
 /// The routed path of stream `name`.
 pub fn category(name: &str) -> Category {
-    let kind = name.split('@').nth(1).unwrap_or("");
+    // `<symbol>@<kind>...`, or an all-market stream `!<kind>[@arr]`.
+    let kind = match name.strip_prefix('!') {
+        Some(all) => all.split('@').next().unwrap_or(""),
+        None => name.split('@').nth(1).unwrap_or(""),
+    };
     let kind = kind.split('_').next().unwrap_or(kind);
     if kind.starts_with("depth") || matches!(kind, "bookTicker" | "trade" | "rpiDepth") {
         Category::Public
@@ -126,6 +130,8 @@ mod tests {
         assert_eq!(category("btcusdt@aggTrade"), Category::Market);
         assert_eq!(category("btcusdt@markPrice@1s"), Category::Market);
         assert_eq!(category("btcusdt@kline_1m"), Category::Market);
+        assert_eq!(category("!bookTicker"), Category::Public);
+        assert_eq!(category("!markPrice@arr"), Category::Market);
         assert_eq!(
             parse_list("btcusdt@trade//btcusdt@depth@100ms"),
             vec!["btcusdt@trade", "btcusdt@depth@100ms"]
