@@ -89,6 +89,9 @@ pub struct Encoded {
     pub depth_messages: Vec<u32>,
 }
 
+/// Messages a selector derives: `data` objects and the capture line each goes out with.
+pub type Derived = Vec<(usize, Vec<u8>)>;
+
 /// What one subscription delivers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Selector {
@@ -117,7 +120,7 @@ impl Encoded {
     /// `shift_ms`.
     pub fn build(capture: &Capture, selectors: &[Selector], mode: Mode, shift_ms: i64) -> Self {
         let mut wanted = vec![false; capture.streams.len()];
-        let mut derived: Vec<(Vec<(usize, Vec<u8>)>, &str)> = Vec::new();
+        let mut derived: Vec<(Derived, &str)> = Vec::new();
         for selector in selectors {
             match selector {
                 Selector::Captured(s) => wanted[*s as usize] = true,
@@ -262,7 +265,7 @@ impl Encoded {
 /// The `data` objects of diff-depth stream `stream` and the capture line each goes out with:
 /// every captured diff (`window_ms` 0), or one merged diff per window of event time, sent
 /// with the window's last captured diff.
-pub fn depth_messages(capture: &Capture, stream: u32, window_ms: u32) -> Vec<(usize, Vec<u8>)> {
+pub fn depth_messages(capture: &Capture, stream: u32, window_ms: u32) -> Derived {
     let mut out = Vec::new();
     let mut window: Option<Window> = None;
     for (line, kind) in capture.kinds.iter().enumerate() {
@@ -328,7 +331,7 @@ pub fn partial_depth_messages(
     stream: u32,
     levels: usize,
     window_ms: u32,
-) -> Vec<(usize, Vec<u8>)> {
+) -> Derived {
     let symbol = crate::streams::symbol(&capture.streams[stream as usize].name);
     let text = &capture.text;
     let mut book: Option<crate::book::Levels> = None;
