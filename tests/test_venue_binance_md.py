@@ -10,6 +10,8 @@ spliced to an upstream that sees the client's own request.
 from __future__ import annotations
 
 import asyncio
+import gzip
+import itertools
 import json
 import threading
 import time
@@ -184,6 +186,63 @@ def test_routed_paths_serve_their_streams_only(usdm_capture: Path, usdm: Expecte
     assert combined == legacy == []
 
 
+def reference_book(usdm: Expected) -> dict[str, list[list[str]]]:
+    """The final book by Binance's procedure, keyed by numeric price, keeping the last string:
+    the snapshot, then every diff ending after its id (also those captured before it)."""
+    snapshot = json.loads(usdm.snapshots[0])
+    last = snapshot["lastUpdateId"]
+    sides: dict[str, dict[float, list[str]]] = {
+        side: {float(p): [p, q] for p, q in snapshot[key]}
+        for side, key in (("b", "bids"), ("a", "asks"))
+    }
+    for frame in usdm.frames["btcusdt@depth@0ms"]:
+        diff = json.loads(frame)["data"]
+        if diff["u"] <= last:
+            continue
+        for side in ("b", "a"):
+            for price, qty in diff[side]:
+                if float(qty) == 0:
+                    sides[side].pop(float(price), None)
+                else:
+                    sides[side][float(price)] = [price, qty]
+        last = diff["u"]
+    return {
+        "lastUpdateId": last,  # type: ignore[dict-item]
+        "bids": [sides["b"][p] for p in sorted(sides["b"], reverse=True)],
+        "asks": [sides["a"][p] for p in sorted(sides["a"])],
+    }
+
+
+def test_a_snapshot_captured_late_takes_the_diffs_received_before_it(
+    usdm_capture: Path, tmp_path: Path
+) -> None:
+    # In the real capture the REST snapshot (line 55) arrives after two diffs that end past
+    # its lastUpdateId; the venue's book must contain them, as the local-book procedure does.
+    head = tmp_path / "head.txt"
+    with gzip.open(usdm_capture, "rt") as lines:
+        head.write_text("".join(itertools.islice(lines, 70)))
+    with start_venue(head, speed="max") as venue:
+        receive_all(venue.raw_url("btcusdt@depth@0ms"))
+        book = venue.depth("BTCUSDT", limit=1000)
+    reference = reference_book(read_capture_text(head))
+    assert book["lastUpdateId"] == reference["lastUpdateId"]
+    assert book["bids"] == reference["bids"][:1000]
+    assert book["asks"] == reference["asks"][:1000]
+
+
+def read_capture_text(path: Path) -> Expected:
+    expected = Expected()
+    for line in path.read_text().splitlines():
+        _, frame = line.split(" ", 1)
+        if frame.startswith('{"stream":'):
+            stream = json.loads(frame)["stream"]
+            expected.frames.setdefault(stream, []).append(frame)
+            expected.ordered.append(frame)
+        elif frame.startswith('{"lastUpdateId":'):
+            expected.snapshots.append(frame)
+    return expected
+
+
 def test_rest_depth_book_ticker_and_time_follow_the_replay(
     usdm_capture: Path, usdm: Expected
 ) -> None:
@@ -217,6 +276,11 @@ def test_rest_depth_book_ticker_and_time_follow_the_replay(
     assert first["lastUpdateId"] == last_diff["u"] > before["lastUpdateId"]
     assert first["T"] == last_diff["T"] and first["E"] == after_time
     assert all(r == first for r in repeats)
+    # The whole book equals Binance's procedure run on the capture: the snapshot, then every
+    # diff ending after its id, including those received before the snapshot line.
+    reference = reference_book(usdm)
+    assert first["bids"] == reference["bids"][:1000]
+    assert first["asks"] == reference["asks"][:1000]
     assert ticker == {
         "lastUpdateId": first["lastUpdateId"],
         "symbol": "BTCUSDT",

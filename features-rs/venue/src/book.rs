@@ -147,12 +147,18 @@ impl Books {
                 ..State::default()
             };
         }
-        for (_, kind, span) in &book.events[state.next..target] {
+        for (index, (_, kind, span)) in book.events.iter().enumerate().take(target).skip(state.next)
+        {
             let text = &capture.text;
             match kind {
                 EventKind::Snapshot => {
                     if state.book.as_ref().map_or(true, |b| b.broken) {
-                        if let Some(levels) = parse_snapshot(text, span.clone()) {
+                        let earlier = book.events[..index]
+                            .iter()
+                            .rev()
+                            .filter(|(_, kind, _)| *kind == EventKind::Diff)
+                            .map(|(_, _, span)| span.clone());
+                        if let Some(levels) = load_snapshot(text, span.clone(), earlier) {
                             state.book = Some(levels);
                         }
                     }
@@ -339,6 +345,30 @@ pub(crate) fn parse_snapshot(text: &[u8], span: Range<usize>) -> Option<Levels> 
     Some(levels)
 }
 
+/// A book from the snapshot at `span`, with the diffs received before it that end after its
+/// `lastUpdateId` applied: a REST snapshot often arrives after diffs it does not contain yet
+/// (step 2 of Binance's procedure buffers them). `earlier`: the diffs before the snapshot,
+/// newest first.
+pub(crate) fn load_snapshot(
+    text: &[u8],
+    span: Range<usize>,
+    earlier: impl Iterator<Item = Range<usize>>,
+) -> Option<Levels> {
+    let mut levels = parse_snapshot(text, span)?;
+    let last_id = |span: &Range<usize>| {
+        let members = json::members(&text[span.clone()])?;
+        integer::<u64>(member(text, span, &members, "u").map(|r| &text[r]))
+    };
+    let mut pending: Vec<Range<usize>> = earlier
+        .take_while(|diff| last_id(diff).is_some_and(|u| u > levels.last_update_id))
+        .collect();
+    pending.reverse();
+    for diff in pending {
+        apply_diff(&mut levels, text, diff);
+    }
+    Some(levels)
+}
+
 /// Applies one diff (`data` of a depthUpdate) as Binance's procedure does: a diff that ends at
 /// or before the book's update id is already in it; the first one after a snapshot must start
 /// at or before the next id; later ones continue the chain (`pu`, or `U = u + 1` on spot).
@@ -406,6 +436,24 @@ mod tests {
                 0,
             )
             .map(|b| String::from_utf8(b).unwrap())
+    }
+
+    #[test]
+    fn a_snapshot_that_arrives_late_takes_the_diffs_received_before_it() {
+        // As in the real capture: diffs ending past the snapshot's id arrive before it.
+        let lines = [
+            r#"1 {"stream":"btcusdt@depth@0ms","data":{"E":1,"T":1,"U":1,"u":5,"pu":0,"b":[["90.0","9"]],"a":[]}}"#,
+            r#"2 {"stream":"btcusdt@depth@0ms","data":{"E":2,"T":2,"U":6,"u":12,"pu":5,"b":[["99.0","7"]],"a":[]}}"#,
+            r#"3 {"stream":"btcusdt@depth@0ms","data":{"E":3,"T":3,"U":13,"u":15,"pu":12,"b":[],"a":[["101.0","4"]]}}"#,
+            r#"4 {"lastUpdateId":10,"bids":[["100.0","1"],["99.0","2"]],"asks":[["101.0","1"]]}"#,
+            r#"5 {"stream":"btcusdt@depth@0ms","data":{"E":5,"T":5,"U":16,"u":17,"pu":15,"b":[],"a":[]}}"#,
+        ];
+        let capture = Capture::from_lines(Path::new("t"), lines).unwrap();
+        let books = Books::new(&capture);
+        assert_eq!(
+            body(&books, &capture, 5, 0).unwrap(),
+            r#"{"lastUpdateId":17,"E":77,"T":5,"bids":[["100.0","1"],["99.0","7"]],"asks":[["101.0","4"]]}"#
+        );
     }
 
     #[test]

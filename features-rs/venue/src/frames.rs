@@ -335,6 +335,8 @@ pub fn partial_depth_messages(
     let symbol = crate::streams::symbol(&capture.streams[stream as usize].name);
     let text = &capture.text;
     let mut book: Option<crate::book::Levels> = None;
+    // This stream's diffs so far (spans), for a snapshot that arrives after some of them.
+    let mut seen: Vec<Range<usize>> = Vec::new();
     let mut out = Vec::new();
     // (window key, first diff's data span, last diff's data span, last line)
     let mut window: Option<(i64, Range<usize>, Range<usize>, usize)> = None;
@@ -367,12 +369,17 @@ pub fn partial_depth_messages(
             LineKind::Snapshot(index) => {
                 let snapshot = &capture.snapshots[*index as usize];
                 if snapshot.symbol == symbol && book.as_ref().map_or(true, |b| b.broken) {
-                    book = crate::book::parse_snapshot(text, snapshot.body.clone());
+                    book = crate::book::load_snapshot(
+                        text,
+                        snapshot.body.clone(),
+                        seen.iter().rev().cloned(),
+                    );
                 }
             }
             LineKind::Frame {
                 stream: s, data, ..
             } if *s == stream => {
+                seen.push(data.clone());
                 let Some(event) = crate::capture::event_time(&text[data.clone()]) else {
                     continue;
                 };
