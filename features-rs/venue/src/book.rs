@@ -387,11 +387,11 @@ pub(crate) fn apply_diff(book: &mut Levels, text: &[u8], span: Range<usize>) {
         return;
     }
     let continues = if book.fresh {
-        first <= book.last_update_id + 1
+        first <= book.last_update_id.saturating_add(1)
     } else {
         match integer::<u64>(get("pu").map(|r| &text[r])) {
             Some(previous) => previous == book.last_update_id,
-            None => first == book.last_update_id + 1,
+            None => first == book.last_update_id.saturating_add(1),
         }
     };
     book.broken |= !continues;
