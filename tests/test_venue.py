@@ -129,12 +129,67 @@ def test_combined_streams_are_the_captured_frames_in_order(
     assert messages == expected
 
 
-def test_depth_at_any_speed_matches_the_captured_depth_stream(
+def merged_depth(frames: list[str], window_ms: int, name: str) -> list[dict[str, object]]:
+    """Binance's slower diff-depth stream from a finer one, computed the simple way: per window
+    of event time, first ``U`` and ``pu``, last ``u``/``E``/``T``, the last quantity per price."""
+    out: list[dict[str, object]] = []
+    group: list[dict[str, object]] = []
+
+    def flush() -> None:
+        first, last = group[0], group[-1]
+        data = dict(last)
+        data["U"], data["pu"] = first["U"], first["pu"]
+        for side in ("b", "a"):
+            levels: dict[float, list[str]] = {}
+            for diff in group:
+                for price, quantity in diff[side]:  # type: ignore[attr-defined]
+                    levels[float(price)] = [price, quantity]
+            data[side] = [levels[p] for p in sorted(levels)]
+        out.append({"stream": name, "data": data})
+
+    for frame in frames:
+        data = json.loads(frame)["data"]
+        if group and data["E"] // window_ms != group[0]["E"] // window_ms:  # type: ignore[operator]
+            flush()
+            group = []
+        group.append(data)
+    if group:
+        flush()
+    return out
+
+
+@pytest.mark.parametrize(
+    ("name", "window_ms"), [("btcusdt@depth@100ms", 100), ("btcusdt@depth", 250)]
+)
+def test_slower_depth_is_merged_from_the_captured_stream_and_named_as_subscribed(
+    venue: VenueProcess, usdm: Expected, name: str, window_ms: int
+) -> None:
+    # The capture has btcusdt@depth@0ms: @100ms and @depth (250 ms) merge its diffs per window.
+    messages, _ = receive_all(venue.stream_url(name))
+    expected = merged_depth(usdm.frames["btcusdt@depth@0ms"], window_ms, name)
+    assert 0 < len(expected) < len(usdm.frames["btcusdt@depth@0ms"])
+    assert [json.loads(m) for m in messages] == expected
+    # Each merged diff continues the previous one, as Binance's procedure checks.
+    for previous, current in zip(expected, expected[1:], strict=False):
+        assert current["data"]["pu"] == previous["data"]["u"]  # type: ignore[index]
+
+
+def test_depth_at_the_captured_speed_is_the_captured_stream(
     venue: VenueProcess, usdm: Expected
 ) -> None:
-    # The capture has btcusdt@depth@0ms; a client asking for @100ms gets those frames.
-    messages, _ = receive_all(venue.stream_url("btcusdt@depth@100ms"))
+    messages, _ = receive_all(venue.stream_url("btcusdt@depth@0ms"))
     assert messages == usdm.frames["btcusdt@depth@0ms"]
+
+
+def test_depth_as_captured_serves_the_captured_diffs_at_any_speed(
+    usdm_capture: Path, usdm: Expected
+) -> None:
+    with start_venue(usdm_capture, speed="max", depth_as_captured=True) as venue:
+        messages, _ = receive_all(venue.stream_url("btcusdt@depth@100ms"))
+    captured = usdm.frames["btcusdt@depth@0ms"]
+    assert [json.loads(m) for m in messages] == [
+        {"stream": "btcusdt@depth@100ms", "data": json.loads(f)["data"]} for f in captured
+    ]
 
 
 def test_raw_stream_sends_bare_data_objects(venue: VenueProcess, usdm: Expected) -> None:
@@ -146,7 +201,7 @@ def test_raw_stream_sends_bare_data_objects(venue: VenueProcess, usdm: Expected)
 
 def test_live_subscribe_method(venue: VenueProcess, usdm: Expected) -> None:
     with open_client(venue.raw_url(), close_timeout=0.2) as client:
-        request = {"method": "SUBSCRIBE", "params": ["btcusdt@depth"], "id": 7}
+        request = {"method": "SUBSCRIBE", "params": ["btcusdt@depth@0ms"], "id": 7}
         client.send(json.dumps(request))
         assert json.loads(client.recv(timeout=30)) == {"result": None, "id": 7}
         first = [client.recv(timeout=30) for _ in range(50)]
@@ -158,12 +213,17 @@ def test_live_subscribe_method(venue: VenueProcess, usdm: Expected) -> None:
                 reply = message
                 break
     assert first == [bare_data(f) for f in usdm.frames["btcusdt@depth@0ms"][:50]]
-    assert reply == {"result": ["btcusdt@depth"], "id": "x"}
+    assert reply == {"result": ["btcusdt@depth@0ms"], "id": "x"}
 
 
 def test_rest_depth_returns_the_snapshot(venue: VenueProcess, usdm: Expected) -> None:
     snapshot = json.loads(usdm.snapshots[0])
-    assert venue.depth("BTCUSDT", limit=5000) == snapshot
+    # Before the replay starts the book is the captured snapshot (the venue's E is its clock).
+    assert {k: v for k, v in venue.depth("BTCUSDT", limit=1000).items() if k != "E"} == {
+        k: v for k, v in snapshot.items() if k != "E"
+    }
+    with pytest.raises(VenueError, match="-1130"):
+        venue.depth("BTCUSDT", limit=5000)
     five = venue.depth("btcusdt", limit=5)
     assert five["lastUpdateId"] == snapshot["lastUpdateId"]
     assert five["bids"] == snapshot["bids"][:5]
@@ -238,9 +298,20 @@ def test_control_endpoint_arms_faults_and_disconnects(usdm_capture: Path) -> Non
 def test_loop_starts_again(usdm_capture: Path, usdm: Expected) -> None:
     expected = [bare_data(f) for f in usdm.frames["btcusdt@depth@0ms"]]
     with start_venue(usdm_capture, speed="max", loop=True) as venue:
-        messages, closed = receive_all(venue.raw_url("btcusdt@depth"), limit=len(expected) + 20)
+        messages, closed = receive_all(venue.raw_url("btcusdt@depth@0ms"), limit=len(expected) + 20)
+        status = venue.status()
     assert closed is None
-    assert messages == expected + expected[:20]
+    assert messages[: len(expected)] == expected
+    # Lap 2 repeats the capture with E and T moved forward by one lap, so time never goes back.
+    lap_ms = status["lap_ms"]
+    assert lap_ms > json.loads(expected[-1])["E"] - json.loads(expected[0])["E"]
+    second = [json.loads(m) for m in messages[len(expected) :]]
+    shifted = [json.loads(m) for m in expected[:20]]
+    for data in shifted:
+        data["E"] += lap_ms
+        data["T"] += lap_ms
+    assert second == shifted
+    assert status["lap"] >= 1 and status["time_offset_ms"] == status["lap"] * lap_ms
 
 
 def test_status_file_tracks_the_replay_position(

@@ -21,6 +21,7 @@ use twinfeed_features::capture::{CaptureLine, CaptureReader};
 use twinfeed_features::pipeline::split_line;
 
 use crate::error::{Error, Result};
+use crate::frames::Selector;
 use crate::json;
 use crate::streams;
 
@@ -47,6 +48,8 @@ pub struct Stream {
     pub name: String,
     pub canonical: String,
     pub is_depth: bool,
+    /// The update speed of a diff-depth stream (`@depth@0ms` -> 0, `@depth` -> 250).
+    pub depth_speed: Option<u32>,
 }
 
 /// A REST depth snapshot found in the capture.
@@ -94,9 +97,10 @@ pub struct Capture {
     pub text: Vec<u8>,
     pub streams: Vec<Stream>,
     pub snapshots: Vec<Snapshot>,
-    /// Snapshots the venue derived itself from the captured depth diffs (see
-    /// [`Capture::snapshot_at`]), ordered by line.
-    pub checkpoints: Vec<Snapshot>,
+    /// Exchange time of each line: the largest event time `E` of the frames (and snapshots)
+    /// up to it, never decreasing; lines before the first `E` take the first (0 without any).
+    /// The venue's clock follows it (see [`crate::replay`]).
+    pub event_ms: Vec<i64>,
     /// The captured exchangeInfo bodies, ordered by line.
     pub instruments: Vec<Instruments>,
     pub counts: LineCounts,
@@ -170,23 +174,89 @@ impl Capture {
             .collect()
     }
 
-    /// The snapshot of `symbol` to serve at replay line index `line`: the latest at or before
-    /// it among the captured snapshots and the venue's checkpoints (the book rebuilt from the
-    /// captured diffs, like an exchange's current book), else the first captured one.
+    /// What a client's stream name delivers. A diff-depth name at any speed (`@depth` is
+    /// 250 ms) is served from the symbol's captured diff-depth stream: as captured when the
+    /// speeds match, merged per window when the capture is finer and the requested speed a
+    /// multiple of it, else (a coarser capture) at the captured speed; named as requested.
+    /// Other names match the captured streams (see [`streams::canonical`]). With
+    /// `as_captured` a diff-depth name at any speed gets the captured diffs unmerged (under
+    /// the requested name): `--depth-as-captured`, for parity checks that must feed the live
+    /// path the capture's own diffs.
+    pub fn resolve(&self, requested: &str, as_captured: bool) -> Vec<Selector> {
+        let name = requested.trim();
+        if let Some((levels, speed)) = streams::partial_depth(name) {
+            let captured = self.matching_streams(name);
+            if !captured.is_empty() {
+                return captured.into_iter().map(Selector::Captured).collect();
+            }
+            let symbol = streams::symbol(name);
+            let finest = (0..self.streams.len() as u32)
+                .filter(|&i| {
+                    let stream = &self.streams[i as usize];
+                    stream.depth_speed.is_some() && streams::symbol(&stream.name) == symbol
+                })
+                .min_by_key(|&i| self.streams[i as usize].depth_speed);
+            return finest
+                .map(|stream| Selector::Partial {
+                    stream,
+                    levels,
+                    window_ms: speed,
+                    name: name.to_string(),
+                })
+                .into_iter()
+                .collect();
+        }
+        let Some(speed) = streams::depth_speed(name) else {
+            return self
+                .matching_streams(name)
+                .into_iter()
+                .map(Selector::Captured)
+                .collect();
+        };
+        let symbol = streams::symbol(name);
+        let captured: Vec<(u32, u32)> = (0..self.streams.len() as u32)
+            .filter_map(|i| {
+                let stream = &self.streams[i as usize];
+                let s = stream.depth_speed?;
+                (streams::symbol(&stream.name) == symbol).then_some((i, s))
+            })
+            .collect();
+        let exact = captured.iter().find(|(_, s)| *s == speed || as_captured);
+        let finer = captured
+            .iter()
+            .filter(|(_, s)| *s < speed && (*s == 0 || speed % *s == 0))
+            .max_by_key(|(_, s)| *s);
+        let selector = match (exact, finer, captured.first()) {
+            (Some((i, _)), _, _) if self.streams[*i as usize].name == name => {
+                Selector::Captured(*i)
+            }
+            (Some((i, _)), _, _) => Selector::Depth {
+                stream: *i,
+                window_ms: 0,
+                name: name.to_string(),
+            },
+            (None, Some((i, _)), _) => Selector::Depth {
+                stream: *i,
+                window_ms: speed,
+                name: name.to_string(),
+            },
+            (None, None, Some((i, _))) => Selector::Depth {
+                stream: *i,
+                window_ms: 0,
+                name: name.to_string(),
+            },
+            (None, None, None) => return Vec::new(),
+        };
+        vec![selector]
+    }
+
+    /// The captured snapshot of `symbol` in force at replay line index `line`: the latest at or
+    /// before it, else the first one. (The REST answer is the replayed book, see
+    /// [`crate::book`]; this is its fallback before the book has a snapshot.)
     pub fn snapshot_at(&self, symbol: &str, line: Option<usize>) -> Option<&Snapshot> {
         let mut of_symbol = self.snapshots.iter().filter(|s| s.symbol == symbol);
         let first = of_symbol.clone().next()?;
-        let latest = line.and_then(|line| {
-            let captured = of_symbol.rfind(|s| s.line <= line);
-            let derived = self
-                .checkpoints
-                .iter()
-                .rfind(|s| s.symbol == symbol && s.line <= line);
-            match (captured, derived) {
-                (Some(a), Some(b)) => Some(if b.line > a.line { b } else { a }),
-                (a, b) => a.or(b),
-            }
-        });
+        let latest = line.and_then(|line| of_symbol.rfind(|s| s.line <= line));
         Some(latest.unwrap_or(first))
     }
 
@@ -230,6 +300,15 @@ pub fn truncate_levels(body: &[u8], limit: usize) -> Vec<u8> {
     out
 }
 
+/// The top-level `E` member of a JSON object, if it is an integer.
+pub fn event_time(object: &[u8]) -> Option<i64> {
+    let members = json::members(object)?;
+    std::str::from_utf8(json::find(object, &members, "E")?)
+        .ok()?
+        .parse()
+        .ok()
+}
+
 struct Builder {
     capture: Capture,
     first_ns: Option<i64>,
@@ -250,7 +329,7 @@ impl Builder {
                 text: Vec::new(),
                 streams: Vec::new(),
                 snapshots: Vec::new(),
-                checkpoints: Vec::new(),
+                event_ms: Vec::new(),
                 instruments: Vec::new(),
                 counts: LineCounts::default(),
             },
@@ -275,6 +354,16 @@ impl Builder {
     }
 
     fn push_kind(&mut self, local_ns: Option<i64>, kind: LineKind) {
+        let body = match &kind {
+            LineKind::Frame { data, .. } => Some(data.clone()),
+            LineKind::Snapshot(index) => Some(self.capture.snapshots[*index as usize].body.clone()),
+            _ => None,
+        };
+        let event = body.and_then(|range| event_time(&self.capture.text[range]));
+        let previous = self.capture.event_ms.last().copied().unwrap_or(i64::MIN);
+        self.capture
+            .event_ms
+            .push(event.map_or(previous, |e| e.max(previous)));
         let counts = &mut self.capture.counts;
         counts.lines += 1;
         match kind {
@@ -377,6 +466,7 @@ impl Builder {
             name: name.to_string(),
             canonical: streams::canonical(name),
             is_depth: streams::is_depth(name),
+            depth_speed: streams::depth_speed(name),
         });
         (streams.len() - 1) as u32
     }
@@ -402,7 +492,19 @@ impl Builder {
             };
             self.capture.snapshots[index].symbol = symbol;
         }
-        crate::checkpoints::derive(&mut self.capture);
+        // Lines before the first event time take the first one.
+        let first = self
+            .capture
+            .event_ms
+            .iter()
+            .copied()
+            .find(|&e| e != i64::MIN)
+            .unwrap_or(0);
+        for e in &mut self.capture.event_ms {
+            if *e == i64::MIN {
+                *e = first;
+            }
+        }
         if self.capture.counts.frames == 0 && self.capture.counts.snapshots == 0 {
             return Err(Error::EmptyCapture {
                 path: self.capture.path,

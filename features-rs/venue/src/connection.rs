@@ -15,10 +15,11 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 use crate::faults::Faults;
-use crate::frames::{self, Encoded, Mode, OPCODE_PONG, OPCODE_TEXT};
+use crate::frames::{self, Encoded, Mode, Selector, OPCODE_PONG, OPCODE_TEXT};
 use crate::pacer::Pacer;
 use crate::replay::Speed;
 use crate::server::{Command, Venue};
+use crate::streams::{self, Category};
 use crate::ws::{ClientMessage, ClientReader};
 
 /// Largest single write: big enough to amortise the syscall, small enough to answer pings.
@@ -46,6 +47,7 @@ pub async fn serve(
     stream: TcpStream,
     leftover: Vec<u8>,
     mode: Mode,
+    category: Option<Category>,
     streams: Vec<String>,
 ) {
     let _ = stream.set_nodelay(true);
@@ -61,7 +63,10 @@ pub async fn serve(
         seen_disconnects,
         pending: VecDeque::new(),
         plan: venue.faults.claim(),
-        encoded: venue.encodings.get(mode, &[]),
+        encoded: venue.encodings.get(mode, &[], 0),
+        selectors: Vec::new(),
+        encoded_lap: 0,
+        category,
         venue: venue.clone(),
         writer: write_half,
         mode,
@@ -138,6 +143,12 @@ struct Connection {
     /// Stream names as the client asked for them (LIST_SUBSCRIPTIONS answers these).
     requested: Vec<String>,
     encoded: Arc<Encoded>,
+    /// What the subscriptions deliver (see [`Selector`]), and the lap `encoded` is framed for.
+    selectors: Vec<Selector>,
+    encoded_lap: u64,
+    /// The routed path's streams (`/public`, `/market`); `None` on the legacy paths, which
+    /// serve every stream.
+    category: Option<Category>,
     /// Next replay position to send (see `replay`).
     position: u64,
     /// Subscribed to at least one captured stream, and `position` is set.
@@ -232,6 +243,10 @@ impl Connection {
         let lines = self.venue.replay.lines();
         let lap = self.position / lines;
         let line = (self.position % lines) as usize;
+        if lap != self.encoded_lap {
+            self.encoded = self.venue.encodings.get(self.mode, &self.selectors, lap);
+            self.encoded_lap = lap;
+        }
         let end_line = if target >= (lap + 1) * lines {
             lines as usize
         } else {
@@ -457,16 +472,24 @@ impl Connection {
     /// something starts at the shared replay position, and starts the clock if it is first.
     fn resubscribe(&mut self) {
         let capture = &self.venue.replay.capture;
-        let ids: Vec<u32> = self
+        self.selectors = self
             .requested
             .iter()
-            .flat_map(|name| capture.matching_streams(name))
+            .filter(|name| self.category.map_or(true, |c| streams::category(name) == c))
+            .flat_map(|name| capture.resolve(name, self.venue.depth_as_captured))
             .collect();
-        self.encoded = self.venue.encodings.get(self.mode, &ids);
         let was_active = self.active;
+        if !was_active {
+            self.position = self.venue.replay.position();
+        }
+        let lines = self.venue.replay.lines().max(1);
+        self.encoded_lap = self.position / lines;
+        self.encoded = self
+            .venue
+            .encodings
+            .get(self.mode, &self.selectors, self.encoded_lap);
         self.active = self.encoded.messages() > 0;
         if self.active && !was_active {
-            self.position = self.venue.replay.position();
             if let (Speed::Rate(rate), None) = (self.venue.replay.speed, &self.pacer) {
                 // Without a timer the connection could only burst; say so and send unpaced.
                 self.pacer = Pacer::new(rate)

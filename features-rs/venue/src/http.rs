@@ -15,6 +15,9 @@ pub struct Request {
     /// Header names lower-cased.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The request head as received (request line and headers, through the blank line), for
+    /// forwarding a websocket upgrade unchanged.
+    pub head: Vec<u8>,
 }
 
 impl Request {
@@ -102,6 +105,7 @@ pub async fn read_request<R: AsyncRead + Unpin>(
         query: query.to_string(),
         headers,
         body: Vec::new(),
+        head: buffer[..head_end].to_vec(),
     };
     buffer.drain(..head_end);
     let length: usize = request

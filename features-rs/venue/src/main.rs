@@ -18,10 +18,14 @@ use twinfeed_venue::server::{self, Venue};
 
 /// A local Binance-compatible market-data venue that replays a capture.
 ///
-/// Websocket: /stream?streams=a/b (combined) and /ws/<stream> (raw), live SUBSCRIBE.
-/// REST: /fapi/v1/depth, /api/v3/depth, /fapi/v1/ping, /fapi/v1/time, and exchangeInfo
-/// (/fapi/v1, /api/v3, /dapi/v1) from the capture's instruments line or --instruments.
-/// Control: GET /_venue/status, POST /_venue/fault?..., POST /_venue/disconnect.
+/// Websocket: /public/ws, /market/ws (+ /<stream>), /public/stream?streams=a/b,
+/// /market/stream?streams=..., and the legacy /ws, /stream; live SUBSCRIBE. User data
+/// (/private/..., /ws/<listenKey>) is spliced to --user-stream-upstream.
+/// REST: /fapi/v1/depth, /api/v3/depth (the replayed book), /fapi/v1/ticker/bookTicker,
+/// /fapi/v1/ping, /fapi/v1/time (the replay clock), and exchangeInfo (/fapi/v1, /api/v3,
+/// /dapi/v1) from the capture's instruments line or --instruments.
+/// Control: GET /_venue/status, POST /_venue/fault?..., POST /_venue/disconnect,
+/// POST /_venue/user-stream?upstream=HOST:PORT.
 /// The replay clock starts when the first websocket client subscribes; all clients share it.
 #[derive(Parser, Debug)]
 #[command(version = twinfeed_venue::VERSION, about, long_about)]
@@ -73,6 +77,16 @@ struct Args {
     /// answer, or twinfeed's table ({"binance-usdm": {...}, ...}, as data/instruments/binance.json).
     #[arg(long, value_name = "FILE")]
     instruments: Option<PathBuf>,
+    /// Splice user-data websockets (/private/..., /ws/<listenKey>) to this loopback
+    /// HOST:PORT (the paper venue's websocket server); also settable at run time with
+    /// POST /_venue/user-stream?upstream=HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT", value_parser = server::parse_upstream)]
+    user_stream_upstream: Option<std::net::SocketAddr>,
+    /// Serve diff-depth requests at any speed with the captured diffs, unmerged (named as
+    /// requested): for parity checks, whose live path must see the capture's own diffs.
+    /// Without it the venue merges a finer capture per window, as Binance builds its speeds.
+    #[arg(long)]
+    depth_as_captured: bool,
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {
@@ -149,13 +163,20 @@ async fn run(args: Args, replay: Arc<Replay>, faults: Faults) -> Result<()> {
         }
         None => Vec::new(),
     };
-    let venue = Arc::new(Venue::new(replay.clone(), faults).with_instruments(instruments));
+    let mut venue = Venue::new(replay.clone(), faults).with_instruments(instruments);
+    venue.depth_as_captured = args.depth_as_captured;
+    let venue = Arc::new(venue);
+    *venue
+        .user_upstream
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = args.user_stream_upstream;
     tokio::spawn(replay.clone().run_clock());
     if let Some(path) = &args.status_file {
         replay::write_atomically(path, replay.status_json().as_bytes())
             .with_context(|| format!("cannot write status file {}", path.display()))?;
         tokio::spawn(replay::write_status_forever(replay.clone(), path.clone()));
     }
+    tokio::spawn(server::keep_books_current(venue.clone()));
     tokio::spawn(server::serve(venue.clone(), listener));
     if let Some(path) = &args.ready_file {
         replay::write_atomically(path, format!("{}\n", address.port()).as_bytes())

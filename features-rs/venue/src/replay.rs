@@ -14,9 +14,18 @@
 //!   position is the furthest any client has got.
 //!
 //! A client that subscribes starts at the current position (as on a live venue).
+//!
+//! ## One clock
+//! Venue time ([`Replay::now_ms`]: `/fapi/v1/time`, the REST depth `E`, bookTicker `time`) is
+//! exchange time at the replay position: the capture's event time `E` of the last line
+//! replayed (see [`Capture::event_ms`]), advancing with the replay speed until the next line is
+//! due (never past that line's time), and never going back. Lap `k` of a `--loop` replay is
+//! moved forward by `k * lap_ms` ([`Replay::shift_ms`]), `lap_ms` being the capture's span plus
+//! the gap between laps; frames sent in lap `k` carry `E`/`T` moved by the same amount (see
+//! [`crate::frames`]), so times never go back across laps either.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify};
@@ -71,6 +80,10 @@ pub struct Replay {
     released: watch::Sender<u64>,
     pub clients: AtomicUsize,
     pub messages_sent: AtomicU64,
+    /// When a timed replay's clock started.
+    origin: OnceLock<Instant>,
+    /// The latest venue time handed out (venue time never goes back).
+    clock_ms: AtomicI64,
 }
 
 impl Replay {
@@ -85,6 +98,8 @@ impl Replay {
             released: watch::Sender::new(0),
             clients: AtomicUsize::new(0),
             messages_sent: AtomicU64::new(0),
+            origin: OnceLock::new(),
+            clock_ms: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -137,6 +152,63 @@ impl Replay {
         })
     }
 
+    /// The end of the replayed part and its lap: capture lines `..end_line` of lap `lap` are
+    /// out (`(0, 0)` before any).
+    pub fn replayed(&self) -> (usize, u64) {
+        match self.last_line() {
+            Some((index, lap)) => (index + 1, lap),
+            None => (0, 0),
+        }
+    }
+
+    /// Venue milliseconds one lap moves time forward: the capture's span (schedule and event
+    /// time, whichever is longer) plus the gap between laps.
+    pub fn lap_ms(&self) -> i64 {
+        let schedule = self.lap_ns().div_ceil(1_000_000) as i64;
+        let events = match (self.capture.event_ms.first(), self.capture.event_ms.last()) {
+            (Some(first), Some(last)) => last - first + 1,
+            _ => 0,
+        };
+        schedule.max(events)
+    }
+
+    /// How far lap `lap`'s times are moved forward.
+    pub fn shift_ms(&self, lap: u64) -> i64 {
+        (lap as i64).saturating_mul(self.lap_ms())
+    }
+
+    /// Venue time now (see the module docs), in milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        let lines = self.lines();
+        if lines == 0 {
+            return 0;
+        }
+        let event = &self.capture.event_ms;
+        let position = self.position();
+        let value = match self.last_line() {
+            None => event[0],
+            Some((index, lap)) => {
+                let shift = self.shift_ms(lap);
+                let base = event[index] + shift;
+                match (self.speed, self.origin.get()) {
+                    (Speed::Factor(speed), Some(origin)) if position < self.end() => {
+                        let capture_ns = (origin.elapsed().as_nanos() as f64 * speed) as u64;
+                        let since_ms =
+                            capture_ns.saturating_sub(self.due_ns(position - 1)) / 1_000_000;
+                        let next = if index + 1 < event.len() {
+                            event[index + 1] + shift
+                        } else {
+                            event[0] + self.shift_ms(lap + 1)
+                        };
+                        base.saturating_add(since_ms as i64).min(next.max(base))
+                    }
+                    _ => base,
+                }
+            }
+        };
+        self.clock_ms.fetch_max(value, Ordering::AcqRel).max(value)
+    }
+
     fn lap_ns(&self) -> u64 {
         self.capture.offset_ns.last().copied().unwrap_or(0) + LAP_GAP_NS
     }
@@ -172,7 +244,7 @@ impl Replay {
         if !self.started() {
             self.start.notified().await;
         }
-        let origin = Instant::now();
+        let origin = *self.origin.get_or_init(Instant::now);
         loop {
             let capture_ns = (origin.elapsed().as_nanos() as f64 * speed) as u64;
             let position = self.position_at(capture_ns);
@@ -198,7 +270,7 @@ impl Replay {
         });
         let finished = !self.looping && self.position() >= self.lines();
         format!(
-            "{{\"version\":1,\"pid\":{},\"capture\":{},\"lines\":{},\"speed\":\"{}\",\"loop\":{},\"started\":{},\"finished\":{},\"position\":{},\"lap\":{},\"line_index\":{},\"local_ns\":{},\"clients\":{},\"messages_sent\":{}}}",
+            "{{\"version\":1,\"pid\":{},\"capture\":{},\"lines\":{},\"speed\":\"{}\",\"loop\":{},\"started\":{},\"finished\":{},\"position\":{},\"lap\":{},\"line_index\":{},\"local_ns\":{},\"clients\":{},\"messages_sent\":{},\"server_time_ms\":{},\"lap_ms\":{},\"time_offset_ms\":{}}}",
             std::process::id(),
             serde_json::to_string(&self.capture.path.display().to_string()).unwrap_or_default(),
             self.lines(),
@@ -212,6 +284,9 @@ impl Replay {
             local_ns,
             self.clients.load(Ordering::Relaxed),
             self.messages_sent.load(Ordering::Relaxed),
+            self.now_ms(),
+            self.lap_ms(),
+            self.shift_ms(lap),
         )
     }
 }
@@ -294,5 +369,34 @@ mod tests {
         assert!(Speed::parse("0").is_err());
         assert_eq!(Speed::Rate(50_000.0).label(), "50000/s");
         assert!(!Speed::Rate(1.0).is_timed() && Speed::Factor(1.0).is_timed());
+    }
+
+    #[test]
+    fn the_clock_is_capture_time_and_laps_move_it_forward() {
+        let lines = [
+            r#"1000000 {"stream":"a@trade","data":{"E":500}}"#,
+            r#"2000000 {"stream":"a@trade","data":{"E":400}}"#,
+            r#"3000000 {"stream":"a@trade","data":{"E":502}}"#,
+        ];
+        let capture = Capture::from_lines(Path::new("t"), lines).unwrap();
+        assert_eq!(capture.event_ms, [500, 500, 502], "never decreasing");
+        let replay = Replay::new(Arc::new(capture), Speed::Max, true);
+        assert_eq!(
+            replay.now_ms(),
+            500,
+            "before the first line: the first time"
+        );
+        // Schedule span 2 ms + 1 ms gap = 3 ms, event span 2 ms + 1.
+        assert_eq!(replay.lap_ms(), 3);
+        replay.advance_to(3);
+        assert_eq!(replay.now_ms(), 502);
+        replay.advance_to(4);
+        assert_eq!(replay.replayed(), (1, 1));
+        assert_eq!(replay.now_ms(), 503, "lap 1 starts after lap 0 ends");
+        assert_eq!(replay.shift_ms(1), 3);
+        let status: serde_json::Value = serde_json::from_str(&replay.status_json()).unwrap();
+        assert_eq!(status["lap"], 1);
+        assert_eq!(status["time_offset_ms"], 3);
+        assert_eq!(status["server_time_ms"], 503);
     }
 }

@@ -114,11 +114,16 @@ def venue_command(
     ready_file: str | Path | None = None,
     rate: float | None = None,
     instruments: str | Path | None = BUNDLED_TABLE,
+    user_stream_upstream: str | None = None,
+    depth_as_captured: bool = False,
 ) -> list[str]:
     """The ``twinfeed-venue`` command line for these options. ``rate`` (messages per second
     per client, evenly spaced) replaces ``speed``. ``instruments`` (an exchangeInfo answer or
     the shipped table's shape) is what ``GET .../exchangeInfo`` answers when the capture has
-    no ``instruments`` line."""
+    no ``instruments`` line. ``user_stream_upstream`` (loopback ``HOST:PORT``) is where
+    user-data websockets (``/private/...``, ``/ws/<listenKey>``) are spliced.
+    ``depth_as_captured`` serves diff-depth at any requested speed with the captured diffs
+    unmerged (parity checks); by default a finer capture is merged per window as Binance does."""
     args = [
         str(find_binary()),
         "--capture",
@@ -137,6 +142,10 @@ def venue_command(
         args += ["--ready-file", str(ready_file)]
     if instruments is not None:
         args += ["--instruments", str(instruments)]
+    if user_stream_upstream is not None:
+        args += ["--user-stream-upstream", user_stream_upstream]
+    if depth_as_captured:
+        args.append("--depth-as-captured")
     return args + VenueFaults.coerce(faults).to_args()
 
 
@@ -265,6 +274,8 @@ def start_venue(
     timeout: float = 60.0,
     rate: float | None = None,
     instruments: str | Path | None = None,
+    user_stream_upstream: str | None = None,
+    depth_as_captured: bool = False,
 ) -> VenueProcess:
     """Starts ``twinfeed-venue`` on ``capture`` (default: the bundled synthetic capture) and
     returns once it listens. ``port=0`` picks a free port (``.port`` tells which).
@@ -291,6 +302,8 @@ def start_venue(
         ready_file=ready_file,
         rate=rate,
         instruments=table_file,
+        user_stream_upstream=user_stream_upstream,
+        depth_as_captured=depth_as_captured,
     )
     log_path = Path(workdir.name) / "venue.log"
     with open(log_path, "wb") as log:

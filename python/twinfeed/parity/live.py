@@ -87,7 +87,11 @@ def run_live_path(
     batches: list[np.ndarray[Any, Any]] = []
     lost = 0
     with (
-        start_venue(capture, speed=speed, loop=False, faults=faults) as venue,
+        # The live path must see the capture's own diffs, whatever depth speed the ingest asks
+        # for (a @depth@0ms capture merged to the ingest's @100ms would be other data).
+        start_venue(
+            capture, speed=speed, loop=False, faults=faults, depth_as_captured=True
+        ) as venue,
         open(work / "ingest.log", "wb") as ingest_log,
     ):
         ingest = start_ingest(
