@@ -22,9 +22,10 @@ Market data and time
     effect ``latency_ns`` later (the engine's order-entry latency), so event times are the
     capture's time, never the wall clock. Before the replay starts the clock is just before the
     capture's first record and the market is unknown (limit orders rest, market orders are
-    rejected). When the replay has finished (or, with ``--loop``, reached its second lap: the
-    paper venue follows the first lap only) the market freezes at its last state and requests
-    are handled at their arrival time.
+    rejected). With ``--loop`` the engine follows every lap: on lap k it is fed the capture again
+    from line 1 with every time moved forward by the venue's ``time_offset_ms`` (``k * lap_ms``),
+    so its clock never goes back and resting orders keep matching. When the replay has finished
+    the market freezes at its last state and requests are handled at their arrival time.
 
     A REST call that sends an order or a cancel answers once the engine has handled it (the
     replay passed its arrival time), waiting at most ``ack_timeout`` s of wall time; if the
@@ -317,6 +318,12 @@ class PaperVenue(OrderEndpoints, AccountEndpoints):
         self._failure: BaseException | None = None
         self._now_ns = 0
         self._line = 0
+        #: ``--loop``: the lap the engine follows, its first session line (lines of earlier
+        #: laps), its time shift and the line within it fed through.
+        self._lap = 0
+        self._lap_base = 0
+        self._lap_shift_ns = 0
+        self._lap_line = 0
         self._frozen = False
         self._lock = threading.Condition(threading.RLock())
         self._orders: dict[str, _OrderInfo] = {}
@@ -468,8 +475,14 @@ class PaperVenue(OrderEndpoints, AccountEndpoints):
 
     @property
     def line(self) -> int:
-        """Capture lines (1-based, inclusive) the engine has been fed through."""
+        """Capture lines (1-based, inclusive) the engine has been fed through; with
+        ``--loop``, counted over the laps (lap k's line n is ``k * lines + n``)."""
         return self._line
+
+    @property
+    def lap(self) -> int:
+        """The ``--loop`` lap the engine follows (0: the first)."""
+        return self._lap
 
     @property
     def now_ns(self) -> int:
@@ -478,7 +491,7 @@ class PaperVenue(OrderEndpoints, AccountEndpoints):
 
     @property
     def frozen(self) -> bool:
-        """True once the replay finished (or started its second lap)."""
+        """True once the replay finished (for good: not a lap of ``--loop``)."""
         return self._frozen
 
     def wait_for_line(self, line: int, timeout: float = 30.0) -> bool:
@@ -533,39 +546,58 @@ class PaperVenue(OrderEndpoints, AccountEndpoints):
                 self._records = None  # dropped on the thread that made it
 
     def _apply_status(self, status: Mapping[str, Any]) -> None:
-        records = self._records
-        assert records is not None
         line_index = status.get("line_index")
         local_ns = status.get("local_ns")
-        second_lap = int(status.get("lap") or 0) > 0
-        finished = bool(status.get("finished")) or second_lap
+        lap = int(status.get("lap") or 0)
+        # A venue that states no lap shift (older than the replay clock): freeze at lap 2.
+        follows_laps = "time_offset_ms" in status and status.get("lines") is not None
+        finished = bool(status.get("finished")) or (lap > self._lap and not follows_laps)
         with self._lock:
             if self._frozen:
                 return
-            if second_lap:
-                target: int | None = None
-            else:
-                target = None if line_index is None else int(line_index) + 1
-            if target is None and not second_lap:
+            if lap > self._lap and follows_laps:
+                # --loop: the rest of this lap, then the market again from line 1 with every
+                # time moved forward as the market-data venue moves it (time_offset_ms), so
+                # the clock never goes back and resting orders keep matching.
+                self._feed(None)
+                self._records = _Records(self.capture, self._config)
+                self._lap_base += int(status["lines"]) * (lap - self._lap)
+                self._lap, self._lap_line = lap, 0
+                self._lap_shift_ns = int(status["time_offset_ms"]) * 1_000_000
+                self._line = self._lap_base
+            target = None if line_index is None else int(line_index) + 1
+            if target is None and not finished:
                 return
-            if target is None or target > self._line:
-                for batch in records.take_until(target):
-                    self._publish(self.engine.on_batch(batch))
-                    self._now_ns = max(self._now_ns, int(batch["local_ns"][-1]))
+            if target is None or target > self._lap_line:
+                self._feed(target)
                 if target is not None:
-                    self._line = target
-                if local_ns is not None and not second_lap:
-                    self._now_ns = max(self._now_ns, int(local_ns))
+                    self._lap_line = target
+                    self._line = self._lap_base + target
+                if local_ns is not None and not finished:
+                    self._now_ns = max(self._now_ns, int(local_ns) + self._lap_shift_ns)
                 self._publish(self.engine.advance(self._now_ns))
             if finished:
-                for batch in records.take_until(None):
-                    self._publish(self.engine.on_batch(batch))
-                    self._now_ns = max(self._now_ns, int(batch["local_ns"][-1]))
+                self._feed(None)
                 self._frozen = True
                 self._publish(self.engine.advance(self._now_ns))
-            self._symbols = list(records.symbols)
+            assert self._records is not None
+            self._symbols = list(self._records.symbols)
             self.listen_keys.expire(self._now_ns)
             self._lock.notify_all()
+
+    def _feed(self, line: int | None) -> None:
+        """Feeds the engine the current lap's records through ``line`` (all if None), their
+        times moved by the lap's shift (lock held)."""
+        records = self._records
+        assert records is not None
+        shift = self._lap_shift_ns
+        for batch in records.take_until(line):
+            if shift:
+                batch = batch.copy()
+                batch["local_ns"] += shift
+                batch["exchange_ns"][batch["exchange_ns"] > 0] += shift
+            self._publish(self.engine.on_batch(batch))
+            self._now_ns = max(self._now_ns, int(batch["local_ns"][-1]))
 
     def _settle(self, arrival_ns: int) -> None:
         """Waits (lock held) until the engine handled requests arriving by ``arrival_ns``."""
