@@ -146,3 +146,35 @@ def test_ccxt_trades_and_follows_fills_through_the_market_data_port(
         assert seen[order_id]["filled"] == pytest.approx(float(venue_order["executedQty"]))
         assert seen[order_id]["average"] == pytest.approx(float(venue_order["avgPrice"]))
     assert all(t["symbol"] == SYMBOL and t["price"] > 0 for t in trades)
+
+
+def test_ccxt_orders_over_the_websocket_api(venues: tuple[VenueProcess, PaperVenue]) -> None:
+    """ccxt's WebSocket API order methods (``/ws-fapi/v1``: order.place, order.status,
+    order.modify, order.cancel, HMAC-signed per request) against the paper venue."""
+    md, paper = venues
+    gateway = OrderGateway(paper.url, KEY, SECRET)
+
+    async def session() -> tuple[Any, Any, Any, Any]:
+        exchange = _client(md, paper)
+        exchange.urls["api"]["ws"]["ws-api"] = {"linear": f"{paper.ws_url}/ws-fapi/v1"}
+        try:
+            await exchange.load_markets()
+            book = await asyncio.to_thread(gateway.request, "GET", "/fapi/v1/ticker/bookTicker",
+                                           {"symbol": "BTCUSDT"}, signed=False)  # fmt: skip
+            away = round(float(book["bidPrice"]) - 500, 1)
+            placed = await exchange.create_order_ws(SYMBOL, "limit", "buy", 0.002, away)
+            status = await exchange.fetch_order_ws(placed["id"], SYMBOL)
+            edited = await exchange.edit_order_ws(
+                placed["id"], SYMBOL, "limit", "buy", 0.003, away - 10
+            )
+            cancelled = await exchange.cancel_order_ws(placed["id"], SYMBOL)
+        finally:
+            await exchange.close()
+        return placed, status, edited, cancelled
+
+    placed, status, edited, cancelled = asyncio.run(session())
+    assert placed["status"] == "open" and status["id"] == placed["id"]
+    assert edited["amount"] == pytest.approx(0.003)
+    assert cancelled["status"] == "canceled"
+    venue_order = gateway.order("BTCUSDT", order_id=int(placed["id"]))
+    assert venue_order["status"] == "CANCELED" and venue_order["origQty"] == "0.003"
