@@ -10,7 +10,8 @@ per request (``urllib``, what the project's gateway does). The ``http.client`` r
 same pairs on one kept-alive connection with the standard library's client: the venue's share
 without ``requests``' own per-call cost. Rate limits are lifted (Binance's
 300 orders / 10 s would refuse the loop with 429). Loopback; client and venue share the
-machine's cores (the load average before and after is printed).
+machine's cores (the load average before and after is printed). The venues run in a child
+process, as a user runs them, so the clients do not share their interpreter.
 
     .venv/bin/python benchmarks/paper_roundtrip.py [--pairs 2000] [--per-request] [--json OUT]
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import multiprocessing
 import os
 import platform
 import sys
@@ -68,14 +70,10 @@ def _pairs(send: Any, price: str, count: int) -> list[int]:
     return times
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pairs", type=int, default=2000)
-    parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--per-request", action="store_true")
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    load_before = load_average()
+def _serve(ready: Any, stop: Any) -> None:
+    """The venues, in their own process as a user runs them (the clients' work must not share
+    the venue's interpreter): the market-data venue replays the capture to its end, the paper
+    venue freezes at its last touch; then ``(host, port, price)`` goes to ``ready``."""
     with start_venue(SYNTH, speed="max") as md:
         # Binance's 300 orders / 10 s would stop the loop: the limits are lifted here.
         unlimited = RateLimits(10**9, 10**9, 10**9)
@@ -98,46 +96,66 @@ def main() -> int:
                 time.sleep(0.05)
             touch = paper.engine.touch(0)
             assert touch is not None, "no market"
-            price = f"{touch.bid_px - 500:.1f}"
-            url = f"{paper.url}/fapi/v1/order"
-            results: dict[str, Any] = {}
-            with requests.Session() as session:
-                session.headers["X-MBX-APIKEY"] = KEY
-
-                def pooled(method: str, query: str) -> Any:
-                    answer = session.request(method, f"{url}?{query}", timeout=10)
-                    answer.raise_for_status()
-                    return answer.json()
-
-                _pairs(pooled, price, args.warmup)
-                results["pooled (requests.Session, keep-alive)"] = _pairs(pooled, price, args.pairs)
-            # The same over http.client on one kept-alive connection: the venue's share of
-            # the round trip without requests' own cost per call.
-            connection = http.client.HTTPConnection(paper.host, paper.port, timeout=10)
-
-            def bare(method: str, query: str) -> Any:
-                connection.request(method, f"/fapi/v1/order?{query}", headers={"X-MBX-APIKEY": KEY})
-                answer = connection.getresponse()
-                body = answer.read()
-                if answer.status != 200:
-                    raise RuntimeError(body)
-                return json.loads(body)
-
-            _pairs(bare, price, args.warmup)
-            results["http.client, one kept-alive connection"] = _pairs(bare, price, args.pairs)
-            connection.close()
-            if args.per_request:
-
-                def fresh(method: str, query: str) -> Any:
-                    request = urllib.request.Request(f"{url}?{query}", method=method)
-                    request.add_header("X-MBX-APIKEY", KEY)
-                    with urllib.request.urlopen(request, timeout=10) as answer:
-                        return json.loads(answer.read())
-
-                _pairs(fresh, price, args.warmup)
-                results["new connection per request (urllib)"] = _pairs(fresh, price, args.pairs)
+            ready.put((paper.host, paper.port, f"{touch.bid_px - 500:.1f}"))
+            stop.wait()
         finally:
             paper.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pairs", type=int, default=2000)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--per-request", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    load_before = load_average()
+    context = multiprocessing.get_context("spawn")
+    ready, stop = context.Queue(), context.Event()
+    server = context.Process(target=_serve, args=(ready, stop), daemon=True)
+    server.start()
+    results: dict[str, Any] = {}
+    try:
+        host, port, price = ready.get(timeout=120)
+        url = f"http://{host}:{port}/fapi/v1/order"
+        with requests.Session() as session:
+            session.headers["X-MBX-APIKEY"] = KEY
+
+            def pooled(method: str, query: str) -> Any:
+                answer = session.request(method, f"{url}?{query}", timeout=10)
+                answer.raise_for_status()
+                return answer.json()
+
+            _pairs(pooled, price, args.warmup)
+            results["pooled (requests.Session, keep-alive)"] = _pairs(pooled, price, args.pairs)
+        # The same over http.client on one kept-alive connection: the venue's share of
+        # the round trip without requests' own cost per call.
+        connection = http.client.HTTPConnection(host, port, timeout=10)
+
+        def bare(method: str, query: str) -> Any:
+            connection.request(method, f"/fapi/v1/order?{query}", headers={"X-MBX-APIKEY": KEY})
+            answer = connection.getresponse()
+            body = answer.read()
+            if answer.status != 200:
+                raise RuntimeError(body)
+            return json.loads(body)
+
+        _pairs(bare, price, args.warmup)
+        results["http.client, one kept-alive connection"] = _pairs(bare, price, args.pairs)
+        connection.close()
+        if args.per_request:
+
+            def fresh(method: str, query: str) -> Any:
+                request = urllib.request.Request(f"{url}?{query}", method=method)
+                request.add_header("X-MBX-APIKEY", KEY)
+                with urllib.request.urlopen(request, timeout=10) as answer:
+                    return json.loads(answer.read())
+
+            _pairs(fresh, price, args.warmup)
+            results["new connection per request (urllib)"] = _pairs(fresh, price, args.pairs)
+    finally:
+        stop.set()
+        server.join(timeout=30)
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, {platform.python_version()}")
     print(f"load average before: {load_before}, after: {load_average()}")
     print(f"{args.pairs} new+cancel pairs after {args.warmup} warm-up pairs, loopback")
