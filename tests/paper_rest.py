@@ -18,7 +18,45 @@ from websockets.sync.client import connect
 SYNTH = Path(__file__).resolve().parents[1] / "data" / "synth-btcusdt.txt"
 
 
-def _drain(md: VenueProcess) -> None:
+def binanceusdm(
+    public: str | None = None,
+    private: str | None = None,
+    ws: str | None = None,
+    ws_api: str | None = None,
+    *,
+    pro: bool = False,
+    key: str | None = None,
+    secret: str | None = None,
+) -> Any:
+    """An unmodified ccxt ``binanceusdm`` pointed at local venues through its own ``urls``:
+    ``public`` / ``private`` REST bases (``http://127.0.0.1:P``), the websocket base ``ws``
+    (``ws://127.0.0.1:P``; ccxt rewrites ``/ws`` to ``/public``, ``/market``, ``/private``) and
+    the WebSocket API ``ws_api`` (``ws://127.0.0.1:W/ws-fapi/v1``)."""
+    import ccxt
+    import ccxt.pro
+
+    api: dict[str, Any] = {}
+    for base, kind in ((public, "Public"), (private, "Private")):
+        if base is not None:
+            for suffix, version in (("", "v1"), ("V2", "v2"), ("V3", "v3")):
+                api[f"fapi{kind}{suffix}"] = f"{base}/fapi/{version}"
+    if ws is not None or ws_api is not None:
+        api["ws"] = {}
+        if ws is not None:
+            api["ws"]["linear"] = f"{ws}/ws"
+        if ws_api is not None:
+            api["ws"]["ws-api"] = {"linear": ws_api}
+    options: dict[str, Any] = {
+        "urls": {"api": api},
+        # Currencies come from the wallet API (/sapi, spot), which a futures venue lacks.
+        "options": {"fetchCurrencies": False},
+    }
+    if key is not None:
+        options.update(apiKey=key, secret=secret)
+    return (ccxt.pro if pro else ccxt).binanceusdm(options)
+
+
+def drain(md: VenueProcess) -> None:
     """A market-data client: the replay starts when one subscribes."""
     try:
         with connect(md.stream_url("btcusdt@bookTicker")) as client:
@@ -34,7 +72,7 @@ def frozen_paper(keys: dict[str, Any], **options: Any) -> Iterator[PaperVenue]:
     with start_venue(SYNTH, speed="max") as md:
         paper = PaperVenue.start(SYNTH, md_status=md.status, keys=keys, **options)
         try:
-            threading.Thread(target=_drain, args=(md,), daemon=True).start()
+            threading.Thread(target=drain, args=(md,), daemon=True).start()
             wait_for("the replay's end", lambda: paper.frozen, 60)
             yield paper
         finally:

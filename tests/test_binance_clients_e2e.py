@@ -21,34 +21,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import ccxt.pro
 import pytest
+from paper_rest import binanceusdm, drain
 from twinfeed.live.gateway import OrderGateway
 from twinfeed.live.paper_venue import PaperVenue
 from twinfeed.live.paper_ws import register_user_stream
 from twinfeed.live.venue import VenueProcess, start_venue
-from websockets.sync.client import connect
 
 SYNTH = Path(__file__).resolve().parents[1] / "data" / "synth-btcusdt.txt"
 KEY, SECRET = "e2e-key", "e2e-secret-0123456789abcdef0123456789"
 SYMBOL = "BTC/USDT:USDT"
 
 
-def _drain(md: VenueProcess) -> None:
-    """A market-data client: the replay clock starts when one subscribes."""
-    try:
-        with connect(md.stream_url("btcusdt@bookTicker")) as client:
-            while True:
-                client.recv(timeout=60)
-    except Exception:  # noqa: BLE001 - the venue closes at the end of the replay
-        return
-
-
 @pytest.fixture(scope="module")
 def venues() -> Iterator[tuple[VenueProcess, PaperVenue]]:
     md = start_venue(SYNTH, speed=3)
     paper = PaperVenue.start(SYNTH, md_status=md.status, keys={KEY: SECRET}, taker_fee_bps=4.0)
-    threading.Thread(target=_drain, args=(md,), daemon=True).start()
+    threading.Thread(target=drain, args=(md,), daemon=True).start()
     try:
         assert paper.wait_for_line(60)
         port = urllib.parse.urlsplit(paper.ws_url).port
@@ -61,27 +50,7 @@ def venues() -> Iterator[tuple[VenueProcess, PaperVenue]]:
 
 
 def _client(md: VenueProcess, paper: PaperVenue) -> Any:
-    public = {
-        name: f"{md.http_url}/fapi/{version}"
-        for name, version in (("fapiPublic", "v1"), ("fapiPublicV2", "v2"), ("fapiPublicV3", "v3"))
-    }
-    private = {
-        name: f"{paper.url}/fapi/{version}"
-        for name, version in (
-            ("fapiPrivate", "v1"),
-            ("fapiPrivateV2", "v2"),
-            ("fapiPrivateV3", "v3"),
-        )
-    }
-    return ccxt.pro.binanceusdm(
-        {
-            "apiKey": KEY,
-            "secret": SECRET,
-            # Currencies come from the wallet API (/sapi, spot), which a futures venue lacks.
-            "options": {"fetchCurrencies": False},
-            "urls": {"api": {**public, **private, "ws": {"linear": f"{md.url}/ws"}}},
-        }
-    )
+    return binanceusdm(md.http_url, paper.url, md.url, pro=True, key=KEY, secret=SECRET)
 
 
 def test_ccxt_trades_and_follows_fills_through_the_market_data_port(
@@ -155,8 +124,10 @@ def test_ccxt_orders_over_the_websocket_api(venues: tuple[VenueProcess, PaperVen
     gateway = OrderGateway(paper.url, KEY, SECRET)
 
     async def session() -> tuple[Any, Any, Any, Any]:
-        exchange = _client(md, paper)
-        exchange.urls["api"]["ws"]["ws-api"] = {"linear": f"{paper.ws_url}/ws-fapi/v1"}
+        exchange = binanceusdm(
+            md.http_url, paper.url, md.url, f"{paper.ws_url}/ws-fapi/v1", pro=True, key=KEY,
+            secret=SECRET,
+        )  # fmt: skip
         try:
             await exchange.load_markets()
             book = await asyncio.to_thread(gateway.request, "GET", "/fapi/v1/ticker/bookTicker",

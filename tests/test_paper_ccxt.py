@@ -13,7 +13,7 @@ import ccxt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from paper_rest import frozen_paper
+from paper_rest import binanceusdm, frozen_paper
 from twinfeed.live.gateway import OrderGateway
 from twinfeed.live.paper_venue import PaperVenue
 from twinfeed.live.signing import (
@@ -40,26 +40,7 @@ PUBLIC_PEM = (
 
 def client(url: str, key: str = KEY, secret: str = SECRET) -> Any:
     """A stock binanceusdm whose REST bases are the paper venue's."""
-    api = {
-        name: f"{url}/fapi/{version}"
-        for name, version in (
-            ("fapiPublic", "v1"),
-            ("fapiPublicV2", "v2"),
-            ("fapiPublicV3", "v3"),
-            ("fapiPrivate", "v1"),
-            ("fapiPrivateV2", "v2"),
-            ("fapiPrivateV3", "v3"),
-        )
-    }
-    # fetchCurrencies is a spot (sapi) call; the venue serves USD-M futures only.
-    return ccxt.binanceusdm(
-        {
-            "apiKey": key,
-            "secret": secret,
-            "urls": {"api": api},
-            "options": {"fetchCurrencies": False},
-        }
-    )
+    return binanceusdm(url, url, key=key, secret=secret)
 
 
 @pytest.fixture(scope="module")

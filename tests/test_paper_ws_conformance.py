@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import ccxt.pro
 import pytest
 from binance.error import ClientError
 from binance.um_futures import UMFutures
@@ -48,6 +47,7 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     PublicFormat,
 )
+from paper_rest import binanceusdm, drain
 from twinfeed.live.gateway import OrderGateway, VenueRejected
 from twinfeed.live.paper_venue import PaperVenue
 from twinfeed.live.paper_ws import LISTEN_KEY_VALIDITY_NS
@@ -114,16 +114,6 @@ class Market:
     gateway: OrderGateway
 
 
-def _drain(md: VenueProcess) -> None:
-    """A market-data client: the replay clock starts when one subscribes."""
-    try:
-        with connect(md.stream_url("btcusdt@bookTicker", "btcusdt@trade")) as client:
-            while True:
-                client.recv(timeout=60)
-    except Exception:  # noqa: BLE001 - the venue closes at the end of the replay
-        return
-
-
 @pytest.fixture(scope="module")
 def market() -> Iterator[Market]:
     # Slow enough that the replay (and so the venue clock) still moves in the last test.
@@ -135,7 +125,7 @@ def market() -> Iterator[Market]:
         maker_fee_bps=1.0,
         taker_fee_bps=4.0,
     )
-    threading.Thread(target=_drain, args=(md,), daemon=True).start()
+    threading.Thread(target=drain, args=(md,), daemon=True).start()
     try:
         assert paper.wait_for_line(60)
         print(f"paper REST {paper.url}, websocket {paper.ws_url}")
@@ -153,34 +143,10 @@ def _wait(what: str, check: Any, timeout: float = 20.0) -> None:
 
 
 def _ccxt(paper: PaperVenue) -> Any:
-    rest = {
-        name: f"{paper.url}/fapi/{version}"
-        for name, version in (
-            ("fapiPublic", "v1"),
-            ("fapiPublicV2", "v2"),
-            ("fapiPublicV3", "v3"),
-            ("fapiPrivate", "v1"),
-            ("fapiPrivateV2", "v2"),
-            ("fapiPrivateV3", "v3"),
-        )
-    }
-    return ccxt.pro.binanceusdm(
-        {
-            "apiKey": KEY,
-            "secret": SECRET,
-            # Currencies come from the wallet API (/sapi, spot), which a futures venue lacks.
-            "options": {"fetchCurrencies": False},
-            "urls": {
-                "api": {
-                    **rest,
-                    "ws": {
-                        "linear": f"{paper.ws_url}/ws",
-                        "ws-api": {"linear": f"{paper.ws_url}/ws-fapi/v1"},
-                    },
-                }
-            },
-        }
-    )
+    return binanceusdm(
+        paper.url, paper.url, paper.ws_url, f"{paper.ws_url}/ws-fapi/v1", pro=True, key=KEY,
+        secret=SECRET,
+    )  # fmt: skip
 
 
 def test_ccxt_watch_orders_and_balance_see_every_fill(market: Market) -> None:

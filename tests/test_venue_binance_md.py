@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import ccxt.pro as ccxtpro
 import pytest
+from paper_rest import binanceusdm
 from test_venue import Expected, open_client, read_capture, receive_all
 from twinfeed.live.venue import VenueError, VenueProcess, start_venue
 from websockets.exceptions import InvalidStatus
@@ -36,20 +36,7 @@ def usdm(usdm_capture: Path) -> Expected:
 
 def pointed_ccxt(venue: VenueProcess) -> Any:
     """ccxt's binanceusdm with every market-data URL on the venue (its own configuration)."""
-    http = f"http://127.0.0.1:{venue.port}"
-    return ccxtpro.binanceusdm(
-        {
-            "urls": {
-                "api": {
-                    "fapiPublic": f"{http}/fapi/v1",
-                    "fapiPublicV2": f"{http}/fapi/v2",
-                    "fapiPublicV3": f"{http}/fapi/v3",
-                    # ccxt rewrites .../ws to /public/ws and /market/ws by stream.
-                    "ws": {"linear": f"ws://127.0.0.1:{venue.port}/ws"},
-                }
-            }
-        }
-    )
+    return binanceusdm(venue.http_url, ws=venue.url, pro=True)
 
 
 def levels(side: list[list[Any]], count: int) -> list[tuple[float, float]]:
