@@ -822,6 +822,28 @@ class PaperVenue(OrderEndpoints, AccountEndpoints):
             entry.setdefault("timeInForce", ["GTC", "IOC", "FOK", "GTX", "GTD"])
         return answer
 
+    def check_timestamp(self, params: Mapping[str, str]) -> None:
+        """A signed request's ``timestamp`` against its ``recvWindow`` (REST and the WebSocket
+        API): the client's clock, so the venue's wall clock ``clock``."""
+        timestamp = int_param(params, "timestamp", required=True)
+        window = int_param(params, "recvWindow", 5000)
+        assert timestamp is not None and window is not None
+        if not 0 < window <= 60_000:
+            raise ApiError(-1131, "recvWindow must be less than 60000")
+        # Binance's only defence against a replayed signed request is this window: "the
+        # request is rejected if serverTime - timestamp > recvWindow" and a timestamp
+        # more than 1 s ahead is refused too (General Info, Timing security,
+        # https://developers.binance.com/docs/derivatives/usds-margined-futures/general-info).
+        # Within the window a replay is a new request (a second order without
+        # newClientOrderId; -4116 with the same one), as on Binance.
+        server_ms = self.clock() * 1000
+        if timestamp >= server_ms + 1000:
+            raise ApiError(
+                -1021, "Timestamp for this request was 1000ms ahead of the server's time."
+            )
+        if server_ms - timestamp > window:
+            raise ApiError(-1021, "Timestamp for this request is outside of the recvWindow.")
+
     # ---- requests -----------------------------------------------------------------------
 
     def _symbol(self, params: Mapping[str, str], required: bool = True) -> tuple[str, int] | None:
@@ -1086,24 +1108,7 @@ def _handler(venue: PaperVenue) -> type[BaseHTTPRequestHandler]:
                 params = signed_params(query, body, secret)
             except SignatureError as error:
                 raise ApiError(error.code, error.msg) from None
-            timestamp = int_param(params, "timestamp", required=True)
-            window = int_param(params, "recvWindow", 5000)
-            assert timestamp is not None and window is not None
-            if not 0 < window <= 60_000:
-                raise ApiError(-1131, "recvWindow must be less than 60000")
-            # Binance's only defence against a replayed signed request is this window: "the
-            # request is rejected if serverTime - timestamp > recvWindow" and a timestamp
-            # more than 1 s ahead is refused too (General Info, Timing security,
-            # https://developers.binance.com/docs/derivatives/usds-margined-futures/general-info).
-            # Within the window a replay is a new request (a second order without
-            # newClientOrderId; -4116 with the same one), as on Binance.
-            server_ms = venue.clock() * 1000
-            if timestamp >= server_ms + 1000:
-                raise ApiError(
-                    -1021, "Timestamp for this request was 1000ms ahead of the server's time."
-                )
-            if server_ms - timestamp > window:
-                raise ApiError(-1021, "Timestamp for this request is outside of the recvWindow.")
+            venue.check_timestamp(params)
             return handler(venue, params)
 
     return Handler

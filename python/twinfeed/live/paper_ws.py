@@ -634,22 +634,11 @@ class _ApiSession:
         self._check_time(params)
         return key
 
-    @staticmethod
-    def _check_time(params: Mapping[str, Any]) -> None:
-        """``timestamp`` against ``recvWindow`` as the REST handler checks it: the client's
-        clock, so the venue's wall clock (the only use of it)."""
-        from twinfeed.live.paper_venue import ApiError
-
-        try:
-            timestamp = int(str(params["timestamp"]))
-            window = float(str(params.get("recvWindow", 5000)))
-        except ValueError:
-            raise ApiError(-1100, "Illegal characters found in parameter 'timestamp'.") from None
-        if not 0 < window <= 60_000:
-            raise ApiError(-1131, "recvWindow must be less than 60000")
-        server_ms = time.time() * 1000
-        if not (server_ms - window <= timestamp < server_ms + 1000):
-            raise ApiError(-1021, "Timestamp for this request is outside of the recvWindow.")
+    def _check_time(self, params: Mapping[str, Any]) -> None:
+        """``timestamp`` against ``recvWindow`` exactly as the REST handler checks it."""
+        self.venue.check_timestamp(
+            {n: str(params[n]) for n in ("timestamp", "recvWindow") if params.get(n) is not None}
+        )
 
 
 def register_user_stream(
