@@ -242,6 +242,9 @@ def test_coinm_paper_session_counts_pnl_in_coin(tmp_path: Path) -> None:
         params={"order_qty": 5, "max_position": 50},
         risk=RiskConfig(max_order_qty=100, max_position=200, max_notional=1e9),
         taker_fee_bps=5.0,
+        # A maker fee too, so every fill carries one (whether the session ends with a taker
+        # unwind depends on where the market left the position).
+        maker_fee_bps=2.0,
     )
     result = run_session(settings, work_dir=tmp_path / "work")
     summary = result.summary
@@ -251,7 +254,7 @@ def test_coinm_paper_session_counts_pnl_in_coin(tmp_path: Path) -> None:
     assert all(qty == round(qty) for _, _, qty, _, _ in fills)
     coin = sum((q if s == "buy" else -q) * 100.0 / p for s, p, q, _, _ in fills)
     assert summary.pnl["realized"] == pytest.approx(coin, rel=1e-9, abs=1e-15)
-    fees = sum(q * 100.0 / p * (5e-4 if liq == "taker" else 0.0) for _, p, q, _, liq in fills)
+    fees = sum(q * 100.0 / p * (5e-4 if liq == "taker" else 2e-4) for _, p, q, _, liq in fills)
     # The venue reports each commission to 8 decimals, as Binance does for BTC.
     assert summary.pnl["fees"] == pytest.approx(fees, abs=1e-8 * len(fills))
     assert summary.pnl["fees"] > 0
