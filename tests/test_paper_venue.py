@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -293,7 +294,10 @@ def test_authentication_and_order_errors(market: Market) -> None:
     assert _rejected(OrderGateway(paper.url, KEY, "wrong").account).code == -1022
     stale = OrderGateway(paper.url, KEY, SECRET, clock=lambda: __import__("time").time() - 10)
     assert _rejected(stale.account).code == -1021
-    assert stale.sync_time() > 9000 and stale.account()["canTrade"]
+    # Synchronised, it signs on the venue clock (the replay's time, /fapi/v1/time): timely.
+    offset_ms = stale.sync_time()
+    assert abs((time.time() - 10) * 1000 + offset_ms - paper.venue_ms()) < 5_000
+    assert stale.account()["canTrade"]
     request = urllib.request.Request(f"{paper.url}/fapi/v2/account?recvWindow=5000")
     request.add_header("X-MBX-APIKEY", KEY)
     with pytest.raises(urllib.error.HTTPError) as http:

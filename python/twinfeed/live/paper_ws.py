@@ -563,7 +563,7 @@ class _ApiSession:
         from twinfeed.live.paper_venue import _SIGNED, ApiError, _missing
 
         venue = self.venue
-        now_ms = venue.now_ns // 1_000_000
+        now_ms = venue.venue_ms()
         if method == "ping":
             return {}
         if method == "time":
