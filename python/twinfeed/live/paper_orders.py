@@ -143,7 +143,6 @@ class OrderEndpoints:
     rules: dict[str, SymbolRules]
     ledger: PaperLedger | None
     clock: Callable[[], float]
-    _now_ns: int
 
     def _symbol(self, params: Mapping[str, str], required: bool = True) -> tuple[str, int] | None:
         raise NotImplementedError
