@@ -87,7 +87,7 @@ CARGO_FUZZ := RUSTC_BOOTSTRAP=1 cargo fuzz
 FUZZ_SANITIZER ?= none
 FUZZ_FLAGS = --sanitizer $(FUZZ_SANITIZER) --codegen-units 16
 FUZZ_TARGETS := push_line structured_frames capture_reader ws_frame_reader rest_response_reader \
-	venue_request venue_capture config_toml
+	venue_request venue_capture venue_book config_toml
 # Long runs: seconds per target (or FUZZ_RUNS inputs, whichever ends first; 0 = no limit).
 FUZZ_SECONDS ?= 600
 FUZZ_RUNS ?= 0
@@ -104,6 +104,7 @@ FUZZ_MAX_LEN_ws_frame_reader := 131072
 FUZZ_MAX_LEN_rest_response_reader := 131072
 FUZZ_MAX_LEN_venue_request := 70000
 FUZZ_MAX_LEN_venue_capture := 4096
+FUZZ_MAX_LEN_venue_book := 8192
 FUZZ_MAX_LEN_config_toml := 4096
 
 fuzz-tools: ## Install cargo-fuzz from crates.io if it is missing
