@@ -753,7 +753,11 @@ class PaperVenue(OrderEndpoints, AccountEndpoints):
             "pP": False,
             "si": 0,
             "ss": 0,
-            "V": "EXPIRE_MAKER",
+            # As the order's REST answer states them: self-trade prevention and price match
+            # default to NONE ("selfTradePreventionMode ... default NONE", New Order,
+            # https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api);
+            # the venue has one account, so no self-trade to prevent, and no price match.
+            "V": "NONE",
             "pm": "NONE",
             "gtd": info.good_till_ms,
         }
