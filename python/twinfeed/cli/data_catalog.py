@@ -82,24 +82,65 @@ def add(captures: tuple[Path, ...], venue: str, symbol: str | None, link: bool, 
 @click.option("--venue", default=None, help="Only this venue.")
 @click.option("--symbol", default=None, help="Only this symbol partition.")
 @click.option("--date", default=None, help="Only this date (YYYY-MM-DD).")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes building partitions in parallel (default: every core; 1: this process).",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Run on a Dask cluster: its scheduler address (tcp://host:8786); needs twinfeed[dask].",
+)
 @ROOT_OPTION
 def build(
-    config: Path | None, venue: str | None, symbol: str | None, date: str | None, root: Path
+    config: Path | None,
+    venue: str | None,
+    symbol: str | None,
+    date: str | None,
+    workers: int | None,
+    scheduler: str | None,
+    root: Path,
 ) -> None:
-    """Compute the feature Parquet files missing for the config's fingerprint."""
+    """Compute the feature Parquet files missing for the config's fingerprint, in parallel.
+
+    Resumable: files already built for the fingerprint are skipped, and an interrupted build
+    leaves no partial file (run it again to finish). Prints what each partition's run
+    skipped (malformed lines, unknown frames, ...)."""
     from twinfeed import TwinfeedError
     from twinfeed.research.catalog import Catalog
 
     feature_config = load_config(config)
+    client = None
+    if scheduler is not None:
+        try:
+            from distributed import Client
+        except ImportError as error:
+            raise click.ClickException(
+                "--scheduler needs Dask: pip install 'twinfeed[dask]'"
+            ) from error
+        client = Client(scheduler)
     try:
-        built = Catalog(root).build(feature_config, venue=venue, symbol=symbol, date=date)
+        results = Catalog(root).backfill(
+            feature_config, venue, symbol, date, workers=workers, client=client, progress=True
+        )
     except TwinfeedError as error:
         raise click.ClickException(str(error)) from error
-    for path, computed in built:
-        console.print(f"{'computed' if computed else 'cached  '} {path}")
-    fresh = sum(computed for _, computed in built)
+    finally:
+        if client is not None:
+            client.close()
+    for result in results:
+        path = Path(result.out)
+        shown = path.relative_to(root) if path.is_relative_to(root) else path
+        skipped = ", ".join(f"{k} {v:,}" for k, v in result.skipped.items() if v)
+        state = "computed" if result.computed else "cached  "
+        console.print(f"{state} {shown}" + (f"  (skipped: {skipped})" if skipped else ""))
+    fresh = sum(result.computed for result in results)
     console.print(
-        f"{len(built)} partitions, {fresh} computed, fingerprint {feature_config.fingerprint[:16]}"
+        f"{len(results)} partitions, {fresh} computed, "
+        f"fingerprint {feature_config.fingerprint[:16]}"
     )
 
 

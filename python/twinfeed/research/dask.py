@@ -1,0 +1,89 @@
+"""Dask: feature frames and backfills on a Dask cluster (``pip install twinfeed[dask]``).
+
+- :func:`features_frame` is a lazy ``dask.dataframe`` of the feature records of many capture
+  files, one partition per file (``dd.from_map``), its ``meta`` the binding's Arrow schema.
+- ``backfill(..., client=distributed.Client(...))`` (:func:`twinfeed.research.backfill`) runs
+  :func:`twinfeed.research.backfills.build_one` per output file as Dask tasks
+  (:func:`run_on_client`).
+
+On a real cluster every worker needs twinfeed installed (the same wheel as the client: the
+fingerprint includes the build) and the capture files and output folder at the same paths,
+for example on shared storage mounted alike on every node.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from twinfeed import FeatureConfig, _features
+from twinfeed.research.backfills import BackfillJob, BackfillResult, build_one
+
+__all__ = ["features_frame", "run_on_client"]
+
+
+def _schema() -> pa.Schema:
+    return pa.schema(_features.arrow_schema())
+
+
+def _partition(path: str, config_toml: str) -> Any:
+    """One capture file's feature records as a pandas DataFrame (a Dask partition)."""
+    from twinfeed.research.features import iter_feature_batches
+
+    config = FeatureConfig.from_toml_str(config_toml)
+    batches = [pa.table(batch) for batch in iter_feature_batches(path, config)]
+    table = pa.concat_tables(batches) if batches else _schema().empty_table()
+    return table.cast(_schema()).to_pandas()
+
+
+def features_frame(
+    paths: Sequence[str | os.PathLike[str]], config: FeatureConfig | None = None
+) -> Any:
+    """A ``dask.dataframe.DataFrame`` of the feature records of ``paths``: one partition per
+    capture file, in the order given, each equal to ``compute_features`` of that file."""
+    import dask.dataframe as dd
+
+    config = config or FeatureConfig.default()
+    meta = _schema().empty_table().to_pandas()
+    return dd.from_map(
+        _partition,
+        [os.fspath(p) for p in paths],
+        config_toml=config.to_toml(),
+        meta=meta,
+        enforce_metadata=False,
+    )
+
+
+def run_on_client(
+    client: Any,
+    jobs: list[BackfillJob],
+    config_toml: str,
+    done: Callable[[BackfillResult, BackfillJob], None],
+) -> list[BackfillResult]:
+    """Runs the jobs on a ``distributed.Client``; ``done`` is called as each one finishes.
+    Raises the first failure after every job ended (finished outputs are kept)."""
+    from distributed import as_completed
+
+    futures = [
+        client.submit(
+            build_one, job, config_toml, key=f"twinfeed-backfill-{i}-{job.out}", pure=False
+        )
+        for i, job in enumerate(jobs)
+    ]
+    index = {future.key: i for i, future in enumerate(futures)}
+    results: list[BackfillResult | None] = [None] * len(jobs)
+    failure: BaseException | None = None
+    for future in as_completed(futures):
+        i = index[future.key]
+        try:
+            results[i] = future.result()
+        except BaseException as error:  # noqa: BLE001 - raised after the rest ran
+            failure = failure or error
+            continue
+        done(results[i], jobs[i])  # type: ignore[arg-type]
+    if failure is not None:
+        raise failure
+    return [r for r in results if r is not None]
