@@ -56,3 +56,17 @@ def test_paper_roundtrip_runs_and_prints_its_table(tmp_path: Path) -> None:
     assert "| client | p50 µs | p99 µs | max µs |" in result.stdout
     rows = json.loads(out.read_text())["results"]
     assert [row["pairs"] for row in rows] == [5, 5, 5]
+
+
+def test_backfill_benchmark_runs_and_prints_its_table(tmp_path: Path) -> None:
+    """`benchmarks/backfill.py --quick`: builds, checks the pool's outputs against the
+    sequential build byte for byte, and prints the table (times are not asserted)."""
+    out = tmp_path / "backfill.json"
+    run = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "backfill.py"), "--quick", "--no-dask", "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "| sequential |" in run.stdout and "| pool (" in run.stdout
+    rows = json.loads(out.read_text())
+    assert [row["files"] for row in rows] == [6, 6] and rows[1]["workers"] >= 1

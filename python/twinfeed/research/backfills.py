@@ -11,9 +11,9 @@ backfill resumable: run it again after an interruption and it builds what is mis
 Three ways to run the same map, byte-identical outputs:
 
 - ``workers=1``: in this process, file after file;
-- ``workers=N`` (default: every core): a local process pool (``spawn``: workers start clean,
-  whatever threads the parent runs; the binding releases the GIL, but a process per core also
-  keeps Parquet encoding and polars off one interpreter);
+- ``workers=N`` (default: every core): a local process pool (started from a fork server, or
+  ``spawn``: workers start clean, whatever threads the parent runs; the binding releases the
+  GIL, but a process per core also keeps Parquet encoding and polars off one interpreter);
 - ``client=distributed.Client(...)``: the jobs as Dask tasks on that cluster
   (see :mod:`twinfeed.research.dask`). Workers need twinfeed installed (the same wheel) and
   the captures and output folder at the same paths (shared storage).
@@ -241,12 +241,25 @@ def run_jobs(
         return _run_pool(jobs, toml, min(count, len(jobs)), done)
 
 
+def _context() -> Any:
+    """Workers start from a fork server that imported this module once (each then starts in
+    milliseconds instead of importing polars and pyarrow again); ``spawn`` where there is none.
+    Neither forks this process, whatever threads it runs."""
+    import multiprocessing
+
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = get_context("forkserver")
+        context.set_forkserver_preload(["twinfeed.research.backfills"])
+        return context
+    return get_context("spawn")
+
+
 def _run_pool(
     jobs: list[BackfillJob], toml: str, workers: int, done: Reporter
 ) -> list[BackfillResult]:
     results: list[BackfillResult | None] = [None] * len(jobs)
     failure: BaseException | None = None
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as pool:
         # Largest first: the long files start early instead of ending the run alone.
         order = sorted(range(len(jobs)), key=lambda i: -jobs[i].bytes)
         pending: dict[Future[BackfillResult], int] = {
