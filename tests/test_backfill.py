@@ -178,3 +178,31 @@ def test_catalog_build_with_workers_equals_the_sequential_build(
     assert parallel == sequential and len(parallel) >= 2
     again = runner.invoke(cli, ["data", "catalog", "build", "--root", str(catalog.root)])
     assert again.exit_code == 0 and "0 computed" in again.output
+
+
+def test_fsspec_urls_stream_like_local_files(captures: list[Path], tmp_path: Path) -> None:
+    """Captures behind fsspec URLs (here its in-memory and local file systems, real fsspec
+    implementations) are streamed to the binding: the same records, the same Parquet."""
+    import fsspec
+
+    usdm, spot = captures[0], captures[1]
+    memory = fsspec.filesystem("memory")
+    memory.pipe("/bucket/usdm/day.gz", usdm.read_bytes())
+    memory.pipe("/bucket/spot/day.gz", spot.read_bytes())
+    assert compute_features("memory://bucket/usdm/day.gz").equals(compute_features(usdm))
+    urls = ["memory://bucket/usdm/day.gz", "memory://bucket/spot/day.gz"]
+    results = backfill(urls, out_dir=tmp_path / "m", workers=1, progress=False)
+    assert {Path(r.out).relative_to(tmp_path / "m").parts[1:] for r in results} == {
+        ("usdm", "day.parquet"),
+        ("spot", "day.parquet"),
+    }
+    local = backfill([usdm], out_dir=tmp_path / "l", workers=1, progress=False)
+    assert Path(results[0].out).read_bytes() == Path(local[0].out).read_bytes()
+    # file:// URLs in a process pool (each worker opens its own stream).
+    file_urls = [f"file://{p}" for p in captures[:2]]
+    pooled = backfill(file_urls, out_dir=tmp_path / "f", workers=2, progress=False)
+    assert [r.rows for r in pooled] == [
+        r.rows for r in backfill(captures[:2], out_dir=tmp_path / "p", workers=1, progress=False)
+    ]
+    with pytest.raises(CaptureError, match="memory://bucket/none.gz: no such file"):
+        compute_features("memory://bucket/none.gz")

@@ -1,3 +1,4 @@
+from collections.abc import Sequence
 from os import PathLike
 from typing import Any
 
@@ -39,7 +40,9 @@ class FeatureConfig:
 
 class FeatureRun:
     def __init__(
-        self, paths: list[str] | list[PathLike[str]], config: FeatureConfig | None = None
+        self,
+        paths: Sequence[str | PathLike[str] | tuple[str, Any, int]],
+        config: FeatureConfig | None = None,
     ) -> None: ...
     def next_arrow(self, max_rows: int = 65536) -> Any | None: ...
     def next_records(self, max_rows: int = 65536) -> bytes | None: ...

@@ -7,7 +7,7 @@ use arrow_schema::SchemaRef;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use pyo3_arrow::PyTable;
-use twinfeed_features::capture::CaptureRun;
+use twinfeed_features::capture::{CaptureRun, CaptureSource};
 use twinfeed_features::pipeline::{Pipeline, Stats};
 use twinfeed_features::record::{extend_bytes, Record};
 
@@ -50,6 +50,34 @@ fn stats_dict<'py>(
 /// several.
 const CHUNK_ROWS: usize = 1 << 16;
 
+/// A Python binary file object as a byte stream: `read(n)` called with the GIL taken for the
+/// call (the run itself decodes without it).
+struct PyReader(Py<PyAny>);
+
+impl std::io::Read for PyReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        Python::attach(|py| {
+            let chunk = self
+                .0
+                .call_method1(py, "read", (buf.len(),))
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let bytes = chunk
+                .cast_bound::<PyBytes>(py)
+                .map_err(|_| std::io::Error::other("read() did not return bytes"))?
+                .as_bytes();
+            if bytes.len() > buf.len() {
+                return Err(std::io::Error::other(format!(
+                    "read({}) returned {} bytes",
+                    buf.len(),
+                    bytes.len()
+                )));
+            }
+            buf[..bytes.len()].copy_from_slice(bytes);
+            Ok(bytes.len())
+        })
+    }
+}
+
 /// A pipeline run over capture files (in order), pulled in batches. Releases the GIL while
 /// decoding.
 #[pyclass(name = "FeatureRun", module = "twinfeed._features", unsendable)]
@@ -61,11 +89,26 @@ pub struct PyFeatureRun {
 
 #[pymethods]
 impl PyFeatureRun {
+    /// `paths`: capture files (str or path-like) or streams given as `(name, file, size)`: a
+    /// binary file object whose `read(n)` returns bytes (an fsspec file, say), named in errors,
+    /// with its size in bytes for progress (0 if unknown).
     #[new]
     #[pyo3(signature = (paths, config = None))]
-    fn new(paths: Vec<PathBuf>, config: Option<PyFeatureConfig>) -> PyResult<Self> {
+    fn new(paths: Vec<Bound<'_, PyAny>>, config: Option<PyFeatureConfig>) -> PyResult<Self> {
         let config = config.map(|c| c.inner).unwrap_or_default();
-        let run = CaptureRun::new(paths, Pipeline::new(config)).map_err(to_py)?;
+        let mut sources = Vec::with_capacity(paths.len());
+        for item in paths {
+            if let Ok((name, file, size)) = item.extract::<(String, Py<PyAny>, u64)>() {
+                sources.push(CaptureSource::Stream {
+                    name: PathBuf::from(name),
+                    reader: Box::new(PyReader(file)),
+                    size,
+                });
+            } else {
+                sources.push(CaptureSource::File(item.extract::<PathBuf>()?));
+            }
+        }
+        let run = CaptureRun::from_sources(sources, Pipeline::new(config)).map_err(to_py)?;
         Ok(PyFeatureRun {
             run,
             schema: crate::arrow::schema(),

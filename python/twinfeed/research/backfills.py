@@ -28,11 +28,12 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from twinfeed import CaptureError, FeatureConfig
 from twinfeed._atomic import temporary_name
+from twinfeed.research.features import is_url, url_size
 from twinfeed.research.parquet import read_fingerprint, write_features
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class BackfillJob:
 
     @property
     def bytes(self) -> int:
-        return sum(os.path.getsize(source) for source in self.sources)
+        return sum(_size(source) for source in self.sources)
 
 
 @dataclass
@@ -86,6 +87,12 @@ class BackfillResult:
     #: Peak resident memory of the process that ran the job (KiB, ``ru_maxrss``).
     peak_rss_kib: int = 0
     worker: int = 0
+
+
+def _size(source: str) -> int:
+    if is_url(source):
+        return url_size(source)
+    return os.path.getsize(source)
 
 
 def _leftovers(out: Path) -> list[Path]:
@@ -135,28 +142,36 @@ def jobs_for_paths(
     ``usdm/btcusdt_20240808.parquet`` and ``spot/btcusdt_20240808.parquet`` (the fingerprint
     folder keeps outputs of different configs apart, as the catalog does)."""
     folder = Path(out_dir) / f"fingerprint={config.fingerprint[:16]}"
-    sources = [Path(path).resolve() for path in paths]
-    for source in sources:
-        if not source.is_file():
-            raise CaptureError(f"{source}: not a capture file")
+    # Local files by their resolved path, URLs (fsspec, streamed) by their path after the
+    # scheme: `s3://bucket/usdm/a.gz` and `s3://bucket/spot/a.gz` give usdm/a and spot/a.
+    sources: list[tuple[str, PurePosixPath]] = []
+    for path in paths:
+        if is_url(path):
+            url = str(path)
+            sources.append((url, PurePosixPath("/" + url.split("://", 1)[1].lstrip("/"))))
+            continue
+        local = Path(path).resolve()
+        if not local.is_file():
+            raise CaptureError(f"{local}: not a capture file")
+        sources.append((str(local), PurePosixPath(local.as_posix())))
     if not sources:
         return []
-    root = Path(os.path.commonpath([str(source.parent) for source in sources]))
+    root = PurePosixPath(os.path.commonpath([str(where.parent) for _, where in sources]))
     jobs: list[BackfillJob] = []
-    seen: dict[Path, Path] = {}
-    for source in sources:
-        relative = source.relative_to(root)
+    seen: dict[Path, str] = {}
+    for source, where in sources:
+        relative = where.relative_to(root)
         name = relative.name
         for suffix in (".gz", ".zst", ".zstd", ".txt", ".jsonl", ".json"):
             name = name.removesuffix(suffix)
-        target = folder / relative.with_name(f"{name}.parquet")
+        target = folder / Path(*relative.parent.parts) / f"{name}.parquet"
         if target in seen:
             raise CaptureError(
                 f"{source} and {seen[target]} would both write {target}: "
                 "rename one, or backfill a catalog"
             )
         seen[target] = source
-        jobs.append(BackfillJob((str(source),), str(target)))
+        jobs.append(BackfillJob((source,), str(target)))
     return jobs
 
 

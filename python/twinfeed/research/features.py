@@ -14,27 +14,67 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from twinfeed import _features
+from twinfeed import CaptureError, _features
 
 CapturePaths = str | PathLike[str] | Sequence[str | PathLike[str]]
 Progress = Callable[[int, int], None]
 
 
-def _paths(capture: CapturePaths) -> list[str]:
-    if isinstance(capture, str | PathLike):
-        path = Path(capture)
-        if path.is_dir():
+def is_url(capture: object) -> bool:
+    """Whether ``capture`` is an fsspec URL (``s3://``, ``gcs://``, ``memory://``,
+    ``file://``, ...) rather than a local path."""
+    return isinstance(capture, str) and "://" in capture and not Path(capture).exists()
+
+
+def _url_call(url: str, call: Callable[[Any, str], Any]) -> Any:
+    try:
+        import fsspec
+    except ImportError as error:  # pragma: no cover - fsspec comes with the dask extra
+        raise CaptureError(f"{url}: reading URLs needs fsspec (pip install fsspec)") from error
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+        return call(fs, path)
+    except FileNotFoundError as error:
+        raise CaptureError(f"{url}: no such file") from error
+    except (OSError, ValueError) as error:
+        raise CaptureError(f"{url}: cannot open it ({type(error).__name__}: {error})") from error
+
+
+def url_size(url: str) -> int:
+    """Bytes of the file at an fsspec URL (0 if the store does not say)."""
+    return int(_url_call(url, lambda fs, path: fs.size(path)) or 0)
+
+
+def open_url(url: str) -> tuple[str, Any, int]:
+    """``url`` opened with fsspec for the binding to stream (no local copy): ``(url, binary
+    file, size)``. Compression is told from the bytes, as for a file."""
+    return _url_call(url, lambda fs, path: (url, fs.open(path, "rb"), int(fs.size(path) or 0)))
+
+
+def _paths(capture: CapturePaths) -> list[Any]:
+    """The binding's inputs: local paths as strings (a folder: its capture files in order)
+    and fsspec URLs opened as streams (:func:`open_url`)."""
+    items = [capture] if isinstance(capture, str | PathLike) else list(capture)
+    out: list[Any] = []
+    for item in items:
+        if is_url(item):
+            out.append(open_url(str(item)))
+            continue
+        path = Path(item)
+        if path.is_dir() and len(items) == 1:
             from twinfeed.capture import capture_files
 
-            return [str(p) for p in capture_files(path)]
-        return [str(path)]
-    return [str(p) for p in capture]
+            out.extend(str(p) for p in capture_files(path))
+        else:
+            out.append(str(path))
+    return out
 
 
 def open_run(
     capture: CapturePaths, config: _features.FeatureConfig | None = None
 ) -> _features.FeatureRun:
-    """A pull-based pipeline run over one capture, a list of files, or a live capture folder."""
+    """A pull-based pipeline run over one capture, a list of files, or a live capture folder;
+    any of them may be an fsspec URL (streamed, see :func:`open_url`)."""
     return _features.FeatureRun(_paths(capture), config)
 
 
