@@ -282,6 +282,26 @@ class BacktestResult:
         metrics = compute_metrics(fills, orders_frame, equity, recorder)
         return cls(fills, orders_frame, equity, positions, metrics, **provenance)
 
+    # ---- refusals -----------------------------------------------------------------------
+
+    def all_refused(self) -> bool:
+        """True when the strategy placed orders and none was accepted (risk or the venue's
+        rules refused every one): a run that did not trade, whatever its metrics say."""
+        return self.orders.height > 0 and not bool((self.orders["active_ns"] >= 0).any())
+
+    def top_refusals(self, limit: int = 3) -> list[tuple[str, int]]:
+        """``(reason, count)`` of the rejected orders, most frequent first."""
+        rejected = self.orders.filter(pl.col("state") == "rejected")
+        if rejected.is_empty():
+            return []
+        counts = (
+            rejected.group_by("reason")
+            .len()
+            .sort(["len", "reason"], descending=[True, False])
+            .head(limit)
+        )
+        return list(zip(counts["reason"].to_list(), counts["len"].to_list(), strict=True))
+
     # ---- artifact -----------------------------------------------------------------------
 
     def artifact(self) -> dict[str, Any]:

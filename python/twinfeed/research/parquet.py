@@ -16,7 +16,15 @@ from rich.table import Table
 from twinfeed import FeatureConfig, _features
 from twinfeed._atomic import atomic_path
 from twinfeed.records import KIND_NAME, build_info
-from twinfeed.research.features import CapturePaths, Progress, open_run
+from twinfeed.research.features import (
+    CapturePaths,
+    EmptyCaptureError,
+    Progress,
+    empty_capture_error,
+    open_run,
+)
+
+__all__ = ["EmptyCaptureError", "RunSummary", "summarize_run", "write_features"]
 
 
 @dataclass
@@ -48,20 +56,32 @@ def write_features(
     batch_rows: int = 262_144,
     progress: Progress | None = None,
 ) -> RunSummary:
-    """Runs the pipeline over ``capture``; writes Parquet to ``out`` if given, batch by batch."""
+    """Runs the pipeline over ``capture``; writes Parquet to ``out`` if given, batch by batch.
+
+    Raises :class:`EmptyCaptureError` (and writes nothing) when ``capture`` gives no record.
+    """
     run = open_run(capture, config)
     summary = RunSummary(fingerprint=config.fingerprint, out=out)
     schema = pa.schema(_features.arrow_schema()).with_metadata(parquet_metadata(config))
     if out is None:
         _write_batches(run, None, schema, summary, batch_rows, progress)
+        _check_records(capture, run, summary)
     else:
         # Written under a temporary name and renamed when complete: a failed or interrupted
-        # run leaves no 0-row or partial file at `out` (see twinfeed._atomic).
+        # run (or one over something that is not a capture) leaves no 0-row or partial file
+        # at `out` (see twinfeed._atomic).
         with atomic_path(out) as temporary:
             _write_batches(run, temporary, schema, summary, batch_rows, progress)
+            _check_records(capture, run, summary)
     summary.stats = run.stats()
     summary.symbols = run.symbols()
     return summary
+
+
+def _check_records(capture: CapturePaths, run: Any, summary: RunSummary) -> None:
+    """Raises :class:`EmptyCaptureError` when the run gave no record at all."""
+    if summary.rows == 0:
+        raise empty_capture_error(capture, run.stats())
 
 
 def _write_batches(

@@ -11,17 +11,22 @@ orders it is mostly queue time.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 
 from twinfeed._atomic import atomic_path
 from twinfeed.live.brain.trade_db import open_read_only
 
-__all__ = ["RunReport", "load_report", "plot_report", "print_report"]
+__all__ = ["RunReport", "TradeDBError", "load_report", "plot_report", "print_report"]
 
 
 @dataclass
@@ -60,42 +65,100 @@ def _num(value: Any) -> float:
     return float(value) if value is not None else float("nan")
 
 
-def load_report(db_path: str | PathLike[str], run_id: str | None = None) -> RunReport:
-    """One run of a trade DB (the latest started if ``run_id`` is None)."""
-    con = open_read_only(db_path)
-    try:
-        if run_id is None:
-            latest = con.execute(
-                "SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1"
-            ).fetchall()
-            if not latest:
-                raise ValueError(f"{db_path}: no runs recorded")
-            run_id = str(latest[0][0])
-        cursor = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
-        columns = [d[0] for d in cursor.description or []]
-        rows = cursor.fetchall()
-        if not rows:
-            raise ValueError(f"{db_path}: no run {run_id!r}")
-        run = dict(zip(columns, rows[0], strict=True))
-        for key in ("build", "config", "params", "summary"):
-            if isinstance(run.get(key), str):
-                run[key] = json.loads(run[key])
+class TradeDBError(ValueError):
+    """A file that is not a trade DB (or one that cannot be read); the message says which file
+    and what to give instead."""
 
-        def frame(sql: str) -> pl.DataFrame:
-            result: Any = con.sql(sql, params=[run_id])
-            return result.pl()
 
-        orders = frame("SELECT * FROM orders WHERE run_id = ? ORDER BY submit_wall_ns")
-        fills = frame(
-            "SELECT *, (CASE WHEN side = 'buy' THEN 1 ELSE -1 END) * (price - mid_at_submit) "
-            "/ mid_at_submit * 1e4 AS slippage_bps, (wall_ns - submit_wall_ns) / 1e6 AS "
-            "latency_ms FROM fills WHERE run_id = ? ORDER BY ts_ns"
+def _is_lock_error(error: Exception) -> bool:
+    return "lock" in str(error).lower()
+
+
+@contextmanager
+def _read_connection(db_path: str | PathLike[str]) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection to ``db_path``; when a live session holds the file (DuckDB lets
+    one process write a file and no other open it meanwhile), to a copy of it (and its WAL)
+    in a temporary folder: the report shows the run as it was a moment ago."""
+    path = Path(db_path)
+    if not path.is_file():
+        raise TradeDBError(
+            f"{path}: no such trade DB; give the --db a `twinfeed live` run wrote "
+            "(default runs/live/trade.duckdb)"
         )
-        positions = frame("SELECT * FROM position_snapshots WHERE run_id = ? ORDER BY ts_ns")
-        risk = frame("SELECT * FROM risk_events WHERE run_id = ? ORDER BY wall_ns")
-        feed = frame("SELECT * FROM feed_events WHERE run_id = ? ORDER BY wall_ns")
+    try:
+        con = open_read_only(path)
+    except duckdb.Error as error:
+        if not _is_lock_error(error):
+            raise TradeDBError(
+                f"{path}: not a DuckDB trade DB ({_first_line(error)}); give the trade.duckdb "
+                "a `twinfeed live` run wrote"
+            ) from error
+        with tempfile.TemporaryDirectory(prefix="twinfeed-report-") as folder:
+            copy = Path(folder) / path.name
+            shutil.copyfile(path, copy)
+            wal = path.with_name(path.name + ".wal")
+            if wal.exists():
+                shutil.copyfile(wal, copy.with_name(copy.name + ".wal"))
+            # Read-only would refuse to replay the copied WAL; the copy is ours to write.
+            con = duckdb.connect(str(copy))
+            try:
+                yield con
+            finally:
+                con.close()
+        return
+    try:
+        yield con
     finally:
         con.close()
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def load_report(db_path: str | PathLike[str], run_id: str | None = None) -> RunReport:
+    """One run of a trade DB (the latest started if ``run_id`` is None). A DB a running
+    session holds is read from a copy (see :func:`_read_connection`)."""
+    with _read_connection(db_path) as con:
+        try:
+            return _load(con, db_path, run_id)
+        except duckdb.CatalogException as error:
+            raise TradeDBError(
+                f"{db_path}: a DuckDB file without the trade DB tables ({_first_line(error)}); "
+                "give the trade.duckdb a `twinfeed live` run wrote"
+            ) from error
+
+
+def _load(con: Any, db_path: str | PathLike[str], run_id: str | None) -> RunReport:
+    if run_id is None:
+        latest = con.execute("SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1").fetchall()
+        if not latest:
+            raise TradeDBError(f"{db_path}: no runs recorded yet")
+        run_id = str(latest[0][0])
+    cursor = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
+    columns = [d[0] for d in cursor.description or []]
+    rows = cursor.fetchall()
+    if not rows:
+        known = [str(r[0]) for r in con.execute("SELECT run_id FROM runs").fetchall()]
+        raise TradeDBError(f"{db_path}: no run {run_id!r}; its runs: {', '.join(known[-5:])}")
+    run = dict(zip(columns, rows[0], strict=True))
+    for key in ("build", "config", "params", "summary"):
+        if isinstance(run.get(key), str):
+            run[key] = json.loads(run[key])
+
+    def frame(sql: str) -> pl.DataFrame:
+        result: Any = con.sql(sql, params=[run_id])
+        return result.pl()
+
+    orders = frame("SELECT * FROM orders WHERE run_id = ? ORDER BY submit_wall_ns")
+    fills = frame(
+        "SELECT *, (CASE WHEN side = 'buy' THEN 1 ELSE -1 END) * (price - mid_at_submit) "
+        "/ mid_at_submit * 1e4 AS slippage_bps, (wall_ns - submit_wall_ns) / 1e6 AS "
+        "latency_ms FROM fills WHERE run_id = ? ORDER BY ts_ns"
+    )
+    positions = frame("SELECT * FROM position_snapshots WHERE run_id = ? ORDER BY ts_ns")
+    risk = frame("SELECT * FROM risk_events WHERE run_id = ? ORDER BY wall_ns")
+    feed = frame("SELECT * FROM feed_events WHERE run_id = ? ORDER BY wall_ns")
     return RunReport(run, orders, fills, positions, risk, feed)
 
 
