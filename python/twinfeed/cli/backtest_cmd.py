@@ -165,7 +165,8 @@ def backtest(
         f"latency {latency_ms:g} ms, fees {maker_fee_bps:g}/{taker_fee_bps:g} bps maker/taker"
     )
     currency = result.currency or "quote currency"
-    metrics = Table(title=f"backtest metrics (PnL and fees in {currency})")
+    title = f"backtest metrics (PnL and fees in {currency})"
+    metrics = Table(title=title, min_width=min(len(title), console.width))
     metrics.add_column("metric")
     metrics.add_column("value", justify="right")
     for name, value in result.metrics.items():

@@ -122,9 +122,11 @@ def read_fingerprint(path: Path) -> str | None:
 def summarize_run(summary: RunSummary, console: Console) -> None:
     """Prints a run summary table, skipped-line counts and warnings."""
     stats = summary.stats
-    table = Table(
-        title=f"features ({summary.rows:,} records, fingerprint {summary.fingerprint[:12]})"
+    # The headline is a line of its own: as the title of this narrow table it would wrap.
+    console.print(
+        f"[bold]features[/]: {summary.rows:,} records, fingerprint {summary.fingerprint[:12]}"
     )
+    table = Table()
     table.add_column("kind")
     table.add_column("records", justify="right")
     for kind, count in sorted(summary.kinds.items()):
