@@ -153,7 +153,7 @@ PARITY = [
         "`parity_check` replays the capture through the real live path — the `twinfeed-venue` "
         "server and the `twinfeed-ingest` binary (from `target/release`), the shared-memory "
         "ring, a collector — and through the batch binding, then compares the records. "
-        "Build the binaries first (`make build`)."
+        "Build the binaries first (`make setup`)."
     ),
     new_code_cell(FIND_REPO),
     new_code_cell(
