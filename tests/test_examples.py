@@ -3,6 +3,7 @@ root, where their relative paths point)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -55,3 +56,17 @@ def test_example_live_settings_run_a_short_session(tmp_path: Path) -> None:
     assert (tmp_path / "pnl_inventory.png").exists()
     report = CliRunner().invoke(main, ["report", "--db", str(db), "--out", str(tmp_path)])
     assert report.exit_code == 0 and "positions and PnL" in report.output
+
+
+def test_example_strategy_backtests_from_its_path(tmp_path: Path) -> None:
+    if not SYNTH.exists():
+        pytest.skip("data/synth-btcusdt.txt not generated yet")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        main,
+        ["backtest", "--capture", str(SYNTH), "--strategy", f"{EXAMPLES / 'momentum.py'}:Momentum"]
+        + ["--out", str(out), "--no-plots"],
+    )
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "artifact.json").read_text())["metrics"]
+    assert metrics["taker_fills"] > 0 and metrics["orders_rejected"] == 0
