@@ -11,6 +11,7 @@ from rich.table import Table
 from twinfeed.cli._app import main
 from twinfeed.cli._util import console, json_object, load_config, output_path, progress_bar
 from twinfeed.research.backtest import DEFAULT_STRATEGY
+from twinfeed.research.backtest_report import sharpe_note
 
 _MODES = click.Choice(["auto", "rows", "batches"])
 
@@ -172,6 +173,8 @@ def backtest(
     for name, value in result.metrics.items():
         metrics.add_row(name, _format(value))
     console.print(metrics)
+    if math.isnan(result.metrics.get("sharpe", math.nan)):
+        console.print(f"sharpe: {sharpe_note(result.metrics)}")
     console.print(f"fingerprint {result.fingerprint[:16]}  digest {result.digest()[:16]}")
     console.print(f"wrote {artifact}" + "".join(f", {path.name}" for path in plots))
     if result.all_refused():

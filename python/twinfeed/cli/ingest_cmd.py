@@ -106,7 +106,7 @@ def ingest(
 ) -> None:
     """Run the live ingest: venue websocket -> capture + features -> shared-memory ring.
 
-    The brain reads the ring with twinfeed.live.feed.Feed.open(RING). The capture it writes
+    The brain reads the ring with twinfeed.live.Feed.open(RING). The capture it writes
     reproduces the ring's records byte for byte in a batch run.
     """
     _run(
