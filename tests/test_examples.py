@@ -70,3 +70,22 @@ def test_example_strategy_backtests_from_its_path(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "artifact.json").read_text())["metrics"]
     assert metrics["taker_fills"] > 0 and metrics["orders_rejected"] == 0
+
+
+def test_taker_fills_are_marked_on_the_quotes_plot() -> None:
+    """quotes.png drew only own resting quotes: a taker strategy's trades were invisible."""
+    if not SYNTH.exists():
+        pytest.skip("data/synth-btcusdt.txt not generated yet")
+    from twinfeed.research.backtest import Backtest, load_strategy
+    from twinfeed.research.backtest_plots import result_figures
+
+    result = Backtest(load_strategy(f"{EXAMPLES / 'momentum.py'}:Momentum"), SYNTH).run()
+    top = result_figures(result)["quotes.png"].axes[0]
+    marked = {line.get_label(): len(line.get_xdata()) for line in top.get_lines()}
+    buys = int((result.fills["side"] == "buy").sum())
+    sells = int((result.fills["side"] == "sell").sum())
+    assert buys and sells
+    assert marked[f"buy fills ({buys:,})"] == buys and marked[f"sell fills ({sells:,})"] == sells
+    for figure in result_figures(result).values():
+        for axes in figure.axes:
+            assert axes.get_ylabel(), figure
