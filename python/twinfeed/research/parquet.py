@@ -39,14 +39,33 @@ class RunSummary:
     out: Path | None = None
 
 
-def parquet_metadata(config: FeatureConfig) -> dict[bytes, bytes]:
-    """Key-value metadata stamped into every feature Parquet file."""
+def parquet_metadata(
+    config: FeatureConfig, capture: CapturePaths | None = None
+) -> dict[bytes, bytes]:
+    """Key-value metadata stamped into every feature Parquet file: fingerprint, config TOML,
+    build and, given the capture, its provenance (``twinfeed.captures``: name, path, sha256
+    and size of each file, in reading order) and the venue its frames come from
+    (``twinfeed.venue``, e.g. ``binance-spot``; the config's ``[ingest] market`` is only where
+    a live ingest would connect, not what this capture is)."""
     info = build_info(config)
-    return {
+    metadata = {
         b"twinfeed.fingerprint": config.fingerprint.encode(),
         b"twinfeed.config": config.to_toml().encode(),
         b"twinfeed.build": json.dumps(info, sort_keys=True).encode(),
     }
+    if capture is not None:
+        from twinfeed.instruments import capture_venue
+        from twinfeed.research.backtest import capture_digests
+        from twinfeed.research.features import _paths
+
+        paths = _paths(capture)
+        captures = [
+            {**digest, "path": str(Path(path).resolve())}
+            for digest, path in zip(capture_digests(capture), paths, strict=True)
+        ]
+        metadata[b"twinfeed.captures"] = json.dumps(captures, sort_keys=True).encode()
+        metadata[b"twinfeed.venue"] = (capture_venue(paths) or "unknown").encode()
+    return metadata
 
 
 def write_features(
@@ -62,7 +81,9 @@ def write_features(
     """
     run = open_run(capture, config)
     summary = RunSummary(fingerprint=config.fingerprint, out=out)
-    schema = pa.schema(_features.arrow_schema()).with_metadata(parquet_metadata(config))
+    # Provenance hashes the capture once more: only for a file that keeps it.
+    metadata = parquet_metadata(config, capture if out is not None else None)
+    schema = pa.schema(_features.arrow_schema()).with_metadata(metadata)
     if out is None:
         _write_batches(run, None, schema, summary, batch_rows, progress)
         _check_records(capture, run, summary)
