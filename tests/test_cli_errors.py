@@ -372,3 +372,30 @@ def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(tmp_path: 
         )
         assert done.returncode == code, done.stderr
         assert ("Traceback" in done.stderr) == bool(debug), done.stderr
+
+
+def test_live_strategy_exception_names_the_record(tmp_path: Path) -> None:
+    """A live strategy's bug ended as "unexpected ZeroDivisionError ... report it"."""
+    write_strategy(
+        tmp_path,
+        """
+        class Boom(Strategy):
+            def on_record(self, ctx, record):
+                if int(record["line"]) >= 100:
+                    raise ZeroDivisionError("my bug")
+        """,
+        name="live_boom.py",
+    )
+    done = subprocess.run(
+        [str(TWINFEED), "live", "--capture", str(SYNTH), "--strategy", "live_boom.py:Boom"]
+        + ["--db", str(tmp_path / "t.duckdb"), "--duration", "20"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    [error] = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert "strategy Boom.on_record raised ZeroDivisionError: my bug on a " in error
+    assert "record at line 1" in error and "of the ingest's capture, local time 20" in error

@@ -77,6 +77,7 @@ __all__ = [
     "StrategyError",
     "default_out_dir",
     "load_strategy",
+    "strategy_failure",
 ]
 
 #: The strategy the demo and ``twinfeed backtest`` run when none is named.
@@ -107,6 +108,45 @@ def capture_digests(capture: CapturePaths) -> list[dict[str, Any]]:
 class StrategyError(RuntimeError):
     """A strategy callback raised; the message names the callback, the exception and the record
     (kind, capture file and line, time) it failed on. The original is ``__cause__``."""
+
+
+def strategy_failure(
+    error: Exception,
+    strategy: Strategy,
+    *,
+    phase: str,
+    record: Any = None,
+    place: str = "",
+    batch: bool = False,
+) -> StrategyError | None:
+    """A :class:`StrategyError` naming the callback, the exception and the record (kind,
+    ``place`` in the capture, receive time) when ``error`` came out of one of ``strategy``'s
+    methods (a traceback frame whose ``self`` is the strategy); None for any other error.
+    ``phase`` is ``start``, ``run`` or ``stop``. The backtest and the live brain both use it."""
+    method = ""
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_locals.get("self") is strategy:
+            method = tb.tb_frame.f_code.co_name
+            break
+        tb = tb.tb_next
+    if not method:
+        return None
+    name = type(strategy).__name__
+    what = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    if phase != "run" or record is None:
+        moment = "before the first record" if phase == "start" else "after the last record"
+        return StrategyError(f"strategy {name}.{method} raised {what} ({moment})")
+    from twinfeed.records import KIND_NAME
+
+    kind = KIND_NAME.get(int(record["kind"]), str(int(record["kind"])))
+    place = place or f"line {int(record['line'])}"
+    time = utc_iso(int(record["local_ns"]))
+    last = "the last record of its batch, " if batch else ""
+    return StrategyError(
+        f"strategy {name}.{method} raised {what} on {last}a {kind} record at {place}, "
+        f"local time {time} (twinfeed --debug shows the traceback)"
+    )
 
 
 def load_strategy(spec: str) -> type[Strategy]:
@@ -628,40 +668,21 @@ class Backtest:
         record: Any,
         batch_mode: bool,
     ) -> StrategyError | None:
-        """A :class:`StrategyError` naming the callback and record when ``error`` came out of
-        one of the strategy's methods (a frame whose ``self`` is the strategy); else None."""
-        method = ""
-        tb = error.__traceback__
-        while tb is not None:
-            if tb.tb_frame.f_locals.get("self") is strategy:
-                method = tb.tb_frame.f_code.co_name
-                break
-            tb = tb.tb_next
-        if not method:
-            return None
-        name = type(strategy).__name__
-        what = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-        if phase != "run" or record is None:
-            moment = "before the first record" if phase == "start" else "after the last record"
-            return StrategyError(f"strategy {name}.{method} raised {what} ({moment})")
-        from twinfeed.records import KIND_NAME
-
-        kind = KIND_NAME.get(int(record["kind"]), str(int(record["kind"])))
-        line = int(record["line"])
-        place = f"line {line}"
-        if self._run is not None:
-            located = self._run.locate(line)
-            if located is not None:
-                place = f"{located[0]}:{located[1]}"
-        elif not isinstance(self.capture, np.ndarray):
-            paths = _paths(self.capture)
-            if len(paths) == 1:
-                place = f"{paths[0]}:{line}"
-        time = utc_iso(int(record["local_ns"]))
-        last = "the last record of its batch, " if batch_mode else ""
-        return StrategyError(
-            f"strategy {name}.{method} raised {what} on {last}a {kind} record at {place}, "
-            f"local time {time} (twinfeed --debug shows the traceback)"
+        """:func:`strategy_failure` with the record's capture file and line."""
+        place = ""
+        if record is not None and phase == "run":
+            line = int(record["line"])
+            place = f"line {line}"
+            if self._run is not None:
+                located = self._run.locate(line)
+                if located is not None:
+                    place = f"{located[0]}:{located[1]}"
+            elif not isinstance(self.capture, np.ndarray):
+                paths = _paths(self.capture)
+                if len(paths) == 1:
+                    place = f"{paths[0]}:{line}"
+        return strategy_failure(
+            error, strategy, phase=phase, record=record, place=place, batch=batch_mode
         )
 
     def _described(self, symbols: list[str]) -> list[dict[str, Any] | None]:
