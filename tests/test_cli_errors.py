@@ -399,3 +399,35 @@ def test_live_strategy_exception_names_the_record(tmp_path: Path) -> None:
     [error] = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
     assert "strategy Boom.on_record raised ZeroDivisionError: my bug on a " in error
     assert "record at line 1" in error and "of the ingest's capture, local time 20" in error
+
+
+def test_record_without_symbols_subscribes_what_the_local_venue_serves(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from twinfeed.cli.ingest_cmd import local_venue_symbols
+    from twinfeed.live.venue import start_venue
+
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        closed = unused.getsockname()[1]
+    assert local_venue_symbols(f"ws://127.0.0.1:{closed}", timeout_s=1) is None
+    with start_venue(SYNTH, speed=20) as venue:
+        assert local_venue_symbols(venue.url) == ["BTCUSDT"]
+        capture = tmp_path / "capture"
+        with subprocess.Popen(
+            [str(TWINFEED), "record", "--url", venue.url, "--capture-dir", str(capture)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as process:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not any(
+                '"s":"BTCUSDT"' in p.read_text(errors="replace") for p in capture.glob("capture-*")
+            ):
+                time.sleep(0.2)
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=60)
+    assert "subscribing what the local venue serves: BTCUSDT" in out, out + err
+    frames = "".join(p.read_text() for p in capture.glob("capture-*"))
+    assert "btcusdt@bookTicker" in frames
