@@ -431,3 +431,19 @@ def test_record_without_symbols_subscribes_what_the_local_venue_serves(tmp_path:
     assert "subscribing what the local venue serves: BTCUSDT" in out, out + err
     frames = "".join(p.read_text() for p in capture.glob("capture-*"))
     assert "btcusdt@bookTicker" in frames
+
+
+def test_every_named_output_into_a_missing_folder_is_an_error(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such"
+    for args in (
+        ["data", "synth", "--seed", "1", "--seconds", "1", "--out", str(missing / "s.txt")],
+        ["report", "--db", str(tmp_path / "x.duckdb"), "--out", str(missing)],
+        ["parity", "diff", str(SYNTH), str(SYNTH), "--json", str(missing / "d.json")],
+    ):
+        if args[0] == "report":
+            (tmp_path / "x.duckdb").write_text("")
+        error = one_line_error(run(*args))
+        assert f"folder {missing.parent if args[0] == 'report' else missing} does not exist" in (
+            error
+        ), args
+    assert not (tmp_path / "no").exists()
