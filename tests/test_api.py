@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pydoc
+from pathlib import Path
 
 import pytest
 import twinfeed
@@ -53,3 +54,19 @@ def test_help_starts_with_a_quick_start() -> None:
     assert "Quick start" in head
     for call in ("compute_features(", "FeatureConfig(", "twinfeed backtest", "twinfeed live"):
         assert call in head, call
+
+
+def test_kind_and_flag_constants_match_the_binding(spot_capture: Path) -> None:
+    import polars as pl
+    from twinfeed import Flag, Kind
+    from twinfeed.research import compute_features
+
+    assert {kind.name.lower(): int(kind) for kind in Kind} == twinfeed.KIND
+    df = compute_features(spot_capture)
+    quotes = df.filter(pl.col("kind") == Kind.QUOTE)
+    assert quotes.height > 0
+    trades = df.filter(pl.col("kind") == Kind.TRADE)
+    buys = trades.filter((pl.col("flags") & Flag.BUYER_AGGRESSOR) != 0)
+    # Buyer-aggressor trades have positive signed size, the others negative.
+    assert buys.height and (buys["trade_qty"] > 0).all()
+    assert (trades.filter((pl.col("flags") & Flag.BUYER_AGGRESSOR) == 0)["trade_qty"] < 0).all()

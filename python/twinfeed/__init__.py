@@ -46,7 +46,7 @@ from twinfeed._features import (
     record_fields,
 )
 from twinfeed.instruments import Instrument, InstrumentTable, UnknownInstrumentError
-from twinfeed.records import KIND, build_info
+from twinfeed.records import KIND, Flag, GapReason, Kind, StatusEvent, build_info
 
 __all__ = [
     "BUILD_PROFILE",
@@ -54,11 +54,15 @@ __all__ = [
     "KIND",
     "RECORD_SIZE",
     "SCHEMA_VERSION",
+    "StatusEvent",
     "CaptureError",
     "ConfigError",
     "FeatureConfig",
+    "Flag",
+    "GapReason",
     "Instrument",
     "InstrumentTable",
+    "Kind",
     "RingError",
     "TwinfeedError",
     "UnknownInstrumentError",
