@@ -38,6 +38,7 @@ $(BIN_STAMP): $(RUST_SOURCES)
 	@touch $@
 
 demo: setup ## Set up, then features + a one-minute paper-trading session on the bundled capture
+	@mkdir -p target/demo
 	$(VENV)/bin/twinfeed features $(DEMO_CAPTURE) --out target/demo/features.parquet
 	rm -f target/demo/trade.duckdb
 	$(VENV)/bin/twinfeed live --capture $(DEMO_CAPTURE) --speed 2 --db target/demo/trade.duckdb --out target/demo
@@ -76,6 +77,7 @@ parity: setup ## Live-vs-batch parity check on the bundled capture
 	$(VENV)/bin/twinfeed parity check --capture $(DEMO_CAPTURE) --work-dir target/parity
 
 gate: setup ## Deployment gate: backtest artifact + goldens + parity on bundled and ../shared captures
+	@mkdir -p target/gate
 	$(VENV)/bin/twinfeed backtest --capture $(DEMO_CAPTURE) --out target/gate/backtest --no-plots
 	$(VENV)/bin/twinfeed parity gate --strategy-artifact target/gate/backtest/artifact.json
 
