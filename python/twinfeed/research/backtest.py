@@ -122,7 +122,13 @@ def strategy_failure(
     """A :class:`StrategyError` naming the callback, the exception and the record (kind,
     ``place`` in the capture, receive time) when ``error`` came out of one of ``strategy``'s
     methods (a traceback frame whose ``self`` is the strategy); None for any other error.
-    ``phase`` is ``start``, ``run`` or ``stop``. The backtest and the live brain both use it."""
+    ``phase`` is ``start``, ``run`` or ``stop``. The backtest and the live brain both use it.
+    twinfeed's own errors raised on the strategy's behalf (an instrument without rules asked
+    for through ``ctx.instrument``, a capture error) keep their type and message."""
+    from twinfeed import TwinfeedError
+
+    if isinstance(error, UnknownInstrumentError | TwinfeedError):
+        return None
     method = ""
     tb = error.__traceback__
     while tb is not None:
