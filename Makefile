@@ -19,7 +19,7 @@ CLIENTS_STAMP := $(VENV)/clients/.installed-python-binance-1.0.37
 RUST_SOURCES := $(shell find features-rs -name '*.rs' -o -name Cargo.toml 2>/dev/null) Cargo.toml $(wildcard Cargo.lock)
 DEMO_CAPTURE := data/synth-btcusdt.txt
 
-.PHONY: help setup demo test lint fmt test-rust test-python bench parity gate golden clean \
+.PHONY: help setup notebooks demo test lint fmt test-rust test-python bench parity gate golden clean \
 	fuzz fuzz-smoke fuzz-seeds fuzz-build fuzz-tools
 
 help: ## List targets
@@ -47,9 +47,14 @@ $(BIN_STAMP): $(RUST_SOURCES)
 	@touch $@
 
 demo: setup ## Set up, then features + a one-minute paper-trading session on the bundled capture
+	@mkdir -p target/demo
 	$(VENV)/bin/twinfeed features $(DEMO_CAPTURE) --out target/demo/features.parquet
 	rm -f target/demo/trade.duckdb
 	$(VENV)/bin/twinfeed live --capture $(DEMO_CAPTURE) --speed 2 --db target/demo/trade.duckdb --out target/demo
+
+notebooks: setup ## Install JupyterLab (the `notebooks` extra) into .venv and open notebooks/
+	$(PY) -m pip install -q $$($(PY) -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["notebooks"]))')
+	$(VENV)/bin/jupyter lab notebooks/
 
 test: setup lint test-rust test-python gate fuzz-smoke ## Set up if needed, then every test, lint, the parity gate and the fuzz smoke
 
@@ -81,6 +86,7 @@ parity: setup ## Live-vs-batch parity check on the bundled capture
 	$(VENV)/bin/twinfeed parity check --capture $(DEMO_CAPTURE) --work-dir target/parity
 
 gate: setup ## Deployment gate: backtest artifact + goldens + parity on bundled and ../shared captures
+	@mkdir -p target/gate
 	$(VENV)/bin/twinfeed backtest --capture $(DEMO_CAPTURE) --out target/gate/backtest --no-plots
 	$(VENV)/bin/twinfeed parity gate --strategy-artifact target/gate/backtest/artifact.json
 

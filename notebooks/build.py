@@ -90,8 +90,9 @@ later = quotes.join_asof(ahead, on="local_ns", strategy="forward")
 future = (later["mid_next"] - later["mid"]).to_numpy()
 fig, ax = plt.subplots(figsize=(6, 4))
 ax.scatter(edge, future, s=2, alpha=0.3)
-ax.set_xlabel("microprice - mid")
-ax.set_ylabel("mid change over next 1 s")
+ax.set_xlabel("microprice - mid (price units)")
+ax.set_ylabel("mid change over the next 1 s")
+ax.set_title("Does the microprice lead the mid?")
 plt.show()"""
     ),
 ]
@@ -153,7 +154,7 @@ PARITY = [
         "`parity_check` replays the capture through the real live path — the `twinfeed-venue` "
         "server and the `twinfeed-ingest` binary (from `target/release`), the shared-memory "
         "ring, a collector — and through the batch binding, then compares the records. "
-        "Build the binaries first (`make build`)."
+        "Build the binaries first (`make setup`)."
     ),
     new_code_cell(FIND_REPO),
     new_code_cell(
@@ -207,17 +208,23 @@ live = pl.DataFrame({name: session.records[name] for name in columns})
 batch = compute_features(session.capture_files, config)
 live_quotes = live.filter(pl.col("kind") == KIND["quote"])
 batch_quotes = batch.filter(pl.col("kind") == KIND["quote"])
-origin = live_quotes["local_ns"][0]
-fig, axes = plt.subplots(2, 1, figsize=(10, 6))
-axes[0].plot((live_quotes["local_ns"].to_numpy() - origin) / 1e9, live_quotes["mid"].to_numpy(),
-             label="live ring", linewidth=2)
-axes[0].plot((batch_quotes["local_ns"].to_numpy() - origin) / 1e9, batch_quotes["mid"].to_numpy(),
+# The replay ran at full speed, so its receive times span milliseconds: plot against the
+# exchange's own event time, which the capture carries (seconds since the first quote).
+origin = live_quotes["exchange_ns"][0]
+seconds = (live_quotes["exchange_ns"].to_numpy() - origin) / 1e9
+fig, axes = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+axes[0].plot(seconds, live_quotes["mid"].to_numpy(), label="live ring", linewidth=2)
+axes[0].plot((batch_quotes["exchange_ns"].to_numpy() - origin) / 1e9,
+             batch_quotes["mid"].to_numpy(),
              label="batch over the ingest's capture", linewidth=0.8, linestyle="--")
-axes[0].set_ylabel("mid")
+axes[0].set_ylabel("mid price")
 axes[0].legend()
-lag_ms = (live_quotes["local_ns"] - live_quotes["exchange_ns"]).to_numpy() / 1e6
-axes[1].hist(lag_ms, bins=60)
-axes[1].set_xlabel("local receive - exchange time (ms; replay at max speed, so not latency)")
+difference = live_quotes["mid"].to_numpy() - batch_quotes["mid"].to_numpy()
+axes[1].plot(seconds, difference, ".", markersize=2)
+axes[1].set_ylabel("live - batch mid")
+axes[1].set_xlabel("exchange time since the first quote (s)")
+fig.suptitle(f"Live ring against batch: {len(seconds):,} quotes, largest difference "
+             f"{np.abs(difference).max():g}")
 fig.tight_layout()
 plt.show()"""
     ),

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import pytest
 import twinfeed
 from click.testing import CliRunner
@@ -132,7 +134,7 @@ def test_artifact_and_plots(tmp_path: Path, usdm_run: BacktestResult) -> None:
     assert artifact["symbols"] == ["BTCUSDT"]
     assert artifact["backtest"]["latency_ns"] == 1_000_000
     assert "batch_rows" not in artifact["backtest"]
-    assert "per-minute" in artifact["metric_notes"]["sharpe"]
+    assert "one-minute samples, fewer than 30" in artifact["metric_notes"]["sharpe"]
     for name in ("pnl_total", "sharpe", "max_drawdown", "turnover", "fill_ratio", "avg_queue_ms"):
         assert name in artifact["metrics"]
     assert artifact["metrics"]["pnl_total"] == pytest.approx(result.metrics["pnl_total"])
@@ -321,3 +323,28 @@ def test_sizing_helpers() -> None:
     assert inventory_aware(0.01, 0.03, 0.05, "sell", 0.001) == 0.01
     assert inventory_aware(0.01, 0.05, 0.05, "buy", 0.001) == 0.0
     assert inventory_aware(0.01, -0.045, 0.05, "sell", 0.001) == 0.001
+
+
+def test_sharpe_is_not_annualised_from_a_few_minutes() -> None:
+    """A 5-minute run used to report an annualised Sharpe (e.g. -856) from 5 samples; now it
+    says why there is none, and a run of 40 minutes gets one."""
+    from twinfeed.research.backtest_report import (
+        MIN_SHARPE_SAMPLES,
+        _minute_increments,
+        _sharpe,
+        sharpe_note,
+    )
+
+    def equity(minutes: int) -> pl.DataFrame:
+        steps = np.random.default_rng(7).normal(0.0, 1.0, minutes * 60)
+        ts = 1_723_161_600_000_000_000 + np.arange(minutes * 60, dtype=np.int64) * 1_000_000_000
+        return pl.DataFrame({"ts_ns": ts, "equity": np.cumsum(steps)})
+
+    short = _minute_increments(equity(5))
+    assert len(short) == 5 < MIN_SHARPE_SAMPLES
+    assert math.isnan(_sharpe(short))
+    note = sharpe_note({"sharpe": math.nan, "sharpe_samples": 5.0})
+    assert note.startswith("not computed: 5 one-minute samples, fewer than 30")
+    long = _minute_increments(equity(40))
+    assert len(long) == 40 and math.isfinite(_sharpe(long))
+    assert sharpe_note({"sharpe": _sharpe(long), "sharpe_samples": 40.0}).endswith("40 samples")

@@ -283,3 +283,21 @@ def test_arrow_columns_equal_the_records_whatever_the_batch_storage(usdm_capture
         symbols = run.symbols()
         assert whole["symbol"].to_pylist() == [symbols[i] for i in records["symbol_id"]]
         del whole
+
+
+def test_parquet_metadata_names_the_capture_and_its_venue(
+    tmp_path: Path, spot_capture: Path
+) -> None:
+    """The metadata said only the config's `[ingest] market = "futures"` for a spot capture, and
+    not which capture the file came from."""
+    import hashlib
+
+    out = tmp_path / "spot.parquet"
+    result = CliRunner().invoke(main, ["features", str(spot_capture), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    metadata = pq.read_schema(out).metadata
+    assert metadata[b"twinfeed.venue"] == b"binance-spot"
+    [capture] = json.loads(metadata[b"twinfeed.captures"])
+    assert capture["path"] == str(spot_capture.resolve())
+    assert capture["name"] == spot_capture.name
+    assert capture["sha256"] == hashlib.sha256(spot_capture.read_bytes()).hexdigest()

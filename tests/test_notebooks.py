@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -40,9 +41,35 @@ def test_committed_notebooks_have_no_outputs() -> None:
                 assert not cell.outputs and cell.execution_count is None, name
 
 
+# Run before and after the notebook's own cells: keep every matplotlib figure open, then check
+# each one has a title and labelled axes (an x label may sit on the axes it shares x with).
+KEEP_FIGURES = "%config InlineBackend.close_figures = False"
+CHECK_FIGURES = """\
+import json as _json
+import matplotlib.pyplot as _plt
+
+_problems, _count = [], 0
+for _number in _plt.get_fignums():
+    _figure = _plt.figure(_number)
+    _count += 1
+    _title = _figure._suptitle.get_text() if _figure._suptitle is not None else ""
+    for _axes in _figure.axes:
+        _shared = _axes.get_shared_x_axes().get_siblings(_axes)
+        if not (_title or _axes.get_title()):
+            _problems.append(f"figure {_number}: no title")
+        if not _axes.get_ylabel():
+            _problems.append(f"figure {_number}: an axes without a y label")
+        if not any(other.get_xlabel() for other in _shared):
+            _problems.append(f"figure {_number}: an axes without an x label")
+print("FIGURES " + _json.dumps({"count": _count, "problems": _problems}))
+"""
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs(name: str) -> None:
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    notebook.cells.insert(0, nbformat.v4.new_code_cell(KEEP_FIGURES))
+    notebook.cells.append(nbformat.v4.new_code_cell(CHECK_FIGURES))
     # jupyter_client swaps a kernelspec argv of `python` for sys.executable, so the kernel is
     # this interpreter (.venv); the first cell prints it and this test checks it.
     client = NotebookClient(
@@ -63,3 +90,9 @@ def test_notebook_runs(name: str) -> None:
         if output.output_type == "display_data" and "image/png" in output.get("data", {})
     ]
     assert images, f"{name} drew no figure"
+    # Matplotlib figures drawn in the kernel (02 shows the backtest's PNGs, whose titles and
+    # labels tests/test_examples.py checks).
+    [line] = [line for line in text.splitlines() if line.startswith("FIGURES ")]
+    figures = json.loads(line.removeprefix("FIGURES "))
+    assert figures["problems"] == [], figures
+    assert figures["count"] >= (0 if name == "02_backtest.ipynb" else 1), figures

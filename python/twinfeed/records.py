@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import warnings
 from typing import Any
 
@@ -11,6 +12,50 @@ from twinfeed import _features
 KIND: dict[str, int] = dict(_features.record_kinds())
 #: Kind names by code.
 KIND_NAME: dict[int, str] = {code: name for name, code in KIND.items()}
+
+
+class Kind(enum.IntEnum):
+    """The ``kind`` column (``features-rs/core/src/record.rs``); compares equal to the codes,
+    so ``df.filter(pl.col("kind") == Kind.QUOTE)`` works."""
+
+    QUOTE = 1
+    BOOK = 2
+    TRADE = 3
+    BAR = 4
+    GAP = 5
+    HEARTBEAT = 6
+    STATUS = 7
+
+
+class Flag(enum.IntFlag):
+    """Bits of ``flags`` on quote, trade and book records."""
+
+    #: Quote/trade: the aggressor was the buyer.
+    BUYER_AGGRESSOR = 1
+    #: Book-derived fields (imbalance) are valid.
+    BOOK_VALID = 2
+    #: Book record produced by applying a depth snapshot (a resync point).
+    FROM_SNAPSHOT = 4
+
+
+class GapReason(enum.IntEnum):
+    """``flags`` of a gap record."""
+
+    #: A depth diff did not continue the previous one.
+    SEQUENCE = 1
+    #: The first diff after a snapshot did not straddle it.
+    SNAPSHOT = 2
+    #: The connection dropped; the book is rebuilt.
+    DISCONNECT = 3
+
+
+class StatusEvent(enum.IntEnum):
+    """``flags`` of a status record."""
+
+    CONNECTED = 1
+    DISCONNECTED = 2
+    SUBSCRIBED = 3
+    SNAPSHOT_FETCHED = 4
 
 
 def build_info(config: _features.FeatureConfig | None = None) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 //! # twinfeed-venue: a Binance-compatible market-data venue on loopback
 //!
-//! Replays a capture (contract 1 of DESIGN.md) over Binance's own wire format so that the live
+//! Replays a capture (README.md, contract 1) over Binance's own wire format so that the live
 //! path (ingest, brain) can run on this machine against recorded data.
 //!
 //! - [`capture`]: load and classify the capture (stream frames, REST snapshots, control lines).

@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.table import Table
 
 from twinfeed.cli._app import main
-from twinfeed.cli._util import console, load_config, progress_bar
+from twinfeed.cli._util import console, json_object, load_config, output_path, progress_bar
 from twinfeed.research.backtest import DEFAULT_STRATEGY
+from twinfeed.research.backtest_report import sharpe_note
 
 _MODES = click.Choice(["auto", "rows", "batches"])
-
-
-def _params(text: str | None) -> dict[str, Any]:
-    if not text:
-        return {}
-    if text.startswith("@"):
-        text = Path(text[1:]).read_text()
-    try:
-        params = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise click.BadParameter(f"not JSON: {error}", param_hint="--params") from error
-    if not isinstance(params, dict):
-        raise click.BadParameter("must be a JSON object", param_hint="--params")
-    return params
 
 
 def _format(value: float) -> str:
@@ -45,7 +30,8 @@ def _format(value: float) -> str:
     "strategy_spec",
     default=DEFAULT_STRATEGY,
     show_default=True,
-    help="Strategy class as module:Class.",
+    help="Strategy class as module:Class (a module in the current folder works) or "
+    "path/to/file.py:Class.",
 )
 @click.option(
     "--capture",
@@ -132,10 +118,12 @@ def backtest(
     from twinfeed.live.brain.risk import RiskConfig
     from twinfeed.research.backtest import Backtest, default_out_dir, load_strategy
 
+    out = output_path(out, folder=True)
+    params = json_object(params_text, "--params") or {}
     try:
         strategy = load_strategy(strategy_spec)
     except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--strategy") from error
+        raise click.ClickException(f"--strategy {strategy_spec}: {error}") from error
     config = load_config(config_path)
     risk: RiskConfig | None = None
     try:
@@ -150,7 +138,7 @@ def backtest(
             strategy,
             capture,
             config,
-            _params(params_text),
+            params,
             latency_ns=round(latency_ms * 1e6),
             md_latency_ns=round(md_latency_ms * 1e6),
             maker_fee_bps=maker_fee_bps,
@@ -178,11 +166,22 @@ def backtest(
         f"latency {latency_ms:g} ms, fees {maker_fee_bps:g}/{taker_fee_bps:g} bps maker/taker"
     )
     currency = result.currency or "quote currency"
-    metrics = Table(title=f"backtest metrics (PnL and fees in {currency})")
+    title = f"backtest metrics (PnL and fees in {currency})"
+    metrics = Table(title=title, min_width=min(len(title), console.width))
     metrics.add_column("metric")
     metrics.add_column("value", justify="right")
     for name, value in result.metrics.items():
         metrics.add_row(name, _format(value))
     console.print(metrics)
+    if math.isnan(result.metrics.get("sharpe", math.nan)):
+        console.print(f"sharpe: {sharpe_note(result.metrics)}")
     console.print(f"fingerprint {result.fingerprint[:16]}  digest {result.digest()[:16]}")
     console.print(f"wrote {artifact}" + "".join(f", {path.name}" for path in plots))
+    if result.all_refused():
+        # The artifact is written (it says what happened), but this run did not trade.
+        top = "; ".join(f"{count} x {reason}" for reason, count in result.top_refusals())
+        raise click.ClickException(
+            f"every one of {result.orders.height:,} orders was refused (top reasons: {top}); "
+            "check the strategy's orders (side 'buy'/'sell', price and quantity within the "
+            "instrument's rules) and --risk limits"
+        )

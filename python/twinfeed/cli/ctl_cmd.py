@@ -13,6 +13,23 @@ from twinfeed.cli._app import main
 from twinfeed.cli._util import console
 
 DEFAULT_SOCKET = Path("runs/live/control.sock")
+SOCKET_NAME = "control.sock"
+
+
+def find_socket(socket_path: Path | None, db: Path | None, root: Path = Path("runs")) -> Path:
+    """The control socket to talk to: ``--socket``; else ``control.sock`` next to ``--db``;
+    else the newest ``control.sock`` under ``runs/`` (the newest running session)."""
+    if socket_path is not None:
+        return socket_path
+    if db is not None:
+        return db.parent / SOCKET_NAME
+    sockets = [p for p in root.glob(f"**/{SOCKET_NAME}") if p.is_socket()] if root.is_dir() else []
+    if not sockets:
+        raise click.ClickException(
+            f"no control socket found under {root}/ (is a `twinfeed live` running?); give "
+            f"--db PATH of its trade DB or --socket PATH (the {SOCKET_NAME} next to that DB)"
+        )
+    return max(sockets, key=lambda p: p.stat().st_mtime)
 
 
 @main.group("ctl")
@@ -20,25 +37,33 @@ DEFAULT_SOCKET = Path("runs/live/control.sock")
     "--socket",
     "socket_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_SOCKET,
-    show_default=True,
-    help="The brain's control socket (control.sock next to its trade DB).",
+    help=f"The brain's control socket [default: {SOCKET_NAME} next to --db, else the newest "
+    f"runs/**/{SOCKET_NAME}].",
+)
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The running session's trade DB: its control socket is next to it.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON answer.")
 @click.pass_context
-def ctl(ctx: click.Context, socket_path: Path, as_json: bool) -> None:
+def ctl(ctx: click.Context, socket_path: Path | None, db: Path | None, as_json: bool) -> None:
     """Control a running `twinfeed live` brain."""
-    ctx.obj = {"socket": socket_path, "json": as_json}
+    ctx.obj = {"socket": socket_path, "db": db, "json": as_json}
 
 
 def _send(ctx: click.Context, command: str) -> dict[str, Any]:
     from twinfeed.live.brain.control import send_command
 
-    path: Path = ctx.obj["socket"]
+    path = find_socket(ctx.obj["socket"], ctx.obj["db"])
     try:
         answer = send_command(path, command)
     except (OSError, ValueError) as error:
-        raise click.ClickException(f"{path}: {error}") from error
+        reason = getattr(error, "strerror", None) or str(error)
+        raise click.ClickException(
+            f"{path}: cannot reach the brain ({reason}); is its `twinfeed live` still running? "
+            f"Give --db PATH of the run's trade DB or --socket PATH"
+        ) from error
     if ctx.obj["json"]:
         click.echo(json.dumps(answer, default=str))
     if not answer.get("ok"):

@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.table import Table
 
+from twinfeed._tables import fitted_table
 from twinfeed.cli._util import console, load_config
 from twinfeed.cli.data_cmd import data
+
+#: Columns `data catalog list` leaves out, in this order, when the terminal is too narrow.
+CATALOG_DROP_ORDER = ("fingerprint", "MB", "kind")
 
 ROOT_OPTION = click.option(
     "--root",
@@ -31,11 +34,8 @@ def list_(root: Path) -> None:
     from twinfeed.research.catalog import Catalog
 
     listing = Catalog(root).list()
-    table = Table(title=f"catalog {root}")
-    for column in ("kind", "venue", "symbol", "date", "fingerprint", "MB", "path"):
-        table.add_column(column, justify="right" if column == "MB" else "left")
-    for row in listing.iter_rows(named=True):
-        table.add_row(
+    rows = [
+        [
             row["kind"],
             row["venue"],
             row["symbol"],
@@ -43,7 +43,18 @@ def list_(root: Path) -> None:
             (row["fingerprint"] or "-")[:16],
             f"{row['bytes'] / 1e6:.2f}",
             str(Path(row["path"]).relative_to(root)),
-        )
+        ]
+        for row in listing.iter_rows(named=True)
+    ]
+    columns = ("kind", "venue", "symbol", "date", "fingerprint", "MB", "path")
+    table = fitted_table(
+        f"catalog {root}",
+        [(c, "right" if c == "MB" else "left") for c in columns],
+        rows,
+        width=console.width,
+        drop_order=CATALOG_DROP_ORDER,
+        wrap=("path",),
+    )
     console.print(table)
 
 

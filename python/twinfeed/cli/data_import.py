@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from twinfeed.cli._util import console
+from twinfeed.cli._util import console, output_path
 from twinfeed.cli.data_cmd import data
 
 
@@ -41,6 +41,7 @@ def import_(file: Path, format_: str, out: Path, http: Path | None, strict: bool
     from twinfeed import TwinfeedError
     from twinfeed.research.importers import import_capture
 
+    output_path(out)
     try:
         report = import_capture(file, format_, out, http=http)  # type: ignore[arg-type]
     except TwinfeedError as error:

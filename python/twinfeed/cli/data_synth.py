@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from twinfeed.cli._util import console
+from twinfeed.cli._util import console, output_path
 from twinfeed.cli.data_cmd import data
 
 
@@ -57,7 +57,7 @@ def synth(
     if start_price is not None:
         params = replace(params, start_price=start_price)
     symbol = symbol or ("BTCUSD_PERP" if venue == "coinm" else "BTCUSDT")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    output_path(out)
     try:
         lines, size = write_synth(out, seed, seconds=seconds, symbol=symbol, params=params)
     except ValueError as error:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from twinfeed.cli._app import main
-from twinfeed.cli._util import console, load_config, progress_bar
+from twinfeed.cli._util import console, load_config, output_path, progress_bar
 
 
 @main.command("features")
@@ -28,10 +28,12 @@ def features(capture: Path, config_path: Path | None, out: Path | None, batch_ro
     """Compute feature records for CAPTURE (a capture file or a live capture folder).
 
     Prints a summary of record kinds and skipped lines; with --out, writes Parquet in flat
-    memory, batch by batch.
+    memory, batch by batch (under a temporary name, renamed when complete). Exits 1 without
+    writing anything when CAPTURE gives no record (not a capture, or empty).
     """
     from twinfeed.research.parquet import summarize_run, write_features
 
+    out = output_path(out)
     config = load_config(config_path)
     with progress_bar("features") as advance:
         summary = write_features(capture, config, out, batch_rows=batch_rows, progress=advance)

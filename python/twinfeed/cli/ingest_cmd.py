@@ -8,11 +8,39 @@ from pathlib import Path
 import click
 
 from twinfeed.cli._app import main
-from twinfeed.cli._util import console
+from twinfeed.cli._util import console, load_config
 
 
 def _symbols(values: tuple[str, ...]) -> list[str]:
     return [s.strip().upper() for value in values for s in value.split(",") if s.strip()]
+
+
+def local_venue_symbols(url: str, timeout_s: float = 2.0) -> list[str] | None:
+    """The symbols a local ``twinfeed venue`` at websocket ``url`` replays (from its
+    ``/fapi/v1/ticker/bookTicker``), or None when ``url`` is not such a venue (its
+    ``/_venue/status`` does not answer): a real exchange serves hundreds, never guessed."""
+    import json
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    base = f"{scheme}://{parts.netloc}"
+    try:
+        with urllib.request.urlopen(f"{base}/_venue/status", timeout=timeout_s) as response:
+            status = json.loads(response.read())
+        if not isinstance(status, dict) or "capture" not in status:
+            return None
+        with urllib.request.urlopen(
+            f"{base}/fapi/v1/ticker/bookTicker", timeout=timeout_s
+        ) as response:
+            tickers = json.loads(response.read())
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+    if isinstance(tickers, dict):
+        tickers = [tickers]
+    return sorted({str(t["symbol"]) for t in tickers if isinstance(t, dict) and "symbol" in t})
 
 
 def _default_capture_dir(label: str) -> Path:
@@ -31,6 +59,13 @@ def _run(
     from twinfeed.live.children import forward_signals
     from twinfeed.live.ingest import start_ingest
 
+    if not symbols:
+        config = load_config(config_path)
+        if not config.symbols:
+            served = local_venue_symbols(url or config.ingest_url)
+            if served:
+                symbols = served
+                console.print(f"subscribing what the local venue serves: {', '.join(served)}")
     try:
         process = start_ingest(
             capture_dir=capture_dir,
@@ -75,7 +110,8 @@ _url_option = click.option(
 _symbols_option = click.option(
     "--symbols",
     multiple=True,
-    help="Symbols to subscribe to, comma-separated or repeated (default: filter.symbols).",
+    help="Symbols to subscribe to, comma-separated or repeated (default: filter.symbols; with "
+    "none there, the symbols a local `twinfeed venue` at --url replays).",
 )
 _stats_option = click.option(
     "--stats-file",
@@ -106,7 +142,7 @@ def ingest(
 ) -> None:
     """Run the live ingest: venue websocket -> capture + features -> shared-memory ring.
 
-    The brain reads the ring with twinfeed.live.feed.Feed.open(RING). The capture it writes
+    The brain reads the ring with twinfeed.live.Feed.open(RING). The capture it writes
     reproduces the ring's records byte for byte in a batch run.
     """
     _run(

@@ -3,30 +3,16 @@ print the report."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import click
 
 from twinfeed.cli._app import main
-from twinfeed.cli._util import console
+from twinfeed.cli._util import console, json_object, output_path
 
 #: Exit code of a session that ended abnormally (e.g. its venue died) after unwinding and
 #: writing its report; 1 is a session that could not run at all.
 EXIT_ABNORMAL = 3
-
-
-def _params(text: str | None) -> dict[str, Any] | None:
-    if text is None:
-        return None
-    try:
-        params = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise click.BadParameter(f"not JSON: {error}", param_hint="--params") from error
-    if not isinstance(params, dict):
-        raise click.BadParameter("must be a JSON object", param_hint="--params")
-    return params
 
 
 def _speed(value: str | None) -> float | str | None:
@@ -39,6 +25,17 @@ def _speed(value: str | None) -> float | str | None:
     if speed <= 0:
         raise click.BadParameter("a positive number or 'max'", param_hint="--speed")
     return speed
+
+
+def _check_db_free(db: Path) -> None:
+    """Fails early (before any process starts) when another process holds the trade DB: DuckDB
+    lets one process open a file for writing, and a second session would only fail later."""
+    if not db.is_file():
+        return
+    import duckdb
+
+    # Read-only is enough to meet the writer's lock; the error says who holds it.
+    duckdb.connect(str(db), read_only=True).close()
 
 
 @main.command("live")
@@ -59,8 +56,11 @@ def _speed(value: str | None) -> float | str | None:
 @click.option(
     "--db", type=click.Path(dir_okay=False, path_type=Path), help="Trade DB (DuckDB) file."
 )
-@click.option("--strategy", help="Strategy as module:Class (default: the example MarketMaker).")
-@click.option("--params", help="Strategy parameter overrides as a JSON object.")
+@click.option(
+    "--strategy",
+    help="Strategy as module:Class or path/to/file.py:Class (default: the example MarketMaker).",
+)
+@click.option("--params", help="Strategy parameter overrides: a JSON object or @params.json.")
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -115,7 +115,10 @@ def live(
     from twinfeed.instruments import UnknownInstrumentError
     from twinfeed.live.brain.report import load_report, plot_report, print_report
     from twinfeed.live.brain.session import load_settings, run_session
+    from twinfeed.research.features import require_records
 
+    out = output_path(out, folder=True)
+    strategy_params = json_object(params, "--params")
     try:
         settings = load_settings(
             config_path,
@@ -124,7 +127,7 @@ def live(
             duration_s=duration,
             db=str(db) if db else None,
             strategy=strategy,
-            params=_params(params),
+            params=strategy_params,
             artifact=str(artifact) if artifact else None,
             allow_drift=allow_drift or None,
             feature_config=str(feature_config) if feature_config else None,
@@ -132,6 +135,9 @@ def live(
         )
     except (ValueError, TypeError, OSError) as error:
         raise click.ClickException(str(error)) from error
+    if settings.capture:
+        require_records(settings.capture)
+    _check_db_free(Path(settings.db))
     if artifact is not None and (strategy or params):
         raise click.ClickException("--artifact fixes the strategy and params: drop --strategy")
     try:

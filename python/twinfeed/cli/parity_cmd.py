@@ -10,7 +10,7 @@ import click
 
 from twinfeed._atomic import write_text
 from twinfeed.cli._app import main
-from twinfeed.cli._util import console, load_config
+from twinfeed.cli._util import console, load_config, output_path
 
 CONFIG_OPTION = click.option(
     "--config",
@@ -58,6 +58,8 @@ def check(
     from twinfeed.parity import parity_check
     from twinfeed.parity.report import print_report
 
+    output_path(report_path, option="--report")
+    output_path(work_dir, option="--work-dir", folder=True)
     config = load_config(config_path)
     work = work_dir or Path(tempfile.mkdtemp(prefix="parity-"))
     faults = {k: v for k, v in {"drop_after": drop_after, "skip_depth": skip_depth}.items() if v}
@@ -141,6 +143,7 @@ def diff(a: Path, b: Path, ignore: tuple[str, ...], json_out: Path | None) -> No
     from twinfeed.parity import diff_parquet
     from twinfeed.parity.report import print_comparison
 
+    output_path(json_out, option="--json")
     comparison = diff_parquet(a, b, ignore)
     print_comparison(comparison, console)
     if json_out is not None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from twinfeed.cli._app import main
-from twinfeed.cli._util import console
+from twinfeed.cli._util import console, output_path
 
 
 @main.command("report")
@@ -29,6 +29,7 @@ def report(db: Path, run_id: str | None, out: Path | None) -> None:
     """Report one live run: tables in the terminal and a PNG of PnL and inventory."""
     from twinfeed.live.brain.report import load_report, plot_report, print_report
 
+    output_path(out, folder=True)
     try:
         run_report = load_report(db, run_id)
     except ValueError as error:

@@ -43,6 +43,7 @@ from typing import Any, Literal
 import numpy as np
 
 from twinfeed import FeatureConfig
+from twinfeed._time import utc_iso
 from twinfeed.instruments import (
     Instrument,
     InstrumentTable,
@@ -58,7 +59,13 @@ from twinfeed.orders import Event, Fill, Order, OrderType, Side, TimeInForce
 from twinfeed.portfolio import Portfolio
 from twinfeed.records import KIND, build_info
 from twinfeed.research.backtest_report import BacktestResult, Recorder, mark_portfolio
-from twinfeed.research.features import CapturePaths, Progress, _paths, open_run
+from twinfeed.research.features import (
+    CapturePaths,
+    Progress,
+    _paths,
+    empty_capture_error,
+    open_run,
+)
 from twinfeed.strategy import FeedStatus, PnL, Strategy
 
 __all__ = [
@@ -67,8 +74,10 @@ __all__ = [
     "BacktestContext",
     "BacktestResult",
     "capture_digests",
+    "StrategyError",
     "default_out_dir",
     "load_strategy",
+    "strategy_failure",
 ]
 
 #: The strategy the demo and ``twinfeed backtest`` run when none is named.
@@ -96,18 +105,106 @@ def capture_digests(capture: CapturePaths) -> list[dict[str, Any]]:
     return digests
 
 
-def load_strategy(spec: str) -> type[Strategy]:
-    """The Strategy subclass named ``module:Class`` (e.g. :data:`DEFAULT_STRATEGY`)."""
-    import importlib
+class StrategyError(RuntimeError):
+    """A strategy callback raised; the message names the callback, the exception and the record
+    (kind, capture file and line, time) it failed on. The original is ``__cause__``."""
 
-    module_name, _, class_name = spec.partition(":")
+
+def strategy_failure(
+    error: Exception,
+    strategy: Strategy,
+    *,
+    phase: str,
+    record: Any = None,
+    place: str = "",
+    batch: bool = False,
+) -> StrategyError | None:
+    """A :class:`StrategyError` naming the callback, the exception and the record (kind,
+    ``place`` in the capture, receive time) when ``error`` came out of one of ``strategy``'s
+    methods (a traceback frame whose ``self`` is the strategy); None for any other error.
+    ``phase`` is ``start``, ``run`` or ``stop``. The backtest and the live brain both use it.
+    twinfeed's own errors raised on the strategy's behalf (an instrument without rules asked
+    for through ``ctx.instrument``, a capture error) keep their type and message."""
+    from twinfeed import TwinfeedError
+
+    if isinstance(error, UnknownInstrumentError | TwinfeedError):
+        return None
+    method = ""
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_locals.get("self") is strategy:
+            method = tb.tb_frame.f_code.co_name
+            break
+        tb = tb.tb_next
+    if not method:
+        return None
+    name = type(strategy).__name__
+    what = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    if phase != "run" or record is None:
+        moment = "before the first record" if phase == "start" else "after the last record"
+        return StrategyError(f"strategy {name}.{method} raised {what} ({moment})")
+    from twinfeed.records import KIND_NAME
+
+    kind = KIND_NAME.get(int(record["kind"]), str(int(record["kind"])))
+    place = place or f"line {int(record['line'])}"
+    time = utc_iso(int(record["local_ns"]))
+    last = "the last record of its batch, " if batch else ""
+    return StrategyError(
+        f"strategy {name}.{method} raised {what} on {last}a {kind} record at {place}, "
+        f"local time {time} (twinfeed --debug shows the traceback)"
+    )
+
+
+def load_strategy(spec: str) -> type[Strategy]:
+    """The Strategy subclass named by ``spec``: ``module:Class`` (e.g. :data:`DEFAULT_STRATEGY`;
+    a module in the current folder is found too) or ``path/to/file.py:Class``.
+
+    A file is imported as a module named after its stem, with its folder on ``sys.path``, so the
+    class's :meth:`Strategy.qualified_name` (``stem:Class``) loads it again from that folder.
+    """
+    import importlib
+    import os
+    import sys
+
+    module_name, _, class_name = spec.rpartition(":")
     if not module_name or not class_name:
-        raise ValueError(f"strategy must be module:Class, got {spec!r}")
+        raise ValueError(f"strategy must be module:Class or path/to/file.py:Class, got {spec!r}")
+    if module_name.endswith(".py") or os.sep in module_name or "/" in module_name:
+        path = Path(module_name)
+        if path.suffix != ".py":
+            raise ValueError(f"strategy file {module_name} must be a .py file (path.py:Class)")
+        if not path.is_file():
+            raise ValueError(f"strategy file {module_name} not found (from {Path.cwd()})")
+        folder = str(path.resolve().parent)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+        module_name = path.stem
+    elif "" not in sys.path and os.getcwd() not in sys.path:
+        # `twinfeed` as a console script has its own folder first on sys.path, not the
+        # current one: a strategy module beside the user is found as `python -m` would.
+        sys.path.append(os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
         raise ValueError(f"cannot import strategy module {module_name!r}: {error}") from error
     strategy = getattr(module, class_name, None)
+    if strategy is None:
+        found = sorted(
+            name
+            for name, value in vars(module).items()
+            if isinstance(value, type)
+            and issubclass(value, Strategy)
+            and value is not Strategy
+            and value.__module__ == module.__name__
+        )
+        raise ValueError(
+            f"class {class_name!r} not found in {getattr(module, '__file__', module_name)}; "
+            + (
+                f"its Strategy subclasses: {', '.join(found)}"
+                if found
+                else "it defines no twinfeed.strategy.Strategy subclass"
+            )
+        )
     if not (isinstance(strategy, type) and issubclass(strategy, Strategy)):
         raise ValueError(f"{spec!r} is not a twinfeed.strategy.Strategy subclass")
     return strategy
@@ -334,6 +431,8 @@ class Backtest:
         self.captures = self._capture_info()
         self._run: Any = None
         self._symbols_read: list[str] = []
+        #: The binding's stats of the capture read (lines, malformed, ...), once read.
+        self.read_stats: dict[str, Any] = {}
         self.instruments = self._instruments(instruments, venue)
         self.venue = self.instruments.venue
         self.risk = risk
@@ -373,6 +472,7 @@ class Backtest:
             if progress is not None:
                 progress(run.bytes_read, run.total_bytes)
         symbols.extend(run.symbols())
+        self.read_stats = run.stats()
         # The binding's run may only be dropped on this thread: not kept past the read.
         self._symbols_read = list(symbols)
         self._run = None
@@ -478,44 +578,61 @@ class Backtest:
 
         symbols: list[str] = []
         grid = settings["decision_interval_ns" if self.mode == "batches" else "equity_interval_ns"]
-        strategy.on_start(ctx)
         batch_mode = self.mode == "batches"
-        for chunk, columns, bounds, special in self._slices(self._batches(progress, symbols), grid):
-            local_ns = columns.local_ns
-            for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
-                records = chunk[start:stop]
-                recorder.begin(int(local_ns[start]), stop - start)
-                if batch_mode:
-                    dispatch(engine.process(columns, start, stop))
-                    if status[0] != "healthy" or (
-                        special and bisect_left(special, start) < bisect_left(special, stop)
-                    ):
-                        kinds = records["kind"]
-                        mask = (kinds == _GAP) | (kinds == _STATUS)
-                        if status[0] != "healthy":
-                            mask |= (kinds == _QUOTE) | (kinds == _BOOK)
-                        flags = records["flags"]
-                        for row in np.flatnonzero(mask).tolist():
-                            ctx._now = int(local_ns[start + row]) + md_latency
-                            feed_status(int(kinds[row]), int(flags[row]))
-                    ctx._now = int(local_ns[stop - 1]) + md_latency
-                    strategy.on_batch(ctx, records)
-                else:
-                    times = (local_ns[start:stop] + md_latency).tolist()
-                    kinds_list = records["kind"].tolist()
-                    flags_list = records["flags"].tolist()
-                    on_record = strategy.on_record
-                    for row in range(stop - start):
-                        events = engine.process(columns, start + row, start + row + 1)
-                        if events:
-                            dispatch(events)
-                        ctx._now = times[row]
-                        kind = kinds_list[row]
-                        if kind in (_GAP, _STATUS) or status[0] != "healthy":
-                            feed_status(kind, flags_list[row])
-                        on_record(ctx, records[row])
-                recorder.end(int(local_ns[stop - 1]))
-        strategy.on_stop(ctx)
+        # Where a strategy exception happened (read only when one does: the loop stays as is).
+        chunk: np.ndarray[Any, Any] | None = None
+        start = stop = row = 0
+        phase = "start"
+        try:
+            strategy.on_start(ctx)
+            phase = "run"
+            for chunk, columns, bounds, special in self._slices(
+                self._batches(progress, symbols), grid
+            ):
+                local_ns = columns.local_ns
+                for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+                    records = chunk[start:stop]
+                    recorder.begin(int(local_ns[start]), stop - start)
+                    if batch_mode:
+                        dispatch(engine.process(columns, start, stop))
+                        if status[0] != "healthy" or (
+                            special and bisect_left(special, start) < bisect_left(special, stop)
+                        ):
+                            kinds = records["kind"]
+                            mask = (kinds == _GAP) | (kinds == _STATUS)
+                            if status[0] != "healthy":
+                                mask |= (kinds == _QUOTE) | (kinds == _BOOK)
+                            flags = records["flags"]
+                            for row in np.flatnonzero(mask).tolist():
+                                ctx._now = int(local_ns[start + row]) + md_latency
+                                feed_status(int(kinds[row]), int(flags[row]))
+                        ctx._now = int(local_ns[stop - 1]) + md_latency
+                        strategy.on_batch(ctx, records)
+                    else:
+                        times = (local_ns[start:stop] + md_latency).tolist()
+                        kinds_list = records["kind"].tolist()
+                        flags_list = records["flags"].tolist()
+                        on_record = strategy.on_record
+                        for row in range(stop - start):
+                            events = engine.process(columns, start + row, start + row + 1)
+                            if events:
+                                dispatch(events)
+                            ctx._now = times[row]
+                            kind = kinds_list[row]
+                            if kind in (_GAP, _STATUS) or status[0] != "healthy":
+                                feed_status(kind, flags_list[row])
+                            on_record(ctx, records[row])
+                    recorder.end(int(local_ns[stop - 1]))
+            phase = "stop"
+            strategy.on_stop(ctx)
+        except Exception as error:
+            where = None
+            if phase == "run" and chunk is not None:
+                where = chunk[start + row] if not batch_mode else chunk[max(stop - 1, start)]
+            failure = self._strategy_failure(error, strategy, phase, where, batch_mode)
+            if failure is None:
+                raise
+            raise failure from error
         # Whatever the strategy left working is cancelled; requests still in flight arrive.
         engine.cancel_all(ctx.now_ns)
         dispatch_final = engine.advance(ctx.now_ns + settings["latency_ns"])
@@ -524,6 +641,8 @@ class Backtest:
                 recorder.fill(event, portfolio.apply(event))
             else:
                 recorder.updates += 1
+        if not recorder.records and not isinstance(self.capture, np.ndarray):
+            raise empty_capture_error(self.capture, self.read_stats)
         recorder.finish()
         result = BacktestResult.from_recorder(
             recorder=recorder,
@@ -546,6 +665,31 @@ class Backtest:
             sum(1 for o in engine.orders.values() if o.state == "rejected" and o.reason[:1] == "-")
         )
         return result
+
+    def _strategy_failure(
+        self,
+        error: Exception,
+        strategy: Strategy,
+        phase: str,
+        record: Any,
+        batch_mode: bool,
+    ) -> StrategyError | None:
+        """:func:`strategy_failure` with the record's capture file and line."""
+        place = ""
+        if record is not None and phase == "run":
+            line = int(record["line"])
+            place = f"line {line}"
+            if self._run is not None:
+                located = self._run.locate(line)
+                if located is not None:
+                    place = f"{located[0]}:{located[1]}"
+            elif not isinstance(self.capture, np.ndarray):
+                paths = _paths(self.capture)
+                if len(paths) == 1:
+                    place = f"{paths[0]}:{line}"
+        return strategy_failure(
+            error, strategy, phase=phase, record=record, place=place, batch=batch_mode
+        )
 
     def _described(self, symbols: list[str]) -> list[dict[str, Any] | None]:
         out: list[dict[str, Any] | None] = []

@@ -27,14 +27,20 @@ def _save(figure: Figure, path: Path) -> Path:
 
 def plot_result(result: BacktestResult, out_dir: Path) -> list[Path]:
     """equity.png (equity, realized less fees, fees), inventory.png (position, fills) and
-    quotes.png (touch against own quotes, and their spreads in bps) into ``out_dir``."""
+    quotes.png (touch against own quotes and fills, and their spreads in bps) into
+    ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    return [_save(figure, out_dir / name) for name, figure in result_figures(result).items()]
+
+
+def result_figures(result: BacktestResult) -> dict[str, Figure]:
+    """The figures :func:`plot_result` saves, by file name."""
     equity = result.equity
     fills = result.fills
     origin = 0 if equity.is_empty() else int(equity["ts_ns"][0])
     t = _seconds(equity["ts_ns"].to_numpy(), origin)
     title = f"{result.strategy_name} — {', '.join(c['name'] for c in result.captures)}"
-    paths = []
+    figures: dict[str, Figure] = {}
 
     figure = Figure(figsize=(10, 4.5))
     axes = figure.add_subplot()
@@ -51,7 +57,7 @@ def plot_result(result: BacktestResult, out_dir: Path) -> list[Path]:
     axes.set_ylabel("PnL [quote currency]")
     axes.set_title(title, fontsize=9)
     axes.legend(loc="best", fontsize=8)
-    paths.append(_save(figure, out_dir / "equity.png"))
+    figures["equity.png"] = figure
 
     figure = Figure(figsize=(10, 4.5))
     axes = figure.add_subplot()
@@ -70,7 +76,7 @@ def plot_result(result: BacktestResult, out_dir: Path) -> list[Path]:
     axes.set_ylabel("position [base units]")
     axes.set_title(title, fontsize=9)
     axes.legend(loc="best", fontsize=8)
-    paths.append(_save(figure, out_dir / "inventory.png"))
+    figures["inventory.png"] = figure
 
     figure = Figure(figsize=(10, 7))
     top = figure.add_subplot(2, 1, 1)
@@ -80,6 +86,21 @@ def plot_result(result: BacktestResult, out_dir: Path) -> list[Path]:
         t, equity["quote_bid"].to_numpy(), ".", color="darkgreen", markersize=2, label="own bid"
     )
     top.plot(t, equity["quote_ask"].to_numpy(), ".", color="darkred", markersize=2, label="own ask")
+    if fills.height:
+        # Every fill at its price, takers included (they leave no own quote to draw).
+        primary = fills.filter(fills["symbol"] == 0)
+        for side, marker, color in (("buy", "^", "tab:blue"), ("sell", "v", "tab:orange")):
+            rows = primary.filter(primary["side"] == side)
+            if rows.height:
+                top.plot(
+                    _seconds(rows["ts_ns"].to_numpy(), origin),
+                    rows["price"].to_numpy(),
+                    marker,
+                    color=color,
+                    markersize=5,
+                    linestyle="none",
+                    label=f"{side} fills ({rows.height:,})",
+                )
     top.set_ylabel("price")
     top.set_title(title, fontsize=9)
     top.legend(loc="best", fontsize=8)
@@ -93,5 +114,5 @@ def plot_result(result: BacktestResult, out_dir: Path) -> list[Path]:
     bottom.set_xlabel("event time [s]")
     bottom.set_ylabel("spread [bps]")
     bottom.legend(loc="best", fontsize=8)
-    paths.append(_save(figure, out_dir / "quotes.png"))
-    return paths
+    figures["quotes.png"] = figure
+    return figures

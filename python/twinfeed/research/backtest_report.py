@@ -7,8 +7,11 @@ starts flat with equity 0):
 - ``pnl_total``: realized + unrealized - fees at the end (unrealized at the last mid).
 - ``sharpe``: annualised Sharpe ratio of **per-minute** equity increments:
   ``mean / std(ddof=1) * sqrt(525_600)`` (minutes per 365-day year; crypto trades 24/7). The
-  equity is taken at the last sample of each event-time minute, starting from 0; NaN with
-  fewer than two increments or zero variance. Captures of a few minutes give a very noisy value.
+  equity is taken at the last sample of each event-time minute, starting from 0. NaN (and
+  :meth:`BacktestResult.metric_notes` says why) with fewer than :data:`MIN_SHARPE_SAMPLES`
+  increments, i.e. a run shorter than that many minutes: scaled by ``sqrt(525_600)``, the
+  noise of a handful of samples gives figures like -800 that mean nothing. Also NaN with
+  zero variance. ``sharpe_samples`` is the number of increments.
 - ``max_drawdown``: largest fall of the equity samples from a running peak (starting at 0).
 - ``turnover``: notional traded (quote value; USD face value for inverse contracts);
   ``turnover_per_hour`` scales it by the run's duration.
@@ -46,6 +49,8 @@ _MINUTE_NS = 60_000_000_000
 SHARPE_NOTE = (
     "annualised Sharpe of per-minute equity increments (event time), mean/std(ddof=1)*sqrt(525600)"
 )
+#: Fewest per-minute equity increments an annualised Sharpe ratio is computed from.
+MIN_SHARPE_SAMPLES = 30
 
 
 def mark_portfolio(portfolio: Portfolio, engine: MatchingEngine) -> None:
@@ -282,6 +287,26 @@ class BacktestResult:
         metrics = compute_metrics(fills, orders_frame, equity, recorder)
         return cls(fills, orders_frame, equity, positions, metrics, **provenance)
 
+    # ---- refusals -----------------------------------------------------------------------
+
+    def all_refused(self) -> bool:
+        """True when the strategy placed orders and none was accepted (risk or the venue's
+        rules refused every one): a run that did not trade, whatever its metrics say."""
+        return self.orders.height > 0 and not bool((self.orders["active_ns"] >= 0).any())
+
+    def top_refusals(self, limit: int = 3) -> list[tuple[str, int]]:
+        """``(reason, count)`` of the rejected orders, most frequent first."""
+        rejected = self.orders.filter(pl.col("state") == "rejected")
+        if rejected.is_empty():
+            return []
+        counts = (
+            rejected.group_by("reason")
+            .len()
+            .sort(["len", "reason"], descending=[True, False])
+            .head(limit)
+        )
+        return list(zip(counts["reason"].to_list(), counts["len"].to_list(), strict=True))
+
     # ---- artifact -----------------------------------------------------------------------
 
     def artifact(self) -> dict[str, Any]:
@@ -296,7 +321,7 @@ class BacktestResult:
             "backtest": self.settings,
             "metrics": self.metrics,
             "metric_notes": {
-                "sharpe": SHARPE_NOTE,
+                "sharpe": sharpe_note(self.metrics),
                 "currency": self.currency or "quote currency (instruments unknown)",
             },
             "currency": self.currency,
@@ -345,21 +370,38 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _sharpe(equity: pl.DataFrame) -> float:
+def _minute_increments(equity: pl.DataFrame) -> np.ndarray[Any, Any]:
+    """Equity increments between the last samples of consecutive event-time minutes (from 0)."""
     if equity.is_empty():
-        return math.nan
+        return np.zeros(0)
     ts = equity["ts_ns"].to_numpy()
     values = equity["equity"].to_numpy()
     minute = ts // _MINUTE_NS
     last_of_minute = np.flatnonzero(np.append(minute[1:] != minute[:-1], True))
-    curve = np.concatenate([[0.0], values[last_of_minute]])
-    increments = np.diff(curve)
-    if len(increments) < 2:
+    return np.diff(np.concatenate([[0.0], values[last_of_minute]]))
+
+
+def _sharpe(increments: np.ndarray[Any, Any]) -> float:
+    if len(increments) < MIN_SHARPE_SAMPLES:
         return math.nan
     std = float(np.std(increments, ddof=1))
     if std == 0.0:
         return math.nan
     return float(np.mean(increments)) / std * math.sqrt(MINUTES_PER_YEAR)
+
+
+def sharpe_note(metrics: dict[str, float]) -> str:
+    """What ``metrics["sharpe"]`` is, or why it is not there."""
+    samples = int(metrics.get("sharpe_samples", 0))
+    if samples < MIN_SHARPE_SAMPLES:
+        return (
+            f"not computed: {samples} one-minute samples, fewer than {MIN_SHARPE_SAMPLES} "
+            "(annualising so few by sqrt(525600) gives noise, not a ratio); see pnl_total and "
+            "max_drawdown"
+        )
+    if math.isnan(metrics.get("sharpe", math.nan)):
+        return "not computed: the equity did not change"
+    return SHARPE_NOTE + f" over {samples} samples"
 
 
 def compute_metrics(
@@ -375,7 +417,9 @@ def compute_metrics(
     metrics["pnl_realized"] = pnl.realized
     metrics["pnl_unrealized"] = pnl.unrealized
     metrics["fees"] = pnl.fees
-    metrics["sharpe"] = _sharpe(equity)
+    increments = _minute_increments(equity)
+    metrics["sharpe"] = _sharpe(increments)
+    metrics["sharpe_samples"] = float(len(increments))
     if equity.is_empty():
         metrics["max_drawdown"] = 0.0
     else:

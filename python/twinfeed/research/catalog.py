@@ -7,7 +7,7 @@ Layout under ``root`` (hive-style ``key=value`` folders, so DuckDB, polars and p
     features/fingerprint=<fp16>/venue=<venue>/symbol=<symbol>/date=<YYYY-MM-DD>/part.parquet
 
 ``date`` is the UTC date of the capture's first local receive time. ``fp16`` is the first 16 hex
-digits of the config fingerprint (DESIGN.md, contract 4); the full fingerprint is stamped in each
+digits of the config fingerprint (README.md, contract 4); the full fingerprint is stamped in each
 Parquet file. A feature file is computed once per (fingerprint, partition) and reused while it
 exists, so changing the config computes new files beside the old ones and never mixes them.
 Several capture files in one partition are one stream, in order of first receive time (as the

@@ -20,6 +20,34 @@ CapturePaths = str | PathLike[str] | Sequence[str | PathLike[str]]
 Progress = Callable[[int, int], None]
 
 
+class EmptyCaptureError(ValueError):
+    """A capture that gave no record at all: not a capture, an empty file, or a folder without
+    capture files. The message names the input, what was read and what was expected."""
+
+
+def empty_capture_error(capture: CapturePaths, stats: dict[str, Any]) -> EmptyCaptureError:
+    """The error for a run over ``capture`` that produced 0 records, from its ``stats``."""
+    items = [capture] if isinstance(capture, str | PathLike) else list(capture)
+    name = ", ".join(str(item) for item in items) if items else str(capture)
+    lines = int(stats.get("lines", 0))
+    if not lines:
+        what = "no lines (an empty file?)"
+    else:
+        read = [f"{lines:,} lines"]
+        for key in ("malformed_lines", "decode_errors", "unknown_frames", "filtered"):
+            if stats.get(key):
+                read.append(f"{int(stats[key]):,} {key.replace('_', ' ')}")
+        what = ", ".join(read)
+        errors = stats.get("errors") or []
+        if errors:
+            line, message = errors[0]
+            what += f"; first problem at line {line}: {message}"
+    return EmptyCaptureError(
+        f"{name}: 0 records from {what}; expected a capture: lines `<local_receive_ns> "
+        "<venue websocket frame>` (plain, .gz or .zst), or a folder of capture-NNNNNN files"
+    )
+
+
 def is_url(capture: object) -> bool:
     """Whether ``capture`` is an fsspec URL (``s3://``, ``gcs://``, ``memory://``,
     ``file://``, ...) rather than a local path."""
@@ -64,7 +92,13 @@ def _paths(capture: CapturePaths) -> list[Any]:
         if path.is_dir() and len(items) == 1:
             from twinfeed.capture import capture_files
 
-            out.extend(str(p) for p in capture_files(path))
+            files = [str(p) for p in capture_files(path)]
+            if not files:
+                raise EmptyCaptureError(
+                    f"{path}: a folder without capture files (capture-NNNNNN.txt[.zst]); give "
+                    "a capture file, or the folder `twinfeed ingest`/`record` wrote"
+                )
+            out.extend(files)
         else:
             out.append(str(path))
     return out
@@ -76,6 +110,14 @@ def open_run(
     """A pull-based pipeline run over one capture, a list of files, or a live capture folder;
     any of them may be an fsspec URL (streamed, see :func:`open_url`)."""
     return _features.FeatureRun(_paths(capture), config)
+
+
+def require_records(capture: CapturePaths, config: _features.FeatureConfig | None = None) -> None:
+    """Raises :class:`EmptyCaptureError` unless ``capture`` gives at least one record (reads
+    only up to the first record of a capture; all of a file that is not one)."""
+    run = open_run(capture, config)
+    if run.next_records(1) is None:
+        raise empty_capture_error(capture, run.stats())
 
 
 def iter_feature_batches(

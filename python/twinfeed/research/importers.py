@@ -1,7 +1,7 @@
 """Normalising third-party raw captures into the twinfeed capture format.
 
 A twinfeed capture is one line per websocket frame, ``<local_receive_ns> <raw frame>\\n``
-(DESIGN.md, contract 1). The importers here rewrite other collectors' raw files into it, keeping
+(README.md, contract 1). The importers here rewrite other collectors' raw files into it, keeping
 every venue frame byte for byte and converting times exactly (decimal strings, no floats):
 
 ``hftbacktest``

@@ -16,7 +16,15 @@ from rich.table import Table
 from twinfeed import FeatureConfig, _features
 from twinfeed._atomic import atomic_path
 from twinfeed.records import KIND_NAME, build_info
-from twinfeed.research.features import CapturePaths, Progress, open_run
+from twinfeed.research.features import (
+    CapturePaths,
+    EmptyCaptureError,
+    Progress,
+    empty_capture_error,
+    open_run,
+)
+
+__all__ = ["EmptyCaptureError", "RunSummary", "summarize_run", "write_features"]
 
 
 @dataclass
@@ -31,14 +39,33 @@ class RunSummary:
     out: Path | None = None
 
 
-def parquet_metadata(config: FeatureConfig) -> dict[bytes, bytes]:
-    """Key-value metadata stamped into every feature Parquet file."""
+def parquet_metadata(
+    config: FeatureConfig, capture: CapturePaths | None = None
+) -> dict[bytes, bytes]:
+    """Key-value metadata stamped into every feature Parquet file: fingerprint, config TOML,
+    build and, given the capture, its provenance (``twinfeed.captures``: name, path, sha256
+    and size of each file, in reading order) and the venue its frames come from
+    (``twinfeed.venue``, e.g. ``binance-spot``; the config's ``[ingest] market`` is only where
+    a live ingest would connect, not what this capture is)."""
     info = build_info(config)
-    return {
+    metadata = {
         b"twinfeed.fingerprint": config.fingerprint.encode(),
         b"twinfeed.config": config.to_toml().encode(),
         b"twinfeed.build": json.dumps(info, sort_keys=True).encode(),
     }
+    if capture is not None:
+        from twinfeed.instruments import capture_venue
+        from twinfeed.research.backtest import capture_digests
+        from twinfeed.research.features import _paths
+
+        paths = _paths(capture)
+        captures = [
+            {**digest, "path": str(Path(path).resolve())}
+            for digest, path in zip(capture_digests(capture), paths, strict=True)
+        ]
+        metadata[b"twinfeed.captures"] = json.dumps(captures, sort_keys=True).encode()
+        metadata[b"twinfeed.venue"] = (capture_venue(paths) or "unknown").encode()
+    return metadata
 
 
 def write_features(
@@ -48,20 +75,34 @@ def write_features(
     batch_rows: int = 262_144,
     progress: Progress | None = None,
 ) -> RunSummary:
-    """Runs the pipeline over ``capture``; writes Parquet to ``out`` if given, batch by batch."""
+    """Runs the pipeline over ``capture``; writes Parquet to ``out`` if given, batch by batch.
+
+    Raises :class:`EmptyCaptureError` (and writes nothing) when ``capture`` gives no record.
+    """
     run = open_run(capture, config)
     summary = RunSummary(fingerprint=config.fingerprint, out=out)
-    schema = pa.schema(_features.arrow_schema()).with_metadata(parquet_metadata(config))
+    # Provenance hashes the capture once more: only for a file that keeps it.
+    metadata = parquet_metadata(config, capture if out is not None else None)
+    schema = pa.schema(_features.arrow_schema()).with_metadata(metadata)
     if out is None:
         _write_batches(run, None, schema, summary, batch_rows, progress)
+        _check_records(capture, run, summary)
     else:
         # Written under a temporary name and renamed when complete: a failed or interrupted
-        # run leaves no 0-row or partial file at `out` (see twinfeed._atomic).
+        # run (or one over something that is not a capture) leaves no 0-row or partial file
+        # at `out` (see twinfeed._atomic).
         with atomic_path(out) as temporary:
             _write_batches(run, temporary, schema, summary, batch_rows, progress)
+            _check_records(capture, run, summary)
     summary.stats = run.stats()
     summary.symbols = run.symbols()
     return summary
+
+
+def _check_records(capture: CapturePaths, run: Any, summary: RunSummary) -> None:
+    """Raises :class:`EmptyCaptureError` when the run gave no record at all."""
+    if summary.rows == 0:
+        raise empty_capture_error(capture, run.stats())
 
 
 def _write_batches(
@@ -102,9 +143,11 @@ def read_fingerprint(path: Path) -> str | None:
 def summarize_run(summary: RunSummary, console: Console) -> None:
     """Prints a run summary table, skipped-line counts and warnings."""
     stats = summary.stats
-    table = Table(
-        title=f"features ({summary.rows:,} records, fingerprint {summary.fingerprint[:12]})"
+    # The headline is a line of its own: as the title of this narrow table it would wrap.
+    console.print(
+        f"[bold]features[/]: {summary.rows:,} records, fingerprint {summary.fingerprint[:12]}"
     )
+    table = Table()
     table.add_column("kind")
     table.add_column("records", justify="right")
     for kind, count in sorted(summary.kinds.items()):

@@ -682,15 +682,32 @@ class LiveTrader:
 
     def _feed_strategy(self, records: np.ndarray[Any, Any]) -> None:
         strategy = self.strategy
-        if strategy.wants_batches:
-            strategy.on_batch(self.ctx, records)
-            return
-        times = records["local_ns"].tolist()
-        for row in range(len(records)):
-            self.ctx.now = times[row]
-            strategy.on_record(self.ctx, records[row])
-            if self._pending:
-                self._dispatch()
+        row = len(records) - 1
+        try:
+            if strategy.wants_batches:
+                strategy.on_batch(self.ctx, records)
+                return
+            times = records["local_ns"].tolist()
+            for row in range(len(records)):
+                self.ctx.now = times[row]
+                strategy.on_record(self.ctx, records[row])
+                if self._pending:
+                    self._dispatch()
+        except Exception as error:
+            # One line naming the record the strategy failed on (README: the CLI's errors).
+            from twinfeed.research.backtest import strategy_failure
+
+            failure = strategy_failure(
+                error,
+                strategy,
+                phase="run",
+                record=records[row],
+                place=f"line {int(records[row]['line'])} of the ingest's capture",
+                batch=strategy.wants_batches,
+            )
+            if failure is None:
+                raise
+            raise failure from error
 
     def _check_feed(self, force: bool = False) -> None:
         # Records-derived changes (gap, disconnect) are assessed every step; the ring's health
