@@ -24,7 +24,10 @@ def head_frames(path: str | os.PathLike[str], lines: int = 64) -> list[bytes]:
     """The frames (text after the receive stamp) of the first ``lines`` lines of a capture file,
     plain, gzip or zstd (read through the binding, which knows every capture encoding)."""
     from twinfeed import _features
+    from twinfeed.research.features import is_url
 
+    if is_url(path):
+        return _url_head_frames(str(path), lines)
     frames = []
     for number in range(1, lines + 1):
         line = _features.capture_line(path, number)
@@ -33,3 +36,27 @@ def head_frames(path: str | os.PathLike[str], lines: int = 64) -> list[bytes]:
         _, _, frame = line.partition(b" ")
         frames.append(frame)
     return frames
+
+
+def _url_head_frames(url: str, lines: int) -> list[bytes]:
+    """:func:`head_frames` of a capture behind an fsspec URL: its first MiB, plain or gzip
+    (zstd when the ``zstandard`` module is there; otherwise no frames)."""
+    import zlib
+
+    from twinfeed.research.features import open_url
+
+    _, handle, _ = open_url(url)
+    with handle:
+        head = handle.read(1 << 20)
+    if head[:2] == b"\x1f\x8b":
+        data = zlib.decompressobj(wbits=47).decompress(head)
+    elif head[:4] == b"\x28\xb5\x2f\xfd":
+        try:
+            import zstandard
+        except ImportError:
+            return []
+        data = zstandard.ZstdDecompressor().decompressobj().decompress(head)
+    else:
+        data = head
+    complete = data.split(b"\n")[:-1][:lines]
+    return [line.partition(b" ")[2] for line in complete if line]

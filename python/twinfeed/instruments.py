@@ -584,6 +584,8 @@ def instruments_from_capture(
     for path in [paths] if isinstance(paths, str | os.PathLike) else list(paths):
         files += capture_files(Path(path)) if Path(path).is_dir() else [path]
     for path in reversed(files):
+        if isinstance(path, str) and "://" in path and not Path(path).exists():
+            continue  # an fsspec URL: not scanned (the shipped table or --instruments rule it)
         found = _features.last_capture_line_with(path, INSTRUMENTS_LINE_PREFIX)
         if found is None:
             continue

@@ -62,7 +62,7 @@ from twinfeed.research.backtest_report import BacktestResult, Recorder, mark_por
 from twinfeed.research.features import (
     CapturePaths,
     Progress,
-    _paths,
+    capture_names,
     empty_capture_error,
     open_run,
 )
@@ -94,10 +94,13 @@ _STATUS_DISCONNECTED = 2  # StatusEvent::Disconnected in the feature crate
 def capture_digests(capture: CapturePaths) -> list[dict[str, Any]]:
     """sha256, size and name of every capture file, in reading order."""
     digests = []
-    for path in _paths(capture):
+    from twinfeed.research.features import is_url, open_url
+
+    for path in capture_names(capture):
         sha = hashlib.sha256()
         size = 0
-        with open(path, "rb") as handle:
+        # A URL is read once more for its digest (streamed, no local copy).
+        with open_url(path)[1] if is_url(path) else open(path, "rb") as handle:
             while chunk := handle.read(1 << 20):
                 sha.update(chunk)
                 size += len(chunk)
@@ -684,7 +687,7 @@ class Backtest:
                 if located is not None:
                     place = f"{located[0]}:{located[1]}"
             elif not isinstance(self.capture, np.ndarray):
-                paths = _paths(self.capture)
+                paths = capture_names(self.capture)
                 if len(paths) == 1:
                     place = f"{paths[0]}:{line}"
         return strategy_failure(
@@ -721,7 +724,7 @@ class Backtest:
                 return SymbolInstruments(None, None, None)
             return SymbolInstruments(None, venue, [i.symbol for i in given], given)
         if venue is None:
-            venue = capture_venue(_paths(self.capture))
+            venue = capture_venue(capture_names(self.capture))
         fixed: list[Instrument] = []
         table = load_table()
         if isinstance(given, InstrumentTable):
@@ -730,7 +733,7 @@ class Backtest:
             fixed = list(given)
         # The rules the capture recorded (its instruments line) over the shipped table's; the
         # table's origin names the sources used.
-        table = with_capture_rules(table, _paths(self.capture))
+        table = with_capture_rules(table, capture_names(self.capture))
 
         def symbols() -> list[str]:
             return list(self._run.symbols()) if self._run is not None else self._symbols_read

@@ -79,14 +79,22 @@ def open_url(url: str) -> tuple[str, Any, int]:
     return _url_call(url, lambda fs, path: (url, fs.open(path, "rb"), int(fs.size(path) or 0)))
 
 
-def _paths(capture: CapturePaths) -> list[Any]:
+def capture_names(capture: CapturePaths) -> list[str]:
+    """The inputs of a run over ``capture`` by name, in reading order: local files (a folder:
+    its capture files) and fsspec URLs as given (nothing is opened)."""
+    return [
+        item[0] if isinstance(item, tuple) else item for item in _paths(capture, open_urls=False)
+    ]
+
+
+def _paths(capture: CapturePaths, open_urls: bool = True) -> list[Any]:
     """The binding's inputs: local paths as strings (a folder: its capture files in order)
     and fsspec URLs opened as streams (:func:`open_url`)."""
     items = [capture] if isinstance(capture, str | PathLike) else list(capture)
     out: list[Any] = []
     for item in items:
         if is_url(item):
-            out.append(open_url(str(item)))
+            out.append(open_url(str(item)) if open_urls else str(item))
             continue
         path = Path(item)
         if path.is_dir() and len(items) == 1:

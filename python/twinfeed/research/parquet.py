@@ -56,11 +56,11 @@ def parquet_metadata(
     if capture is not None:
         from twinfeed.instruments import capture_venue
         from twinfeed.research.backtest import capture_digests
-        from twinfeed.research.features import _paths
+        from twinfeed.research.features import capture_names, is_url
 
-        paths = _paths(capture)
+        paths = capture_names(capture)
         captures = [
-            {**digest, "path": str(Path(path).resolve())}
+            {**digest, "path": path if is_url(path) else str(Path(path).resolve())}
             for digest, path in zip(capture_digests(capture), paths, strict=True)
         ]
         metadata[b"twinfeed.captures"] = json.dumps(captures, sort_keys=True).encode()
@@ -79,10 +79,11 @@ def write_features(
 
     Raises :class:`EmptyCaptureError` (and writes nothing) when ``capture`` gives no record.
     """
-    run = open_run(capture, config)
     summary = RunSummary(fingerprint=config.fingerprint, out=out)
-    # Provenance hashes the capture once more: only for a file that keeps it.
+    # Provenance hashes the capture once more: only for a file that keeps it. Before the run
+    # opens it: some fsspec stores hand every opener the same file object.
     metadata = parquet_metadata(config, capture if out is not None else None)
+    run = open_run(capture, config)
     schema = pa.schema(_features.arrow_schema()).with_metadata(metadata)
     if out is None:
         _write_batches(run, None, schema, summary, batch_rows, progress)
