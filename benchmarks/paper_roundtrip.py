@@ -39,8 +39,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "python"))
 
 from twinfeed.live.paper_venue import PaperVenue, RateLimits  # noqa: E402
-from twinfeed.live.signing import sign  # noqa: E402
 from twinfeed.live.venue import start_venue  # noqa: E402
+from twinfeed.venues.binance.signing import sign  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
 SYNTH = REPO / "data" / "synth-btcusdt.txt"

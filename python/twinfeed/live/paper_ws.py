@@ -72,7 +72,12 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.sync.server import Server, ServerConnection, serve
 
-from twinfeed.live.signing import CredentialsError, VerifyKey, check_signature, ed25519_public_key
+from twinfeed.venues.binance.signing import (
+    CredentialsError,
+    VerifyKey,
+    check_signature,
+    ed25519_public_key,
+)
 
 if TYPE_CHECKING:
     from twinfeed.live.paper_venue import PaperVenue
@@ -567,7 +572,9 @@ class _ApiSession:
         if method == "ping":
             return {}
         if method == "time":
-            return {"serverTime": now_ms}
+            # The clock signed timestamps are checked against (REST /fapi/v1/time's), not
+            # the replay's: a client syncing its offset here must then pass check_timestamp.
+            return {"serverTime": int(venue.clock() * 1000)}
         if method == "session.status":
             return self._session(now_ms)
         if method == "session.logout":

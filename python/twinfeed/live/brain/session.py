@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from twinfeed.live.brain.control import ControlServer
-from twinfeed.live.brain.entry import BinanceOrderEntry
+from twinfeed.live.brain.entry import PortEntry
 from twinfeed.live.brain.faults import FaultConfig, FaultTolerantTrader
 from twinfeed.live.brain.risk import RiskConfig, RiskManager
 from twinfeed.live.brain.runner import LiveConfig, RunSummary
@@ -198,13 +198,14 @@ def run_session(
     """Runs one paper-trading session (see the module docstring); returns its result."""
     from twinfeed.live.brain.deployment import prepare, verify
     from twinfeed.live.feed import Feed
-    from twinfeed.live.gateway import OrderGateway
     from twinfeed.live.ingest import start_ingest
     from twinfeed.live.leftovers import clean_dead_leftovers, tagged
     from twinfeed.live.paper_venue import PaperVenue
     from twinfeed.live.paper_ws import register_user_stream
     from twinfeed.live.venue import BUNDLED_CAPTURE, start_venue
     from twinfeed.research.backtest import load_strategy
+    from twinfeed.venues.binance.adapter import BinanceVenue
+    from twinfeed.venues.binance.rest import OrderGateway
 
     say = on_status or (lambda _message: None)
     capture = Path(settings.capture) if settings.capture else BUNDLED_CAPTURE
@@ -267,7 +268,7 @@ def run_session(
                 say(f"user-data websocket on {paper.ws_url} (and through {market.url})")
             if left_running:
                 say(f"recovering runs left running by a dead session: {', '.join(left_running)}")
-            entry: BinanceOrderEntry | None = None
+            venue: BinanceVenue | None = None
             try:
                 say(f"paper order entry on {paper.url}")
                 drift = verify(deployment, paper.url, settings.allow_drift)
@@ -308,14 +309,14 @@ def run_session(
                     try:
                         ingest.wait_for_ring(timeout=30)
                         feed = Feed.open(ring, expected_fingerprint=config.fingerprint, wait=10)
-                        entry = BinanceOrderEntry(
+                        venue = BinanceVenue(
                             OrderGateway(paper.url, key, secret, stream_url=paper.ws_url),
                             keepalive_s=_keepalive_s(settings.speed),
                         )
                         trader = FaultTolerantTrader(
                             live_config,
                             strategy,
-                            entry,
+                            PortEntry(venue),
                             feed,
                             db,
                             RiskManager(deployment.risk),
@@ -361,9 +362,9 @@ def run_session(
                             started.stop()
                             started.remove_ring()
             finally:
-                if entry is not None:
-                    stream_gaps = entry.stream_gaps
-                    entry.close()
+                if venue is not None:
+                    stream_gaps = venue.stream_gaps
+                    venue.close()
                 paper.stop()
     finally:
         db.close()
