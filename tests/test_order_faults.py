@@ -303,3 +303,18 @@ def test_plain_rejection_is_not_a_fault() -> None:
     with pytest.raises(VenueError):
         entry.send_order(Order("c1", 0, "buy", 0.01, 100.0), "BTCUSDT")
     assert link.state == "up" and entry.hold is None and db.events == []
+
+
+def test_rate_limit_holds_at_least_the_venues_retry_after() -> None:
+    from twinfeed.orders import Order
+    from twinfeed.venues.binance.errors import venue_error
+    from twinfeed.venues.errors import VenueError
+
+    limited = venue_error(-1003, "Too many requests.", 429, {"Retry-After": "5"})
+    link, entry, gateway, db = _link(limited, rate_limit_backoff_s=0.2)
+    with pytest.raises(VenueError):
+        entry.send_order(Order("d1", 0, "buy", 0.01, 100.0), "BTCUSDT")
+    assert link._rate_backoff == pytest.approx(5.0)  # noqa: SLF001 - not the local 0.2 s
+    time.sleep(0.25)
+    link.step()
+    assert entry.hold is not None and link.state == "rate_limited"

@@ -137,6 +137,8 @@ class OrderLink:
             self._rate_backoff = self.rate_limit_backoff_s  # a quiet spell: start over
         elif self._rate_until > 0:
             self._rate_backoff = min(self._rate_backoff * 2, self.rate_limit_backoff_max_s)
+        if error.retry_after_s is not None:  # the venue said how long: never less
+            self._rate_backoff = max(self._rate_backoff, error.retry_after_s)
         self._rate_until = now + self._rate_backoff
         self.rate_limits += 1
         if self.entry is not None and self.up:

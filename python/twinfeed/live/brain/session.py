@@ -206,6 +206,8 @@ def run_session(
     from twinfeed.research.backtest import load_strategy
     from twinfeed.venues.binance.adapter import BinanceVenue
     from twinfeed.venues.binance.rest import OrderGateway
+    from twinfeed.venues.binance.signing import new_ed25519_key
+    from twinfeed.venues.binance.ws_api import WsApiClient
 
     say = on_status or (lambda _message: None)
     capture = Path(settings.capture) if settings.capture else BUNDLED_CAPTURE
@@ -220,6 +222,10 @@ def run_session(
         strategy = load_strategy(deployment.strategy)(deployment.params)
     key = settings.api_key or os.environ.get("TWINFEED_API_KEY") or secrets.token_hex(16)
     secret = settings.api_secret or os.environ.get("TWINFEED_API_SECRET") or secrets.token_hex(32)
+    # The brain's own key for order entry: Ed25519, the only kind the WebSocket API's
+    # session.logon takes (registered with the local venue next to the HMAC key).
+    order_key = f"{key[:24]}-ed25519"
+    private_pem, public_pem = new_ed25519_key()
     removed = clean_dead_leftovers()
     if removed:
         say(f"removed {len(removed)} leftovers of dead sessions: {', '.join(map(str, removed))}")
@@ -253,7 +259,7 @@ def run_session(
             paper = PaperVenue.start(
                 capture,
                 market.status,
-                keys={key: secret},
+                keys={key: secret, order_key: public_pem},
                 latency_ns=settings.latency_ns,
                 maker_fee_bps=settings.maker_fee_bps,
                 taker_fee_bps=settings.taker_fee_bps,
@@ -310,8 +316,19 @@ def run_session(
                         ingest.wait_for_ring(timeout=30)
                         feed = Feed.open(ring, expected_fingerprint=config.fingerprint, wait=10)
                         venue = BinanceVenue(
-                            OrderGateway(paper.url, key, secret, stream_url=paper.ws_url),
+                            OrderGateway(
+                                paper.url,
+                                order_key,
+                                "",
+                                private_key=private_pem,
+                                stream_url=paper.ws_url,
+                            ),
                             keepalive_s=_keepalive_s(settings.speed),
+                            ws_api=WsApiClient(paper.ws_url, order_key, private_pem),
+                            instruments={
+                                instrument.symbol: instrument
+                                for instrument in deployment.instruments
+                            },
                         )
                         trader = FaultTolerantTrader(
                             live_config,
