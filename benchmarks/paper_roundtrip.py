@@ -70,15 +70,16 @@ def _pairs(send: Any, price: str, count: int) -> list[int]:
     return times
 
 
-def _serve(ready: Any, stop: Any) -> None:
+def _serve(ready: Any, stop: Any, keys: dict[str, str] | None = None) -> None:
     """The venues, in their own process as a user runs them (the clients' work must not share
     the venue's interpreter): the market-data venue replays the capture to its end, the paper
-    venue freezes at its last touch; then ``(host, port, price)`` goes to ``ready``."""
+    venue (accepting ``keys`` too) freezes at its last touch; then ``(host, port, price)``
+    goes to ``ready`` (``ws_url`` too when ``keys`` are given)."""
     with start_venue(SYNTH, speed="max") as md:
         # Binance's 300 orders / 10 s would stop the loop: the limits are lifted here.
         unlimited = RateLimits(10**9, 10**9, 10**9)
         paper = PaperVenue.start(
-            SYNTH, md_status=md.status, keys={KEY: SECRET}, rate_limits=unlimited
+            SYNTH, md_status=md.status, keys={KEY: SECRET, **(keys or {})}, rate_limits=unlimited
         )
         try:
 
@@ -96,7 +97,8 @@ def _serve(ready: Any, stop: Any) -> None:
                 time.sleep(0.05)
             touch = paper.engine.touch(0)
             assert touch is not None, "no market"
-            ready.put((paper.host, paper.port, f"{touch.bid_px - 500:.1f}"))
+            price = f"{touch.bid_px - 500:.1f}"
+            ready.put((paper.host, paper.port, price) + ((paper.ws_url,) if keys else ()))
             stop.wait()
         finally:
             paper.stop()
