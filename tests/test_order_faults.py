@@ -201,7 +201,7 @@ def test_trade_db_agrees_with_the_venue(outage: dict[str, Any]) -> None:
         "SELECT coalesce(sum(CASE WHEN side = 'buy' THEN qty ELSE -qty END), 0) FROM fills"
     ).fetchall()[0][0]
     assert signed == pytest.approx(outage["venue_position"], abs=1e-9)
-    assert outage["summary"]["reconciled"] is True
+    assert outage["summary"]["reconciled"] is True, outage["output"][-3000:]
     open_in_db = con.execute(
         "SELECT count(*) FROM orders WHERE state IN ('new', 'acked', 'partially_filled')"
     ).fetchall()[0][0]

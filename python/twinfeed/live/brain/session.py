@@ -277,7 +277,12 @@ def run_session(
             venue: BinanceVenue | None = None
             try:
                 say(f"paper order entry on {paper.url}")
-                drift = verify(deployment, paper.url, settings.allow_drift)
+                order_gateway = OrderGateway(
+                    paper.url, order_key, "", private_key=private_pem, stream_url=paper.ws_url
+                )
+                market_name = deployment.venue or "binance-usdm"
+                preflight = BinanceVenue(order_gateway, stream=False, market=market_name)
+                drift = verify(deployment, preflight.instruments, settings.allow_drift)
                 for difference in drift:
                     say(f"drift (allowed): {difference}")
                 with open(work / "ingest.log", "ab") as ingest_log:
@@ -316,13 +321,8 @@ def run_session(
                         ingest.wait_for_ring(timeout=30)
                         feed = Feed.open(ring, expected_fingerprint=config.fingerprint, wait=10)
                         venue = BinanceVenue(
-                            OrderGateway(
-                                paper.url,
-                                order_key,
-                                "",
-                                private_key=private_pem,
-                                stream_url=paper.ws_url,
-                            ),
+                            order_gateway,
+                            market=market_name,
                             keepalive_s=_keepalive_s(settings.speed),
                             ws_api=WsApiClient(paper.ws_url, order_key, private_pem),
                             instruments={

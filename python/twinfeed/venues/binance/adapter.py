@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from twinfeed.instruments import Instrument
+from twinfeed.instruments import Instrument, InstrumentTable
 from twinfeed.live.brain.oms import ExecutionReport
 from twinfeed.orders import Order
 from twinfeed.venues.binance import wire
@@ -56,9 +56,13 @@ class BinanceVenue:
         keepalive_s: float = 30 * 60.0,
         ws_api: Any = None,
         instruments: Mapping[str, Instrument] | None = None,
+        market: str = "binance-usdm",
     ) -> None:
+        """``market``: the instrument table's venue name the exchangeInfo is read as
+        (``binance-usdm``; the local venue also serves ``binance-coinm`` and spot captures)."""
         self.gateway = gateway
         self.ws_api = ws_api
+        self.market = market
         self._instruments = dict(instruments) if instruments is not None else None
         #: Requests the WebSocket API could not take that went over REST instead.
         self.rest_fallbacks = 0
@@ -241,9 +245,6 @@ class BinanceVenue:
     def instruments(self) -> dict[str, Instrument]:
         """The venue's instruments (``GET /fapi/v1/exchangeInfo``), by symbol."""
         answer = self.gateway.request("GET", "/fapi/v1/exchangeInfo", signed=False)
-        return {
-            str(entry["symbol"]): Instrument.from_exchange_info(
-                "binance-usdm", entry, f"{self.gateway.base_url}/fapi/v1/exchangeInfo"
-            )
-            for entry in answer.get("symbols", [])
-        }
+        origin = f"{self.gateway.base_url}/fapi/v1/exchangeInfo"
+        table = InstrumentTable.from_json({self.market: answer}, origin)
+        return {instrument.symbol: instrument for instrument in table}

@@ -52,6 +52,10 @@ from twinfeed.venues.errors import NOT_SENT, VenueError
 
 __all__ = ["OrderGateway", "UserStream", "UserStreamClosed"]
 
+_QUERY_RETRY = urllib3.Retry(
+    total=1, connect=1, read=1, status=0, other=0, redirect=0, raise_on_status=False
+)
+
 
 class UserStreamClosed(Exception):
     """The user-data websocket closed (or its listen key expired): events may have been missed."""
@@ -165,7 +169,9 @@ class OrderGateway:
                 url,
                 headers={"X-MBX-APIKEY": self.api_key},
                 timeout=timeout or self.timeout,
-                retries=False,  # never re-sent behind the caller's back (an order may be in)
+                # A query may go once more on a fresh connection (a pooled one the venue had
+                # dropped); anything that acts is never re-sent behind the caller's back.
+                retries=_QUERY_RETRY if method == "GET" else False,
             )
         except urllib3.exceptions.NewConnectionError as error:
             refused = venue_error(0, f"no connection to {self.base_url}: {error}")
