@@ -334,3 +334,32 @@ def test_prices_and_sizes_go_out_on_the_instrument_grid(paper: PaperVenue) -> No
     assert float(placed["price"]) == round(touch.bid_px - 300.0, 1)
     assert float(placed["origQty"]) == 0.002
     venue.cancel("grid-1", SYMBOL)
+
+
+def test_preflight_reads_the_venue_through_the_port(paper: PaperVenue) -> None:
+    """Clock, rules, account and leftovers from the real paper venue; a rule that differs
+    and an order left by an earlier run are problems (not when a recovery will adopt it)."""
+    import dataclasses
+
+    from twinfeed.live.brain.preflight import preflight
+
+    venue = BinanceVenue(OrderGateway(paper.url, KEY, SECRET), stream=False)
+    stated = venue.instruments()
+    clean = preflight(venue, [SYMBOL], stated)
+    assert clean.ok, clean.problems
+    assert any(line.startswith("clock offset to the venue:") for line in clean.lines)
+    assert any("may trade; one-way positions; balances USDT" in line for line in clean.lines)
+    other = dataclasses.replace(stated[SYMBOL], tick_size=Decimal("0.5"))
+    touch = paper.engine.touch(0)
+    assert touch is not None
+    venue.send_order(Order("left-1", 0, "buy", 0.002, round(touch.bid_px - 400, 1)), SYMBOL)
+    try:
+        checked = preflight(venue, [SYMBOL, "NOPEUSDT"], {SYMBOL: other})
+        assert checked.problems == [
+            f"{SYMBOL}: tick_size is 0.10 at the venue, 0.5 here",
+            "NOPEUSDT: not listed by the venue",
+            "1 open order(s) left at the venue from an earlier run: left-1",
+        ]
+        assert preflight(venue, [SYMBOL], stated, recovering=True).ok
+    finally:
+        venue.cancel("left-1", SYMBOL)

@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from twinfeed.orders import Liquidity, Order, Side
 
 if TYPE_CHECKING:
+    from twinfeed.instruments import Instrument
     from twinfeed.live.brain.oms import ExecutionReport
 
-__all__ = ["VenueFill", "VenueOrder", "VenuePort"]
+__all__ = ["VenueAccount", "VenueFill", "VenueOrder", "VenuePort"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +54,16 @@ class VenueFill:
     fee: float
     liquidity: Liquidity
     ts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class VenueAccount:
+    """What the preflight checks of the account: may it trade, is it in hedge mode (the brain
+    trades one-way positions), and its wallet balance per asset."""
+
+    can_trade: bool
+    hedge_mode: bool
+    balances: dict[str, float]
 
 
 @runtime_checkable
@@ -102,6 +113,18 @@ class VenuePort(Protocol):
 
     def ping(self) -> None:
         """Returns if the venue answers (raises VenueError otherwise)."""
+        ...
+
+    def account(self) -> VenueAccount:
+        """Trading permission, position mode and balances."""
+        ...
+
+    def sync_clock(self) -> int:
+        """Measures the venue's clock against ours; returns the offset (ms) now used."""
+        ...
+
+    def instruments(self) -> dict[str, Instrument]:
+        """The venue's instruments (trading rules) by symbol."""
         ...
 
     def poll_reports(self) -> list[ExecutionReport]:

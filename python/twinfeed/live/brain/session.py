@@ -197,6 +197,7 @@ def run_session(
 ) -> SessionResult:
     """Runs one paper-trading session (see the module docstring); returns its result."""
     from twinfeed.live.brain.deployment import prepare, verify
+    from twinfeed.live.brain.preflight import PreflightError, preflight
     from twinfeed.live.feed import Feed
     from twinfeed.live.ingest import start_ingest
     from twinfeed.live.leftovers import clean_dead_leftovers, tagged
@@ -281,10 +282,20 @@ def run_session(
                     paper.url, order_key, "", private_key=private_pem, stream_url=paper.ws_url
                 )
                 market_name = deployment.venue or "binance-usdm"
-                preflight = BinanceVenue(order_gateway, stream=False, market=market_name)
-                drift = verify(deployment, preflight.instruments, settings.allow_drift)
+                checker = BinanceVenue(order_gateway, stream=False, market=market_name)
+                drift = verify(deployment, checker.instruments, settings.allow_drift)
                 for difference in drift:
                     say(f"drift (allowed): {difference}")
+                checked = preflight(
+                    checker,
+                    list(live_config.symbols),
+                    {instrument.symbol: instrument for instrument in deployment.instruments},
+                    recovering=bool(left_running),
+                )
+                for line in checked.lines:
+                    say(f"preflight: {line}")
+                if not checked.ok:
+                    raise PreflightError(checked.problems)
                 with open(work / "ingest.log", "ab") as ingest_log:
                     ingest = start_ingest(
                         capture_dir=capture_dir,

@@ -37,7 +37,7 @@ from twinfeed.live.brain.oms import ExecutionReport
 from twinfeed.orders import Order
 from twinfeed.venues.binance import wire
 from twinfeed.venues.errors import VenueError
-from twinfeed.venues.port import VenueFill, VenueOrder
+from twinfeed.venues.port import VenueAccount, VenueFill, VenueOrder
 
 __all__ = ["BinanceVenue"]
 
@@ -241,6 +241,23 @@ class BinanceVenue:
 
     def ping(self) -> None:
         self.gateway.ping()
+
+    def account(self) -> VenueAccount:
+        body = self.gateway.account()
+        mode = self.gateway.request("GET", "/fapi/v1/positionSide/dual")
+        return VenueAccount(
+            can_trade=bool(body.get("canTrade")),
+            hedge_mode=bool(mode.get("dualSidePosition")),
+            balances={
+                str(row["asset"]): float(row["walletBalance"]) for row in body.get("assets", [])
+            },
+        )
+
+    def sync_clock(self) -> int:
+        offset = int(self.gateway.sync_time())
+        if self.ws_api is not None:
+            self.ws_api.time_offset_ms = offset
+        return offset
 
     def instruments(self) -> dict[str, Instrument]:
         """The venue's instruments (``GET /fapi/v1/exchangeInfo``), by symbol."""
