@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -363,3 +364,51 @@ def test_preflight_reads_the_venue_through_the_port(paper: PaperVenue) -> None:
         assert preflight(venue, [SYMBOL], stated, recovering=True).ok
     finally:
         venue.cancel("left-1", SYMBOL)
+
+
+def test_connect_binance_from_a_private_key_file(
+    paper: PaperVenue, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The endpoint table's shape pointed at the local venue, keys from a 0600 file: an
+    Ed25519 key takes the WebSocket API, and the preflight passes through it."""
+    from twinfeed.live.brain.preflight import preflight
+    from twinfeed.venues.binance.connect import connect_binance
+    from twinfeed.venues.binance.endpoints import ENDPOINTS, Endpoints
+
+    assert set(ENDPOINTS) == {"binance-usdm", "binance-usdm-testnet"}
+    assert all(e.rest.startswith("https://") for e in ENDPOINTS.values())
+    for name in ("TWINFEED_API_KEY", "TWINFEED_API_SECRET", "TWINFEED_API_PRIVATE_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    pem = tmp_path / "key.pem"
+    pem.write_text(PRIVATE_PEM)
+    pem.chmod(0o600)
+    keys = tmp_path / "keys.env"
+    keys.write_text(f"TWINFEED_API_KEY={ED_KEY}\nTWINFEED_API_PRIVATE_KEY_FILE={pem}\n")
+    keys.chmod(0o600)
+    local = Endpoints(rest=paper.url, ws_api=paper.ws_url, streams=paper.ws_url)
+    venue = connect_binance(local, keys)
+    try:
+        assert venue.ws_api is not None and PRIVATE_PEM not in repr(venue.gateway)
+        assert preflight(venue, [SYMBOL], venue.instruments()).ok
+        touch = paper.engine.touch(0)
+        assert touch is not None
+        order = Order("conn-1", 0, "buy", 0.002, round(touch.bid_px - 450, 1))
+        assert venue.send_order(order, SYMBOL).state == "acked"
+        assert venue.cancel("conn-1", SYMBOL).state == "cancelled"
+        assert venue.rest_fallbacks == 0
+    finally:
+        venue.close()
+    with pytest.raises(KeyError, match="binance-coinm"):
+        connect_binance("binance-coinm", keys)
+
+
+def test_live_on_binance_without_credentials_says_which(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No keys: the CLI names the variables and the file, and sends nothing anywhere."""
+    from click.testing import CliRunner
+    from twinfeed.cli import main
+
+    for name in ("TWINFEED_API_KEY", "TWINFEED_API_SECRET", "TWINFEED_API_PRIVATE_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    result = CliRunner().invoke(main, ["live", "--venue", "binance-usdm-testnet"])
+    assert result.exit_code == 1
+    assert "binance-usdm-testnet: no API credentials: set TWINFEED_API_KEY" in result.output
