@@ -23,18 +23,14 @@ quiet machine (the load average before and after is printed)::
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from machine import cpu_model, load_average  # benchmarks/machine.py (this script's folder)
-from paper_roundtrip import KEY, SECRET, _percentile, _serve
+from machine import load_average  # benchmarks/machine.py (this script's folder)
+from paper_roundtrip import KEY, SECRET, _serve, report
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "python"))
@@ -137,25 +133,7 @@ def main() -> int:
     finally:
         stop.set()
         server.join(timeout=30)
-    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, {platform.python_version()}")
-    print(f"load average before: {load_before}, after: {load_average()}")
-    print(f"{args.pairs} new+cancel pairs after {args.warmup} warm-up pairs, loopback")
-    print()
-    print("| client | p50 µs | p99 µs | max µs |")
-    print("|---|---:|---:|---:|")
-    rows: list[dict[str, Any]] = []
-    for name, times in results.items():
-        row = {
-            "client": name,
-            "pairs": len(times),
-            "p50_us": _percentile(times, 0.50),
-            "p99_us": _percentile(times, 0.99),
-            "max_us": max(times) / 1000,
-        }
-        rows.append(row)
-        print(f"| {name} | {row['p50_us']:.0f} | {row['p99_us']:.0f} | {row['max_us']:.0f} |")
-    if args.json is not None:
-        args.json.write_text(json.dumps({"load_before": load_before, "results": rows}, indent=1))
+    report(results, args.pairs, args.warmup, load_before, args.json)
     return 0
 
 

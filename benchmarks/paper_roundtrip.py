@@ -104,6 +104,36 @@ def _serve(ready: Any, stop: Any, keys: dict[str, str] | None = None) -> None:
             paper.stop()
 
 
+def report(
+    results: dict[str, list[int]],
+    pairs: int,
+    warmup: int,
+    load_before: Any,
+    json_out: Path | None,
+) -> None:
+    """Prints the machine, the load and one table row a client (p50/p99/max); writes the
+    rows to ``json_out`` when given."""
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, {platform.python_version()}")
+    print(f"load average before: {load_before}, after: {load_average()}")
+    print(f"{pairs} new+cancel pairs after {warmup} warm-up pairs, loopback")
+    print()
+    print("| client | p50 µs | p99 µs | max µs |")
+    print("|---|---:|---:|---:|")
+    rows = []
+    for name, times in results.items():
+        row = {
+            "client": name,
+            "pairs": len(times),
+            "p50_us": _percentile(times, 0.50),
+            "p99_us": _percentile(times, 0.99),
+            "max_us": max(times) / 1000,
+        }
+        rows.append(row)
+        print(f"| {name} | {row['p50_us']:.0f} | {row['p99_us']:.0f} | {row['max_us']:.0f} |")
+    if json_out is not None:
+        json_out.write_text(json.dumps({"load_before": load_before, "results": rows}, indent=1))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pairs", type=int, default=2000)
@@ -158,25 +188,7 @@ def main() -> int:
     finally:
         stop.set()
         server.join(timeout=30)
-    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, {platform.python_version()}")
-    print(f"load average before: {load_before}, after: {load_average()}")
-    print(f"{args.pairs} new+cancel pairs after {args.warmup} warm-up pairs, loopback")
-    print()
-    print("| client | p50 µs | p99 µs | max µs |")
-    print("|---|---:|---:|---:|")
-    rows = []
-    for name, times in results.items():
-        row = {
-            "client": name,
-            "pairs": len(times),
-            "p50_us": _percentile(times, 0.50),
-            "p99_us": _percentile(times, 0.99),
-            "max_us": max(times) / 1000,
-        }
-        rows.append(row)
-        print(f"| {name} | {row['p50_us']:.0f} | {row['p99_us']:.0f} | {row['max_us']:.0f} |")
-    if args.json is not None:
-        args.json.write_text(json.dumps({"load_before": load_before, "results": rows}, indent=1))
+    report(results, args.pairs, args.warmup, load_before, args.json)
     return 0
 
 

@@ -47,7 +47,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from twinfeed.venues.binance.errors import venue_error
 from twinfeed.venues.binance.signing import ed25519_sign, encode_params, load_credentials, sign
-from twinfeed.venues.binance.wire import on_grid, order_params
+from twinfeed.venues.binance.wire import modify_params, order_params
 from twinfeed.venues.errors import NOT_SENT, VenueError
 
 __all__ = ["OrderGateway", "UserStream", "UserStreamClosed"]
@@ -209,26 +209,12 @@ class OrderGateway:
         side: str,
         quantity: float | str,
         price: float | str | None = None,
-        *,
-        type: str = "LIMIT",  # noqa: A002 - Binance's parameter name
-        time_in_force: str | None = None,
-        client_order_id: str | None = None,
-        reduce_only: bool | None = None,
-        good_till_date: int | None = None,
+        **options: Any,
     ) -> dict[str, Any]:
-        """``POST /fapi/v1/order``; LIMIT orders default to GTC. Returns the order as the
-        venue's matching left it (``newOrderRespType=RESULT``)."""
-        params = order_params(
-            symbol,
-            side,
-            quantity,
-            price,
-            type=type,
-            time_in_force=time_in_force,
-            client_order_id=client_order_id,
-            reduce_only=reduce_only,
-            good_till_date=good_till_date,
-        )
+        """``POST /fapi/v1/order`` (options: :func:`twinfeed.venues.binance.wire.order_params`:
+        ``type``, ``time_in_force``, ``client_order_id``, ``reduce_only``,
+        ``good_till_date``). Returns the order as the venue's matching left it."""
+        params = order_params(symbol, side, quantity, price, **options)
         return dict(self.request("POST", "/fapi/v1/order", params))
 
     def cancel(
@@ -238,29 +224,11 @@ class OrderGateway:
         params = {"symbol": symbol, "origClientOrderId": client_order_id, "orderId": order_id}
         return dict(self.request("DELETE", "/fapi/v1/order", params))
 
-    def modify(
-        self,
-        symbol: str,
-        *,
-        quantity: float | str,
-        price: float | str,
-        client_order_id: str | None = None,
-        order_id: int | None = None,
-        side: str | None = None,
-    ) -> dict[str, Any]:
+    def modify(self, symbol: str, **options: Any) -> dict[str, Any]:
         """``PUT /fapi/v1/order``: a resting LIMIT order's price and quantity in place
-        (``side`` is mandatory on Binance: looked up with a query when not given)."""
-        if side is None:
-            side = self.order(symbol, client_order_id=client_order_id, order_id=order_id)["side"]
-        params = {
-            "symbol": symbol,
-            "origClientOrderId": client_order_id,
-            "orderId": order_id,
-            "side": side,
-            "quantity": on_grid(quantity, None),
-            "price": on_grid(price, None),
-        }
-        return dict(self.request("PUT", "/fapi/v1/order", params))
+        (options: :func:`twinfeed.venues.binance.wire.modify_params`; ``side`` is looked up
+        with a query when not given)."""
+        return dict(self.request("PUT", "/fapi/v1/order", modify_params(self, symbol, **options)))
 
     def ping(self) -> None:
         """``GET /fapi/v1/ping``: raises VenueError if the venue does not answer."""

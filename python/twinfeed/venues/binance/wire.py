@@ -24,6 +24,7 @@ __all__ = [
     "STATUS_OF_STATE",
     "TYPES",
     "fill_from_user_trade",
+    "modify_params",
     "on_grid",
     "order_params",
     "order_from_rest",
@@ -110,6 +111,32 @@ def order_params(
         "reduceOnly": reduce_only,
         "goodTillDate": good_till_date,
         "newOrderRespType": "RESULT",
+    }
+    return {key: value for key, value in params.items() if value is not None}
+
+
+def modify_params(
+    client: Any,
+    symbol: str,
+    *,
+    quantity: float | str,
+    price: float | str,
+    client_order_id: str | None = None,
+    order_id: int | None = None,
+    side: str | None = None,
+) -> dict[str, Any]:
+    """The parameters of a modify (REST ``PUT /fapi/v1/order``, WebSocket API
+    ``order.modify``). Binance requires the order's ``side``: when not given it is asked of
+    ``client`` (its ``order`` query)."""
+    if side is None:
+        side = client.order(symbol, client_order_id=client_order_id, order_id=order_id)["side"]
+    params = {
+        "symbol": symbol,
+        "origClientOrderId": client_order_id,
+        "orderId": order_id,
+        "side": side,
+        "quantity": on_grid(quantity, None),
+        "price": on_grid(price, None),
     }
     return {key: value for key, value in params.items() if value is not None}
 

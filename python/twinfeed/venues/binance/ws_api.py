@@ -34,7 +34,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from twinfeed.venues.binance.errors import venue_error
 from twinfeed.venues.binance.signing import ed25519_sign
-from twinfeed.venues.binance.wire import on_grid, order_params
+from twinfeed.venues.binance.wire import modify_params, order_params
 from twinfeed.venues.errors import VenueError
 
 __all__ = ["API_PATH", "WsApiClient"]
@@ -199,28 +199,10 @@ class WsApiClient:
         params = {"symbol": symbol, "origClientOrderId": client_order_id, "orderId": order_id}
         return dict(self.call("order.status", params))
 
-    def modify(
-        self,
-        symbol: str,
-        *,
-        quantity: float | str,
-        price: float | str,
-        client_order_id: str | None = None,
-        order_id: int | None = None,
-        side: str | None = None,
-    ) -> dict[str, Any]:
-        """``order.modify`` (``side`` looked up with ``order.status`` when not given)."""
-        if side is None:
-            side = self.order(symbol, client_order_id=client_order_id, order_id=order_id)["side"]
-        params = {
-            "symbol": symbol,
-            "origClientOrderId": client_order_id,
-            "orderId": order_id,
-            "side": side,
-            "quantity": on_grid(quantity, None),
-            "price": on_grid(price, None),
-        }
-        return dict(self.call("order.modify", params))
+    def modify(self, symbol: str, **options: Any) -> dict[str, Any]:
+        """``order.modify`` (options: :func:`twinfeed.venues.binance.wire.modify_params`;
+        ``side`` looked up with ``order.status`` when not given)."""
+        return dict(self.call("order.modify", modify_params(self, symbol, **options)))
 
 
 def _payload(params: Mapping[str, Any]) -> str:
