@@ -47,7 +47,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from twinfeed.venues.binance.errors import venue_error
 from twinfeed.venues.binance.signing import ed25519_sign, encode_params, load_credentials, sign
-from twinfeed.venues.binance.wire import modify_params, order_params
+from twinfeed.venues.binance.wire import OrderCalls
 from twinfeed.venues.errors import NOT_SENT, VenueError
 
 __all__ = ["OrderGateway", "UserStream", "UserStreamClosed"]
@@ -61,7 +61,11 @@ class UserStreamClosed(Exception):
     """The user-data websocket closed (or its listen key expired): events may have been missed."""
 
 
-class OrderGateway:
+#: OrderCalls action -> HTTP method on ``/fapi/v1/order``.
+_ORDER_METHODS = {"place": "POST", "cancel": "DELETE", "status": "GET", "modify": "PUT"}
+
+
+class OrderGateway(OrderCalls):
     """Signed REST client for the USD-M order-entry subset. See the module docstring."""
 
     def __init__(
@@ -201,34 +205,10 @@ class OrderGateway:
         """Closes the pooled connections."""
         self._pool.clear()
 
-    # ---- orders -------------------------------------------------------------------------
+    # ---- orders (new_order, cancel, order, modify: wire.OrderCalls) ---------------------
 
-    def new_order(
-        self,
-        symbol: str,
-        side: str,
-        quantity: float | str,
-        price: float | str | None = None,
-        **options: Any,
-    ) -> dict[str, Any]:
-        """``POST /fapi/v1/order`` (options: :func:`twinfeed.venues.binance.wire.order_params`:
-        ``type``, ``time_in_force``, ``client_order_id``, ``reduce_only``,
-        ``good_till_date``). Returns the order as the venue's matching left it."""
-        params = order_params(symbol, side, quantity, price, **options)
-        return dict(self.request("POST", "/fapi/v1/order", params))
-
-    def cancel(
-        self, symbol: str, *, client_order_id: str | None = None, order_id: int | None = None
-    ) -> dict[str, Any]:
-        """``DELETE /fapi/v1/order`` by client order id or order id; returns the order."""
-        params = {"symbol": symbol, "origClientOrderId": client_order_id, "orderId": order_id}
-        return dict(self.request("DELETE", "/fapi/v1/order", params))
-
-    def modify(self, symbol: str, **options: Any) -> dict[str, Any]:
-        """``PUT /fapi/v1/order``: a resting LIMIT order's price and quantity in place
-        (options: :func:`twinfeed.venues.binance.wire.modify_params`; ``side`` is looked up
-        with a query when not given)."""
-        return dict(self.request("PUT", "/fapi/v1/order", modify_params(self, symbol, **options)))
+    def order_call(self, action: str, params: Mapping[str, Any]) -> Any:
+        return self.request(_ORDER_METHODS[action], "/fapi/v1/order", params)
 
     def ping(self) -> None:
         """``GET /fapi/v1/ping``: raises VenueError if the venue does not answer."""
@@ -237,13 +217,6 @@ class OrderGateway:
     def cancel_all(self, symbol: str) -> dict[str, Any]:
         """``DELETE /fapi/v1/allOpenOrders``."""
         return dict(self.request("DELETE", "/fapi/v1/allOpenOrders", {"symbol": symbol}))
-
-    def order(
-        self, symbol: str, *, client_order_id: str | None = None, order_id: int | None = None
-    ) -> dict[str, Any]:
-        """``GET /fapi/v1/order``."""
-        params = {"symbol": symbol, "origClientOrderId": client_order_id, "orderId": order_id}
-        return dict(self.request("GET", "/fapi/v1/order", params))
 
     def open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
         """``GET /fapi/v1/openOrders`` (all symbols when ``symbol`` is None)."""

@@ -19,6 +19,7 @@ from twinfeed.venues.port import VenueFill, VenueOrder
 
 __all__ = [
     "EXECUTION_OF_STATE",
+    "OrderCalls",
     "SIDES",
     "STATE_OF_STATUS",
     "STATUS_OF_STATE",
@@ -138,6 +139,51 @@ def modify_params(
         "quantity": on_grid(quantity, None),
         "price": on_grid(price, None),
     }
+    return {key: value for key, value in params.items() if value is not None}
+
+
+class OrderCalls:
+    """New, cancel, query and modify of one order, for any transport that implements
+    :meth:`order_call` (REST: ``POST|DELETE|GET|PUT /fapi/v1/order``; the WebSocket API:
+    ``order.place|cancel|status|modify``): the parameters are built here once."""
+
+    def order_call(self, action: str, params: Mapping[str, Any]) -> Any:
+        """Sends ``action`` (``place``, ``cancel``, ``status``, ``modify``) with ``params``."""
+        raise NotImplementedError
+
+    def new_order(
+        self,
+        symbol: str,
+        side: str,
+        quantity: float | str,
+        price: float | str | None = None,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """A new order (options: :func:`order_params`); the order after matching."""
+        return dict(
+            self.order_call("place", order_params(symbol, side, quantity, price, **options))
+        )
+
+    def cancel(
+        self, symbol: str, *, client_order_id: str | None = None, order_id: int | None = None
+    ) -> dict[str, Any]:
+        """Cancels one order by client order id or order id; returns the order."""
+        return dict(self.order_call("cancel", _order_ref(symbol, client_order_id, order_id)))
+
+    def order(
+        self, symbol: str, *, client_order_id: str | None = None, order_id: int | None = None
+    ) -> dict[str, Any]:
+        """One order's state."""
+        return dict(self.order_call("status", _order_ref(symbol, client_order_id, order_id)))
+
+    def modify(self, symbol: str, **options: Any) -> dict[str, Any]:
+        """A resting LIMIT order's price and quantity in place (options:
+        :func:`modify_params`; ``side`` is looked up with :meth:`order` when not given)."""
+        return dict(self.order_call("modify", modify_params(self, symbol, **options)))
+
+
+def _order_ref(symbol: str, client_order_id: str | None, order_id: int | None) -> dict[str, Any]:
+    params = {"symbol": symbol, "origClientOrderId": client_order_id, "orderId": order_id}
     return {key: value for key, value in params.items() if value is not None}
 
 

@@ -34,7 +34,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from twinfeed.venues.binance.errors import venue_error
 from twinfeed.venues.binance.signing import ed25519_sign
-from twinfeed.venues.binance.wire import modify_params, order_params
+from twinfeed.venues.binance.wire import OrderCalls
 from twinfeed.venues.errors import VenueError
 
 __all__ = ["API_PATH", "WsApiClient"]
@@ -42,7 +42,7 @@ __all__ = ["API_PATH", "WsApiClient"]
 API_PATH = "/ws-fapi/v1"
 
 
-class WsApiClient:
+class WsApiClient(OrderCalls):
     """A logged-on WebSocket API session (see the module docstring); thread-safe."""
 
     def __init__(
@@ -170,39 +170,10 @@ class WsApiClient:
     def ping(self) -> None:
         self.call("ping", {}, signed=False)
 
-    # ---- orders (the REST client's signatures) ------------------------------------------
+    # ---- orders (new_order, cancel, order, modify: wire.OrderCalls) ---------------------
 
-    def new_order(
-        self,
-        symbol: str,
-        side: str,
-        quantity: float | str,
-        price: float | str | None = None,
-        **options: Any,
-    ) -> dict[str, Any]:
-        """``order.place`` (see :func:`twinfeed.venues.binance.wire.order_params`)."""
-        return dict(
-            self.call("order.place", order_params(symbol, side, quantity, price, **options))
-        )
-
-    def cancel(
-        self, symbol: str, *, client_order_id: str | None = None, order_id: int | None = None
-    ) -> dict[str, Any]:
-        """``order.cancel``."""
-        params = {"symbol": symbol, "origClientOrderId": client_order_id, "orderId": order_id}
-        return dict(self.call("order.cancel", params))
-
-    def order(
-        self, symbol: str, *, client_order_id: str | None = None, order_id: int | None = None
-    ) -> dict[str, Any]:
-        """``order.status``."""
-        params = {"symbol": symbol, "origClientOrderId": client_order_id, "orderId": order_id}
-        return dict(self.call("order.status", params))
-
-    def modify(self, symbol: str, **options: Any) -> dict[str, Any]:
-        """``order.modify`` (options: :func:`twinfeed.venues.binance.wire.modify_params`;
-        ``side`` looked up with ``order.status`` when not given)."""
-        return dict(self.call("order.modify", modify_params(self, symbol, **options)))
+    def order_call(self, action: str, params: Mapping[str, Any]) -> Any:
+        return self.call(f"order.{action}", params)
 
 
 def _payload(params: Mapping[str, Any]) -> str:
