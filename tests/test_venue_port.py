@@ -412,3 +412,20 @@ def test_live_on_binance_without_credentials_says_which(monkeypatch: pytest.Monk
     result = CliRunner().invoke(main, ["live", "--venue", "binance-usdm-testnet"])
     assert result.exit_code == 1
     assert "binance-usdm-testnet: no API credentials: set TWINFEED_API_KEY" in result.output
+
+
+def test_the_stream_reader_syncs_the_clock_at_start_and_periodically(paper: PaperVenue) -> None:
+    """A client clock two minutes slow: the reader measures the offset before any order, and
+    again every ``clock_sync_s``, so signed requests are never refused for it."""
+    from paper_stack import wait_for
+
+    slow = OrderGateway(
+        paper.url, KEY, SECRET, stream_url=paper.ws_url, clock=lambda: time.time() - 120.0
+    )
+    venue = BinanceVenue(slow, poll_timeout_s=0.05, clock_sync_s=0.1)
+    try:
+        wait_for("two clock syncs", lambda: venue.clock_syncs >= 2, 10)
+        assert slow.time_offset_ms > 100_000
+        assert venue.positions() is not None
+    finally:
+        venue.close()

@@ -10,7 +10,8 @@ port. ``stream_down`` is True from a closed stream until a new one is open; the 
 with exponential backoff (``stream_retry_s`` doubling up to ``stream_retry_max_s``;
 :meth:`wake_stream` retries at once) with the account's listen key (``POST`` returns the active
 one, or a new one once it expired), and keeps the key alive with a ``PUT`` every
-``keepalive_s`` seconds (Binance: a key lives 60 minutes).
+``keepalive_s`` seconds (Binance: a key lives 60 minutes). The same thread measures the
+venue's clock at start and every ``clock_sync_s`` (a -1021 also resyncs at once).
 
 Orders, cancels and modifies go over the WebSocket API (``ws_api``, a
 :class:`twinfeed.venues.binance.ws_api.WsApiClient`) when given, over REST when it is not or
@@ -57,6 +58,7 @@ class BinanceVenue:
         ws_api: Any = None,
         instruments: Mapping[str, Instrument] | None = None,
         market: str = "binance-usdm",
+        clock_sync_s: float = 10 * 60.0,
     ) -> None:
         """``market``: the instrument table's venue name the exchangeInfo is read as
         (``binance-usdm``; the local venue also serves ``binance-coinm`` and spot captures)."""
@@ -72,6 +74,9 @@ class BinanceVenue:
         self.stream_retry_s = stream_retry_s
         self.stream_retry_max_s = stream_retry_max_s
         self.keepalive_s = keepalive_s
+        self.clock_sync_s = clock_sync_s
+        #: Clock resyncs the stream reader made (at start and every ``clock_sync_s``).
+        self.clock_syncs = 0
         self._queue: deque[Mapping[str, Any]] = deque()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -90,8 +95,14 @@ class BinanceVenue:
     def _read_stream(self, timeout: float) -> None:
         delay = self.stream_retry_s
         next_keepalive = time.monotonic() + self.keepalive_s
+        next_sync = time.monotonic()
         while not self._stop.is_set():
             try:
+                if time.monotonic() >= next_sync:
+                    next_sync = time.monotonic() + self.clock_sync_s
+                    with contextlib.suppress(VenueError):  # not the stream's fault: next time
+                        self.sync_clock()
+                        self.clock_syncs += 1
                 if self._stream is None:
                     self._stream = self.gateway.user_stream()
                     self.stream_gaps += 1  # what was published while it was closed is lost
