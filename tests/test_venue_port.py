@@ -153,7 +153,11 @@ class _LosingProxy:
                     self.command, upstream + self.path, headers=headers, retries=False
                 )
                 status, body = answer.status, answer.data
-                extra = {k: v for k, v in answer.headers.items() if k.lower() == "retry-after"}
+                extra = {
+                    key: value
+                    for key, value in answer.headers.items()
+                    if key.lower() == "retry-after" or key.lower().startswith("x-mbx-")
+                }
                 if name == "POST /fapi/v1/order" and proxy.lose > 0:
                     proxy.lose -= 1
                     status, body, extra = 503, b"Service Unavailable", {}
@@ -429,3 +433,28 @@ def test_the_stream_reader_syncs_the_clock_at_start_and_periodically(paper: Pape
         assert venue.positions() is not None
     finally:
         venue.close()
+
+
+def test_request_weight_headers_slow_the_client_before_the_venue_refuses(
+    paper: PaperVenue,
+) -> None:
+    """The client reads X-MBX-USED-WEIGHT-1M and holds its calls (not sent) near the limit:
+    the venue never answers 429."""
+    from twinfeed.live.paper_params import RateLimiter, RateLimits
+    from twinfeed.venues.errors import NOT_SENT
+
+    proxy = _LosingProxy(paper.url)
+    before = paper.limiter
+    paper.limiter = RateLimiter(RateLimits(weight_per_minute=20))
+    try:
+        gateway = OrderGateway(proxy.url, KEY, SECRET, weight_limit=20)
+        with pytest.raises(VenueError) as held:
+            for _ in range(100):
+                gateway.open_orders(SYMBOL)
+        assert held.value.code == NOT_SENT and held.value.rate_limited and not held.value.sent
+        assert held.value.http_status == 0  # refused here, not by the venue
+        assert 18 <= gateway.used_weight < 20
+        assert "request weight used this minute" in held.value.message
+    finally:
+        paper.limiter = before
+        proxy.close()

@@ -79,9 +79,15 @@ class OrderGateway(OrderCalls):
         clock: Callable[[], float] = time.time,
         private_key: str | None = None,
         stream_url: str | None = None,
+        weight_limit: int = 2400,
+        weight_headroom: float = 0.9,
     ) -> None:
         """``private_key``: an Ed25519 private key (PEM) to sign with instead of the HMAC
-        ``api_secret`` (a key registered with its public key at the venue)."""
+        ``api_secret`` (a key registered with its public key at the venue).
+        ``weight_limit``: the venue's request weight a minute (exchangeInfo ``rateLimits``,
+        2400 on Binance USD-M); once the ``X-MBX-USED-WEIGHT-1M`` an answer reports reaches
+        ``weight_headroom`` of it, calls are refused here (not sent) until the venue's minute
+        turns, so the venue never has to answer 429."""
         self.base_url = base_url.rstrip("/")
         #: Websocket base of the user-data stream (``ws://127.0.0.1:P``); None: no stream.
         self.stream_url = None if stream_url is None else stream_url.rstrip("/")
@@ -94,8 +100,10 @@ class OrderGateway(OrderCalls):
         self.time_offset_ms = 0
         #: ``X-MBX-USED-WEIGHT-1M`` of the last answer (the venue's count of this minute).
         self.used_weight = 0
-        #: ``time.monotonic()`` before which a Retry-After asked not to send.
+        #: ``time.monotonic()`` before which a Retry-After (or the local limiter) holds calls.
         self.retry_at = 0.0
+        self.weight_limit = weight_limit
+        self.weight_headroom = weight_headroom
         # Keep-alive connections to the venue (thread-safe; a few threads share it).
         self._pool = urllib3.PoolManager(num_pools=2, maxsize=4, block=False)
 
@@ -131,7 +139,8 @@ class OrderGateway(OrderCalls):
         if wait > 0:
             raise VenueError(
                 NOT_SENT,
-                f"not sent: {self.base_url} asked to wait {wait:.1f} s more (Retry-After)",
+                f"not sent: holding calls to {self.base_url} {wait:.1f} s more (Retry-After, "
+                f"or {self.used_weight} of {self.weight_limit} request weight used this minute)",
                 rate_limited=True,
                 retry_after_s=wait,
                 sent=False,
@@ -183,7 +192,13 @@ class OrderGateway(OrderCalls):
             raise refused from None
         except urllib3.exceptions.HTTPError as error:
             raise venue_error(0, f"no answer from {self.base_url}: {error}") from None
-        self.used_weight = int(response.headers.get("X-MBX-USED-WEIGHT-1M", self.used_weight))
+        used = response.headers.get("X-MBX-USED-WEIGHT-1M")
+        if used is not None:
+            self.used_weight = int(used)
+            if self.used_weight >= self.weight_limit * self.weight_headroom:
+                # Slow down before the venue refuses: wait for its minute to turn.
+                venue_ms = int(self.clock() * 1000) + self.time_offset_ms
+                self.retry_at = time.monotonic() + (60_000 - venue_ms % 60_000) / 1000
         if response.status >= 400:
             raise _rejection(response)
         try:
