@@ -11,6 +11,11 @@ export TWINFEED_GIT_REVISION := $(shell git rev-parse --short HEAD 2>/dev/null |
 DEPS_STAMP := $(VENV)/.deps-installed
 EXT_STAMP := $(VENV)/.extension-built
 BIN_STAMP := target/release/.binaries-built
+# Third-party clients whose package collides with a dev dependency's (python-binance and
+# binance-futures-connector are both the `binance` package): each in its own folder, put on
+# PYTHONPATH only by the conformance test that runs it in a process of its own.
+ISOLATED_CLIENTS := python-binance==1.0.37
+CLIENTS_STAMP := $(VENV)/clients/.installed-python-binance-1.0.37
 RUST_SOURCES := $(shell find features-rs -name '*.rs' -o -name Cargo.toml 2>/dev/null) Cargo.toml $(wildcard Cargo.lock)
 DEMO_CAPTURE := data/synth-btcusdt.txt
 
@@ -20,13 +25,17 @@ DEMO_CAPTURE := data/synth-btcusdt.txt
 help: ## List targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
-setup: $(DEPS_STAMP) $(EXT_STAMP) $(BIN_STAMP) ## Create .venv, install dependencies, build extension and binaries (idempotent)
+setup: $(DEPS_STAMP) $(CLIENTS_STAMP) $(EXT_STAMP) $(BIN_STAMP) ## Create .venv, install dependencies, build extension and binaries (idempotent)
 
 $(DEPS_STAMP): pyproject.toml
 	@command -v cargo >/dev/null || { echo "cargo not found: install the Rust toolchain (rustup)"; exit 1; }
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "maturin>=1.7,<2" $$($(PY) -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print(" ".join(repr(d) for d in p["dependencies"] + p["optional-dependencies"]["dev"]))' | tr -d "'")
+	@touch $@
+
+$(CLIENTS_STAMP): $(DEPS_STAMP)
+	$(PY) -m pip install -q --target $(VENV)/clients/python-binance $(ISOLATED_CLIENTS)
 	@touch $@
 
 $(EXT_STAMP): $(DEPS_STAMP) $(RUST_SOURCES)
@@ -87,7 +96,7 @@ CARGO_FUZZ := RUSTC_BOOTSTRAP=1 cargo fuzz
 FUZZ_SANITIZER ?= none
 FUZZ_FLAGS = --sanitizer $(FUZZ_SANITIZER) --codegen-units 16
 FUZZ_TARGETS := push_line structured_frames capture_reader ws_frame_reader rest_response_reader \
-	venue_request venue_capture config_toml
+	venue_request venue_capture venue_book config_toml
 # Long runs: seconds per target (or FUZZ_RUNS inputs, whichever ends first; 0 = no limit).
 FUZZ_SECONDS ?= 600
 FUZZ_RUNS ?= 0
@@ -104,6 +113,7 @@ FUZZ_MAX_LEN_ws_frame_reader := 131072
 FUZZ_MAX_LEN_rest_response_reader := 131072
 FUZZ_MAX_LEN_venue_request := 70000
 FUZZ_MAX_LEN_venue_capture := 4096
+FUZZ_MAX_LEN_venue_book := 8192
 FUZZ_MAX_LEN_config_toml := 4096
 
 fuzz-tools: ## Install cargo-fuzz from crates.io if it is missing

@@ -37,6 +37,7 @@ TARGETS = (
     "rest_response_reader",
     "venue_request",
     "venue_capture",
+    "venue_book",
     "config_toml",
 )
 
@@ -336,6 +337,8 @@ def seeds(real: Path | None) -> dict[str, list[bytes]]:
     # structured_frames: libFuzzer's own bytes are as good a start as any (arbitrary decodes
     # every byte string); a few fixed ones make the first minutes reproducible.
     out["structured_frames"] += [bytes(rng.randrange(256) for _ in range(n)) for n in (64, 256, 1024)]
+    # The replayed book and depth merging read the same capture lines as the loader.
+    out["venue_book"] = list(out["venue_capture"])
     return out
 
 

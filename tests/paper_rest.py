@@ -77,3 +77,18 @@ def frozen_paper(keys: dict[str, Any], **options: Any) -> Iterator[PaperVenue]:
             yield paper
         finally:
             paper.stop()
+
+
+@contextmanager
+def looping_paper(keys: dict[str, Any], speed: int = 200, **options: Any) -> Iterator[PaperVenue]:
+    """A paper venue over the bundled capture replayed with ``--loop`` at ``speed``: the
+    venue clock runs ``speed`` times faster than the wall clock, lap after lap (the market
+    moves; a 120 s capture at 200x passes 600 s of venue time in about 3 s)."""
+    with start_venue(SYNTH, speed=speed, loop=True) as md:
+        paper = PaperVenue.start(SYNTH, md_status=md.status, keys=keys, **options)
+        try:
+            threading.Thread(target=drain, args=(md,), daemon=True).start()
+            wait_for("the first touch", lambda: paper.engine.touch(0) is not None, 60)
+            yield paper
+        finally:
+            paper.stop()

@@ -4,6 +4,8 @@ code (never a 500). Real venue stack on loopback, market frozen at the capture's
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import http.client
 import json
 import socket
@@ -16,7 +18,7 @@ import pytest
 import requests
 from binance.error import ClientError
 from binance.um_futures import UMFutures
-from paper_rest import frozen_paper
+from paper_rest import frozen_paper, looping_paper
 from paper_stack import wait_for
 from twinfeed.live.paper_params import RateLimiter, RateLimits
 from twinfeed.live.paper_venue import PaperVenue
@@ -319,26 +321,24 @@ def test_answers_leave_in_one_write_on_a_kept_alive_nodelay_connection(
 
 
 def test_the_venue_expires_gtd_orders_and_reduce_only_orders_that_cannot_reduce() -> None:
-    """A GTD order ends EXPIRED once the venue clock passes its goodTillDate; a resting
-    reduce-only order ends EXPIRED once the position it reduced is closed by another order.
-    (Both were impossible before: GTD was -1115 and reduceOnly was ignored.)"""
-    offset = [0.0]
-
-    def clock() -> float:
-        return time.time() + offset[0]
-
-    with frozen_paper({KEY: SECRET}, clock=clock) as venue:
+    """A GTD order ends EXPIRED once the venue clock (the replay's, here lapping at 200x)
+    passes its goodTillDate; a resting reduce-only order ends EXPIRED once the position it
+    reduced is closed by another order. (Both were impossible before: GTD was -1115 and
+    reduceOnly was ignored; then GTD expired on the wall clock while every other venue time
+    was the replay's.)"""
+    with looping_paper({KEY: SECRET}) as venue:
         events: list[dict[str, Any]] = []
         venue.subscribe(events.append)
-        gateway = OrderGateway(venue.url, KEY, SECRET, clock=clock)
+        gateway = OrderGateway(venue.url, KEY, SECRET)
         touch = venue.engine.touch(0)
         assert touch is not None
-        away = f"{touch.ask_px + 500:.1f}"
+        away = f"{touch.ask_px + 5000:.1f}"
         now_ms = gateway.request("GET", "/fapi/v1/time", signed=False)["serverTime"]
+        assert abs(now_ms - venue.venue_ms()) < 60_000 < abs(now_ms - time.time() * 1000)
         gtd = gateway.request(
             "POST", "/fapi/v1/order",
             {"symbol": "BTCUSDT", "side": "SELL", "type": "LIMIT", "quantity": "0.002",
-             "price": away, "timeInForce": "GTD", "goodTillDate": now_ms + 601_000},
+             "price": away, "timeInForce": "GTD", "goodTillDate": now_ms + 700_000},
         )  # fmt: skip
         gateway.new_order("BTCUSDT", "BUY", "0.003", type="MARKET")
         closing = gateway.new_order("BTCUSDT", "SELL", "0.003", away, reduce_only=True)
@@ -350,20 +350,44 @@ def test_the_venue_expires_gtd_orders_and_reduce_only_orders_that_cannot_reduce(
             10,
         )
         assert gateway.order("BTCUSDT", order_id=gtd["orderId"])["status"] == "NEW"
-        offset[0] = 602.0
         wait_for(
             "the GTD order to expire",
             lambda: gateway.order("BTCUSDT", order_id=gtd["orderId"])["status"] == "EXPIRED",
-            10,
+            60,
         )
         assert [e.action for e in venue.journal].count("expire") == 2
-        # The user stream states the order as sent: GTD with its goodTillDate, reduce-only.
-        updates = {
-            (e["o"]["i"], e["o"]["X"]): e["o"] for e in events if e["e"] == "ORDER_TRADE_UPDATE"
-        }
+        # The user stream states the order as sent: GTD with its goodTillDate, reduce-only;
+        # it expired on the venue clock, once that clock passed goodTillDate.
+        updates = {(e["o"]["i"], e["o"]["X"]): e for e in events if e["e"] == "ORDER_TRADE_UPDATE"}
         expired_gtd = updates[(gtd["orderId"], "EXPIRED")]
-        assert expired_gtd["f"] == "GTD" and expired_gtd["gtd"] == gtd["goodTillDate"] > 0
-        assert updates[(closing["orderId"], "EXPIRED")]["R"] is True
+        assert expired_gtd["o"]["f"] == "GTD" and expired_gtd["o"]["gtd"] == gtd["goodTillDate"]
+        assert gtd["goodTillDate"] <= expired_gtd["E"] < gtd["goodTillDate"] + 60_000
+        assert updates[(closing["orderId"], "EXPIRED")]["o"]["R"] is True
+
+
+def test_signed_timestamps_on_the_venue_clock_or_the_wall_clock_are_timely() -> None:
+    """The venue states one time, the replay's (2024 on the bundled capture), as Binance's
+    ``/fapi/v1/time``. A client that synchronised with it and one on the wall clock are both
+    timely; a timestamp on neither clock is -1021."""
+    with frozen_paper({KEY: SECRET}) as venue:
+        server_ms = UMFutures(KEY, SECRET, base_url=venue.url).time()["serverTime"]
+        assert server_ms == venue.venue_ms() < time.time() * 1000 - 365 * 86_400_000
+        assert abs(server_ms - venue.exchange_info()["serverTime"]) < 1_000
+
+        def balance(timestamp_ms: float) -> Any:
+            query = f"timestamp={int(timestamp_ms)}"
+            digest = hmac.new(SECRET.encode(), query.encode(), hashlib.sha256).hexdigest()
+            return requests.get(
+                f"{venue.url}/fapi/v2/balance?{query}&signature={digest}",
+                headers={"X-MBX-APIKEY": KEY},
+                timeout=10,
+            ).json()
+
+        assert isinstance(balance(venue.venue_ms()), list)  # synchronised with the venue
+        assert isinstance(balance(time.time() * 1000), list)  # on the wall clock
+        for drift_ms in (-3_600_000, 3_600_000, -10_000):
+            assert balance(time.time() * 1000 + drift_ms)["code"] == -1021
+            assert balance(venue.venue_ms() + drift_ms)["code"] == -1021
 
 
 def test_modify_rules_and_batch_modify(paper: PaperVenue) -> None:

@@ -203,7 +203,9 @@ impl Books {
             let mut out = Vec::with_capacity(64 + limit.min(1000) * 2 * 28);
             out.extend_from_slice(format!("{{\"lastUpdateId\":{}", book.last_update_id).as_bytes());
             if flavour == Flavour::Futures {
-                let transaction = book.transaction_ms.map_or(now_ms, |t| t + shift_ms);
+                let transaction = book
+                    .transaction_ms
+                    .map_or(now_ms, |t| t.saturating_add(shift_ms));
                 out.extend_from_slice(format!(",\"E\":{now_ms},\"T\":{transaction}").as_bytes());
             }
             out.extend_from_slice(b",\"bids\":");

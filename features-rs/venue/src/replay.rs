@@ -166,7 +166,7 @@ impl Replay {
     pub fn lap_ms(&self) -> i64 {
         let schedule = self.lap_ns().div_ceil(1_000_000) as i64;
         let events = match (self.capture.event_ms.first(), self.capture.event_ms.last()) {
-            (Some(first), Some(last)) => last - first + 1,
+            (Some(first), Some(last)) => last.saturating_sub(*first).saturating_add(1),
             _ => 0,
         };
         schedule.max(events)
@@ -189,16 +189,16 @@ impl Replay {
             None => event[0],
             Some((index, lap)) => {
                 let shift = self.shift_ms(lap);
-                let base = event[index] + shift;
+                let base = event[index].saturating_add(shift);
                 match (self.speed, self.origin.get()) {
                     (Speed::Factor(speed), Some(origin)) if position < self.end() => {
                         let capture_ns = (origin.elapsed().as_nanos() as f64 * speed) as u64;
                         let since_ms =
                             capture_ns.saturating_sub(self.due_ns(position - 1)) / 1_000_000;
                         let next = if index + 1 < event.len() {
-                            event[index + 1] + shift
+                            event[index + 1].saturating_add(shift)
                         } else {
-                            event[0] + self.shift_ms(lap + 1)
+                            event[0].saturating_add(self.shift_ms(lap.saturating_add(1)))
                         };
                         base.saturating_add(since_ms as i64).min(next.max(base))
                     }
@@ -210,7 +210,12 @@ impl Replay {
     }
 
     fn lap_ns(&self) -> u64 {
-        self.capture.offset_ns.last().copied().unwrap_or(0) + LAP_GAP_NS
+        self.capture
+            .offset_ns
+            .last()
+            .copied()
+            .unwrap_or(0)
+            .saturating_add(LAP_GAP_NS)
     }
 
     /// The position at `elapsed_ns` of capture time after the start.
@@ -398,5 +403,24 @@ mod tests {
         assert_eq!(status["lap"], 1);
         assert_eq!(status["time_offset_ms"], 3);
         assert_eq!(status["server_time_ms"], 503);
+    }
+
+    #[test]
+    fn hostile_times_saturate_instead_of_wrapping() {
+        // Event times across the range of i64 (a hostile or corrupt capture): the lap shifts
+        // and venue time saturate. They overflowed (a panic with overflow checks, a
+        // negative venue time without; found by the venue_book fuzz target).
+        let lines = [
+            r#"1000000 {"stream":"a@trade","data":{"E":1}}"#,
+            r#"2000000 {"stream":"a@trade","data":{"E":9223372036854775000}}"#,
+        ];
+        let capture = Capture::from_lines(Path::new("t"), lines).unwrap();
+        let replay = Replay::new(Arc::new(capture), Speed::Max, true);
+        assert_eq!(replay.lap_ms(), 9_223_372_036_854_775_000);
+        replay.advance_to(5);
+        assert_eq!(replay.replayed(), (1, 2));
+        assert_eq!(replay.now_ms(), i64::MAX);
+        let status: serde_json::Value = serde_json::from_str(&replay.status_json()).unwrap();
+        assert_eq!(status["server_time_ms"], i64::MAX);
     }
 }

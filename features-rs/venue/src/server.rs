@@ -488,7 +488,10 @@ fn book_ticker(venue: &Venue, request: &Request, flavour: Flavour) -> (u16, Vec<
         });
         if flavour == Flavour::Futures {
             value["lastUpdateId"] = top.last_update_id.into();
-            value["time"] = top.transaction_ms.map_or(now_ms, |t| t + shift_ms).into();
+            value["time"] = top
+                .transaction_ms
+                .map_or(now_ms, |t| t.saturating_add(shift_ms))
+                .into();
         }
         Some(value)
     };

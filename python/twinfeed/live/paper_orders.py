@@ -209,7 +209,7 @@ class OrderEndpoints:
             sent = int_param(params, "goodTillDate", required=True)
             assert sent is not None
             good_till = sent // 1000 * 1000
-            now_ms = int(self.clock() * 1000)
+            now_ms = self._now_ns // 1_000_000
             if not now_ms + _GTD_MIN_AHEAD_MS < good_till < _GTD_MAX_MS:
                 raise ApiError(
                     -5040,
@@ -520,7 +520,7 @@ class OrderEndpoints:
         now increase the position (its position closed or flipped), as Binance does."""
         if not self._watched:
             return
-        now_ms = int(self.clock() * 1000)
+        now_ms = self._now_ns // 1_000_000
         expired = False
         for client_id, info in list(self._watched.items()):
             order = info.order

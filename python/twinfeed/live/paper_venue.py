@@ -26,6 +26,11 @@ Market data and time
     from line 1 with every time moved forward by the venue's ``time_offset_ms`` (``k * lap_ms``),
     so its clock never goes back and resting orders keep matching. When the replay has finished
     the market freezes at its last state and requests are handled at their arrival time.
+    That clock is the venue's time everywhere it states one, as on the market-data venue:
+    ``/fapi/v1/time``, ``serverTime`` in exchangeInfo, order, trade and event times,
+    ``goodTillDate`` and listen-key expiry. (At a replay speed other than 1 it runs faster than
+    the wall clock, so a client that synchronised with it once falls behind it; its wall-clock
+    timestamps stay timely, see Authentication.)
 
     A REST call that sends an order or a cancel answers once the engine has handled it (the
     replay passed its arrival time), waiting at most ``ack_timeout`` s of wall time; if the
@@ -89,10 +94,13 @@ Instruments
 
     Authentication: a missing or unknown ``X-MBX-APIKEY`` is HTTP 401 -2015; a missing
     ``timestamp`` or ``signature`` -1102; a wrong signature -1022; a ``timestamp`` more than
-    ``recvWindow`` ms (default 5000, at most 60000) behind the venue's wall clock, or more than
-    1000 ms ahead of it, -1021 (the venue's wall clock ``clock``, as for ``goodTillDate`` and
-    rate limits: it is the client's clock that ``timestamp`` carries; within the window a
-    replayed request is taken again, as Binance takes it: ``recvWindow`` is Binance's replay
+    ``recvWindow`` ms (default 5000, at most 60000) behind the server's time, or more than
+    1000 ms ahead of it, -1021. The venue has one clock, the replay's (see "Market data and
+    time"); a ``timestamp`` is the client's clock, so it is timely within the window of either
+    the venue clock (a client that synchronised with ``/fapi/v1/time``, as ccxt's
+    ``adjustForTimeDifference`` and python-binance do) or the wall clock ``clock`` (a client
+    that did not). Within the window a replayed request is taken again, as Binance takes it:
+    ``recvWindow`` is Binance's replay
     defence). Order errors: -1102 missing parameter, -1100 malformed number,
     -1116/-1117/-1115 bad type/side/timeInForce, -1121 unknown symbol (or one without trading
     rules), then the symbol's :class:`twinfeed.instruments.Instrument` rules with Binance's codes
@@ -283,8 +291,9 @@ class PaperVenue(OrderEndpoints, AccountEndpoints):
         self.keys = {
             key: ed25519_public_key(secret) or secret for key, secret in dict(keys).items()
         }
-        #: The venue's wall clock (s): ``/fapi/v1/time``, ``recvWindow``, ``goodTillDate``
-        #: and rate-limit windows. Matching runs on the replay clock.
+        #: The wall clock (s): rate-limit windows (they limit clients, whose clocks run in
+        #: wall time) and the wall-time half of the ``timestamp`` check. Everything the venue
+        #: states as its time runs on the replay clock (``venue_ms``).
         self.clock = clock
         #: Request weight and order counts per IP / API key (429 / 418 over the limits).
         self.limiter = RateLimiter(rate_limits or RateLimits(), clock)
@@ -484,6 +493,11 @@ class PaperVenue(OrderEndpoints, AccountEndpoints):
     def now_ns(self) -> int:
         """The venue's clock: capture receive time of the replay position."""
         return self._now_ns
+
+    def venue_ms(self) -> int:
+        """The venue's clock in ms, as ``/fapi/v1/time`` answers it: the replay clock (capture
+        time, moved forward by ``--loop`` laps), the time of every order and event."""
+        return self._now_ns // 1_000_000
 
     @property
     def frozen(self) -> bool:
@@ -739,7 +753,11 @@ class PaperVenue(OrderEndpoints, AccountEndpoints):
             "pP": False,
             "si": 0,
             "ss": 0,
-            "V": "EXPIRE_MAKER",
+            # As the order's REST answer states them: self-trade prevention and price match
+            # default to NONE ("selfTradePreventionMode ... default NONE", New Order,
+            # https://developers.binance.com/docs/derivatives/usds-margined-futures/trade/rest-api);
+            # the venue has one account, so no self-trade to prevent, and no price match.
+            "V": "NONE",
             "pm": "NONE",
             "gtd": info.good_till_ms,
         }
@@ -799,7 +817,7 @@ class PaperVenue(OrderEndpoints, AccountEndpoints):
         for instrument in listed:
             venue = instrument.venue
         answer = InstrumentTable(listed).exchange_info(venue)
-        answer["serverTime"] = int(self.clock() * 1000)
+        answer["serverTime"] = self.venue_ms()
         # What this venue enforces, in Binance's fields (Exchange Information,
         # https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api/Exchange-Information):
         # its rate limits, and per symbol the order types and times in force it accepts
@@ -824,7 +842,8 @@ class PaperVenue(OrderEndpoints, AccountEndpoints):
 
     def check_timestamp(self, params: Mapping[str, str]) -> None:
         """A signed request's ``timestamp`` against its ``recvWindow`` (REST and the WebSocket
-        API): the client's clock, so the venue's wall clock ``clock``."""
+        API). It is the client's clock: timely within the window of the venue clock (a client
+        synchronised with ``/fapi/v1/time``) or of the wall clock ``clock`` (one that is not)."""
         timestamp = int_param(params, "timestamp", required=True)
         window = int_param(params, "recvWindow", 5000)
         assert timestamp is not None and window is not None
@@ -836,13 +855,14 @@ class PaperVenue(OrderEndpoints, AccountEndpoints):
         # https://developers.binance.com/docs/derivatives/usds-margined-futures/general-info).
         # Within the window a replay is a new request (a second order without
         # newClientOrderId; -4116 with the same one), as on Binance.
-        server_ms = self.clock() * 1000
-        if timestamp >= server_ms + 1000:
+        clocks = (self.clock() * 1000, float(self.venue_ms()))
+        if any(timestamp < now + 1000 and now - timestamp <= window for now in clocks):
+            return
+        if all(timestamp >= now + 1000 for now in clocks):
             raise ApiError(
                 -1021, "Timestamp for this request was 1000ms ahead of the server's time."
             )
-        if server_ms - timestamp > window:
-            raise ApiError(-1021, "Timestamp for this request is outside of the recvWindow.")
+        raise ApiError(-1021, "Timestamp for this request is outside of the recvWindow.")
 
     # ---- requests -----------------------------------------------------------------------
 
@@ -1079,7 +1099,7 @@ def _handler(venue: PaperVenue) -> type[BaseHTTPRequestHandler]:
             if path in ("/fapi/v1/ping",):
                 return {}
             if path == "/fapi/v1/time":
-                return {"serverTime": int(venue.clock() * 1000)}
+                return {"serverTime": venue.venue_ms()}
             if path == "/fapi/v1/exchangeInfo" and method == "GET":
                 return venue.exchange_info()
             if path == "/fapi/v1/ticker/bookTicker" and method == "GET":

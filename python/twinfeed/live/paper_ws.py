@@ -568,13 +568,11 @@ class _ApiSession:
         from twinfeed.live.paper_venue import _SIGNED, ApiError, _missing
 
         venue = self.venue
-        now_ms = venue.now_ns // 1_000_000
+        now_ms = venue.venue_ms()
         if method == "ping":
             return {}
         if method == "time":
-            # The clock signed timestamps are checked against (REST /fapi/v1/time's), not
-            # the replay's: a client syncing its offset here must then pass check_timestamp.
-            return {"serverTime": int(venue.clock() * 1000)}
+            return {"serverTime": now_ms}
         if method == "session.status":
             return self._session(now_ms)
         if method == "session.logout":

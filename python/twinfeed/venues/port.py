@@ -123,6 +123,10 @@ class VenuePort(Protocol):
         """Measures the venue's clock against ours; returns the offset (ms) now used."""
         ...
 
+    def clock_offset_ms(self) -> int:
+        """The venue's clock minus ours (ms), measured now; the offset in use is unchanged."""
+        ...
+
     def instruments(self) -> dict[str, Instrument]:
         """The venue's instruments (trading rules) by symbol."""
         ...

@@ -19,7 +19,7 @@ from twinfeed.venues.port import VenuePort
 
 __all__ = ["Preflight", "PreflightError", "preflight"]
 
-#: Larger than this (ms) is reported: every signed request then leans on the synced offset.
+#: Larger than this (ms) is pointed out (the local venue's clock is the replay's: far off).
 CLOCK_WARN_MS = 1000
 
 
@@ -52,9 +52,9 @@ def preflight(
 ) -> Preflight:
     """Checks ``port`` before a run trading ``symbols`` under ``expected`` rules."""
     result = Preflight()
-    offset = port.sync_clock()
+    offset = port.clock_offset_ms()
     result.clock_offset_ms = offset
-    note = " (large: signed requests carry it)" if abs(offset) > CLOCK_WARN_MS else ""
+    note = " (large: a -1021 resyncs to it)" if abs(offset) > CLOCK_WARN_MS else ""
     result.lines.append(f"clock offset to the venue: {offset:+d} ms{note}")
     stated = port.instruments()
     for symbol in symbols:

@@ -335,6 +335,10 @@ def run_session(
                             order_gateway,
                             market=market_name,
                             keepalive_s=_keepalive_s(settings.speed),
+                            # The local venue takes wall-clock timestamps; its own clock is
+                            # the replay's, which runs at ``speed``: a synced offset would
+                            # fall behind it (a -1021 still resyncs and retries).
+                            clock_sync_s=None,
                             ws_api=WsApiClient(paper.ws_url, order_key, private_pem),
                             instruments={
                                 instrument.symbol: instrument

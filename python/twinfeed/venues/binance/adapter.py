@@ -11,7 +11,8 @@ with exponential backoff (``stream_retry_s`` doubling up to ``stream_retry_max_s
 :meth:`wake_stream` retries at once) with the account's listen key (``POST`` returns the active
 one, or a new one once it expired), and keeps the key alive with a ``PUT`` every
 ``keepalive_s`` seconds (Binance: a key lives 60 minutes). The same thread measures the
-venue's clock at start and every ``clock_sync_s`` (a -1021 also resyncs at once).
+venue's clock at start and every ``clock_sync_s`` (None: never; a -1021 also resyncs at
+once).
 
 Orders, cancels and modifies go over the WebSocket API (``ws_api``, a
 :class:`twinfeed.venues.binance.ws_api.WsApiClient`) when given, over REST when it is not or
@@ -58,7 +59,7 @@ class BinanceVenue:
         ws_api: Any = None,
         instruments: Mapping[str, Instrument] | None = None,
         market: str = "binance-usdm",
-        clock_sync_s: float = 10 * 60.0,
+        clock_sync_s: float | None = 10 * 60.0,
     ) -> None:
         """``market``: the instrument table's venue name the exchangeInfo is read as
         (``binance-usdm``; the local venue also serves ``binance-coinm`` and spot captures)."""
@@ -98,7 +99,7 @@ class BinanceVenue:
         next_sync = time.monotonic()
         while not self._stop.is_set():
             try:
-                if time.monotonic() >= next_sync:
+                if self.clock_sync_s is not None and time.monotonic() >= next_sync:
                     next_sync = time.monotonic() + self.clock_sync_s
                     with contextlib.suppress(VenueError):  # not the stream's fault: next time
                         self.sync_clock()
@@ -263,6 +264,9 @@ class BinanceVenue:
                 str(row["asset"]): float(row["walletBalance"]) for row in body.get("assets", [])
             },
         )
+
+    def clock_offset_ms(self) -> int:
+        return int(self.gateway.measure_offset())
 
     def sync_clock(self) -> int:
         offset = int(self.gateway.sync_time())

@@ -208,12 +208,17 @@ class OrderGateway(OrderCalls):
                 0, f"{method} {path}: HTTP {response.status} answer is not JSON"
             ) from None
 
-    def sync_time(self) -> int:
-        """Sets ``time_offset_ms`` from the venue's ``/fapi/v1/time``; returns it."""
+    def measure_offset(self) -> int:
+        """The venue's ``/fapi/v1/time`` minus this client's clock (ms, at the midpoint of the
+        round trip); nothing is changed."""
         before = self.clock()
         server = self._send("GET", "/fapi/v1/time", None, False, None)["serverTime"]
         after = self.clock()
-        self.time_offset_ms = int(server - (before + after) * 500)
+        return int(server - (before + after) * 500)
+
+    def sync_time(self) -> int:
+        """Sets ``time_offset_ms`` from the venue's ``/fapi/v1/time``; returns it."""
+        self.time_offset_ms = self.measure_offset()
         return self.time_offset_ms
 
     def close(self) -> None:
