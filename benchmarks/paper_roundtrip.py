@@ -39,8 +39,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "python"))
 
 from twinfeed.live.paper_venue import PaperVenue, RateLimits  # noqa: E402
-from twinfeed.live.signing import sign  # noqa: E402
 from twinfeed.live.venue import start_venue  # noqa: E402
+from twinfeed.venues.binance.signing import sign  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
 SYNTH = REPO / "data" / "synth-btcusdt.txt"
@@ -70,15 +70,16 @@ def _pairs(send: Any, price: str, count: int) -> list[int]:
     return times
 
 
-def _serve(ready: Any, stop: Any) -> None:
+def _serve(ready: Any, stop: Any, keys: dict[str, str] | None = None) -> None:
     """The venues, in their own process as a user runs them (the clients' work must not share
     the venue's interpreter): the market-data venue replays the capture to its end, the paper
-    venue freezes at its last touch; then ``(host, port, price)`` goes to ``ready``."""
+    venue (accepting ``keys`` too) freezes at its last touch; then ``(host, port, price)``
+    goes to ``ready`` (``ws_url`` too when ``keys`` are given)."""
     with start_venue(SYNTH, speed="max") as md:
         # Binance's 300 orders / 10 s would stop the loop: the limits are lifted here.
         unlimited = RateLimits(10**9, 10**9, 10**9)
         paper = PaperVenue.start(
-            SYNTH, md_status=md.status, keys={KEY: SECRET}, rate_limits=unlimited
+            SYNTH, md_status=md.status, keys={KEY: SECRET, **(keys or {})}, rate_limits=unlimited
         )
         try:
 
@@ -96,10 +97,41 @@ def _serve(ready: Any, stop: Any) -> None:
                 time.sleep(0.05)
             touch = paper.engine.touch(0)
             assert touch is not None, "no market"
-            ready.put((paper.host, paper.port, f"{touch.bid_px - 500:.1f}"))
+            price = f"{touch.bid_px - 500:.1f}"
+            ready.put((paper.host, paper.port, price) + ((paper.ws_url,) if keys else ()))
             stop.wait()
         finally:
             paper.stop()
+
+
+def report(
+    results: dict[str, list[int]],
+    pairs: int,
+    warmup: int,
+    load_before: Any,
+    json_out: Path | None,
+) -> None:
+    """Prints the machine, the load and one table row a client (p50/p99/max); writes the
+    rows to ``json_out`` when given."""
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, {platform.python_version()}")
+    print(f"load average before: {load_before}, after: {load_average()}")
+    print(f"{pairs} new+cancel pairs after {warmup} warm-up pairs, loopback")
+    print()
+    print("| client | p50 µs | p99 µs | max µs |")
+    print("|---|---:|---:|---:|")
+    rows = []
+    for name, times in results.items():
+        row = {
+            "client": name,
+            "pairs": len(times),
+            "p50_us": _percentile(times, 0.50),
+            "p99_us": _percentile(times, 0.99),
+            "max_us": max(times) / 1000,
+        }
+        rows.append(row)
+        print(f"| {name} | {row['p50_us']:.0f} | {row['p99_us']:.0f} | {row['max_us']:.0f} |")
+    if json_out is not None:
+        json_out.write_text(json.dumps({"load_before": load_before, "results": rows}, indent=1))
 
 
 def main() -> int:
@@ -156,25 +188,7 @@ def main() -> int:
     finally:
         stop.set()
         server.join(timeout=30)
-    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, {platform.python_version()}")
-    print(f"load average before: {load_before}, after: {load_average()}")
-    print(f"{args.pairs} new+cancel pairs after {args.warmup} warm-up pairs, loopback")
-    print()
-    print("| client | p50 µs | p99 µs | max µs |")
-    print("|---|---:|---:|---:|")
-    rows = []
-    for name, times in results.items():
-        row = {
-            "client": name,
-            "pairs": len(times),
-            "p50_us": _percentile(times, 0.50),
-            "p99_us": _percentile(times, 0.99),
-            "max_us": max(times) / 1000,
-        }
-        rows.append(row)
-        print(f"| {name} | {row['p50_us']:.0f} | {row['p99_us']:.0f} | {row['max_us']:.0f} |")
-    if args.json is not None:
-        args.json.write_text(json.dumps({"load_before": load_before, "results": rows}, indent=1))
+    report(results, args.pairs, args.warmup, load_before, args.json)
     return 0
 
 

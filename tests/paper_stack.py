@@ -26,7 +26,7 @@ def wait_for(what: str, condition: Callable[[], Any], timeout: float) -> Any:
 @dataclass
 class PaperStack:
     paper: Any  # twinfeed.live.paper_venue.PaperVenue
-    venue: Any  # twinfeed.live.gateway.OrderGateway, the brain's view of the paper venue
+    venue: Any  # twinfeed.venues.binance.rest.OrderGateway, the brain's view of the paper venue
     ring: str
     # The environment a brain process gets: API key and secret, and TWINFEED_STREAM_URL (the
     # paper venue's websocket server, for OrderGateway's stream_url).
@@ -38,10 +38,10 @@ def paper_stack(tmp: Path, ring_prefix: str, api_key: str, secret: str) -> Itera
     """Venue at speed 3, paper venue accepting ``api_key``, ingest on ring
     ``<ring_prefix>-<pid>-<n>`` (log and capture under ``tmp``); all stopped on exit."""
     from twinfeed import FeatureConfig
-    from twinfeed.live.gateway import OrderGateway
     from twinfeed.live.ingest import ring_file, start_ingest
     from twinfeed.live.paper_venue import PaperVenue
     from twinfeed.live.venue import BUNDLED_CAPTURE, start_venue
+    from twinfeed.venues.binance.rest import OrderGateway
 
     env = {**os.environ, "TWINFEED_API_KEY": api_key, "TWINFEED_API_SECRET": secret}
     ring = f"{ring_prefix}-{os.getpid()}-{time.monotonic_ns() % 10**8}"

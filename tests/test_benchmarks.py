@@ -70,3 +70,18 @@ def test_backfill_benchmark_runs_and_prints_its_table(tmp_path: Path) -> None:
     assert "| sequential |" in run.stdout and "| pool (" in run.stdout
     rows = json.loads(out.read_text())
     assert [row["files"] for row in rows] == [6, 6] and rows[1]["workers"] >= 1
+
+
+def test_order_entry_runs_and_prints_its_table(tmp_path: Path) -> None:
+    """benchmarks/order_entry.py: a few pairs through the three clients (no timing checks)."""
+    out = tmp_path / "order_entry.json"
+    script = REPO / "benchmarks" / "order_entry.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--pairs", "3", "--warmup", "1", "--json", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "| client | p50 µs | p99 µs | max µs |" in result.stdout
+    rows = json.loads(out.read_text())["results"]
+    assert [row["pairs"] for row in rows] == [3, 3, 3]
+    assert "WebSocket API" in rows[0]["client"] and "connector" in rows[2]["client"]

@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 from paper_rest import binanceusdm, drain
-from twinfeed.live.gateway import OrderGateway
 from twinfeed.live.paper_venue import PaperVenue
 from twinfeed.live.paper_ws import register_user_stream
 from twinfeed.live.venue import VenueProcess, start_venue
+from twinfeed.venues.binance.rest import OrderGateway
 
 SYNTH = Path(__file__).resolve().parents[1] / "data" / "synth-btcusdt.txt"
 KEY, SECRET = "e2e-key", "e2e-secret-0123456789abcdef0123456789"

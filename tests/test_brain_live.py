@@ -16,12 +16,13 @@ import numpy as np
 import pytest
 import twinfeed
 from twinfeed.live.brain import LiveConfig, LiveTrader, RiskConfig, RiskManager, TradeDB
-from twinfeed.live.brain.entry import BinanceOrderEntry
+from twinfeed.live.brain.entry import PortEntry
 from twinfeed.live.brain.session import LiveSettings, SessionResult, run_session
 from twinfeed.live.feed import FeedBatch, FeedHealth
 from twinfeed.orders import OrderUpdate
 from twinfeed.records import KIND
 from twinfeed.strategy import Context, Strategy
+from twinfeed.venues.binance.adapter import BinanceVenue
 
 pytestmark = pytest.mark.slow
 
@@ -138,14 +139,16 @@ class _OneOrder(Strategy):
 
 
 def test_bad_signature_surfaces_as_rejected_order(tmp_path: Path) -> None:
-    from twinfeed.live.gateway import OrderGateway
     from twinfeed.live.paper_venue import PaperVenue
     from twinfeed.live.venue import BUNDLED_CAPTURE, start_venue
+    from twinfeed.venues.binance.rest import OrderGateway
 
     with start_venue(BUNDLED_CAPTURE, speed="max") as market:
         paper = PaperVenue.start(BUNDLED_CAPTURE, market.status, keys={"k" * 16: "s" * 32})
         try:
-            entry = BinanceOrderEntry(OrderGateway(paper.url, "k" * 16, "wrong"), stream=False)
+            entry = PortEntry(
+                BinanceVenue(OrderGateway(paper.url, "k" * 16, "wrong"), stream=False)
+            )
             strategy = _OneOrder()
             db = TradeDB(tmp_path / "t.duckdb")
             trader = LiveTrader(

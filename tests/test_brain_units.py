@@ -20,16 +20,16 @@ from twinfeed.live.brain import (
     LiveConfig,
     LiveTrader,
     OrderManager,
-    OrderRefused,
     RiskConfig,
     RiskManager,
     TradeDB,
 )
-from twinfeed.live.brain.entry import report_from_order_response, report_from_stream_event
 from twinfeed.live.feed import FeedBatch, FeedHealth
 from twinfeed.orders import TERMINAL_STATES, Fill, Order, OrderState, OrderUpdate
 from twinfeed.records import KIND
 from twinfeed.strategy import Context, Strategy
+from twinfeed.venues.binance.wire import report_from_order, report_from_stream_event
+from twinfeed.venues.errors import VenueError
 
 LOT = 0.001
 
@@ -177,7 +177,7 @@ def test_fill_after_cancel_still_counts() -> None:
 
 
 def test_binance_parsing() -> None:
-    ack = report_from_order_response(
+    ack = report_from_order(
         {"clientOrderId": "x1", "orderId": 5, "status": "NEW", "executedQty": "0", "updateTime": 7}
     )
     assert ack.state == "acked" and ack.ts_ns == 7_000_000 and ack.seq is None
@@ -278,7 +278,7 @@ class FakeVenue:
 
     def send_order(self, order: Order, symbol: str) -> ExecutionReport:
         if order.client_id in self.refuse:
-            raise OrderRefused(-1022, "Signature for this request is not valid.")
+            raise VenueError(-1022, "Signature for this request is not valid.")
         self.orders[order.client_id] = Order(
             order.client_id, order.symbol, order.side, order.qty, order.price, state="acked"
         )

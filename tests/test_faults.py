@@ -353,21 +353,24 @@ _BRAIN = """
 import json, os, sys
 from twinfeed import FeatureConfig
 from twinfeed.live.brain import LiveConfig, RiskConfig, RiskManager, TradeDB
-from twinfeed.live.brain.entry import BinanceOrderEntry
+from twinfeed.live.brain.entry import PortEntry
+from twinfeed.venues.binance.adapter import BinanceVenue
 from twinfeed.live.brain.faults import FaultTolerantTrader
 from twinfeed.live.feed import Feed
-from twinfeed.live.gateway import OrderGateway
+from twinfeed.venues.binance.rest import OrderGateway
 from twinfeed.research.backtest import load_strategy
 
 ring, url, db, seconds, recover = sys.argv[1:]
 config = FeatureConfig.default()
 feed = Feed.open(ring, expected_fingerprint=config.fingerprint, start="latest")
-entry = BinanceOrderEntry(
-    OrderGateway(
-        url,
-        os.environ["TWINFEED_API_KEY"],
-        os.environ["TWINFEED_API_SECRET"],
-        stream_url=os.environ["TWINFEED_STREAM_URL"],
+entry = PortEntry(
+    BinanceVenue(
+        OrderGateway(
+            url,
+            os.environ["TWINFEED_API_KEY"],
+            os.environ["TWINFEED_API_SECRET"],
+            stream_url=os.environ["TWINFEED_STREAM_URL"],
+        )
     )
 )
 strategy = load_strategy("twinfeed.strategies.market_maker:MarketMaker")({})

@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twinfeed.instruments import load_table
 from twinfeed.live.paper_venue import PaperVenue, RateLimits
-from twinfeed.live.signing import total_params, verify
+from twinfeed.venues.binance.signing import total_params, verify
 
 SYNTH = Path(__file__).resolve().parents[1] / "data" / "synth-btcusdt.txt"
 KEY, SECRET = "fuzz-key", "fuzz-secret"

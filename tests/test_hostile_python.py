@@ -24,11 +24,11 @@ from pathlib import Path
 import pytest
 from conftest import SYNTH
 from twinfeed import FeatureConfig
-from twinfeed.live.gateway import OrderGateway
 from twinfeed.live.ingest import ring_file, start_ingest
 from twinfeed.live.paper_venue import PaperVenue
-from twinfeed.live.signing import SignatureError, signed_params
 from twinfeed.live.venue import VenueProcess, start_venue
+from twinfeed.venues.binance.rest import OrderGateway
+from twinfeed.venues.binance.signing import SignatureError, signed_params
 from websockets.sync.client import connect
 
 KEY, SECRET = "hostile-key", "hostile-secret"

@@ -32,22 +32,25 @@ _BRAIN = """
 import json, logging, os, sys
 from twinfeed import FeatureConfig
 from twinfeed.live.brain import LiveConfig, RiskConfig, RiskManager, TradeDB
-from twinfeed.live.brain.entry import BinanceOrderEntry
+from twinfeed.live.brain.entry import PortEntry
+from twinfeed.venues.binance.adapter import BinanceVenue
 from twinfeed.live.brain.faults import FaultTolerantTrader
 from twinfeed.live.feed import Feed
-from twinfeed.live.gateway import OrderGateway
+from twinfeed.venues.binance.rest import OrderGateway
 from twinfeed.research.backtest import load_strategy
 
 logging.basicConfig(level=logging.WARNING, stream=sys.stdout)
 ring, url, db, seconds = sys.argv[1:]
 config = FeatureConfig.default()
 feed = Feed.open(ring, expected_fingerprint=config.fingerprint, start="latest")
-entry = BinanceOrderEntry(
-    OrderGateway(
-        url,
-        os.environ["TWINFEED_API_KEY"],
-        os.environ["TWINFEED_API_SECRET"],
-        stream_url=os.environ["TWINFEED_STREAM_URL"],
+entry = PortEntry(
+    BinanceVenue(
+        OrderGateway(
+            url,
+            os.environ["TWINFEED_API_KEY"],
+            os.environ["TWINFEED_API_SECRET"],
+            stream_url=os.environ["TWINFEED_STREAM_URL"],
+        )
     )
 )
 strategy = load_strategy("twinfeed.strategies.market_maker:MarketMaker")({})
@@ -198,7 +201,7 @@ def test_trade_db_agrees_with_the_venue(outage: dict[str, Any]) -> None:
         "SELECT coalesce(sum(CASE WHEN side = 'buy' THEN qty ELSE -qty END), 0) FROM fills"
     ).fetchall()[0][0]
     assert signed == pytest.approx(outage["venue_position"], abs=1e-9)
-    assert outage["summary"]["reconciled"] is True
+    assert outage["summary"]["reconciled"] is True, outage["output"][-3000:]
     open_in_db = con.execute(
         "SELECT count(*) FROM orders WHERE state IN ('new', 'acked', 'partially_filled')"
     ).fetchall()[0][0]
@@ -208,14 +211,20 @@ def test_trade_db_agrees_with_the_venue(outage: dict[str, Any]) -> None:
 
 
 class _Gateway:
-    """An OrderGateway stand-in whose new_order fails with a given VenueRejected."""
+    """An OrderGateway stand-in whose new_order fails with a given VenueError."""
 
     def __init__(self, error: Exception) -> None:
         self.error = error
         self.calls = 0
+        self.queries = 0
 
     def new_order(self, *_args: Any, **_kwargs: Any) -> dict[str, Any]:
         self.calls += 1
+        raise self.error
+
+    def order(self, *_args: Any, **_kwargs: Any) -> dict[str, Any]:
+        """The query that settles a lost answer: as unreachable as the order was."""
+        self.queries += 1
         raise self.error
 
 
@@ -230,13 +239,14 @@ class _DB:
 def _link(error: Exception, **options: Any) -> tuple[Any, Any, _Gateway, _DB]:
     from types import SimpleNamespace
 
-    from twinfeed.live.brain.entry import BinanceOrderEntry
+    from twinfeed.live.brain.entry import PortEntry
     from twinfeed.live.brain.oms import OrderManager
     from twinfeed.live.brain.order_faults import OrderLink
     from twinfeed.live.brain.risk import RiskManager
+    from twinfeed.venues.binance.adapter import BinanceVenue
 
     gateway, db = _Gateway(error), _DB()
-    entry = BinanceOrderEntry(gateway, stream=False)
+    entry = PortEntry(BinanceVenue(gateway, stream=False))
     trader = SimpleNamespace(
         gateway=entry, risk=RiskManager(), oms=OrderManager(), db=db, ctx=SimpleNamespace(now=0)
     )
@@ -244,51 +254,67 @@ def _link(error: Exception, **options: Any) -> tuple[Any, Any, _Gateway, _DB]:
 
 
 def test_rate_limit_backs_off_without_resubmitting() -> None:
-    from twinfeed.live.brain.entry import NOT_SENT, OrderRefused
-    from twinfeed.live.gateway import VenueRejected
     from twinfeed.orders import Order
+    from twinfeed.venues.binance.errors import venue_error
+    from twinfeed.venues.errors import NOT_SENT, VenueError
 
     link, entry, gateway, db = _link(
-        VenueRejected(-1003, "Too many requests.", True, 429), rate_limit_backoff_s=0.2
+        venue_error(-1003, "Too many requests.", 429), rate_limit_backoff_s=0.2
     )
-    with pytest.raises(OrderRefused) as refused:
+    with pytest.raises(VenueError) as refused:
         entry.send_order(Order("a1", 0, "buy", 0.01, 100.0), "BTCUSDT")
     assert refused.value.rate_limited and gateway.calls == 1
     assert [check for check, _ in db.events] == ["venue_rate_limited"]
     assert link.state == "rate_limited" and link.up  # not a disconnect
-    with pytest.raises(OrderRefused) as held:  # held locally: the venue sees nothing
+    with pytest.raises(VenueError) as held:  # held locally: the venue sees nothing
         entry.send_order(Order("a2", 0, "buy", 0.01, 100.0), "BTCUSDT")
     assert held.value.code == NOT_SENT and gateway.calls == 1
     time.sleep(0.25)
     link.step()
     assert entry.hold is None and link.state == "up"
-    with pytest.raises(OrderRefused):  # sent again (a new order, not a resubmission)
+    with pytest.raises(VenueError):  # sent again (a new order, not a resubmission)
         entry.send_order(Order("a3", 0, "buy", 0.01, 100.0), "BTCUSDT")
     assert gateway.calls == 2
     assert link._rate_backoff == pytest.approx(0.4)  # noqa: SLF001 - doubled on a repeat
 
 
 def test_lost_order_request_is_pending_and_link_down() -> None:
-    from twinfeed.live.brain.entry import NOT_SENT, OrderRefused
-    from twinfeed.live.gateway import VenueRejected
     from twinfeed.orders import Order
+    from twinfeed.venues.binance.errors import venue_error
+    from twinfeed.venues.errors import NOT_SENT, VenueError
 
-    link, entry, gateway, db = _link(VenueRejected(0, "no answer: connection reset", True))
+    link, entry, gateway, db = _link(venue_error(0, "no answer: connection reset"))
     report = entry.send_order(Order("b1", 0, "buy", 0.01, 100.0), "BTCUSDT")
     assert report.state == "new"  # outcome unknown: reconciliation settles it
+    assert gateway.queries == 1  # asked once by its client id, not sent again
     assert not link.up and link.blocking and link.trader.risk.opening_blocked
     assert [check for check, _ in db.events] == ["venue_disconnected"]
-    with pytest.raises(OrderRefused) as held:
+    with pytest.raises(VenueError) as held:
         entry.send_order(Order("b2", 0, "buy", 0.01, 100.0), "BTCUSDT")
     assert held.value.code == NOT_SENT and gateway.calls == 1
 
 
 def test_plain_rejection_is_not_a_fault() -> None:
-    from twinfeed.live.brain.entry import OrderRefused
-    from twinfeed.live.gateway import VenueRejected
     from twinfeed.orders import Order
+    from twinfeed.venues.binance.errors import venue_error
+    from twinfeed.venues.errors import VenueError
 
-    link, entry, gateway, db = _link(VenueRejected(-1111, "Precision is over the maximum.", False))
-    with pytest.raises(OrderRefused):
+    link, entry, gateway, db = _link(venue_error(-1111, "Precision is over the maximum."))
+    with pytest.raises(VenueError):
         entry.send_order(Order("c1", 0, "buy", 0.01, 100.0), "BTCUSDT")
     assert link.state == "up" and entry.hold is None and db.events == []
+
+
+def test_rate_limit_holds_at_least_the_venues_retry_after() -> None:
+    from twinfeed.orders import Order
+    from twinfeed.venues.binance.errors import venue_error
+    from twinfeed.venues.errors import VenueError
+
+    limited = venue_error(-1003, "Too many requests.", 429, {"Retry-After": "5"})
+    link, entry, gateway, db = _link(limited, rate_limit_backoff_s=0.2)
+    with pytest.raises(VenueError):
+        entry.send_order(Order("d1", 0, "buy", 0.01, 100.0), "BTCUSDT")
+    assert link._rate_backoff == pytest.approx(5.0)  # noqa: SLF001 - not the local 0.2 s
+    time.sleep(0.25)
+    link.step()
+    assert entry.hold is not None and link.state == "rate_limited"

@@ -14,9 +14,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paper_rest import binanceusdm, frozen_paper
-from twinfeed.live.gateway import OrderGateway
 from twinfeed.live.paper_venue import PaperVenue
-from twinfeed.live.signing import (
+from twinfeed.venues.binance.rest import OrderGateway
+from twinfeed.venues.binance.signing import (
     API_KEY_ENV,
     API_PRIVATE_KEY_ENV,
     API_PRIVATE_KEY_FILE_ENV,

@@ -20,10 +20,10 @@ from binance.error import ClientError
 from binance.um_futures import UMFutures
 from paper_rest import frozen_paper, looping_paper
 from paper_stack import wait_for
-from twinfeed.live.gateway import OrderGateway
 from twinfeed.live.paper_params import RateLimiter, RateLimits
 from twinfeed.live.paper_venue import PaperVenue
-from twinfeed.live.signing import sign
+from twinfeed.venues.binance.rest import OrderGateway
+from twinfeed.venues.binance.signing import sign
 
 KEY, SECRET = "connector-key", "connector-secret"
 

@@ -13,9 +13,9 @@ import threading
 import time
 from pathlib import Path
 
-from twinfeed.live.gateway import OrderGateway
 from twinfeed.live.paper_venue import PaperVenue
 from twinfeed.live.venue import VenueProcess, start_venue
+from twinfeed.venues.binance.rest import OrderGateway
 from websockets.sync.client import connect
 
 SYNTH = Path(__file__).resolve().parents[1] / "data" / "synth-btcusdt.txt"

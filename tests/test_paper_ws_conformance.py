@@ -48,10 +48,11 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 from paper_rest import binanceusdm, drain
-from twinfeed.live.gateway import OrderGateway, VenueRejected
 from twinfeed.live.paper_venue import PaperVenue
 from twinfeed.live.paper_ws import LISTEN_KEY_VALIDITY_NS
 from twinfeed.live.venue import VenueProcess, start_venue
+from twinfeed.venues.binance.rest import OrderGateway
+from twinfeed.venues.errors import VenueError
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -383,15 +384,17 @@ def test_brain_stream_reopened_at_once_still_reconciles(market: Market) -> None:
     even if the reader reopened it before the loop looked, so the order link reconciles."""
     from types import SimpleNamespace
 
-    from twinfeed.live.brain.entry import BinanceOrderEntry
+    from twinfeed.live.brain.entry import PortEntry
     from twinfeed.live.brain.oms import OrderManager
     from twinfeed.live.brain.order_faults import OrderLink
     from twinfeed.live.brain.risk import RiskManager
+    from twinfeed.venues.binance.adapter import BinanceVenue
 
     paper, gateway = market.paper, market.gateway
-    entry = BinanceOrderEntry(
+    venue = BinanceVenue(
         OrderGateway(paper.url, KEY, SECRET, stream_url=paper.ws_url), poll_timeout_s=0.05
     )
+    entry = PortEntry(venue)
     try:
         db = _DB()
         trader = SimpleNamespace(
@@ -410,7 +413,7 @@ def test_brain_stream_reopened_at_once_still_reconciles(market: Market) -> None:
         link.step()
         assert link.up and db.checks == []
         gateway.close_listen_key()  # the venue closes the stream; the reader reopens it
-        _wait("the stream reopened", lambda: entry.stream_gaps == 1 and not entry.stream_down)
+        _wait("the stream reopened", lambda: venue.stream_gaps == 1 and not venue.stream_down)
         link.step()
         assert not link.up and db.checks == ["venue_disconnected"]
     finally:
@@ -436,14 +439,14 @@ def test_listen_key_expires_on_the_venue_clock(market: Market) -> None:
         assert wrapped == {"stream": key, "data": expired}
         with pytest.raises(ConnectionClosed):
             raw.recv(timeout=20)
-    with pytest.raises(VenueRejected) as refused:
+    with pytest.raises(VenueError) as refused:
         gateway.keepalive_listen_key(key)
     assert refused.value.code == -1125
     paper.listen_keys.validity_ns = LISTEN_KEY_VALIDITY_NS
     new = gateway.listen_key()
     assert new != key and len(new) == 64
     gateway.close_listen_key(new)
-    with pytest.raises(VenueRejected) as closed:
+    with pytest.raises(VenueError) as closed:
         gateway.user_stream(new)
     assert (closed.value.code, closed.value.http_status) == (-1125, 400)
 

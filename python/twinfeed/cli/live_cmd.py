@@ -85,6 +85,20 @@ def _check_db_free(db: Path) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Trading rules (exchangeInfo-shaped JSON) over the shipped data/instruments table.",
 )
+@click.option(
+    "--venue",
+    type=click.Choice(["local", "binance-usdm-testnet", "binance-usdm"]),
+    default="local",
+    show_default=True,
+    help="local: the replay and the paper venue. binance-usdm(-testnet): Binance's endpoints "
+    "(twinfeed.venues.binance.endpoints); this version runs the preflight there and stops.",
+)
+@click.option(
+    "--credentials",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="API key file (0600; NAME=value lines) for a Binance venue; else TWINFEED_API_KEY "
+    "with TWINFEED_API_SECRET or TWINFEED_API_PRIVATE_KEY(_FILE) from the environment.",
+)
 def live(
     config_path: Path | None,
     capture: Path | None,
@@ -98,6 +112,8 @@ def live(
     allow_drift: bool,
     feature_config: Path | None,
     instruments: Path | None,
+    venue: str,
+    credentials: Path | None,
 ) -> None:
     """Paper-trade on a local replay: venue + paper order entry + ingest + the live brain.
 
@@ -140,6 +156,9 @@ def live(
     _check_db_free(Path(settings.db))
     if artifact is not None and (strategy or params):
         raise click.ClickException("--artifact fixes the strategy and params: drop --strategy")
+    if venue != "local":
+        _preflight_only(settings, venue, credentials)
+        return
     try:
         result = run_session(settings, on_status=lambda message: console.print(message))
     except (DriftError, ArtifactError, UnknownInstrumentError) as error:
@@ -170,3 +189,36 @@ def live(
             f"every one of {summary.orders} orders was refused"
             + (f" (top: {refusals[0][1]} x {refusals[0][0]})" if refusals else "")
         )
+
+
+def _preflight_only(settings: Any, venue: str, credentials: Path | None) -> None:
+    """``--venue binance-usdm(-testnet)``: the preflight against Binance, then a stop (the
+    ingest does not take Binance's market-data endpoints yet, so no session is started)."""
+    from twinfeed.live.brain.deployment import prepare
+    from twinfeed.live.brain.preflight import preflight
+    from twinfeed.live.venue import BUNDLED_CAPTURE
+    from twinfeed.venues.binance.connect import connect_binance
+    from twinfeed.venues.binance.signing import CredentialsError
+    from twinfeed.venues.errors import VenueError
+
+    capture = Path(settings.capture) if settings.capture else BUNDLED_CAPTURE
+    try:
+        deployment = prepare(settings, capture)
+        port = connect_binance(venue, credentials)
+        console.print(
+            f"{venue}: {port.gateway.base_url} (orders over "
+            f"{'the WebSocket API' if port.ws_api is not None else 'REST'})"
+        )
+        expected = {instrument.symbol: instrument for instrument in deployment.instruments}
+        checked = preflight(port, list(deployment.symbols), expected)
+    except (CredentialsError, VenueError, ValueError) as error:
+        raise click.ClickException(f"{venue}: {error}") from error
+    for line in checked.lines:
+        console.print(f"preflight: {line}")
+    for problem in checked.problems:
+        console.print(f"preflight problem: {problem}")
+    raise click.ClickException(
+        f"{venue}: preflight {'passed' if checked.ok else 'failed'}; trading on a Binance "
+        "venue is not available in this version (the ingest does not read its market data "
+        "yet): nothing was sent"
+    )

@@ -18,14 +18,14 @@ from typing import Any
 import click
 
 from twinfeed.cli._app import main
-from twinfeed.live.signing import (
+from twinfeed.live.venue import BUNDLED_CAPTURE, VenueFaults, run_venue
+from twinfeed.venues.binance.signing import (
     API_KEY_ENV,
     API_SECRET_ENV,
     CredentialsError,
     create_credentials_file,
     load_credentials,
 )
-from twinfeed.live.venue import BUNDLED_CAPTURE, VenueFaults, run_venue
 
 
 def _speed(value: str) -> str:

@@ -24,6 +24,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from twinfeed.venues.binance.errors import classify
+from twinfeed.venues.errors import VenueError
+
 __all__ = [
     "ApiError",
     "RateLimiter",
@@ -47,15 +50,14 @@ _INTEGER = re.compile(INTEGER_RANGE[1:-1])
 _CLIENT_ORDER_ID = re.compile(CLIENT_ORDER_ID_RANGE[1:-1])
 
 
-class ApiError(Exception):
-    """A Binance-shaped error answer (``{"code", "msg"}`` with HTTP ``status``)."""
+class ApiError(VenueError):
+    """A Binance-shaped error answer (``{"code", "msg"}`` with HTTP ``status``), classified
+    by the client's own code table (:func:`twinfeed.venues.binance.errors.classify`)."""
 
     def __init__(
         self, code: int, msg: str, status: int = 400, headers: Mapping[str, str] | None = None
     ) -> None:
-        super().__init__(f"{code}: {msg}")
-        self.code = code
-        self.msg = msg
+        super().__init__(code, msg, **classify(code, status, headers))
         self.status = status
         self.headers = dict(headers or {})
 

@@ -47,7 +47,7 @@ Matching
     the engine's current mid. One account, one-way position mode (``positionSide`` BOTH).
 
 Endpoints (Binance USD-M; all answers JSON in Binance's shapes, errors as ``{"code", "msg"}``)
-    Signed (see :mod:`twinfeed.live.signing`: HMAC keys, or Ed25519 keys registered with
+    Signed (see :mod:`twinfeed.venues.binance.signing`: HMAC keys, or Ed25519 keys registered with
     their public key): ``POST|PUT|DELETE|GET /fapi/v1/order`` (new, modify, cancel, query),
     ``POST /fapi/v1/order/test``, ``POST|PUT|DELETE /fapi/v1/batchOrders`` (at most 5 orders,
     10 cancels; answers in the order sent, each the order or its own error),
@@ -166,11 +166,17 @@ from twinfeed.live.paper_params import (
     weight_of,
 )
 from twinfeed.live.paper_ws import ListenKeys, PaperWebSocketServer, account_update
-from twinfeed.live.signing import SignatureError, VerifyKey, ed25519_public_key, signed_params
 from twinfeed.matching import MatchingEngine
 from twinfeed.orders import Event, Fill, OrderUpdate
 from twinfeed.portfolio import Portfolio
 from twinfeed.research.features import CapturePaths, _paths, open_run
+from twinfeed.venues.binance.signing import (
+    SignatureError,
+    VerifyKey,
+    ed25519_public_key,
+    signed_params,
+)
+from twinfeed.venues.binance.wire import EXECUTION_OF_STATE, STATUS_OF_STATE
 
 __all__ = [
     "ApiError",
@@ -183,16 +189,6 @@ __all__ = [
 
 StatusSource = Callable[[], Mapping[str, Any]] | str | Path
 
-_STATUS = {
-    "new": "NEW",
-    "acked": "NEW",
-    "partially_filled": "PARTIALLY_FILLED",
-    "filled": "FILLED",
-    "cancelled": "CANCELED",
-    "expired": "EXPIRED",
-    "rejected": "REJECTED",
-}
-_EXECUTION = {"acked": "NEW", "cancelled": "CANCELED", "expired": "EXPIRED", "rejected": "REJECTED"}
 _missing = missing
 
 
@@ -674,13 +670,15 @@ class PaperVenue(OrderEndpoints, AccountEndpoints):
         filled = update.filled_qty if update is not None else info.order.filled_qty
         if self.ledger is not None:  # on disk before anyone can hear of it
             order = self._order_json(info)
-            order.update(status=_STATUS[state], executedQty=_num(filled), cumQty=_num(filled))
+            order.update(
+                status=STATUS_OF_STATE[state], executedQty=_num(filled), cumQty=_num(filled)
+            )
             self.ledger.append(trade, order)
         self._emit(
             info,
             fill.ts_ns,
             "TRADE",
-            _STATUS[state],
+            STATUS_OF_STATE[state],
             filled,
             {
                 "l": _num(fill.qty),
@@ -695,12 +693,14 @@ class PaperVenue(OrderEndpoints, AccountEndpoints):
         self._publish_event(account_update(self, info.symbol, fill.symbol, fill.ts_ns))
 
     def _on_update(self, update: OrderUpdate) -> None:
-        execution = _EXECUTION.get(update.state)
+        execution = EXECUTION_OF_STATE.get(update.state)
         if execution is None or update.reason.startswith(("cancel refused", "replace refused")):
             return
         info = self._orders[update.client_id]
         info.update_ms = update.ts_ns // 1_000_000
-        self._emit(info, update.ts_ns, execution, _STATUS[update.state], update.filled_qty, {})
+        self._emit(
+            info, update.ts_ns, execution, STATUS_OF_STATE[update.state], update.filled_qty, {}
+        )
 
     def _emit(
         self,
@@ -905,7 +905,7 @@ class PaperVenue(OrderEndpoints, AccountEndpoints):
         return {
             "orderId": info.order_id,
             "symbol": info.symbol,
-            "status": _STATUS[order.state],
+            "status": STATUS_OF_STATE[order.state],
             "clientOrderId": order.client_id,
             "price": _num(order.price or 0.0),
             "avgPrice": _num(info.notional / filled) if filled > 0 else "0",

@@ -72,7 +72,12 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.sync.server import Server, ServerConnection, serve
 
-from twinfeed.live.signing import CredentialsError, VerifyKey, check_signature, ed25519_public_key
+from twinfeed.venues.binance.signing import (
+    CredentialsError,
+    VerifyKey,
+    check_signature,
+    ed25519_public_key,
+)
 
 if TYPE_CHECKING:
     from twinfeed.live.paper_venue import PaperVenue

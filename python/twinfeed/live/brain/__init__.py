@@ -3,7 +3,7 @@
 See :mod:`twinfeed.live.brain.runner` for how the pieces connect.
 """
 
-from twinfeed.live.brain.entry import OrderEntry, OrderRefused
+from twinfeed.live.brain.entry import OrderEntry, PortEntry
 from twinfeed.live.brain.monitor import FeedMonitor, FeedTransition
 from twinfeed.live.brain.oms import ExecutionReport, OrderManager
 from twinfeed.live.brain.risk import RiskConfig, RiskDecision, RiskManager
@@ -19,7 +19,7 @@ __all__ = [
     "LiveTrader",
     "OrderEntry",
     "OrderManager",
-    "OrderRefused",
+    "PortEntry",
     "RiskConfig",
     "RiskDecision",
     "RiskManager",

@@ -12,14 +12,13 @@
   ``--instruments FILE`` over the shipped table, for the venue the capture's frames come from.
 
 :func:`verify` compares the live side with the artifact before trading
-(:func:`twinfeed.deploy.check_drift`), reading the instruments the paper venue states via
-``GET /fapi/v1/exchangeInfo``.
+(:func:`twinfeed.deploy.check_drift`), reading the instruments the venue states through the
+venue port (``instruments``; Binance: ``GET /fapi/v1/exchangeInfo``).
 """
 
 from __future__ import annotations
 
-import json
-import urllib.request
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,7 +40,7 @@ from twinfeed.records import build_info
 if TYPE_CHECKING:
     from twinfeed.live.brain.session import LiveSettings
 
-__all__ = ["Deployment", "prepare", "venue_instruments", "verify"]
+__all__ = ["Deployment", "prepare", "verify"]
 
 
 @dataclass
@@ -130,21 +129,19 @@ def prepare(settings: LiveSettings, capture: Path) -> Deployment:
     )
 
 
-def venue_instruments(url: str, venue: str | None) -> dict[str, Instrument]:
-    """The instruments a venue states now (``GET /fapi/v1/exchangeInfo`` at ``url``)."""
-    with urllib.request.urlopen(f"{url}/fapi/v1/exchangeInfo", timeout=10) as answer:
-        data = json.loads(answer.read())
-    table = InstrumentTable.from_json({venue or "binance-usdm": data}, f"{url} exchangeInfo")
-    return {i.symbol: i for i in table}
-
-
-def verify(deployment: Deployment, venue_url: str, allow_drift: bool) -> list[str]:
+def verify(
+    deployment: Deployment,
+    venue_instruments: Callable[[], Mapping[str, Instrument]],
+    allow_drift: bool,
+) -> list[str]:
     """Checks the live side against the artifact; raises :class:`DriftError` on a difference
-    unless ``allow_drift`` (then returns the differences, also kept on ``deployment``)."""
+    unless ``allow_drift`` (then returns the differences, also kept on ``deployment``).
+    ``venue_instruments``: the rules the venue states now, by symbol (the venue port's
+    ``instruments``; asked only when there is an artifact)."""
     artifact = deployment.artifact
     if artifact is None:
         return []
-    stated = venue_instruments(venue_url, deployment.venue)
+    stated = venue_instruments()
     differences = check_drift(
         artifact,
         feature_fingerprint=deployment.config.fingerprint,

@@ -508,10 +508,10 @@ class FaultTolerantTrader(LiveTrader):
             "ingest_restarts": self.ingest_restarts,
             "recovery": self.recovery,
         }
-        gateway = getattr(self.gateway, "gateway", None)
-        if gateway is not None:
+        port = getattr(self.gateway, "port", None)
+        if port is not None:
             try:
-                extra["venue_open_orders"] = len(gateway.open_orders())
+                extra["venue_open_orders"] = len(port.open_orders())
             except Exception as error:  # best effort, as the positions are
                 log.warning("venue open orders unavailable: %s", error)
         self.db.end_run(summary.status, {**summary.to_dict(), **extra})

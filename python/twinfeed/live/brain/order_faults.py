@@ -1,6 +1,6 @@
 """Order-side faults: the order-entry venue unreachable, then back; rejections; rate limits.
 
-:class:`OrderLink` watches the brain's :class:`twinfeed.live.brain.entry.BinanceOrderEntry`
+:class:`OrderLink` watches the brain's :class:`twinfeed.live.brain.entry.PortEntry`
 (the :class:`twinfeed.live.brain.faults.FaultTolerantTrader` makes one and steps it):
 
 - **down**: a REST call got no usable answer (connection refused or reset, timeout, HTTP 5xx,
@@ -12,7 +12,7 @@
   is blocked, a ``risk_events`` row (check ``venue_disconnected``) is written. Working orders
   stay at the venue (they cannot be cancelled) and may fill meanwhile. A new order whose own
   request was lost stays ``new`` (its outcome is unknown) until reconciliation settles it.
-- **probing**: ``/fapi/v1/ping`` every ``venue_retry_s``, doubling up to ``venue_retry_max_s``.
+- **probing**: the port's ``ping`` every ``venue_retry_s``, doubling up to ``venue_retry_max_s``.
   When it answers, the user-stream reader is woken (it opens a new websocket); once the
   stream is open again, :func:`reconcile` runs (the events published meanwhile are only in
   REST). Any failure: back to probing.
@@ -38,13 +38,11 @@ import logging
 import time
 from typing import Any
 
-from twinfeed.live.brain.entry import (
-    BinanceOrderEntry,
-    OrderRefused,
-    report_from_order_response,
-)
+from twinfeed.live.brain.entry import PortEntry
 from twinfeed.live.brain.oms import ExecutionReport
 from twinfeed.orders import OPEN_STATES
+from twinfeed.venues.errors import VenueError
+from twinfeed.venues.port import VenueOrder
 
 __all__ = ["OrderLink", "reconcile"]
 
@@ -73,9 +71,7 @@ class OrderLink:
     ) -> None:
         self.trader = trader
         entry = trader.gateway
-        self.entry: BinanceOrderEntry | None = (
-            entry if isinstance(entry, BinanceOrderEntry) else None
-        )
+        self.entry: PortEntry | None = entry if isinstance(entry, PortEntry) else None
         self.retry_s = retry_s
         self.retry_max_s = retry_max_s
         self.rate_limit_backoff_s = rate_limit_backoff_s
@@ -93,7 +89,7 @@ class OrderLink:
         if self.entry is not None:
             self.entry.on_error = self._on_error
             self.entry.pending_on_link_error = True
-            self._stream_errors = self.entry.stream_errors
+            self._stream_errors = self.entry.port.stream_errors
 
     @property
     def blocking(self) -> bool:
@@ -108,7 +104,7 @@ class OrderLink:
 
     # ---- detection (called in the loop's thread) ----------------------------------------
 
-    def _on_error(self, error: OrderRefused) -> None:
+    def _on_error(self, error: VenueError) -> None:
         if error.link_lost:
             self.went_down(f"no answer from the venue: {error.code} {error.message}")
         elif error.rate_limited:
@@ -135,12 +131,14 @@ class OrderLink:
         )
         log.warning("order venue unreachable: %s", reason)
 
-    def _rate_limited(self, error: OrderRefused) -> None:
+    def _rate_limited(self, error: VenueError) -> None:
         now = time.monotonic()
         if now > self._rate_until + self._rate_backoff:
             self._rate_backoff = self.rate_limit_backoff_s  # a quiet spell: start over
         elif self._rate_until > 0:
             self._rate_backoff = min(self._rate_backoff * 2, self.rate_limit_backoff_max_s)
+        if error.retry_after_s is not None:  # the venue said how long: never less
+            self._rate_backoff = max(self._rate_backoff, error.retry_after_s)
         self._rate_until = now + self._rate_backoff
         self.rate_limits += 1
         if self.entry is not None and self.up:
@@ -163,10 +161,10 @@ class OrderLink:
         if entry is None:
             return
         if self.up:
-            if entry.stream_errors != self._stream_errors:
+            if entry.port.stream_errors != self._stream_errors:
                 # Closed, even if already reopened: events may be lost; reconcile.
                 self.went_down("user stream closed")
-            self._stream_errors = entry.stream_errors
+            self._stream_errors = entry.port.stream_errors
             if self.up and entry.hold is not None and time.monotonic() >= self._rate_until:
                 entry.hold = None  # the rate-limit backoff is over
             if self.up:
@@ -177,10 +175,10 @@ class OrderLink:
         episode = self.episodes[-1]
         try:
             if "probe_ok_wall_ns" not in episode:
-                entry.gateway.request("GET", "/fapi/v1/ping", signed=False, timeout=2.0)
+                entry.port.ping()
                 episode["probe_ok_wall_ns"] = time.time_ns()
-                entry.wake_stream()
-            if entry.stream_down:
+                entry.port.wake_stream()
+            if entry.port.stream_down:
                 self._next_probe = now + 0.02  # the woken reader is reconnecting
                 return
             self.reconciling = True
@@ -201,7 +199,7 @@ class OrderLink:
         trader = self.trader
         assert self.entry is not None
         self.up = True
-        self._stream_errors = self.entry.stream_errors
+        self._stream_errors = self.entry.port.stream_errors
         self.entry.hold = None if time.monotonic() >= self._rate_until else self.entry.hold
         now_ns = time.time_ns()
         episode["up_wall_ns"] = now_ns
@@ -236,11 +234,8 @@ def reconcile(trader: Any) -> dict[str, Any]:
     Raises whatever the venue's calls raise (the caller retries later; each step is
     idempotent).
     """
-    from twinfeed.live.brain.recovery import _all_user_trades
-    from twinfeed.live.gateway import VenueRejected
-
     entry = trader.gateway
-    gateway = entry.gateway
+    port = entry.port
     oms = trader.oms
     symbols = list(trader.config.symbols)
     result: dict[str, Any] = {
@@ -258,24 +253,15 @@ def reconcile(trader: Any) -> dict[str, Any]:
     # What the stream already delivered first; then the venue's lists.
     trader.apply_reports(entry.poll_reports())
     trader._dispatch()
-    by_venue_id: dict[int, str] = {}
-    for order in oms.orders():
-        venue_id = oms.tracked(order.client_id).venue_order_id
-        if venue_id is not None:
-            by_venue_id[venue_id] = order.client_id
     db_ids = {int(row[0]) for row in trader.db.con.execute("SELECT trade_id FROM fills").fetchall()}
     for symbol in symbols:
         venue_ids: set[int] = set()
-        for trade in _all_user_trades(gateway, symbol):
-            trade_id = int(trade["id"])
+        for fill in port.fills_since(symbol):
+            trade_id = fill.trade_id
             venue_ids.add(trade_id)
             if trade_id in db_ids:
                 continue
-            order_id = int(trade["orderId"])
-            client_id = by_venue_id.get(order_id)
-            if client_id is None:
-                client_id = str(gateway.order(symbol, order_id=order_id)["clientOrderId"])
-                by_venue_id[order_id] = client_id
+            client_id = fill.client_id
             if client_id not in oms:
                 result["foreign_trades"].append(trade_id)
                 continue
@@ -287,13 +273,13 @@ def reconcile(trader: Any) -> dict[str, Any]:
                     ExecutionReport(
                         client_id,
                         order.state,
-                        int(trade["time"]) * 1_000_000,
+                        fill.ts_ns,
                         trade_id=trade_id,
-                        last_qty=float(trade["qty"]),
-                        last_price=float(trade["price"]),
-                        fee=float(trade.get("commission") or 0.0),
-                        liquidity="maker" if trade.get("maker") else "taker",
-                        venue_order_id=order_id,
+                        last_qty=fill.qty,
+                        last_price=fill.price,
+                        fee=fill.fee,
+                        liquidity=fill.liquidity,
+                        venue_order_id=fill.venue_order_id,
                     )
                 ]
             )
@@ -305,19 +291,19 @@ def reconcile(trader: Any) -> dict[str, Any]:
             ).fetchall()
         }
         result["db_only_trades"].extend(sorted(in_db - venue_ids))
-    venue_open: dict[str, dict[str, Any]] = {}
+    venue_open: dict[str, VenueOrder] = {}
     for symbol in symbols:
-        for body in gateway.open_orders(symbol):
-            venue_open[str(body["clientOrderId"])] = body
+        for venue_order in port.open_orders(symbol):
+            venue_open[venue_order.client_id] = venue_order
     for order in oms.open_orders():
         client_id = order.client_id
         symbol = trader._symbol_name(order.symbol)
-        body = venue_open.get(client_id)
-        if body is None:
+        found = venue_open.get(client_id)
+        if found is None:
             try:
-                body = gateway.order(symbol, client_order_id=client_id)
-            except VenueRejected as error:
-                if error.code != -2013:
+                found = port.order_status(symbol, client_id=client_id)
+            except VenueError as error:
+                if not error.unknown_order:
                     raise
                 trader.apply_reports(
                     [
@@ -332,42 +318,40 @@ def reconcile(trader: Any) -> dict[str, Any]:
                 result["orders_never_arrived"].append(client_id)
                 continue
         before = order.state
-        trader.apply_reports([report_from_order_response(body)])
+        trader.apply_reports([found.report])
         if order.state != before:
             result["orders_updated"][client_id] = [before, order.state]
-    for client_id, body in venue_open.items():
+    for client_id, found in venue_open.items():
         if client_id in oms and oms.get(client_id).state in OPEN_STATES:
             continue
         if not client_id.startswith(trader.id_prefix):
             result["foreign_open_orders"].append(client_id)
             continue
         # Ours, but the brain thinks it finished: the venue's copy must not trade on.
-        answer = gateway.cancel(str(body["symbol"]), client_order_id=client_id)
+        answer = port.cancel(client_id, found.symbol)
         if client_id in oms:
-            trader.apply_reports([report_from_order_response(answer)])
+            trader.apply_reports([answer])
         result["orphans_cancelled"].append(client_id)
     for order in oms.open_orders():
         if oms.tracked(order.client_id).cancel_requested:
             try:
-                answer = gateway.cancel(
-                    trader._symbol_name(order.symbol), client_order_id=order.client_id
-                )
-            except VenueRejected as error:
-                if error.code not in (-2011, -2013):
+                answer = port.cancel(order.client_id, trader._symbol_name(order.symbol))
+            except VenueError as error:
+                if not error.unknown_order:
                     raise
                 continue
-            trader.apply_reports([report_from_order_response(answer)])
+            trader.apply_reports([answer])
             result["cancels_sent"].append(order.client_id)
     trader._dispatch()
     # The result, as both sides see it now (a fill racing these calls can still differ).
     result["open_orders"] = sorted(order.client_id for order in oms.open_orders())
     result["venue_open_orders"] = sorted(
-        str(body["clientOrderId"])
+        venue_order.client_id
         for symbol in symbols
-        for body in gateway.open_orders(symbol)
-        if str(body["clientOrderId"]).startswith(trader.id_prefix)
+        for venue_order in port.open_orders(symbol)
+        if venue_order.client_id.startswith(trader.id_prefix)
     )
-    venue = {str(row["symbol"]): float(row["positionAmt"]) for row in gateway.positions()}
+    venue = port.positions()
     for index, symbol in enumerate(symbols):
         brain = trader.portfolio.position(index).qty
         result["positions"][symbol] = venue.get(symbol, 0.0)

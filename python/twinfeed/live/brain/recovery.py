@@ -23,8 +23,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from twinfeed.live.brain.entry import BINANCE_STATES
 from twinfeed.orders import Fill, Order
+from twinfeed.venues.port import VenueOrder, VenuePort
 
 __all__ = ["RecoveryReport", "recover"]
 
@@ -46,29 +46,18 @@ class RecoveryReport:
         return asdict(self)
 
 
-def _venue(trader: Any) -> Any:
-    gateway = getattr(trader.gateway, "gateway", None)
-    if gateway is None:
-        raise TypeError("recovery needs a BinanceOrderEntry (an OrderGateway to query)")
-    return gateway
-
-
-def _all_user_trades(gateway: Any, symbol: str) -> list[dict[str, Any]]:
-    trades: list[dict[str, Any]] = []
-    from_id = 0
-    while True:
-        page = gateway.user_trades(symbol, from_id=from_id, limit=1000)
-        trades.extend(page)
-        if len(page) < 1000:
-            return trades
-        from_id = int(page[-1]["id"]) + 1
+def _venue(trader: Any) -> VenuePort:
+    port = getattr(trader.gateway, "port", None)
+    if port is None:
+        raise TypeError("recovery needs a PortEntry (a venue port to query)")
+    return port
 
 
 def recover(trader: Any) -> RecoveryReport:
     """Rebuilds ``trader``'s state from its DB and the venue (see the module docstring)."""
     db = trader.db
     con = db.con
-    gateway = _venue(trader)
+    port = _venue(trader)
     symbols = list(trader.config.symbols)
     report = RecoveryReport()
     crashed = [
@@ -108,28 +97,23 @@ def recover(trader: Any) -> RecoveryReport:
         booked.setdefault(client_id, set()).add(int(trade_id))
         report.fills_replayed += 1
     known = {trade_id for ids in booked.values() for trade_id in ids}
-    client_by_order_id: dict[int, str] = {}
     for symbol in symbols:
-        for trade in _all_user_trades(gateway, symbol):
-            trade_id = int(trade["id"])
+        for trade in port.fills_since(symbol):
+            trade_id = trade.trade_id
             if trade_id in known:
                 continue
-            order_id = int(trade["orderId"])
-            if order_id not in client_by_order_id:
-                body = gateway.order(symbol, order_id=order_id)
-                client_by_order_id[order_id] = str(body["clientOrderId"])
-            client_id = client_by_order_id[order_id]
+            client_id = trade.client_id
             row = orders.get(client_id)
             strategy_id = row[1] if row is not None else client_id
             fill = Fill(
                 client_id,
                 symbols.index(symbol),
-                "buy" if str(trade["side"]).upper() == "BUY" else "sell",
-                float(trade["price"]),
-                float(trade["qty"]),
-                float(trade.get("commission") or 0.0),
-                "maker" if trade.get("maker") else "taker",
-                int(trade["time"]) * 1_000_000,
+                trade.side,
+                trade.price,
+                trade.qty,
+                trade.fee,
+                trade.liquidity,
+                trade.ts_ns,
                 trade_id,
             )
             order = (
@@ -149,19 +133,18 @@ def recover(trader: Any) -> RecoveryReport:
             booked.setdefault(client_id, set()).add(trade_id)
             known.add(trade_id)
             report.fills_inserted += 1
-    venue_open: dict[str, dict[str, Any]] = {}
+    venue_open: dict[str, VenueOrder] = {}
     for symbol in symbols:
-        for body in gateway.open_orders(symbol):
-            venue_open[str(body["clientOrderId"])] = body
+        for venue_order in port.open_orders(symbol):
+            venue_open[venue_order.client_id] = venue_order
     for client_id, row in orders.items():
         if row[11] not in _OPEN or row[13] == db.run_id:
             continue
-        body = venue_open.get(client_id)
-        if body is None:
+        found = venue_open.get(client_id)
+        if found is None:
             try:
-                final = gateway.order(row[2], client_order_id=client_id)
-                state = BINANCE_STATES.get(str(final.get("status")), "cancelled")
-                filled = float(final.get("executedQty") or 0.0)
+                final = port.order_status(row[2], client_id=client_id).report
+                state, filled = final.state, final.cum_qty
             except Exception:  # unknown to the venue (never arrived): it cannot execute
                 state, filled = "rejected", float(row[12] or 0.0)
             con.execute(
@@ -170,7 +153,7 @@ def recover(trader: Any) -> RecoveryReport:
             )
             report.orders_closed += 1
             continue
-        _adopt(trader, row, body, booked.get(client_id, set()))
+        _adopt(trader, row, found, booked.get(client_id, set()))
         con.execute(
             "UPDATE orders SET state = 'adopted' WHERE run_id = ? AND client_id = ?",
             [row[13], client_id],
@@ -190,21 +173,21 @@ def _order_from_row(row: tuple[Any, ...]) -> Order:
     return Order(client_id, 0, side, float(qty), price, type=type_, tif=tif, submit_ns=submit_ns)
 
 
-def _adopt(trader: Any, row: tuple[Any, ...], body: dict[str, Any], trade_ids: set[int]) -> None:
+def _adopt(trader: Any, row: tuple[Any, ...], found: VenueOrder, trade_ids: set[int]) -> None:
     from twinfeed.live.brain.runner import _LegInfo, _Logical
 
     symbols = list(trader.config.symbols)
     client_id, strategy_id, symbol = row[0], row[1], row[2]
     order = _order_from_row(row)
     order.symbol = symbols.index(symbol)
-    filled = float(body.get("executedQty") or 0.0)
+    filled = found.report.cum_qty
     order.state = "partially_filled" if filled > 0 else "acked"
     order.active_ns = int(row[8] or 0)
     trader.oms.add(order)
     tracked = trader.oms.tracked(client_id)
     tracked.venue_filled = filled
     tracked.trade_ids = set(trade_ids)
-    tracked.venue_order_id = int(body["orderId"]) if body.get("orderId") is not None else None
+    tracked.venue_order_id = found.report.venue_order_id
     order.filled_qty = filled
     view = Order(
         client_id,

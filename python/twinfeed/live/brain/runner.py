@@ -40,7 +40,7 @@ from twinfeed.instruments import (
     UnknownInstrumentError,
     load_table,
 )
-from twinfeed.live.brain.entry import OrderEntry, OrderRefused
+from twinfeed.live.brain.entry import OrderEntry
 from twinfeed.live.brain.monitor import FeedMonitor, FeedTransition
 from twinfeed.live.brain.oms import ExecutionReport, OrderManager
 from twinfeed.live.brain.risk import RiskManager
@@ -60,6 +60,7 @@ from twinfeed.orders import (
 from twinfeed.portfolio import Portfolio
 from twinfeed.records import KIND, build_info
 from twinfeed.strategy import PnL, Strategy
+from twinfeed.venues.errors import VenueError
 
 __all__ = ["LiveConfig", "LiveContext", "LiveTrader", "RunSummary"]
 
@@ -361,7 +362,7 @@ class LiveTrader:
         for symbol in self.config.symbols:
             try:
                 self.gateway.send_cancel_all(symbol)
-            except OrderRefused as error:
+            except VenueError as error:
                 log.warning("cancel all %s refused: %s", symbol, error)
         deadline = time.monotonic() + self.config.drain_timeout_s
         while time.monotonic() < deadline:
@@ -473,7 +474,7 @@ class LiveTrader:
             return
         try:
             report = self.gateway.send_order(order, symbol)
-        except OrderRefused as error:
+        except VenueError as error:
             self.summary.venue_rejections += 1
             self._count_refusal(f"venue {error.code} {error.message}")
             self._apply_events(
@@ -514,7 +515,7 @@ class LiveTrader:
         order = self.oms.get(leg)
         try:
             report = self.gateway.send_cancel(leg, self._symbol_name(order.symbol))
-        except OrderRefused as error:
+        except VenueError as error:
             log.warning("cancel %s refused: %s", leg, error)
             return False
         if report is not None:

@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from twinfeed.live.brain.control import ControlServer
-from twinfeed.live.brain.entry import BinanceOrderEntry
+from twinfeed.live.brain.entry import PortEntry
 from twinfeed.live.brain.faults import FaultConfig, FaultTolerantTrader
 from twinfeed.live.brain.risk import RiskConfig, RiskManager
 from twinfeed.live.brain.runner import LiveConfig, RunSummary
@@ -197,14 +197,18 @@ def run_session(
 ) -> SessionResult:
     """Runs one paper-trading session (see the module docstring); returns its result."""
     from twinfeed.live.brain.deployment import prepare, verify
+    from twinfeed.live.brain.preflight import PreflightError, preflight
     from twinfeed.live.feed import Feed
-    from twinfeed.live.gateway import OrderGateway
     from twinfeed.live.ingest import start_ingest
     from twinfeed.live.leftovers import clean_dead_leftovers, tagged
     from twinfeed.live.paper_venue import PaperVenue
     from twinfeed.live.paper_ws import register_user_stream
     from twinfeed.live.venue import BUNDLED_CAPTURE, start_venue
     from twinfeed.research.backtest import load_strategy
+    from twinfeed.venues.binance.adapter import BinanceVenue
+    from twinfeed.venues.binance.rest import OrderGateway
+    from twinfeed.venues.binance.signing import new_ed25519_key
+    from twinfeed.venues.binance.ws_api import WsApiClient
 
     say = on_status or (lambda _message: None)
     capture = Path(settings.capture) if settings.capture else BUNDLED_CAPTURE
@@ -219,6 +223,10 @@ def run_session(
         strategy = load_strategy(deployment.strategy)(deployment.params)
     key = settings.api_key or os.environ.get("TWINFEED_API_KEY") or secrets.token_hex(16)
     secret = settings.api_secret or os.environ.get("TWINFEED_API_SECRET") or secrets.token_hex(32)
+    # The brain's own key for order entry: Ed25519, the only kind the WebSocket API's
+    # session.logon takes (registered with the local venue next to the HMAC key).
+    order_key = f"{key[:24]}-ed25519"
+    private_pem, public_pem = new_ed25519_key()
     removed = clean_dead_leftovers()
     if removed:
         say(f"removed {len(removed)} leftovers of dead sessions: {', '.join(map(str, removed))}")
@@ -252,7 +260,7 @@ def run_session(
             paper = PaperVenue.start(
                 capture,
                 market.status,
-                keys={key: secret},
+                keys={key: secret, order_key: public_pem},
                 latency_ns=settings.latency_ns,
                 maker_fee_bps=settings.maker_fee_bps,
                 taker_fee_bps=settings.taker_fee_bps,
@@ -267,12 +275,27 @@ def run_session(
                 say(f"user-data websocket on {paper.ws_url} (and through {market.url})")
             if left_running:
                 say(f"recovering runs left running by a dead session: {', '.join(left_running)}")
-            entry: BinanceOrderEntry | None = None
+            venue: BinanceVenue | None = None
             try:
                 say(f"paper order entry on {paper.url}")
-                drift = verify(deployment, paper.url, settings.allow_drift)
+                order_gateway = OrderGateway(
+                    paper.url, order_key, "", private_key=private_pem, stream_url=paper.ws_url
+                )
+                market_name = deployment.venue or "binance-usdm"
+                checker = BinanceVenue(order_gateway, stream=False, market=market_name)
+                drift = verify(deployment, checker.instruments, settings.allow_drift)
                 for difference in drift:
                     say(f"drift (allowed): {difference}")
+                checked = preflight(
+                    checker,
+                    list(live_config.symbols),
+                    {instrument.symbol: instrument for instrument in deployment.instruments},
+                    recovering=bool(left_running),
+                )
+                for line in checked.lines:
+                    say(f"preflight: {line}")
+                if not checked.ok:
+                    raise PreflightError(checked.problems)
                 with open(work / "ingest.log", "ab") as ingest_log:
                     ingest = start_ingest(
                         capture_dir=capture_dir,
@@ -308,14 +331,24 @@ def run_session(
                     try:
                         ingest.wait_for_ring(timeout=30)
                         feed = Feed.open(ring, expected_fingerprint=config.fingerprint, wait=10)
-                        entry = BinanceOrderEntry(
-                            OrderGateway(paper.url, key, secret, stream_url=paper.ws_url),
+                        venue = BinanceVenue(
+                            order_gateway,
+                            market=market_name,
                             keepalive_s=_keepalive_s(settings.speed),
+                            # The local venue takes wall-clock timestamps; its own clock is
+                            # the replay's, which runs at ``speed``: a synced offset would
+                            # fall behind it (a -1021 still resyncs and retries).
+                            clock_sync_s=None,
+                            ws_api=WsApiClient(paper.ws_url, order_key, private_pem),
+                            instruments={
+                                instrument.symbol: instrument
+                                for instrument in deployment.instruments
+                            },
                         )
                         trader = FaultTolerantTrader(
                             live_config,
                             strategy,
-                            entry,
+                            PortEntry(venue),
                             feed,
                             db,
                             RiskManager(deployment.risk),
@@ -361,9 +394,9 @@ def run_session(
                             started.stop()
                             started.remove_ring()
             finally:
-                if entry is not None:
-                    stream_gaps = entry.stream_gaps
-                    entry.close()
+                if venue is not None:
+                    stream_gaps = venue.stream_gaps
+                    venue.close()
                 paper.stop()
     finally:
         db.close()

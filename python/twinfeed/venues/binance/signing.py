@@ -40,7 +40,14 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+    load_pem_private_key,
+    load_pem_public_key,
+)
 
 __all__ = [
     "API_KEY_ENV",
@@ -55,6 +62,7 @@ __all__ = [
     "ed25519_sign",
     "encode_params",
     "load_credentials",
+    "new_ed25519_key",
     "sign",
     "signed_params",
     "signed_query",
@@ -321,6 +329,14 @@ def load_credentials(
     if not file.exists():
         raise CredentialsError(f"credentials file {file} not found")
     return _read_file(file)
+
+
+def new_ed25519_key() -> tuple[str, str]:
+    """A fresh Ed25519 key pair as PEM text: (private PKCS8, public SubjectPublicKeyInfo)."""
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
+    public = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    return private, public.decode()
 
 
 def create_credentials_file(path: str | os.PathLike[str]) -> Credentials:

@@ -1,4 +1,4 @@
-"""Order gateway: a small signed client for Binance USD-M futures order entry.
+"""Order gateway: a signed REST client for Binance USD-M futures order entry.
 
 It speaks to :class:`twinfeed.live.paper_venue.PaperVenue` (and, the wire format being
 Binance's, to any venue of that API); the live brain's OMS sends through it::
@@ -17,11 +17,11 @@ Binance's, to any venue of that API); the live brain's OMS sends through it::
     # UserStreamClosed: events may have been missed: reconcile through REST, then reopen
 
 Every method returns the decoded JSON answer (dicts and lists in Binance's shape, numbers as
-strings as Binance sends them). A Binance error answer raises :class:`VenueRejected` with its
-``code`` and ``msg``; ``retryable`` is True for rate limits (-1003, HTTP 429/418), venue-side
-failures (HTTP 5xx, -1001, -1007) and transport errors (``code`` 0: no answer at all), False
-for everything the request itself got wrong. Signed requests carry ``timestamp`` from the local
-wall clock plus ``time_offset_ms`` (set it with :meth:`OrderGateway.sync_time`) and
+strings as Binance sends them). A Binance error answer raises
+:class:`twinfeed.venues.errors.VenueError` with its ``code`` and ``msg``, classified by
+:mod:`twinfeed.venues.binance.errors` (``code`` 0: no answer at all). Signed requests carry
+``timestamp`` from the local wall clock plus ``time_offset_ms`` (set it with
+:meth:`OrderGateway.sync_time`) and
 ``recvWindow``. The user stream is Binance's user-data websocket, ``<stream_url>/ws/<listenKey>``
 (the paper venue's ``ws_url``, or the market-data venue that forwards it there; on Binance
 ``wss://fstream.binance.com``), read with the ``websockets`` sync client. Binance events carry no
@@ -37,45 +37,35 @@ import json
 import os
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import urllib3
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from twinfeed.live.signing import ed25519_sign, encode_params, load_credentials, sign
+from twinfeed.venues.binance.errors import venue_error
+from twinfeed.venues.binance.signing import ed25519_sign, encode_params, load_credentials, sign
+from twinfeed.venues.binance.wire import OrderCalls
+from twinfeed.venues.errors import NOT_SENT, VenueError
 
-__all__ = ["OrderGateway", "UserStream", "UserStreamClosed", "VenueRejected"]
+__all__ = ["OrderGateway", "UserStream", "UserStreamClosed"]
 
-_RETRYABLE_CODES = frozenset({-1001, -1003, -1007})
-
-
-class VenueRejected(Exception):
-    """The venue refused a request (or did not answer: ``code`` 0).
-
-    Attributes:
-        code: Binance error code (0 for transport failures).
-        msg: Binance error message.
-        retryable: True if sending the same request again later may succeed.
-        http_status: HTTP status of the answer (0 for transport failures).
-    """
-
-    def __init__(self, code: int, msg: str, retryable: bool, http_status: int = 0) -> None:
-        super().__init__(f"venue rejected ({code}): {msg}")
-        self.code = code
-        self.msg = msg
-        self.retryable = retryable
-        self.http_status = http_status
+_QUERY_RETRY = urllib3.Retry(
+    total=1, connect=1, read=1, status=0, other=0, redirect=0, raise_on_status=False
+)
 
 
 class UserStreamClosed(Exception):
     """The user-data websocket closed (or its listen key expired): events may have been missed."""
 
 
-class OrderGateway:
+#: OrderCalls action -> HTTP method on ``/fapi/v1/order``.
+_ORDER_METHODS = {"place": "POST", "cancel": "DELETE", "status": "GET", "modify": "PUT"}
+
+
+class OrderGateway(OrderCalls):
     """Signed REST client for the USD-M order-entry subset. See the module docstring."""
 
     def __init__(
@@ -89,9 +79,15 @@ class OrderGateway:
         clock: Callable[[], float] = time.time,
         private_key: str | None = None,
         stream_url: str | None = None,
+        weight_limit: int = 2400,
+        weight_headroom: float = 0.9,
     ) -> None:
         """``private_key``: an Ed25519 private key (PEM) to sign with instead of the HMAC
-        ``api_secret`` (a key registered with its public key at the venue)."""
+        ``api_secret`` (a key registered with its public key at the venue).
+        ``weight_limit``: the venue's request weight a minute (exchangeInfo ``rateLimits``,
+        2400 on Binance USD-M); once the ``X-MBX-USED-WEIGHT-1M`` an answer reports reaches
+        ``weight_headroom`` of it, calls are refused here (not sent) until the venue's minute
+        turns, so the venue never has to answer 429."""
         self.base_url = base_url.rstrip("/")
         #: Websocket base of the user-data stream (``ws://127.0.0.1:P``); None: no stream.
         self.stream_url = None if stream_url is None else stream_url.rstrip("/")
@@ -102,6 +98,14 @@ class OrderGateway:
         self.timeout = timeout
         self.clock = clock
         self.time_offset_ms = 0
+        #: ``X-MBX-USED-WEIGHT-1M`` of the last answer (the venue's count of this minute).
+        self.used_weight = 0
+        #: ``time.monotonic()`` before which a Retry-After (or the local limiter) holds calls.
+        self.retry_at = 0.0
+        self.weight_limit = weight_limit
+        self.weight_headroom = weight_headroom
+        # Keep-alive connections to the venue (thread-safe; a few threads share it).
+        self._pool = urllib3.PoolManager(num_pools=2, maxsize=4, block=False)
 
     @classmethod
     def from_credentials(
@@ -126,7 +130,39 @@ class OrderGateway:
         signed: bool = True,
         timeout: float | None = None,
     ) -> Any:
-        """One call; signed calls get ``timestamp``, ``recvWindow`` and ``signature``."""
+        """One call; signed calls get ``timestamp``, ``recvWindow`` and ``signature``.
+
+        A signed call refused with -1021 (its timestamp outside the venue's window) resyncs
+        the clock offset and is sent once more (the venue refused it before acting). While a
+        ``Retry-After`` of a 429/418 runs, calls are refused here without being sent."""
+        wait = self.retry_at - time.monotonic()
+        if wait > 0:
+            raise VenueError(
+                NOT_SENT,
+                f"not sent: holding calls to {self.base_url} {wait:.1f} s more (Retry-After, "
+                f"or {self.used_weight} of {self.weight_limit} request weight used this minute)",
+                rate_limited=True,
+                retry_after_s=wait,
+                sent=False,
+            )
+        try:
+            return self._send(method, path, params, signed, timeout)
+        except VenueError as error:
+            if error.retry_after_s is not None:
+                self.retry_at = time.monotonic() + error.retry_after_s
+            if not (signed and error.clock_skew):
+                raise
+        self.sync_time()
+        return self._send(method, path, params, signed, timeout)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        signed: bool,
+        timeout: float | None,
+    ) -> Any:
         fields = {key: value for key, value in (params or {}).items() if value is not None}
         if signed:
             fields["timestamp"] = int(self.clock() * 1000) + self.time_offset_ms
@@ -140,74 +176,67 @@ class OrderGateway:
         else:
             query = encode_params(fields)
         url = f"{self.base_url}{path}" + (f"?{query}" if query else "")
-        request = urllib.request.Request(url, method=method)
-        request.add_header("X-MBX-APIKEY", self.api_key)
         try:
-            with urllib.request.urlopen(request, timeout=timeout or self.timeout) as response:
-                return json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            raise _rejection(error) from None
-        except (urllib.error.URLError, OSError) as error:
-            reason = getattr(error, "reason", error)
-            raise VenueRejected(0, f"no answer from {self.base_url}: {reason}", True) from None
+            response = self._pool.request(
+                method,
+                url,
+                headers={"X-MBX-APIKEY": self.api_key},
+                timeout=timeout or self.timeout,
+                # A query may go once more on a fresh connection (a pooled one the venue had
+                # dropped); anything that acts is never re-sent behind the caller's back.
+                retries=_QUERY_RETRY if method == "GET" else False,
+            )
+        except urllib3.exceptions.NewConnectionError as error:
+            refused = venue_error(0, f"no connection to {self.base_url}: {error}")
+            refused.sent = False  # nothing left this process
+            raise refused from None
+        except urllib3.exceptions.HTTPError as error:
+            raise venue_error(0, f"no answer from {self.base_url}: {error}") from None
+        used = response.headers.get("X-MBX-USED-WEIGHT-1M")
+        if used is not None:
+            self.used_weight = int(used)
+            if self.used_weight >= self.weight_limit * self.weight_headroom:
+                # Slow down before the venue refuses: wait for its minute to turn.
+                venue_ms = int(self.clock() * 1000) + self.time_offset_ms
+                self.retry_at = time.monotonic() + (60_000 - venue_ms % 60_000) / 1000
+        if response.status >= 400:
+            raise _rejection(response)
+        try:
+            return json.loads(response.data)
+        except ValueError:
+            raise venue_error(
+                0, f"{method} {path}: HTTP {response.status} answer is not JSON"
+            ) from None
+
+    def measure_offset(self) -> int:
+        """The venue's ``/fapi/v1/time`` minus this client's clock (ms, at the midpoint of the
+        round trip); nothing is changed."""
+        before = self.clock()
+        server = self._send("GET", "/fapi/v1/time", None, False, None)["serverTime"]
+        after = self.clock()
+        return int(server - (before + after) * 500)
 
     def sync_time(self) -> int:
         """Sets ``time_offset_ms`` from the venue's ``/fapi/v1/time``; returns it."""
-        before = self.clock()
-        server = self.request("GET", "/fapi/v1/time", signed=False)["serverTime"]
-        after = self.clock()
-        self.time_offset_ms = int(server - (before + after) * 500)
+        self.time_offset_ms = self.measure_offset()
         return self.time_offset_ms
 
-    # ---- orders -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Closes the pooled connections."""
+        self._pool.clear()
 
-    def new_order(
-        self,
-        symbol: str,
-        side: str,
-        quantity: float | str,
-        price: float | str | None = None,
-        *,
-        type: str = "LIMIT",  # noqa: A002 - Binance's parameter name
-        time_in_force: str | None = None,
-        client_order_id: str | None = None,
-        reduce_only: bool | None = None,
-    ) -> dict[str, Any]:
-        """``POST /fapi/v1/order``; LIMIT orders default to GTC. Returns the order as the
-        venue's matching left it (``newOrderRespType=RESULT``)."""
-        kind = type.upper()
-        if kind == "LIMIT" and time_in_force is None:
-            time_in_force = "GTC"
-        params = {
-            "symbol": symbol,
-            "side": side.upper(),
-            "type": kind,
-            "timeInForce": time_in_force,
-            "quantity": _decimal(quantity),
-            "price": None if price is None else _decimal(price),
-            "newClientOrderId": client_order_id,
-            "reduceOnly": reduce_only,
-            "newOrderRespType": "RESULT",
-        }
-        return dict(self.request("POST", "/fapi/v1/order", params))
+    # ---- orders (new_order, cancel, order, modify: wire.OrderCalls) ---------------------
 
-    def cancel(
-        self, symbol: str, *, client_order_id: str | None = None, order_id: int | None = None
-    ) -> dict[str, Any]:
-        """``DELETE /fapi/v1/order`` by client order id or order id; returns the order."""
-        params = {"symbol": symbol, "origClientOrderId": client_order_id, "orderId": order_id}
-        return dict(self.request("DELETE", "/fapi/v1/order", params))
+    def order_call(self, action: str, params: Mapping[str, Any]) -> Any:
+        return self.request(_ORDER_METHODS[action], "/fapi/v1/order", params)
+
+    def ping(self) -> None:
+        """``GET /fapi/v1/ping``: raises VenueError if the venue does not answer."""
+        self.request("GET", "/fapi/v1/ping", signed=False, timeout=2.0)
 
     def cancel_all(self, symbol: str) -> dict[str, Any]:
         """``DELETE /fapi/v1/allOpenOrders``."""
         return dict(self.request("DELETE", "/fapi/v1/allOpenOrders", {"symbol": symbol}))
-
-    def order(
-        self, symbol: str, *, client_order_id: str | None = None, order_id: int | None = None
-    ) -> dict[str, Any]:
-        """``GET /fapi/v1/order``."""
-        params = {"symbol": symbol, "origClientOrderId": client_order_id, "orderId": order_id}
-        return dict(self.request("GET", "/fapi/v1/order", params))
 
     def open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
         """``GET /fapi/v1/openOrders`` (all symbols when ``symbol`` is None)."""
@@ -278,7 +307,7 @@ class UserStream:
         except InvalidStatus as error:
             raise _handshake_rejection(error) from None
         except (InvalidHandshake, OSError, TimeoutError) as error:
-            raise VenueRejected(0, f"no user stream at {url}: {error}", True) from None
+            raise venue_error(0, f"no user stream at {url}: {error}") from None
 
     def poll(self, timeout: float = 1.0) -> list[dict[str, Any]]:
         """Events received, waiting up to ``timeout`` s for the first; raises
@@ -310,7 +339,7 @@ class UserStream:
         self._exit.close()
 
 
-def _handshake_rejection(error: InvalidStatus) -> VenueRejected:
+def _handshake_rejection(error: InvalidStatus) -> VenueError:
     """A refused websocket handshake as the venue's error (e.g. -1125 for an unknown key)."""
     response = error.response
     try:
@@ -318,23 +347,14 @@ def _handshake_rejection(error: InvalidStatus) -> VenueRejected:
         code, msg = int(body["code"]), str(body["msg"])
     except (ValueError, KeyError, TypeError):
         code, msg = -1000, f"websocket handshake refused: HTTP {response.status_code}"
-    retryable = response.status_code >= 500 or response.status_code in (418, 429)
-    return VenueRejected(code, msg, retryable, response.status_code)
+    return venue_error(code, msg, response.status_code)
 
 
-def _decimal(value: float | str) -> str:
-    if isinstance(value, str):
-        return value
-    text = f"{value:.8f}".rstrip("0")
-    return text + "0" if text.endswith(".") else text
-
-
-def _rejection(error: urllib.error.HTTPError) -> VenueRejected:
-    raw = error.read().decode(errors="replace")
+def _rejection(response: urllib3.BaseHTTPResponse) -> VenueError:
+    raw = response.data.decode(errors="replace")
     try:
         body = json.loads(raw)
         code, msg = int(body["code"]), str(body["msg"])
     except (ValueError, KeyError, TypeError):
-        code, msg = -1000, raw[:200] or error.reason
-    retryable = error.code >= 500 or error.code in (418, 429) or code in _RETRYABLE_CODES
-    return VenueRejected(code, msg, retryable, error.code)
+        code, msg = -1000, raw[:200] or f"HTTP {response.status}"
+    return venue_error(code, msg, response.status, dict(response.headers.items()))

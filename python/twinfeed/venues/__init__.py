@@ -1,0 +1,1 @@
+"""Venue adapters: the port the brain calls (:mod:`twinfeed.venues.port`), one package a venue."""
