@@ -4,6 +4,7 @@ print the report."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
