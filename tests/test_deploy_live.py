@@ -280,3 +280,38 @@ def test_artifact_on_a_capture_without_its_symbol_is_refused(
     artifact = _artifact(btc, tmp_path)
     with pytest.raises(ValueError, match="holds ETHUSDT; the artifact .* trades BTCUSDT"):
         run_session(_settings(tmp_path, eth, artifact=str(artifact)), work_dir=tmp_path / "w")
+
+
+def _depth_update_ids(lines: list[str]) -> list[int]:
+    ids = []
+    for line in lines:
+        _, _, frame = line.partition(" ")
+        if "@depth" in frame[:60] and '"stream"' in frame[:20]:
+            ids.append(json.loads(frame)["data"]["u"])
+    return ids
+
+
+def test_live_gets_the_captures_own_depth_diffs(usdm_capture: Path, tmp_path: Path) -> None:
+    """A @depth@0ms capture (the real USD-M one) replayed to a live session: the ingest
+    records every captured diff, in order (before, the venue merged them into the subscribed
+    100 ms windows, so live book features differed from a backtest on the same capture)."""
+    import gzip
+
+    settings = LiveSettings(
+        capture=str(usdm_capture),
+        speed=40,
+        duration_s=8,
+        db=str(tmp_path / "trade.duckdb"),
+        settle_s=0.5,
+        live=LiveConfig(drain_timeout_s=3.0),
+    )
+    run_session(settings, work_dir=tmp_path / "work")
+    recorded: list[str] = []
+    for path in sorted((tmp_path / "work" / "capture").glob("capture-*.txt")):
+        recorded += path.read_text().splitlines()
+    live_ids = _depth_update_ids(recorded)
+    with gzip.open(usdm_capture, "rt") as source:
+        source_ids = _depth_update_ids(source.readlines())
+    assert len(live_ids) > 50
+    start = source_ids.index(live_ids[0])
+    assert live_ids == source_ids[start : start + len(live_ids)]

@@ -250,11 +250,15 @@ def run_session(
         for row in db.con.execute("SELECT run_id FROM runs WHERE status = 'running'").fetchall()
     ]
     try:
+        # The ingest gets the capture's own depth diffs, at whatever speed it subscribes
+        # (a @depth@0ms capture is not merged into 100/250 ms windows): the records the
+        # strategy sees live are the ones a backtest on this capture computes.
         with start_venue(
             capture,
             speed=settings.speed,
             faults=settings.venue_faults,
             instruments=settings.instruments,
+            depth_as_captured=True,
         ) as market:
             say(f"market-data venue on {market.url} replaying {capture.name} at {settings.speed}x")
             paper = PaperVenue.start(
