@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import resource
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from twinfeed import CaptureError, FeatureConfig
 from twinfeed._atomic import temporary_name
 from twinfeed.research.features import is_url, url_size
-from twinfeed.research.parquet import read_fingerprint, write_features
+from twinfeed.research.parquet import SKIP_KEYS, read_fingerprint, write_features
 
 if TYPE_CHECKING:
     from twinfeed.research.catalog import Catalog
@@ -48,16 +48,6 @@ __all__ = [
     "jobs_for_paths",
     "run_jobs",
 ]
-
-#: Skipped-line counters of a run, as ``RunSummary.stats`` names them.
-SKIP_KEYS = (
-    "malformed_lines",
-    "decode_errors",
-    "unknown_frames",
-    "filtered",
-    "over_symbol_cap",
-    "unchanged_quotes",
-)
 
 
 @dataclass(frozen=True)
@@ -272,24 +262,39 @@ def _context() -> Any:
 def _run_pool(
     jobs: list[BackfillJob], toml: str, workers: int, done: Reporter
 ) -> list[BackfillResult]:
-    results: list[BackfillResult | None] = [None] * len(jobs)
-    failure: BaseException | None = None
     with ProcessPoolExecutor(max_workers=workers, mp_context=_context()) as pool:
         # Largest first: the long files start early instead of ending the run alone.
         order = sorted(range(len(jobs)), key=lambda i: -jobs[i].bytes)
         pending: dict[Future[BackfillResult], int] = {
             pool.submit(build_one, jobs[i], toml): i for i in order
         }
-        while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                index = pending.pop(future)
-                try:
-                    results[index] = future.result()
-                except BaseException as error:  # noqa: BLE001 - raised after the rest ran
-                    failure = failure or error
-                    continue
-                done(results[index], jobs[index])  # type: ignore[arg-type]
+
+        def finished() -> Iterator[tuple[int, Callable[[], BackfillResult]]]:
+            while pending:
+                done_now, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done_now:
+                    yield pending.pop(future), future.result
+
+        return gather(finished(), jobs, done)
+
+
+def gather(
+    finished: Iterable[tuple[int, Callable[[], BackfillResult]]],
+    jobs: list[BackfillJob],
+    done: Reporter,
+) -> list[BackfillResult]:
+    """Collects results as jobs finish (``(job index, result getter)`` pairs, in finishing
+    order), reporting each to ``done``; raises the first failure once every job ended (the
+    outputs of the others are kept)."""
+    results: list[BackfillResult | None] = [None] * len(jobs)
+    failure: BaseException | None = None
+    for index, result in finished:
+        try:
+            results[index] = result()
+        except BaseException as error:  # noqa: BLE001 - raised after the rest ran
+            failure = failure or error
+            continue
+        done(results[index], jobs[index])  # type: ignore[arg-type]
     if failure is not None:
         raise failure
     return [r for r in results if r is not None]

@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from twinfeed import FeatureConfig, _features
-from twinfeed.research.backfills import BackfillJob, BackfillResult, build_one
+from twinfeed.research.backfills import BackfillJob, BackfillResult, build_one, gather
 
 __all__ = ["features_frame", "run_on_client"]
 
@@ -74,16 +74,5 @@ def run_on_client(
         for i, job in enumerate(jobs)
     ]
     index = {future.key: i for i, future in enumerate(futures)}
-    results: list[BackfillResult | None] = [None] * len(jobs)
-    failure: BaseException | None = None
-    for future in as_completed(futures):
-        i = index[future.key]
-        try:
-            results[i] = future.result()
-        except BaseException as error:  # noqa: BLE001 - raised after the rest ran
-            failure = failure or error
-            continue
-        done(results[i], jobs[i])  # type: ignore[arg-type]
-    if failure is not None:
-        raise failure
-    return [r for r in results if r is not None]
+    finished = ((index[future.key], future.result) for future in as_completed(futures))
+    return gather(finished, jobs, done)

@@ -39,6 +39,17 @@ class RunSummary:
     out: Path | None = None
 
 
+#: Counters of lines a run skipped, by reason, as ``FeatureRun.stats()`` names them.
+SKIP_KEYS = (
+    "malformed_lines",
+    "decode_errors",
+    "unknown_frames",
+    "filtered",
+    "over_symbol_cap",
+    "unchanged_quotes",
+)
+
+
 def parquet_metadata(
     config: FeatureConfig, capture: CapturePaths | None = None
 ) -> dict[bytes, bytes]:
@@ -159,18 +170,7 @@ def summarize_run(summary: RunSummary, console: Console) -> None:
         f"symbols {', '.join(summary.symbols) or '-'}  "
         f"snapshots {stats['snapshots']}  gaps {stats['gaps']}  heartbeats {stats['heartbeats']}"
     )
-    skipped = {
-        key: stats[key]
-        for key in (
-            "malformed_lines",
-            "decode_errors",
-            "unknown_frames",
-            "filtered",
-            "over_symbol_cap",
-            "unchanged_quotes",
-        )
-        if stats.get(key)
-    }
+    skipped = {key: stats[key] for key in SKIP_KEYS if stats.get(key)}
     if skipped:
         console.print("skipped: " + ", ".join(f"{k} {v:,}" for k, v in skipped.items()))
     for line, message in stats["errors"][:5]:
