@@ -187,6 +187,11 @@ pub fn decode(frame: &str) -> Result<Message<'_>, DecodeError> {
                 return quote.map(Message::Quote);
             }
         }
+        if stream == Stream::Depth && trimmed[body_start..].starts_with("\",\"data\":") {
+            if let Some(diff) = super::positional::depth(trimmed.as_bytes(), body_start + 9, b"}") {
+                return diff.map(|(symbol, diff)| Message::Depth { symbol, diff });
+            }
+        }
         if let Some(message) = trimmed[body_start..]
             .strip_prefix("\",\"data\":")
             .and_then(|_| fast_path(trimmed, body_start + 9, stream, true))
@@ -209,6 +214,11 @@ pub fn decode(frame: &str) -> Result<Message<'_>, DecodeError> {
             detail: "not a JSON object".into(),
         });
     };
+    if stream == Stream::Depth {
+        if let Some(diff) = super::positional::depth(trimmed.as_bytes(), 0, b"") {
+            return diff.map(|(symbol, diff)| Message::Depth { symbol, diff });
+        }
+    }
     if let Some(message) = fast_path(trimmed, 0, stream, false) {
         return message;
     }
