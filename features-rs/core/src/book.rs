@@ -15,9 +15,10 @@
 //! A snapshot that the stream cannot reach (more than [`MAX_SNAPSHOT_LEAD`] ids ahead of it, or
 //! still ahead after [`MAX_STALE_DIFFS`] diffs) is a gap as well. Id arithmetic saturates.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use crate::decode::{DepthDiff, Level, Snapshot};
+use crate::ladder::Ladder;
 
 /// Diffs kept while waiting for a snapshot; older ones are dropped (the straddle check then
 /// reports the hole).
@@ -54,8 +55,8 @@ pub enum Applied {
 
 #[derive(Debug, Default)]
 pub struct Book {
-    bids: BTreeMap<i64, i64>,
-    asks: BTreeMap<i64, i64>,
+    bids: Ladder<true>,
+    asks: Ladder<false>,
     state: Option<State>,
     last_update_id: u64,
     buffered: VecDeque<DepthDiff>,
@@ -85,43 +86,25 @@ impl Book {
     }
 
     pub fn best_bid(&self) -> Option<Level> {
-        self.bids.iter().next_back().map(|(p, q)| (*p, *q))
+        self.bids.best()
     }
 
     pub fn best_ask(&self) -> Option<Level> {
-        self.asks.iter().next().map(|(p, q)| (*p, *q))
+        self.asks.best()
     }
 
     /// The best `limit` levels of each side, best first (empty when the book is invalid).
     pub fn levels(&self, limit: usize) -> (Vec<Level>, Vec<Level>) {
-        let bids = self
-            .bids
-            .iter()
-            .rev()
-            .take(limit)
-            .map(|(p, q)| (*p, *q))
-            .collect();
-        let asks = self
-            .asks
-            .iter()
-            .take(limit)
-            .map(|(p, q)| (*p, *q))
-            .collect();
-        (bids, asks)
+        (
+            self.bids.iter().take(limit).collect(),
+            self.asks.iter().take(limit).collect(),
+        )
     }
 
     /// Summed quantity of the best `levels` bids and asks (exact units; i128, so no sum of i64
     /// sizes can overflow).
     pub fn depth_qty(&self, levels: usize) -> (i128, i128) {
-        let bid: i128 = self
-            .bids
-            .values()
-            .rev()
-            .take(levels)
-            .map(|&q| q as i128)
-            .sum();
-        let ask: i128 = self.asks.values().take(levels).map(|&q| q as i128).sum();
-        (bid, ask)
+        (self.bids.top_qty(levels), self.asks.top_qty(levels))
     }
 
     /// Marks the book invalid (e.g. the connection dropped). Returns whether it was valid.
@@ -136,10 +119,8 @@ impl Book {
 
     pub fn apply_snapshot(&mut self, snapshot: &Snapshot) -> Applied {
         self.snapshots += 1;
-        self.bids.clear();
-        self.asks.clear();
-        set_levels(&mut self.bids, &snapshot.bids);
-        set_levels(&mut self.asks, &snapshot.asks);
+        self.bids.reset(&snapshot.bids);
+        self.asks.reset(&snapshot.asks);
         self.last_update_id = snapshot.last_update_id;
         self.state = Some(State::AwaitingFirstDiff);
         self.stale_diffs = 0;
@@ -221,21 +202,17 @@ impl Book {
                 after_snapshot,
             };
         }
-        set_levels(&mut self.bids, &diff.bids);
-        set_levels(&mut self.asks, &diff.asks);
+        for &(px, qty) in &diff.bids {
+            self.bids.set(px, qty);
+        }
+        for &(px, qty) in &diff.asks {
+            self.asks.set(px, qty);
+        }
+        self.bids.follow_touch();
+        self.asks.follow_touch();
         self.last_update_id = diff.final_update_id;
         self.state = Some(State::Live);
         Applied::Updated
-    }
-}
-
-fn set_levels(side: &mut BTreeMap<i64, i64>, levels: &[Level]) {
-    for &(px, qty) in levels {
-        if qty == 0 {
-            side.remove(&px);
-        } else {
-            side.insert(px, qty);
-        }
     }
 }
 
