@@ -53,6 +53,16 @@ pub enum Applied {
     Gap { missing: u64, after_snapshot: bool },
 }
 
+/// The top of a book: [`Book::top`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Top {
+    pub best_bid: Option<Level>,
+    pub best_ask: Option<Level>,
+    /// Summed sizes of the best levels (exact units; i128, so no sum of i64 sizes overflows).
+    pub bid_qty: i128,
+    pub ask_qty: i128,
+}
+
 #[derive(Debug, Default)]
 pub struct Book {
     bids: Ladder<true>,
@@ -99,6 +109,19 @@ impl Book {
             self.bids.iter().take(limit).collect(),
             self.asks.iter().take(limit).collect(),
         )
+    }
+
+    /// Best bid, best ask and the summed sizes of the best `levels` of each side, in one walk
+    /// per side (what the pipeline reads after every change).
+    pub fn top(&self, levels: usize) -> Top {
+        let (best_bid, bid_qty) = self.bids.top(levels);
+        let (best_ask, ask_qty) = self.asks.top(levels);
+        Top {
+            best_bid,
+            best_ask,
+            bid_qty,
+            ask_qty,
+        }
     }
 
     /// Summed quantity of the best `levels` bids and asks (exact units; i128, so no sum of i64
@@ -404,5 +427,12 @@ mod tests {
         book.apply_snapshot(&snapshot(1));
         assert_eq!(book.depth_qty(1), (5, 2));
         assert_eq!(book.depth_qty(10), (6, 2));
+        let top = book.top(10);
+        assert_eq!(
+            (top.best_bid, top.best_ask),
+            (Some((100, 5)), Some((201, 2)))
+        );
+        assert_eq!((top.bid_qty, top.ask_qty), (6, 2));
+        assert_eq!(book.top(1).bid_qty, 5);
     }
 }

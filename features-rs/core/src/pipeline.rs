@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use crate::book::{Applied, Book};
+use crate::book::{Applied, Book, Top};
 use crate::config::FeatureConfig;
 use crate::decode::{decode_frame, Control, DepthDiff, Message, Quote, Snapshot, Trade};
 use crate::features::{Bars, ClosedBar, FlowWindow, TopOfBook};
@@ -534,9 +534,12 @@ impl Pipeline {
         let levels = self.book_levels;
         let state = &mut self.symbols[symbol as usize];
         state.imbalance = f64::NAN;
-        if state.book.is_valid() {
+        // One walk of each side gives the touch and the imbalance's sums (an invalid book has
+        // no levels: no touch).
+        let top = state.book.is_valid().then(|| state.book.top(levels));
+        if let Some(top) = &top {
             // i128: sums of i64 sizes cannot overflow (the same values as i64 sums when those fit).
-            let (bid, ask) = state.book.depth_qty(levels);
+            let (bid, ask) = (top.bid_qty, top.ask_qty);
             if bid + ask > 0 {
                 state.imbalance =
                     crate::features::exact_f64(bid - ask) / crate::features::exact_f64(bid + ask);
@@ -558,7 +561,12 @@ impl Pipeline {
             Applied::Updated => {
                 let every_n = self.config.downsample.book_every_n as u64;
                 let state = &mut self.symbols[symbol as usize];
-                let (Some(bid), Some(ask)) = (state.book.best_bid(), state.book.best_ask()) else {
+                let Some(Top {
+                    best_bid: Some(bid),
+                    best_ask: Some(ask),
+                    ..
+                }) = top
+                else {
                     return;
                 };
                 if state.last_quote.is_none() {
