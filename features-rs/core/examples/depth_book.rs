@@ -180,9 +180,39 @@ fn replay_book(events: &[Event]) -> i128 {
     check
 }
 
+/// `--digest LEVELS FILE...`: sha256 of every record the pipeline makes from each whole capture
+/// with `features.book_levels = LEVELS`, and its counters, to compare builds byte for byte.
+fn digest(levels: u32, paths: &[String]) {
+    use sha2::Digest;
+    for path in paths {
+        let data = read(path);
+        let mut config = FeatureConfig::default();
+        config.features.book_levels = levels;
+        let mut pipeline = Pipeline::new(config);
+        let mut out = Vec::new();
+        let mut sha = sha2::Sha256::new();
+        for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            pipeline.push_line(line, &mut out);
+            let mut bytes = Vec::new();
+            twinfeed_features::record::extend_bytes(&mut bytes, &out);
+            sha.update(&bytes);
+            out.clear();
+        }
+        println!(
+            "{path} book_levels={levels}: {} {:?}",
+            hex::encode(sha.finalize()),
+            pipeline.stats()
+        );
+    }
+}
+
 fn main() {
     let paths: Vec<String> = std::env::args().skip(1).collect();
-    assert!(!paths.is_empty(), "usage: depth_book FILE...");
+    assert!(!paths.is_empty(), "usage: depth_book [--digest LEVELS] FILE...");
+    if paths[0] == "--digest" {
+        let levels = paths[1].parse().expect("LEVELS");
+        return digest(levels, &paths[2..]);
+    }
     for path in &paths {
         let data = read(path);
         let lines: Vec<&[u8]> = data
