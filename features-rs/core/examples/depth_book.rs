@@ -208,7 +208,10 @@ fn digest(levels: u32, paths: &[String]) {
 
 fn main() {
     let paths: Vec<String> = std::env::args().skip(1).collect();
-    assert!(!paths.is_empty(), "usage: depth_book [--digest LEVELS] FILE...");
+    assert!(
+        !paths.is_empty(),
+        "usage: depth_book [--digest LEVELS] FILE..."
+    );
     if paths[0] == "--digest" {
         let levels = paths[1].parse().expect("LEVELS");
         return digest(levels, &paths[2..]);
