@@ -13,7 +13,16 @@ twinfeed runs its whole pipeline (it also keeps the L2 book and emits trade, boo
 records), so it does strictly more work than the Python variants. Each variant gets one warm-up
 run, then the best of ``--repeats`` runs is reported.
 
+A second table (issue #18) splits real captures by stream: the whole capture, its bookTicker
+lines only, its trade lines only, and its depth diffs plus snapshots, on both real USD-M
+captures in ../shared (hftbacktest's BTCUSDT, and cryptofeed's four-symbol BINANCE_FUTURES
+imported with ``twinfeed.research.importers``) and the spot one, side by side in one run.
+Each input against an orjson loop that parses and converts every price and size to float (no
+book), and an orjson loop that also keeps dict books (snapshot + diffs, no sequence checks,
+no features: the least a Python book costs).
+
     .venv/bin/python benchmarks/batch_features.py [--quick] [--json OUT] [--capture PATH]
+        [--per-stream-only] [--limit LINES]
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import time
 from array import array
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -302,6 +312,155 @@ def run_twinfeed(path: Path) -> tuple[int, Any]:
     return int(run.stats()["lines"]), quotes
 
 
+# -- per-stream inputs and the orjson loops with and without books ----------------------------
+
+REAL = REPO.parent / "shared" / "data" / "real"
+PER_STREAM_CAPTURES = (
+    ("usdm btcusdt (hftbacktest)", REAL / "binance-usdm" / "btcusdt_20240808.gz", "hftbacktest"),
+    ("usdm 4 symbols (cryptofeed)", REAL / "cryptofeed" / "BINANCE_FUTURES.ws.1.0", "cryptofeed"),
+    ("spot btcusdt (hftbacktest)", REAL / "binance-spot" / "btcusdt_20240808.gz", "hftbacktest"),
+)
+#: (label, predicate on a frame) for each per-stream input; the whole capture keeps every line.
+STREAMS: tuple[tuple[str, Callable[[bytes], bool]], ...] = (
+    ("whole capture", lambda frame: True),
+    ("bookTicker only", lambda frame: b'@bookTicker"' in frame[:60]),
+    ("trade only", lambda frame: b'@trade"' in frame[:60] or b'@aggTrade"' in frame[:60]),
+    (
+        "depth diffs + snapshot",
+        lambda frame: (
+            b'@depth"' in frame[:60]
+            or b"@depth@" in frame[:60]
+            or frame.startswith((b'{"lastUpdateId"', b'{"twinfeed":"snapshot"'))
+        ),
+    ),
+)
+
+
+def plain_capture(label: str, source: Path, kind: str, out: Path, limit: int | None) -> None:
+    """The capture as a plain twinfeed capture (cryptofeed imported first; not timed)."""
+    if kind == "cryptofeed":
+        from twinfeed.research.importers import import_capture
+
+        imported = out.with_suffix(".imported")
+        import_capture(source, "cryptofeed", imported)
+        decompress(imported, out, limit)
+        imported.unlink()
+    else:
+        decompress(source, out, limit)
+
+
+def stream_extract(plain: Path, out: Path, keep: Callable[[bytes], bool]) -> int:
+    count = 0
+    with plain.open("rb") as source, out.open("wb") as sink:
+        for line in source:
+            if keep(line[line.index(b" ") + 1 :]):
+                sink.write(line)
+                count += 1
+    return count
+
+
+def _levels_to_float(levels: list[list[str]]) -> list[tuple[float, float]]:
+    return [(float(price), float(size)) for price, size in levels]
+
+
+def run_orjson_floats(path: Path, books: bool) -> tuple[int, None]:
+    """Every line parsed with orjson, every price and size made a float; with ``books``, depth
+    snapshots and diffs also kept in one dict per side and symbol."""
+    import orjson
+
+    loads = orjson.loads
+    messages = 0
+    sides: dict[str, tuple[dict[float, float], dict[float, float]]] = {}
+    with path.open("rb") as source:
+        for line in source:
+            messages += 1
+            body = loads(line[line.index(b" ") + 1 :])
+            data = body.get("data", body)
+            if "lastUpdateId" in data:  # REST snapshot, bare or in a twinfeed snapshot line
+                bids, asks = _levels_to_float(data["bids"]), _levels_to_float(data["asks"])
+                if books:
+                    symbol = body.get("symbol", "")
+                    sides[symbol] = (dict(bids), dict(asks))
+                continue
+            event = data.get("e")
+            if event == "bookTicker":
+                float(data["b"]), float(data["B"]), float(data["a"]), float(data["A"])
+            elif event in ("trade", "aggTrade"):
+                float(data["p"]), float(data["q"])
+            elif event == "depthUpdate":
+                bids, asks = _levels_to_float(data["b"]), _levels_to_float(data["a"])
+                if books:
+                    book = sides.get(data["s"]) or sides.get("")
+                    if book is None:
+                        continue
+                    for side, levels in zip(book, (bids, asks), strict=True):
+                        for price, size in levels:
+                            if size == 0.0:
+                                side.pop(price, None)
+                            else:
+                                side[price] = size
+    return messages, None
+
+
+@dataclass
+class StreamResult:
+    capture: str
+    input: str
+    messages: int
+    size_mb: float
+    twinfeed_s: float
+    orjson_s: float
+    orjson_books_s: float
+
+
+def bench_streams(work: Path, repeats: int, warmup: bool, limit: int | None) -> list[StreamResult]:
+    results = []
+    for label, source, kind in PER_STREAM_CAPTURES:
+        if not source.exists():
+            print(f"  per-stream: {source} not found, skipped", file=sys.stderr)
+            continue
+        plain = work / "per_stream_capture.txt"
+        plain_capture(label, source, kind, plain, limit)
+        for stream, keep in STREAMS:
+            path = work / "per_stream_input.txt"
+            messages = stream_extract(plain, path, keep)
+            if messages == 0:
+                continue
+            times = []
+            variants: tuple[Callable[[], tuple[int, Any]], ...] = (
+                partial(run_twinfeed_arrow, path),
+                partial(run_orjson_floats, path, books=False),
+                partial(run_orjson_floats, path, books=True),
+            )
+            for function in variants:
+                seconds, (counted, _) = best_of(function, repeats, warmup)
+                assert counted == messages, (label, stream, counted, messages)
+                times.append(seconds)
+            size_mb = path.stat().st_size / 1e6
+            results.append(StreamResult(label, stream, messages, size_mb, *times))
+            print(f"  per-stream: {label}: {stream} done", file=sys.stderr, flush=True)
+            path.unlink()
+        plain.unlink()
+    return results
+
+
+def stream_table(results: list[StreamResult]) -> str:
+    lines = [
+        "| capture | input | messages | MB | twinfeed msg/s | twinfeed MB/s | orjson + float msg/s "
+        "| x orjson | orjson + dict books msg/s | x orjson + books |",
+        "|" + "---|" * 10,
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.capture} | {r.input} | {r.messages:,} | {r.size_mb:.1f} "
+            f"| {r.messages / r.twinfeed_s / 1e3:,.0f} k | {r.size_mb / r.twinfeed_s:,.0f} "
+            f"| {r.messages / r.orjson_s / 1e3:,.0f} k | {r.orjson_s / r.twinfeed_s:.1f} "
+            f"| {r.messages / r.orjson_books_s / 1e3:,.0f} k "
+            f"| {r.orjson_books_s / r.twinfeed_s:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 # -- measuring --------------------------------------------------------------------------------
 
 
@@ -414,6 +573,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--capture", type=Path, default=DEFAULT_CAPTURE, help="input capture")
     parser.add_argument("--repeats", type=int, help="timed runs per variant (default 3; quick 1)")
     parser.add_argument("--workdir", type=Path, help="where the plain inputs go (default: /tmp)")
+    parser.add_argument(
+        "--per-stream-only", action="store_true", help="only the per-stream table (issue #18)"
+    )
+    parser.add_argument(
+        "--limit", type=int, help="per-stream table: at most this many lines of each capture"
+    )
     args = parser.parse_args(argv)
 
     from twinfeed import _features
@@ -462,8 +627,17 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
+    stream_limit = args.limit if args.limit is not None else (capture_lines if args.quick else None)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         work = Path(tmp)
+        stream_results = bench_streams(work, repeats, warmup, stream_limit)
+        if args.per_stream_only:
+            print()
+            print(per_stream_text(stream_results, stream_limit))
+            if args.json:
+                payload = {"machine": machine, "per_stream": [asdict(r) for r in stream_results]}
+                args.json.write_text(json.dumps(payload, indent=2) + "\n")
+            return 0
         plain = work / "capture.txt"
         decompress(args.capture, plain, capture_lines)
         tickers = work / "book_ticker.txt"
@@ -497,10 +671,29 @@ def main(argv: list[str] | None = None) -> int:
         "compute_features row includes building the polars DataFrame and selecting the quote "
         "records, its next_arrow row is the binding alone."
     )
+    print()
+    print(per_stream_text(stream_results, stream_limit))
     if args.json:
-        payload = {"machine": machine, "results": [asdict(r) for r in results]}
+        payload = {
+            "machine": machine,
+            "results": [asdict(r) for r in results],
+            "per_stream": [asdict(r) for r in stream_results],
+        }
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
     return 0
+
+
+def per_stream_text(results: list[StreamResult], limit: int | None) -> str:
+    scope = f"the first {limit:,} lines of each capture" if limit else "whole captures"
+    return "\n".join(
+        [
+            f"Per stream ({scope}; twinfeed = FeatureRun.next_arrow, the binding alone):",
+            stream_table(results),
+            "",
+            "x orjson = twinfeed's speed over the orjson loop's (parse + float of every price and "
+            "size); x orjson + books = the same against the loop that also keeps dict books.",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -554,6 +554,8 @@ def test_absurd_values_are_counted_and_the_book_keeps_going(ring_name: str, tmp_
         ("[ingest]\nrotate_bytes = 0\n", "ingest.rotate_bytes"),
         ("[ingest]\nsnapshot_limit = 0\n", "ingest.snapshot_limit"),
         ("[ingest]\nsnapshot_limit = 7\n", "ingest.snapshot_limit"),
+        ("[ingest]\ndepth_speed_ms = 1000\n", "ingest.depth_speed_ms"),
+        ('[ingest]\nmarket = "spot"\ndepth_speed_ms = 0\n', "ingest.depth_speed_ms"),
         ("[filter]\nstreams = []\n", "filter.streams"),
         ("[downsample]\nbar_ms = 9300000000000\n", "downsample.bar_ms"),
         ("[features]\nflow_window_ms = 0\n", "features.flow_window_ms"),

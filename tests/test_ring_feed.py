@@ -346,7 +346,8 @@ def test_live_ingest_parity_heartbeats_and_clean_stop(
     assert health.heartbeat_age_s is not None and health.heartbeat_age_s < 5
     assert not health.is_stale(max_heartbeat_age_s=5)
     assert venue.paths[0].startswith("/stream?streams=btcusdt@bookTicker/btcusdt@trade/")
-    assert "btcusdt@depth@100ms" in venue.paths[0]
+    # No ingest.depth_speed_ms: the venue's documented default diff-depth stream.
+    assert "btcusdt@depth" in venue.paths[0].split("streams=", 1)[1].split("/")
     assert venue.rest_requests[0] == "/fapi/v1/depth?symbol=BTCUSDT&limit=1000"
 
     assert process.stop() == 0
@@ -368,6 +369,20 @@ def test_live_ingest_parity_heartbeats_and_clean_stop(
     )
     assert '{"twinfeed":"snapshot","symbol":"BTCUSDT","data":{"lastUpdateId"' in capture_text
     assert feed.health().producer_closed
+
+
+@pytest.mark.parametrize(
+    ("speed_ms", "stream"), [(0, "btcusdt@depth@0ms"), (500, "btcusdt@depth@500ms")]
+)
+def test_the_ingest_subscribes_the_configured_depth_speed(
+    venue: Venue, ingest_binary: Path, ring_name: str, tmp_path: Path, speed_ms: int, stream: str
+) -> None:
+    """Issue #18: `@depth@100ms` was hard-coded, so a venue's `@depth@0ms` could not be had."""
+    process = start_live(venue, ingest_binary, ring_name, tmp_path, depth_speed_ms=speed_ms)
+    feed = Feed.open(ring_name)
+    read_until(feed, lambda records: int(np.count_nonzero(records["kind"] == KIND["book"])) > 0)
+    assert process.stop() == 0
+    assert stream in venue.paths[0].split("streams=", 1)[1].split("/")
 
 
 def test_reconnects_after_the_venue_drops_the_connection(

@@ -15,9 +15,10 @@
 //! A snapshot that the stream cannot reach (more than [`MAX_SNAPSHOT_LEAD`] ids ahead of it, or
 //! still ahead after [`MAX_STALE_DIFFS`] diffs) is a gap as well. Id arithmetic saturates.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use crate::decode::{DepthDiff, Level, Snapshot};
+use crate::ladder::Ladder;
 
 /// Diffs kept while waiting for a snapshot; older ones are dropped (the straddle check then
 /// reports the hole).
@@ -52,10 +53,20 @@ pub enum Applied {
     Gap { missing: u64, after_snapshot: bool },
 }
 
+/// The top of a book: [`Book::top`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Top {
+    pub best_bid: Option<Level>,
+    pub best_ask: Option<Level>,
+    /// Summed sizes of the best levels (exact units; i128, so no sum of i64 sizes overflows).
+    pub bid_qty: i128,
+    pub ask_qty: i128,
+}
+
 #[derive(Debug, Default)]
 pub struct Book {
-    bids: BTreeMap<i64, i64>,
-    asks: BTreeMap<i64, i64>,
+    bids: Ladder<true>,
+    asks: Ladder<false>,
     state: Option<State>,
     last_update_id: u64,
     buffered: VecDeque<DepthDiff>,
@@ -85,43 +96,38 @@ impl Book {
     }
 
     pub fn best_bid(&self) -> Option<Level> {
-        self.bids.iter().next_back().map(|(p, q)| (*p, *q))
+        self.bids.best()
     }
 
     pub fn best_ask(&self) -> Option<Level> {
-        self.asks.iter().next().map(|(p, q)| (*p, *q))
+        self.asks.best()
     }
 
     /// The best `limit` levels of each side, best first (empty when the book is invalid).
     pub fn levels(&self, limit: usize) -> (Vec<Level>, Vec<Level>) {
-        let bids = self
-            .bids
-            .iter()
-            .rev()
-            .take(limit)
-            .map(|(p, q)| (*p, *q))
-            .collect();
-        let asks = self
-            .asks
-            .iter()
-            .take(limit)
-            .map(|(p, q)| (*p, *q))
-            .collect();
-        (bids, asks)
+        (
+            self.bids.iter().take(limit).collect(),
+            self.asks.iter().take(limit).collect(),
+        )
+    }
+
+    /// Best bid, best ask and the summed sizes of the best `levels` of each side, in one walk
+    /// per side (what the pipeline reads after every change).
+    pub fn top(&self, levels: usize) -> Top {
+        let (best_bid, bid_qty) = self.bids.top(levels);
+        let (best_ask, ask_qty) = self.asks.top(levels);
+        Top {
+            best_bid,
+            best_ask,
+            bid_qty,
+            ask_qty,
+        }
     }
 
     /// Summed quantity of the best `levels` bids and asks (exact units; i128, so no sum of i64
     /// sizes can overflow).
     pub fn depth_qty(&self, levels: usize) -> (i128, i128) {
-        let bid: i128 = self
-            .bids
-            .values()
-            .rev()
-            .take(levels)
-            .map(|&q| q as i128)
-            .sum();
-        let ask: i128 = self.asks.values().take(levels).map(|&q| q as i128).sum();
-        (bid, ask)
+        (self.bids.top_qty(levels), self.asks.top_qty(levels))
     }
 
     /// Marks the book invalid (e.g. the connection dropped). Returns whether it was valid.
@@ -136,10 +142,8 @@ impl Book {
 
     pub fn apply_snapshot(&mut self, snapshot: &Snapshot) -> Applied {
         self.snapshots += 1;
-        self.bids.clear();
-        self.asks.clear();
-        set_levels(&mut self.bids, &snapshot.bids);
-        set_levels(&mut self.asks, &snapshot.asks);
+        self.bids.reset(&snapshot.bids);
+        self.asks.reset(&snapshot.asks);
         self.last_update_id = snapshot.last_update_id;
         self.state = Some(State::AwaitingFirstDiff);
         self.stale_diffs = 0;
@@ -221,21 +225,17 @@ impl Book {
                 after_snapshot,
             };
         }
-        set_levels(&mut self.bids, &diff.bids);
-        set_levels(&mut self.asks, &diff.asks);
+        for &(px, qty) in &diff.bids {
+            self.bids.set(px, qty);
+        }
+        for &(px, qty) in &diff.asks {
+            self.asks.set(px, qty);
+        }
+        self.bids.follow_touch();
+        self.asks.follow_touch();
         self.last_update_id = diff.final_update_id;
         self.state = Some(State::Live);
         Applied::Updated
-    }
-}
-
-fn set_levels(side: &mut BTreeMap<i64, i64>, levels: &[Level]) {
-    for &(px, qty) in levels {
-        if qty == 0 {
-            side.remove(&px);
-        } else {
-            side.insert(px, qty);
-        }
     }
 }
 
@@ -427,5 +427,12 @@ mod tests {
         book.apply_snapshot(&snapshot(1));
         assert_eq!(book.depth_qty(1), (5, 2));
         assert_eq!(book.depth_qty(10), (6, 2));
+        let top = book.top(10);
+        assert_eq!(
+            (top.best_bid, top.best_ask),
+            (Some((100, 5)), Some((201, 2)))
+        );
+        assert_eq!((top.bid_qty, top.ask_qty), (6, 2));
+        assert_eq!(book.top(1).bid_qty, 5);
     }
 }

@@ -126,6 +126,10 @@ pub struct IngestConfig {
     pub backoff_max_ms: u64,
     /// Depth snapshot size requested from REST.
     pub snapshot_limit: u32,
+    /// Update speed of the diff-depth stream the live ingest subscribes, in ms; absent means
+    /// the venue's documented default stream `<symbol>@depth` (see [`IngestConfig::depth_stream`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub depth_speed_ms: Option<u32>,
     /// A websocket connection whose written bytes (pongs) the venue has not taken for this
     /// long is dropped and reconnected, in ms.
     pub write_stall_ms: u64,
@@ -151,6 +155,7 @@ impl Default for IngestConfig {
             backoff_initial_ms: 100,
             backoff_max_ms: 5000,
             snapshot_limit: 1000,
+            depth_speed_ms: None,
             write_stall_ms: 5000,
             capture_compression: "none".into(),
             capture_zstd_level: 1,
@@ -158,7 +163,36 @@ impl Default for IngestConfig {
     }
 }
 
+/// Diff-depth update speeds (ms) the venue offers, by `ingest.market`, and the one its plain
+/// `<symbol>@depth` stream runs at. Binance documents USD-M futures `<symbol>@depth` (250 ms),
+/// `@depth@500ms` and `@depth@100ms`
+/// (<https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams/Diff-Book-Depth-Streams>);
+/// `@depth@0ms` is not documented there, but it is what the real USD-M captures recorded
+/// (hftbacktest's collector subscribes it). Spot offers `<symbol>@depth` (1000 ms) and
+/// `@depth@100ms` ("Update Speed: 1000ms or 100ms" in Binance's own spot connector,
+/// <https://docs.rs/binance_spot_connector_rust/latest/binance_spot_connector_rust/market_stream/diff_depth/struct.DiffDepthStream.html>).
+pub const DEPTH_SPEEDS_FUTURES: [u32; 4] = [0, 100, 250, 500];
+pub const DEPTH_SPEEDS_SPOT: [u32; 2] = [100, 1000];
+
 impl IngestConfig {
+    /// Update speeds `depth_speed_ms` may take on this market, and the plain stream's speed.
+    pub fn depth_speeds(&self) -> (&'static [u32], u32) {
+        if self.market == "spot" {
+            (&DEPTH_SPEEDS_SPOT, 1000)
+        } else {
+            (&DEPTH_SPEEDS_FUTURES, 250)
+        }
+    }
+
+    /// The diff-depth stream kind to subscribe (`depth`, `depth@100ms`, ...), after the symbol.
+    pub fn depth_stream(&self) -> String {
+        let (_, plain) = self.depth_speeds();
+        match self.depth_speed_ms {
+            Some(ms) if ms != plain => format!("depth@{ms}ms"),
+            _ => "depth".into(),
+        }
+    }
+
     /// How the capture writer stores files (validated by [`FeatureConfig::from_toml_str`]).
     pub fn capture_compression(&self) -> crate::capture::Compression {
         match self.capture_compression.as_str() {
@@ -402,6 +436,19 @@ impl FeatureConfig {
                 &ingest.snapshot_limit,
             );
         }
+        if let Some(speed) = ingest.depth_speed_ms {
+            let (speeds, plain) = ingest.depth_speeds();
+            if !speeds.contains(&speed) {
+                return fail(
+                    "ingest.depth_speed_ms",
+                    &format!(
+                        "one of {speeds:?} on ingest.market = {:?} (the venue's diff-depth update speeds; omit it for the plain `<symbol>@depth` stream, {plain} ms)",
+                        ingest.market
+                    ),
+                    &speed,
+                );
+            }
+        }
         if !ingest.url.starts_with("ws://") || ingest.url.len() <= "ws://".len() {
             return fail(
                 "ingest.url",
@@ -526,6 +573,47 @@ mod tests {
     }
 
     #[test]
+    fn depth_speed_picks_the_venue_stream() {
+        let stream = |toml: &str| {
+            FeatureConfig::from_toml_str(toml, "t.toml")
+                .unwrap()
+                .ingest
+                .depth_stream()
+        };
+        // Absent: the venue's documented default stream.
+        assert_eq!(stream(""), "depth");
+        assert_eq!(stream("[ingest]\nmarket = \"spot\""), "depth");
+        assert_eq!(stream("[ingest]\ndepth_speed_ms = 250"), "depth");
+        assert_eq!(stream("[ingest]\ndepth_speed_ms = 0"), "depth@0ms");
+        assert_eq!(stream("[ingest]\ndepth_speed_ms = 100"), "depth@100ms");
+        assert_eq!(stream("[ingest]\ndepth_speed_ms = 500"), "depth@500ms");
+        assert_eq!(
+            stream("[ingest]\nmarket = \"spot\"\ndepth_speed_ms = 100"),
+            "depth@100ms"
+        );
+        assert_eq!(
+            stream("[ingest]\nmarket = \"spot\"\ndepth_speed_ms = 1000"),
+            "depth"
+        );
+        let err = FeatureConfig::from_toml_str("[ingest]\ndepth_speed_ms = 1000\n", "live.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("live.toml")
+                && err.contains("ingest.depth_speed_ms")
+                && err.contains("[0, 100, 250, 500]"),
+            "{err}"
+        );
+        // A transport setting: the fingerprint does not move.
+        assert_eq!(
+            FeatureConfig::from_toml_str("[ingest]\ndepth_speed_ms = 0", "t")
+                .unwrap()
+                .fingerprint(),
+            FeatureConfig::default().fingerprint()
+        );
+    }
+
+    #[test]
     fn absurd_values_are_refused_naming_file_and_field() {
         for (toml, field) in [
             ("[ingest]\nring_slots = 134217728", "ingest.ring_slots"),
@@ -538,6 +626,13 @@ mod tests {
             ("[ingest]\nsnapshot_limit = 0", "ingest.snapshot_limit"),
             ("[ingest]\nsnapshot_limit = 7", "ingest.snapshot_limit"),
             ("[ingest]\nsnapshot_limit = 5000", "ingest.snapshot_limit"),
+            ("[ingest]\ndepth_speed_ms = 1000", "ingest.depth_speed_ms"),
+            ("[ingest]\ndepth_speed_ms = 50", "ingest.depth_speed_ms"),
+            (
+                "[ingest]\nmarket = \"spot\"\ndepth_speed_ms = 0",
+                "ingest.depth_speed_ms",
+            ),
+            ("[ingest]\ndepth_speed_ms = -1", "depth_speed_ms"),
             (
                 "[ingest]\nbackoff_initial_ms = 0",
                 "ingest.backoff_initial_ms",

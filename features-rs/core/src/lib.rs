@@ -8,6 +8,7 @@
 //!   or zstd). Torn and malformed lines are counted with their line numbers, never misread.
 //! - [`decode`]: one module per venue (Binance USD-M and spot) plus the ingest's own control lines.
 //! - [`book`]: L2 book from snapshot + diffs with Binance's sequence rules; gaps invalidate.
+//!   Each side is a [`ladder`]: a price-indexed window around the touch plus an ordered map.
 //! - [`features`]: top of book, microprice, imbalance, trade flow, bars, EWMA return, volatility.
 //! - [`record`]: the one `#[repr(C)]` record layout and its schema version.
 //! - [`config`]: TOML configuration and the fingerprint.
@@ -28,6 +29,7 @@ pub mod decode;
 pub mod digits;
 pub mod error;
 pub mod features;
+pub mod ladder;
 pub mod pipeline;
 pub mod record;
 

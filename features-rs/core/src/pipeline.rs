@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use crate::book::{Applied, Book};
+use crate::book::{Applied, Book, Top};
 use crate::config::FeatureConfig;
 use crate::decode::{decode_frame, Control, DepthDiff, Message, Quote, Snapshot, Trade};
 use crate::features::{Bars, ClosedBar, FlowWindow, TopOfBook};
@@ -242,6 +242,11 @@ impl Pipeline {
             // would (same records, counters and errors), without a UTF-8 pass over the frame.
             if let Some(quote) = crate::decode::binance::book_ticker_envelope(frame) {
                 self.push_decoded(local_ns, frame.len(), quote.map(Message::Quote), out);
+                return;
+            }
+            // Depth diffs likewise: no UTF-8 pass over their (long) level arrays.
+            if let Some(depth) = crate::decode::binance::depth_envelope(frame) {
+                self.push_decoded(local_ns, frame.len(), depth, out);
                 return;
             }
             if let Ok(frame) = simdutf8::basic::from_utf8(frame) {
@@ -534,9 +539,12 @@ impl Pipeline {
         let levels = self.book_levels;
         let state = &mut self.symbols[symbol as usize];
         state.imbalance = f64::NAN;
-        if state.book.is_valid() {
+        // One walk of each side gives the touch and the imbalance's sums (an invalid book has
+        // no levels: no touch).
+        let top = state.book.is_valid().then(|| state.book.top(levels));
+        if let Some(top) = &top {
             // i128: sums of i64 sizes cannot overflow (the same values as i64 sums when those fit).
-            let (bid, ask) = state.book.depth_qty(levels);
+            let (bid, ask) = (top.bid_qty, top.ask_qty);
             if bid + ask > 0 {
                 state.imbalance =
                     crate::features::exact_f64(bid - ask) / crate::features::exact_f64(bid + ask);
@@ -558,7 +566,12 @@ impl Pipeline {
             Applied::Updated => {
                 let every_n = self.config.downsample.book_every_n as u64;
                 let state = &mut self.symbols[symbol as usize];
-                let (Some(bid), Some(ask)) = (state.book.best_bid(), state.book.best_ask()) else {
+                let Some(Top {
+                    best_bid: Some(bid),
+                    best_ask: Some(ask),
+                    ..
+                }) = top
+                else {
                     return;
                 };
                 if state.last_quote.is_none() {
@@ -718,10 +731,11 @@ mod tests {
         }
     }
 
-    const LINES: [&str; 3] = [
+    const LINES: [&str; 4] = [
         r#"1723161256313000001 {"stream":"btcusdt@bookTicker","data":{"e":"bookTicker","u":5123107839020,"s":"BTCUSDT","b":"61800.20","B":"2.507","a":"61800.30","A":"2.510","T":1723161256313,"E":1723161256313}}"#,
         r#"1723161256314000002 {"stream":"btcusdt@bookTicker","data":{"u":50093239212,"s":"BTCUSDT","b":"61837.63000000","B":"3.78826000","a":"61837.64000000","A":"1.54698000"}}"#,
         r#"1723161256315000003 {"stream":"btcusdt@bookTicker","data":{"e":"bookTicker","u":5123107839021,"s":"BTCUSDT","b":"61800.10","B":"0.007","a":"61800.30","A":"2.510","T":1723161256314,"E":1723161256315}}"#,
+        r#"1723161256316000004 {"stream":"btcusdt@depth@0ms","data":{"e":"depthUpdate","E":1723161256352,"T":1723161256352,"s":"BTCUSDT","U":5123107837801,"u":5123107842679,"pu":5123107837557,"b":[["1000.00","606.675"],["61700.20","0.000"]],"a":[["61800.30","1.5"]]}}"#,
     ];
 
     proptest::proptest! {
@@ -730,7 +744,7 @@ mod tests {
         /// general route give identical records, counters and errors.
         #[test]
         fn byte_route_equals_general_route(
-            edits in proptest::collection::vec((0usize..3, 0usize..220, proptest::num::u8::ANY, proptest::bool::ANY), 0..6)
+            edits in proptest::collection::vec((0usize..4, 0usize..300, proptest::num::u8::ANY, proptest::bool::ANY), 0..6)
         ) {
             let mut lines: Vec<Vec<u8>> = LINES.iter().map(|l| l.as_bytes().to_vec()).collect();
             for (which, at, byte, insert) in edits {
@@ -771,9 +785,14 @@ mod tests {
 
     #[test]
     fn byte_route_takes_the_common_lines() {
-        for line in LINES {
+        for line in &LINES[..3] {
             let frame = line.split_once(' ').unwrap().1;
             assert!(crate::decode::binance::book_ticker_envelope(frame.as_bytes()).is_some());
         }
+        let frame = LINES[3].split_once(' ').unwrap().1;
+        assert!(matches!(
+            crate::decode::binance::depth_envelope(frame.as_bytes()),
+            Some(Ok(Message::Depth { .. }))
+        ));
     }
 }

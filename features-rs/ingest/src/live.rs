@@ -42,6 +42,9 @@ pub struct LiveSettings {
     pub symbols: Vec<String>,
     /// Streams from the config's `filter.streams`.
     pub streams: Vec<String>,
+    /// The diff-depth stream kind subscribed for `depth` (`depth`, `depth@0ms`, ...), from
+    /// `ingest.depth_speed_ms` ([`twinfeed_features::config::IngestConfig::depth_stream`]).
+    pub depth_stream: String,
     pub heartbeat: Duration,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
@@ -53,14 +56,14 @@ pub struct LiveSettings {
 }
 
 impl LiveSettings {
-    /// Combined-stream names: `<symbol>@<stream>`, depth as `@depth@100ms`.
+    /// Combined-stream names: `<symbol>@<stream>`, depth as `<symbol>@<depth_stream>`.
     pub fn stream_names(&self) -> Vec<String> {
         let mut names = Vec::new();
         for symbol in &self.symbols {
             let symbol = symbol.to_ascii_lowercase();
             for stream in &self.streams {
                 names.push(match stream.as_str() {
-                    "depth" => format!("{symbol}@depth@100ms"),
+                    "depth" => format!("{symbol}@{}", self.depth_stream),
                     other => format!("{symbol}@{other}"),
                 });
             }
@@ -545,6 +548,7 @@ mod tests {
             market: "futures".into(),
             symbols: vec!["BTCUSDT".into(), "ETHUSDT".into()],
             streams: vec!["bookTicker".into(), "depth".into()],
+            depth_stream: "depth@100ms".into(),
             heartbeat: Duration::from_millis(100),
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),

@@ -190,6 +190,7 @@ fn run(args: Args) -> Result<()> {
         market: config.ingest.market.clone(),
         symbols,
         streams: config.filter.streams.clone(),
+        depth_stream: config.ingest.depth_stream(),
         heartbeat: Duration::from_millis(config.ingest.heartbeat_ms),
         backoff_initial: Duration::from_millis(config.ingest.backoff_initial_ms),
         backoff_max: Duration::from_millis(config.ingest.backoff_max_ms),

@@ -88,7 +88,7 @@ def run_live_path(
     lost = 0
     with (
         # The live path must see the capture's own diffs, whatever depth speed the ingest asks
-        # for (a @depth@0ms capture merged to the ingest's @100ms would be other data).
+        # for (a @depth@0ms capture merged to the 250 ms of a plain `@depth` would be other data).
         start_venue(
             capture, speed=speed, loop=False, faults=faults, depth_as_captured=True
         ) as venue,

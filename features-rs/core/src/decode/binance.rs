@@ -171,6 +171,25 @@ pub fn book_ticker_envelope(frame: &[u8]) -> Option<Result<Quote<'_>, DecodeErro
     super::positional::book_ticker(frame, body_start + 9, b"}")
 }
 
+/// The depth twin of [`book_ticker_envelope`]: a combined-stream diff-depth frame in Binance's
+/// exact layout, decoded from bytes before any UTF-8 check (the positional decoder checks the
+/// strings it takes; everything else it accepts is ASCII). `None` means "not this shape":
+/// [`decode`] then gives the very same result a match would have.
+#[inline]
+pub fn depth_envelope(frame: &[u8]) -> Option<Result<Message<'_>, DecodeError>> {
+    let rest = frame.strip_prefix(ENVELOPE_PREFIX.as_bytes())?;
+    let end = crate::digits::ascii_string_end(rest, 0)?;
+    if rest[end] != b'"' || stream_from_name(super::ascii(&rest[..end])) != Stream::Depth {
+        return None;
+    }
+    let body_start = ENVELOPE_PREFIX.len() + end;
+    if !frame[body_start..].starts_with(b"\",\"data\":") {
+        return None;
+    }
+    super::positional::depth(frame, body_start + 9, b"}")
+        .map(|diff| diff.map(|(symbol, diff)| Message::Depth { symbol, diff }))
+}
+
 pub fn decode(frame: &str) -> Result<Message<'_>, DecodeError> {
     let trimmed = frame.trim_end();
     if let Some(rest) = trimmed.strip_prefix(ENVELOPE_PREFIX) {
@@ -185,6 +204,11 @@ pub fn decode(frame: &str) -> Result<Message<'_>, DecodeError> {
                 super::positional::book_ticker(trimmed.as_bytes(), body_start + 9, b"}")
             {
                 return quote.map(Message::Quote);
+            }
+        }
+        if stream == Stream::Depth && trimmed[body_start..].starts_with("\",\"data\":") {
+            if let Some(diff) = super::positional::depth(trimmed.as_bytes(), body_start + 9, b"}") {
+                return diff.map(|(symbol, diff)| Message::Depth { symbol, diff });
             }
         }
         if let Some(message) = trimmed[body_start..]
@@ -209,6 +233,11 @@ pub fn decode(frame: &str) -> Result<Message<'_>, DecodeError> {
             detail: "not a JSON object".into(),
         });
     };
+    if stream == Stream::Depth {
+        if let Some(diff) = super::positional::depth(trimmed.as_bytes(), 0, b"") {
+            return diff.map(|(symbol, diff)| Message::Depth { symbol, diff });
+        }
+    }
     if let Some(message) = fast_path(trimmed, 0, stream, false) {
         return message;
     }

@@ -4,7 +4,7 @@
 //! Any other shape returns `None` and the general flat-object path runs instead, so the result
 //! never depends on which path ran.
 
-use super::{check_quote, fixed, DecodeError, Quote};
+use super::{check_diff, check_quote, fixed, DecodeError, DepthDiff, Level, Quote};
 use crate::decimal::fixed_prefix;
 use crate::digits;
 
@@ -188,6 +188,108 @@ pub fn book_ticker<'a>(
     })())
 }
 
+/// The depth diff in `bytes[body_start..]`, in Binance's exact member order (`e`, `E`, `T`?,
+/// `s`, `U`, `u`, `pu`?, `b`, `a`), which must end with the body's `}` followed by `tail`.
+/// Levels are read straight into fixed-point pairs, with no strings in between.
+///
+/// Only frames the general path would accept with exactly these values come out as `Ok` (or as
+/// the id and time range errors of [`check_diff`], which see the same values): any other shape,
+/// a price or size that is not in the common decimal shape, a zero price, returns `None` and the
+/// general path decides, so the result never depends on which path ran. Byte-level like
+/// [`book_ticker`]: a frame it accepts is valid UTF-8.
+#[inline]
+pub fn depth<'a>(
+    bytes: &'a [u8],
+    body_start: usize,
+    tail: &[u8],
+) -> Option<Result<(&'a str, DepthDiff), DecodeError>> {
+    let mut c = Cursor {
+        bytes,
+        at: body_start,
+    };
+    c.literal(b"{\"e\":\"depthUpdate\",\"E\":")?;
+    let event_ms = c.integer()? as i64;
+    if c.peek(b",\"T\":") {
+        c.literal(b",\"T\":")?;
+        c.skip_integer()?;
+    }
+    c.literal(b",\"s\":\"")?;
+    let symbol = c.string()?;
+    c.literal(b",\"U\":")?;
+    let first_update_id = c.integer()?;
+    c.literal(b",\"u\":")?;
+    let final_update_id = c.integer()?;
+    let mut previous_final_update_id = None;
+    if c.peek(b",\"pu\":") {
+        c.literal(b",\"pu\":")?;
+        previous_final_update_id = Some(c.integer()?);
+    }
+    c.literal(b",\"b\":")?;
+    // Room for the levels this frame can hold at its usual ~25 bytes a level: one allocation
+    // per side in the common case.
+    let bids = c.levels((bytes.len() - c.at) / 48)?;
+    c.literal(b",\"a\":")?;
+    let asks = c.levels((bytes.len() - c.at) / 20)?;
+    c.literal(b"}")?;
+    if bytes.len() - c.at != tail.len() || !bytes[c.at..].iter().eq(tail) {
+        return None;
+    }
+    Some(
+        check_diff(DepthDiff {
+            first_update_id,
+            final_update_id,
+            previous_final_update_id,
+            event_ms,
+            bids,
+            asks,
+        })
+        .map(|diff| (symbol, diff)),
+    )
+}
+
+impl Cursor<'_> {
+    /// `[]` or `[["px","qty"],...]` of common-shape decimals with a positive price; `None` for
+    /// anything else (the general path then decides, and reports what is wrong).
+    #[inline(always)]
+    fn levels(&mut self, capacity: usize) -> Option<Vec<Level>> {
+        self.literal(b"[")?;
+        let mut levels = Vec::new();
+        if self.literal(b"]").is_some() {
+            return Some(levels);
+        }
+        levels.reserve(capacity.max(4));
+        loop {
+            self.literal(b"[\"")?;
+            let px = self.plain_decimal()?;
+            self.literal(b",\"")?;
+            let qty = self.plain_decimal()?;
+            self.literal(b"]")?;
+            if px == 0 {
+                return None;
+            }
+            levels.push((px, qty));
+            if self.literal(b",").is_none() {
+                break;
+            }
+        }
+        self.literal(b"]")?;
+        Some(levels)
+    }
+
+    /// A decimal string in the common shape read in place (the cursor is just past its
+    /// opening quote and ends just past its closing one); `None` for any other string.
+    #[inline(always)]
+    fn plain_decimal(&mut self) -> Option<i64> {
+        match fixed_prefix(self.bytes, self.at) {
+            Some((value, end)) if self.bytes.get(end) == Some(&b'"') => {
+                self.at = end + 1;
+                Some(value)
+            }
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,5 +326,110 @@ mod tests {
             b""
         )
         .is_none());
+    }
+}
+
+#[cfg(test)]
+mod depth_tests {
+    use super::*;
+    use crate::decode::{binance, Message};
+
+    const USDM: &str = r#"{"stream":"btcusdt@depth@0ms","data":{"e":"depthUpdate","E":1723161256352,"T":1723161256352,"s":"BTCUSDT","U":5123107837801,"u":5123107842679,"pu":5123107837557,"b":[["1000.00","606.675"],["61700.20","0.000"]],"a":[["61800.30","1.5"]]}}"#;
+    const SPOT: &str = r#"{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":1723161255308,"s":"BTCUSDT","U":50093239203,"u":50093239207,"b":[["55653.87000000","0.00000000"]],"a":[]}}"#;
+
+    /// The positional result for an enveloped frame, if it takes that route.
+    fn fast(frame: &str) -> Option<Result<Message<'_>, DecodeError>> {
+        let body = frame.find(",\"data\":")? + 8;
+        depth(frame.as_bytes(), body, b"}")
+            .map(|r| r.map(|(symbol, diff)| Message::Depth { symbol, diff }))
+    }
+
+    #[test]
+    fn reads_binance_layouts_as_the_general_path_does() {
+        for frame in [USDM, SPOT] {
+            let fast = fast(frame).expect("Binance's own layout takes this route");
+            assert_eq!(fast, binance::decode_general(frame), "{frame}");
+        }
+        let Some(Ok(Message::Depth { diff, .. })) = fast(USDM) else {
+            panic!()
+        };
+        assert_eq!(
+            diff.bids,
+            vec![(100_000_000_000, 60_667_500_000), (6_170_020_000_000, 0)]
+        );
+        assert_eq!(diff.previous_final_update_id, Some(5123107837557));
+    }
+
+    #[test]
+    fn leaves_every_other_shape_to_the_general_path() {
+        for (from, to) in [
+            (r#""b":[["1000.00""#, r#""b":[["0.00""#), // zero price: a range error there
+            (r#""b":[["1000.00""#, r#""b":[["-1000.00""#), // sign
+            (r#""606.675""#, r#""6e2""#),              // exponent
+            (r#""606.675""#, r#""606.6750000000""#),   // extra zero decimals
+            (r#""606.675""#, r#""60\u0036.675""#),     // escape
+            (r#""606.675"]"#, r#""606.675","x"]"#),    // three members
+            (r#""pu":"#, r#""pu" :"#),                 // whitespace
+            (r#""U":5123107837801"#, r#""U":05123107837801"#), // leading zero
+            (r#""U":5123107837801"#, r#""U":"5123107837801""#),
+            (
+                r#""a":[["61800.30","1.5"]]"#,
+                r#""a":[["61800.30","1.5"]],"x":1"#,
+            ),
+            (r#""E":1723161256352"#, r#""E":1723161256352,"E":1"#),
+            (r#""e":"depthUpdate""#, r#""e":"depth""#),
+            (r#""u":5123107842679"#, r#""u":1"#), // U > u: an error either way
+        ] {
+            assert!(USDM.contains(from), "{from}");
+            let frame = USDM.replace(from, to);
+            let general = binance::decode_general(&frame);
+            match fast(&frame) {
+                None => {}
+                Some(fast) => assert_eq!(fast, general, "{frame}"),
+            }
+            assert_eq!(crate::decode::decode_frame(&frame), general, "{frame}");
+        }
+        assert!(fast(&USDM.replace(r#""1000.00""#, r#""0.00""#)).is_none());
+        assert!(matches!(
+            fast(&USDM.replace(r#""u":5123107842679"#, r#""u":1"#)),
+            Some(Err(_))
+        ));
+    }
+
+    #[test]
+    fn bare_frames_take_the_same_route() {
+        let body = &USDM[USDM.find(",\"data\":").unwrap() + 8..USDM.len() - 1];
+        let Ok(Message::Depth { diff, .. }) = crate::decode::decode_frame(body) else {
+            panic!()
+        };
+        let Some(Ok(Message::Depth { diff: expected, .. })) = fast(USDM) else {
+            panic!()
+        };
+        assert_eq!(diff, expected);
+    }
+
+    proptest::proptest! {
+        /// Any damage to a depth frame (bytes replaced, including non-UTF-8 ones, or inserted):
+        /// when the positional route takes the frame, it gives what the general path gives.
+        #[test]
+        fn damaged_frames_agree_with_the_general_path(
+            edits in proptest::collection::vec((0usize..300, proptest::sample::select(b"0123456789.-\"[],:}{ \\e\xc3\xbc\x00".to_vec()), proptest::bool::ANY), 1..4)
+        ) {
+            let mut bytes = USDM.as_bytes().to_vec();
+            for (at, byte, insert) in edits {
+                let at = at.min(bytes.len() - 1).max(40);
+                if insert { bytes.insert(at, byte) } else { bytes[at] = byte }
+            }
+            let Ok(frame) = std::str::from_utf8(&bytes) else {
+                // Non-UTF-8: the route must refuse it (callers check UTF-8 only after it).
+                let body = bytes.windows(8).position(|w| w == b",\"data\":").map_or(0, |p| p + 8);
+                let taken = depth(&bytes, body, b"}").is_some();
+                proptest::prop_assert!(!taken, "a frame that is not UTF-8 was taken");
+                return Ok(());
+            };
+            if let Some(fast) = fast(frame) {
+                proptest::prop_assert_eq!(fast, binance::decode_general(frame));
+            }
+        }
     }
 }
