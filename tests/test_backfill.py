@@ -218,3 +218,23 @@ def test_fsspec_urls_stream_like_local_files(captures: list[Path], tmp_path: Pat
     ]
     with pytest.raises(CaptureError, match="memory://bucket/none.gz: no such file"):
         compute_features("memory://bucket/none.gz")
+
+
+def test_a_feature_run_may_be_dropped_on_another_thread(captures: list[Path]) -> None:
+    """Dask workers run tasks on threads and collect garbage on whichever thread is there:
+    a run dropped on a thread other than its creator's must go cleanly (it was an unsendable
+    class: pyo3 leaked it and raised "dropped on another thread", an unraisable error)."""
+    import gc
+    import threading
+
+    from twinfeed import _features
+
+    run = _features.FeatureRun([str(captures[2])])
+    assert run.next_arrow(10) is not None
+    holder = [run]
+    del run
+    worker = threading.Thread(target=holder.clear)
+    worker.start()
+    worker.join()
+    gc.collect()
+    assert holder == []

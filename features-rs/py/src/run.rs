@@ -1,6 +1,7 @@
 //! Batch runs over capture files, and an incremental `Pipeline` for pushing frames one by one.
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
@@ -80,11 +81,21 @@ impl std::io::Read for PyReader {
 
 /// A pipeline run over capture files (in order), pulled in batches. Releases the GIL while
 /// decoding.
-#[pyclass(name = "FeatureRun", module = "twinfeed._features", unsendable)]
+#[pyclass(name = "FeatureRun", module = "twinfeed._features")]
 pub struct PyFeatureRun {
-    run: CaptureRun,
+    /// In a mutex only so the class is `Sync` (a stream source is `Send` but not `Sync`):
+    /// `&mut self` methods take it without locking (`get_mut`), the few `&self` ones lock.
+    /// Without `unsendable`, a run may be dropped on any thread (a Dask worker's garbage
+    /// collector, say), which an unsendable class refuses (it leaks and raises instead).
+    run: Mutex<CaptureRun>,
     schema: SchemaRef,
     buffer: Vec<Record>,
+}
+
+impl PyFeatureRun {
+    fn locked(&self) -> std::sync::MutexGuard<'_, CaptureRun> {
+        self.run.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 #[pymethods]
@@ -110,7 +121,7 @@ impl PyFeatureRun {
         }
         let run = CaptureRun::from_sources(sources, Pipeline::new(config)).map_err(to_py)?;
         Ok(PyFeatureRun {
-            run,
+            run: Mutex::new(run),
             schema: crate::arrow::schema(),
             buffer: Vec::new(),
         })
@@ -118,7 +129,7 @@ impl PyFeatureRun {
 
     fn fill(&mut self, py: Python<'_>, max_rows: usize) -> PyResult<bool> {
         self.buffer.clear();
-        let run = &mut self.run;
+        let run = self.run.get_mut().unwrap_or_else(|e| e.into_inner());
         let buffer = &mut self.buffer;
         py.detach(|| run.next_batch(max_rows.max(1), buffer))
             .map_err(to_py)
@@ -129,7 +140,7 @@ impl PyFeatureRun {
     #[pyo3(signature = (max_rows = 65536))]
     fn next_arrow(&mut self, py: Python<'_>, max_rows: usize) -> PyResult<Option<PyTable>> {
         let rows = max_rows.max(1);
-        let run = &mut self.run;
+        let run = self.run.get_mut().unwrap_or_else(|e| e.into_inner());
         let schema = self.schema.clone();
         let batches = py
             .detach(|| -> twinfeed_features::Result<Vec<RecordBatch>> {
@@ -182,13 +193,14 @@ impl PyFeatureRun {
 
     /// Counters so far, the kept line errors and warnings.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let pipeline = self.run.pipeline();
+        let run = self.locked();
+        let pipeline = run.pipeline();
         stats_dict(py, pipeline.stats(), pipeline.warnings())
     }
 
     /// Symbol names by id.
     fn symbols(&self) -> Vec<String> {
-        self.run
+        self.locked()
             .pipeline()
             .symbols()
             .into_iter()
@@ -198,22 +210,24 @@ impl PyFeatureRun {
 
     /// (path, line within that file) of a record's `line`.
     fn locate(&self, line: u64) -> Option<(PathBuf, u64)> {
-        self.run.locate(line).map(|(p, l)| (p.to_path_buf(), l))
+        self.locked()
+            .locate(line)
+            .map(|(p, l)| (p.to_path_buf(), l))
     }
 
     #[getter]
     fn bytes_read(&self) -> u64 {
-        self.run.bytes_read()
+        self.locked().bytes_read()
     }
 
     #[getter]
     fn total_bytes(&self) -> u64 {
-        self.run.total_bytes
+        self.locked().total_bytes
     }
 
     #[getter]
     fn fingerprint(&self) -> String {
-        self.run.pipeline().fingerprint().to_string()
+        self.locked().pipeline().fingerprint().to_string()
     }
 }
 
