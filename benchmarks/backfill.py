@@ -1,10 +1,11 @@
 """Feature backfill over many capture files: sequential vs a local process pool vs a Dask
 LocalCluster, side by side in one run on the same files.
 
-The files (``--files``, default 40) are the real captures in ../shared/data/real (Binance USD-M
-and spot) and synthetic ones from ``twinfeed data synth`` (different seeds and symbols, 120 s
-each), made once into a temporary folder (not timed). Each variant builds every file's feature
-Parquet into a fresh folder; outputs are checked byte for byte against the sequential build.
+The files (``--files``, default 40) cycle through the real captures in ../shared/data/real
+(Binance USD-M and spot) and four synthetic ones from ``twinfeed data synth`` (one per symbol,
+3,600 s each, about 67 MB), copied under their own names into a temporary folder (not
+timed). Each variant builds every file's feature Parquet into a fresh folder; outputs are
+checked byte for byte against the sequential build.
 Reported: wall time, files/s, MB/s of capture read (compressed size on disk), speedup over
 sequential, and the peak resident memory of each worker process (``ru_maxrss``).
 
@@ -36,23 +37,24 @@ SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT")
 
 
 def make_files(folder: Path, count: int, seconds: float) -> list[Path]:
-    """``count`` capture files: copies of the real captures (under their venue's folder,
-    numbered) and synthetic ones, alternating."""
+    """``count`` capture files, cycling through the real captures and four synthetic ones
+    (``seconds`` long, one per symbol), each copy under its own name."""
     from twinfeed.research.synth import write_synth
 
-    real = [p for p in REAL_FILES if p.exists()]
+    base = [p for p in REAL_FILES if p.exists()]
+    made = folder / "made"
+    made.mkdir(parents=True, exist_ok=True)
+    for i, symbol in enumerate(SYMBOLS):
+        path = made / f"synth-{symbol.lower()}.txt"
+        write_synth(path, 100 + i, seconds=seconds, symbol=symbol)
+        base.append(path)
     files: list[Path] = []
     for i in range(count):
-        if real and i % 4 == 0:
-            source = real[(i // 4) % len(real)]
-            target = folder / source.parent.name / f"{i:03d}-{source.name}"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
-        else:
-            symbol = SYMBOLS[i % len(SYMBOLS)]
-            target = folder / "synth" / f"{i:03d}-{symbol.lower()}.txt"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write_synth(target, 100 + i, seconds=seconds, symbol=symbol)
+        source = base[i % len(base)]
+        kind = source.parent.name if source.parent != made else "synth"
+        target = folder / kind / f"{i:03d}-{source.name}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
         files.append(target)
     return files
 
@@ -86,7 +88,7 @@ def outputs(folder: Path) -> dict[str, bytes]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=40)
-    parser.add_argument("--seconds", type=float, default=120.0, help="length of synthetic files")
+    parser.add_argument("--seconds", type=float, default=3600.0, help="length of synthetic files")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--quick", action="store_true", help="6 short files (a smoke run)")
     parser.add_argument("--no-dask", action="store_true", help="skip the LocalCluster variant")
