@@ -238,3 +238,17 @@ def test_a_feature_run_may_be_dropped_on_another_thread(captures: list[Path]) ->
     worker.join()
     gc.collect()
     assert holder == []
+
+
+def test_the_catalog_takes_captures_behind_fsspec_urls(
+    captures: list[Path], tmp_path: Path
+) -> None:
+    import fsspec
+
+    fsspec.filesystem("memory").pipe("/cat/day.txt", captures[2].read_bytes())
+    store = Catalog(tmp_path / "catalog")
+    filed = store.add_capture("memory://cat/day.txt", "binance-usdm")
+    assert filed.read_bytes() == captures[2].read_bytes()
+    assert not list((store.captures_root / ".incoming").iterdir())
+    ((path, computed),) = store.build()
+    assert computed and read_fingerprint(path) == FeatureConfig.default().fingerprint

@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from twinfeed import CaptureError, FeatureConfig, TwinfeedError
+from twinfeed._atomic import atomic_path
 from twinfeed._features import first_capture_line
 from twinfeed.instruments import InstrumentTable, load_table, with_capture_rules
-from twinfeed.research.features import open_run
+from twinfeed.research.features import is_url, open_run, open_url
 from twinfeed.research.parquet import read_fingerprint
 
 if TYPE_CHECKING:
@@ -125,6 +126,8 @@ class Catalog:
         finds several). ``link`` hard-links instead of copying where the file system allows.
         Adding the same file twice is a no-op; a different file of the same name is an error.
         """
+        if is_url(path):
+            return self._add_url(str(path), venue, symbol)
         source = Path(path)
         if not source.is_file():
             raise CatalogError(f"{source}: no such capture file")
@@ -155,6 +158,19 @@ class Catalog:
             partial.replace(target)
         self._drop_features(partition)
         return target
+
+    def _add_url(self, url: str, venue: str, symbol: str | None) -> Path:
+        """A capture behind an fsspec URL: streamed into the catalog's own folder (the catalog
+        keeps its captures; see the module docstring), then filed like a local file."""
+        incoming = self.captures_root / ".incoming"
+        local = incoming / url.rstrip("/").rsplit("/", 1)[-1]
+        _, handle, _ = open_url(url)
+        with handle, atomic_path(local) as temporary, open(temporary, "wb") as out:
+            shutil.copyfileobj(handle, out, 1 << 20)
+        try:
+            return self.add_capture(local, venue, symbol=symbol, link=True)
+        finally:
+            local.unlink(missing_ok=True)
 
     def _detect_symbol(self, source: Path) -> str:
         run = open_run(source)
