@@ -34,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 
 from twinfeed.live.brain.monitor import FeedMonitor, FeedTransition
-from twinfeed.live.brain.runner import LiveTrader, RunSummary
+from twinfeed.live.brain.runner import LiveTrader, RunSummary, when_allowed
 from twinfeed.live.feed import Feed, FeedHealth, process_alive
 from twinfeed.orders import OPEN_STATES, Order
 from twinfeed.records import KIND
@@ -511,7 +511,7 @@ class FaultTolerantTrader(LiveTrader):
         port = getattr(self.gateway, "port", None)
         if port is not None:
             try:
-                extra["venue_open_orders"] = len(port.open_orders())
+                extra["venue_open_orders"] = len(when_allowed(port.open_orders))
             except Exception as error:  # best effort, as the positions are
                 log.warning("venue open orders unavailable: %s", error)
         self.db.end_run(summary.status, {**summary.to_dict(), **extra})

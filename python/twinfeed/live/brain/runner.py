@@ -26,11 +26,12 @@ the wall clock is only recorded next to it (``wall_ns`` columns) for latency rep
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -62,7 +63,26 @@ from twinfeed.records import KIND, build_info
 from twinfeed.strategy import PnL, Strategy
 from twinfeed.venues.errors import VenueError
 
+_T = TypeVar("_T")
+
 __all__ = ["LiveConfig", "LiveContext", "LiveTrader", "RunSummary"]
+
+
+def when_allowed(call: Callable[[], _T], limit_s: float = 15.0) -> _T:
+    """``call()``; while the venue link holds calls locally (a 429/418 ``Retry-After``, or the
+    request weight near its limit: nothing was sent), waits the hold out and calls again, for
+    at most ``limit_s``. The end of a session must still cancel and reconcile after a burst of
+    orders ran into the venue's rate limit."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        try:
+            return call()
+        except VenueError as error:
+            wait = error.retry_after_s or 0.0
+            if error.sent or not error.rate_limited or time.monotonic() + wait > deadline:
+                raise
+            time.sleep(wait + 0.05)
+
 
 log = logging.getLogger("twinfeed.live")
 
@@ -361,7 +381,7 @@ class LiveTrader:
             self._dispatch()
         for symbol in self.config.symbols:
             try:
-                self.gateway.send_cancel_all(symbol)
+                when_allowed(functools.partial(self.gateway.send_cancel_all, symbol))
             except VenueError as error:
                 log.warning("cancel all %s refused: %s", symbol, error)
         deadline = time.monotonic() + self.config.drain_timeout_s
@@ -388,7 +408,7 @@ class LiveTrader:
         }
         venue: dict[str, float] | None
         try:
-            venue = self.gateway.venue_positions()
+            venue = when_allowed(self.gateway.venue_positions)
         except Exception as error:  # reconciliation is best effort; the run is recorded
             log.warning("venue positions unavailable: %s", error)
             venue = None
