@@ -16,13 +16,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "write_bytes", "write_text"]
+__all__ = ["atomic_path", "leftover_temporaries", "write_bytes", "write_text"]
 
 
 def temporary_name(final: Path) -> Path:
     """``.<stem>.<random>.tmp<suffix>`` beside ``final`` (the suffix kept, so writers that pick
     a format from it, such as matplotlib, still do)."""
     return final.with_name(f".{final.stem}.{uuid.uuid4().hex[:12]}.tmp{final.suffix}")
+
+
+def leftover_temporaries(final: Path) -> list[Path]:
+    """Temporaries of ``final`` (:func:`temporary_name`) that a writer killed before its
+    rename left beside it."""
+    if not final.parent.is_dir():
+        return []
+    pattern = f".{final.stem}.*.tmp{final.suffix}"
+    return [p for p in final.parent.glob(pattern) if p.is_file()]
 
 
 @contextmanager

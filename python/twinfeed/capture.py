@@ -20,6 +20,14 @@ def capture_files(folder: str | Path) -> list[Path]:
     return [p for _, p in sorted(files)]
 
 
+def capture_stem(name: str) -> str:
+    """A capture file's name without its compression and text suffixes (``day.txt.gz`` ->
+    ``day``): the stem outputs made from it are named after."""
+    for suffix in (".gz", ".zst", ".zstd", ".txt", ".log", ".jsonl", ".json"):
+        name = name.removesuffix(suffix)
+    return name
+
+
 def head_frames(path: str | os.PathLike[str], lines: int = 64) -> list[bytes]:
     """The frames (text after the receive stamp) of the first ``lines`` lines of a capture file,
     plain, gzip or zstd (read through the binding, which knows every capture encoding)."""

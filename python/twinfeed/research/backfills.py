@@ -21,6 +21,7 @@ Three ways to run the same map, byte-identical outputs:
 
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import time
@@ -32,7 +33,8 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from twinfeed import CaptureError, FeatureConfig
-from twinfeed._atomic import temporary_name
+from twinfeed._atomic import leftover_temporaries
+from twinfeed.capture import capture_stem
 from twinfeed.research.features import is_url, url_size
 from twinfeed.research.parquet import SKIP_KEYS, read_fingerprint, write_features
 
@@ -58,8 +60,9 @@ class BackfillJob:
     sources: tuple[str, ...]
     out: str
 
-    @property
+    @functools.cached_property
     def bytes(self) -> int:
+        """Bytes of the sources on disk or in the store (asked once: a URL's costs a call)."""
         return sum(_size(source) for source in self.sources)
 
 
@@ -85,16 +88,6 @@ def _size(source: str) -> int:
     return os.path.getsize(source)
 
 
-def _leftovers(out: Path) -> list[Path]:
-    """Temporaries of ``out`` that a killed writer left (see :func:`temporary_name`)."""
-    pattern = temporary_name(out).name
-    prefix, suffix = pattern.split(".tmp", 1)
-    stem = prefix.rsplit(".", 1)[0]
-    if not out.parent.is_dir():
-        return []
-    return [p for p in out.parent.glob(f"{stem}.*.tmp{suffix}") if p.is_file()]
-
-
 def build_one(job: BackfillJob, config_toml: str) -> BackfillResult:
     """Builds ``job.out`` for the config given as TOML text (a worker rebuilds the config, so
     nothing but strings crosses to it). Skips an output that holds the config's fingerprint;
@@ -110,7 +103,7 @@ def build_one(job: BackfillJob, config_toml: str) -> BackfillResult:
             f"{out}: holds features of fingerprint {held}, not {config.fingerprint}; "
             "remove it or write to another folder"
         )
-    for leftover in _leftovers(out):
+    for leftover in leftover_temporaries(out):
         leftover.unlink(missing_ok=True)
     started = time.perf_counter()
     summary = write_features(list(job.sources), config, out)
@@ -151,9 +144,7 @@ def jobs_for_paths(
     seen: dict[Path, str] = {}
     for source, where in sources:
         relative = where.relative_to(root)
-        name = relative.name
-        for suffix in (".gz", ".zst", ".zstd", ".txt", ".jsonl", ".json"):
-            name = name.removesuffix(suffix)
+        name = capture_stem(relative.name)
         target = folder / Path(*relative.parent.parts) / f"{name}.parquet"
         if target in seen:
             raise CaptureError(

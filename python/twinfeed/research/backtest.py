@@ -215,10 +215,9 @@ def load_strategy(spec: str) -> type[Strategy]:
 
 def default_out_dir(capture: str | Path) -> Path:
     """``runs/backtest-<capture stem>``, compression and text suffixes stripped."""
-    name = Path(capture).name
-    for suffix in (".gz", ".zst", ".zstd", ".txt", ".log"):
-        name = name.removesuffix(suffix)
-    return Path("runs") / f"backtest-{name}"
+    from twinfeed.capture import capture_stem
+
+    return Path("runs") / f"backtest-{capture_stem(Path(capture).name)}"
 
 
 class BacktestContext:
