@@ -37,6 +37,20 @@ priorities to the scheduler.
 All processes (venue, ingest, this one) share the machine's cores; the load average before and
 after is printed with the table, and so is the machine's own floor (a clock-reading thread's
 stalls, before and after the runs) with the percentiles an ideal reader would see because of it.
+Depth (``--depth``, the default): the same again on the whole capture, with every stream it
+holds subscribed (bookTicker, trade and the diff-depth stream at ``[ingest] depth_speed_ms = 0``,
+the capture's own ``@depth@0ms``; the venue serves the capture's own diffs and snapshot):
+
+- throughput at ``--speed max``: records into Python per second (every kind but heartbeats),
+  frames per second through the ingest and records lost to ring overrun;
+- latency with the capture's own timing sped up to about ``--rate`` frames per second (bursts
+  included), receive-to-Python for every market record, with the reader busy-polling on its own
+  core and with the default spin-then-sleep reader (``Feed.open`` default: 50 us of polling);
+- where that latency goes, from the ingest's per-stage timestamps (``TWINFEED_STAGE_LOG``, see
+  ``twinfeed_ingest::sink::StageLog``) joined to each record by its ring sequence: queued behind
+  the frames before it in the same socket read, capture hand-off, decode, book and features,
+  ring publish, and the reader noticing and copying.
+
 Debug builds are refused.
 
     .venv/bin/python benchmarks/live_feed.py [--seconds 5] [--rate 50000] [--json OUT] [--quick]
@@ -72,8 +86,12 @@ sys.path.insert(0, str(REPO / "python"))
 
 import twinfeed  # noqa: E402
 from twinfeed.live.feed import Feed  # noqa: E402
+from twinfeed.live.ingest import (  # noqa: E402
+    STAGE_COLUMNS,
+    read_stage_log,
+    start_ingest,  # noqa: E402
+)
 from twinfeed.live.ingest import find_binary as find_ingest  # noqa: E402
-from twinfeed.live.ingest import start_ingest  # noqa: E402
 from twinfeed.live.venue import VenueProcess, start_venue  # noqa: E402
 from twinfeed.live.venue import find_binary as find_venue  # noqa: E402
 
@@ -97,6 +115,28 @@ ring_slots = 262144
 # zstd writes ~15x fewer bytes for ~1 ns of compression per byte (zstd -1 ran at 0.9 GB/s here).
 ZSTD_CONFIG = CONFIG + 'capture_compression = "zstd"\n'
 INGEST = "twinfeed ingest -> ring -> Feed.read"
+# Every stream of the real capture, depth at the speed it was recorded at (@depth@0ms).
+DEPTH_CONFIG = f"""
+[filter]
+symbols = ["{SYMBOL}"]
+streams = ["bookTicker", "trade", "depth"]
+drop_unchanged_quotes = false
+
+[ingest]
+ring_slots = 1048576
+depth_speed_ms = 0
+capture_compression = "zstd"
+"""
+HEARTBEAT = twinfeed.KIND["heartbeat"]
+# The spans between the stage log's stamps (twinfeed.live.ingest.read_stage_log).
+STAGES = (
+    ("queued behind earlier frames of the read", "received", "started"),
+    ("capture hand-off", "started", "captured"),
+    ("decode", "captured", "decoded"),
+    ("book + features", "decoded", "booked"),
+    ("ring publish + wake", "booked", "published"),
+    ("reader notices + copies", "published", "python"),
+)
 
 
 @dataclass
@@ -128,6 +168,24 @@ def book_ticker_rate(capture: Path) -> float:
     span = (last - first) / 1e9
     if span <= 0 or count == 0:
         raise SystemExit(f"capture {capture}: no {STREAM} lines over a positive time span")
+    return count / span
+
+
+def frame_rate(capture: Path) -> float:
+    """Venue frames (combined-stream lines) per second of capture time."""
+    opener = gzip.open if capture.suffix == ".gz" else open
+    first = last = count = 0
+    with opener(capture, "rb") as lines:
+        for line in lines:
+            stamp, _, frame = line.partition(b" ")
+            if not stamp.isdigit() or not frame.startswith(b'{"stream":'):
+                continue
+            last = int(stamp)
+            first = first or last
+            count += 1
+    span = (last - first) / 1e9
+    if span <= 0 or count == 0:
+        raise SystemExit(f"capture {capture}: no stream frames over a positive time span")
     return count / span
 
 
@@ -185,7 +243,12 @@ class IngestRun:
     """An ingest subscribed to the venue and a Feed on its ring."""
 
     def __init__(
-        self, venue: VenueProcess, config: Path, work: Path, spin_us: float = 50.0
+        self,
+        venue: VenueProcess,
+        config: Path,
+        work: Path,
+        spin_us: float = 50.0,
+        stage_log: Path | None = None,
     ) -> None:
         self.ring = f"bench-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.capture_dir = work / f"capture-{self.ring}"
@@ -197,6 +260,7 @@ class IngestRun:
             url=venue.url,
             symbols=[SYMBOL],
             stderr=self.log,
+            stage_log=stage_log,
         )
         self.ingest.wait_for_ring(timeout=30)
         self.feed = Feed.open(self.ring, wait=10, spin_us=spin_us)
@@ -373,6 +437,208 @@ def ingest_latency(run: IngestRun, warmup: float, seconds: float) -> dict[str, A
     return result
 
 
+def depth_throughput(run: IngestRun, warmup: float, seconds: float) -> dict[str, Any]:
+    """Every record but heartbeats into Python, and the ingest's frames, over ``seconds``."""
+    feed = run.feed
+    deadline = time.perf_counter() + warmup
+    while time.perf_counter() < deadline:
+        feed.read(65536, timeout=0.01)
+    frames_before = run.frames()
+    cpu_before = run.cpu_seconds()
+    lost_before = feed.overruns
+    kinds = np.zeros(8, dtype=np.int64)
+    start = time.perf_counter()
+    end = start + seconds
+    while (now := time.perf_counter()) < end:
+        batch = feed.read(65536, timeout=0.01)
+        if len(batch):
+            kinds += np.bincount(batch["kind"], minlength=8)[:8]
+    elapsed = now - start
+    frames = run.frames() - frames_before
+    cpu = run.cpu_seconds() - cpu_before
+    records = int(kinds.sum() - kinds[HEARTBEAT])
+    names = {value: name for name, value in twinfeed.KIND.items()}
+    return {
+        "records": records,
+        "seconds": elapsed,
+        "records_per_second": records / elapsed,
+        "by_kind": {names[k]: int(n) for k, n in enumerate(kinds) if n and k in names},
+        "ingest_frames": frames,
+        "ingest_frames_per_second": frames / elapsed,
+        "ingest_cpu_us_per_frame": cpu / frames * 1e6 if frames else 0.0,
+        "lost_to_overrun": feed.overruns - lost_before,
+    }
+
+
+def depth_latency(run: IngestRun, warmup: float, seconds: float) -> dict[str, Any]:
+    """Receive-to-Python of every market record, and (once the ingest has stopped and written
+    its stage log) where it went. Call :meth:`IngestRun.close` before ``breakdown``."""
+    feed = run.feed
+    reader = feed._reader  # the cursor: which ring sequences each batch held
+    arrivals: list[tuple[int, int, np.ndarray[Any, Any]]] = []
+    gc.collect()
+    gc.disable()
+    try:
+        deadline = time.perf_counter() + warmup
+        while time.perf_counter() < deadline:
+            feed.read(65536, timeout=0.001)
+        start = time.perf_counter()
+        end = start + seconds
+        while time.perf_counter() < end:
+            batch = feed.read(65536, timeout=0.001)
+            received = time.time_ns()
+            if len(batch):
+                arrivals.append((received, reader.cursor, batch))
+        elapsed = time.perf_counter() - start
+    finally:
+        gc.enable()
+    return {"arrivals": arrivals, "seconds": elapsed, "lost_to_overrun": feed.overruns}
+
+
+def latency_summary(measured: dict[str, Any], stages: Path | None) -> dict[str, Any]:
+    """Percentiles of receive-to-Python and, with a stage log, of each stage per record."""
+    python_ns: list[np.ndarray[Any, Any]] = []
+    local_ns: list[np.ndarray[Any, Any]] = []
+    seqs: list[np.ndarray[Any, Any]] = []
+    for received, cursor, batch in measured["arrivals"]:
+        market = batch["kind"] != HEARTBEAT
+        count = int(np.count_nonzero(market))
+        if not count:
+            continue
+        seq = np.arange(cursor - len(batch), cursor, dtype=np.int64)[market]
+        python_ns.append(np.full(count, received, dtype=np.int64))
+        local_ns.append(batch["local_ns"][market].astype(np.int64))
+        seqs.append(seq)
+    if not python_ns:
+        return {"records": 0, "seconds": measured["seconds"]}
+    python = np.concatenate(python_ns)
+    local = np.concatenate(local_ns)
+    seq = np.concatenate(seqs)
+    total = python - local
+    p50, p99, p999 = np.percentile(total, [50, 99, 99.9])
+    result: dict[str, Any] = {
+        "records": int(len(total)),
+        "seconds": measured["seconds"],
+        "records_per_second": len(total) / measured["seconds"],
+        "lost_to_overrun": measured["lost_to_overrun"],
+        "p50_us": p50 / 1e3,
+        "p99_us": p99 / 1e3,
+        "p99_9_us": p999 / 1e3,
+        "max_us": float(total.max()) / 1e3,
+    }
+    if stages is None or not stages.exists():
+        return result
+    log = read_stage_log(stages)
+    row = np.searchsorted(log["seq"], seq, side="right")
+    covered = row < len(log["seq"])
+    row, python, local = row[covered], python[covered], local[covered]
+    # A record's row is the line that published it: its received stamp is the record's own.
+    matched = log["received"][row] == local
+    columns = {name: log[name][row[matched]] for name in STAGE_COLUMNS[1:]}
+    columns["python"] = python[matched]
+    breakdown = []
+    for label, begin, finish in STAGES:
+        span = columns[finish] - columns[begin]
+        q50, q99 = np.percentile(span, [50, 99])
+        breakdown.append(
+            {"stage": label, "p50_us": q50 / 1e3, "p99_us": q99 / 1e3, "mean_us": span.mean() / 1e3}
+        )
+    result["stages"] = breakdown
+    result["stage_records_matched"] = int(matched.sum())
+    result["stage_records_unmatched"] = int(len(matched) - matched.sum())
+    return result
+
+
+def depth_phase(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """The whole capture with depth: throughput at max, then latency at ~--rate frames/s."""
+    config = work / "features-depth.toml"
+    config.write_text(DEPTH_CONFIG)
+    result: dict[str, Any] = {}
+    with start_venue(args.capture, speed="max", loop=True, depth_as_captured=True) as venue:
+        run = IngestRun(venue, config, work)
+        try:
+            result["throughput"] = depth_throughput(run, args.warmup, args.seconds)
+        finally:
+            run.close()
+    speed = args.rate / frame_rate(args.capture)
+    result["paced_speed"] = speed
+    readers = (("busy-poll", 1e7), ("spin-then-sleep (50 us)", 50.0))
+    result["latency"] = {}
+    with start_venue(
+        args.capture, speed=f"{speed:.3f}", loop=True, depth_as_captured=True
+    ) as venue:
+        for name, spin_us in readers:
+            stage_log = work / f"stages-{len(result['latency'])}.bin"
+            run = IngestRun(venue, config, work, spin_us=spin_us, stage_log=stage_log)
+            allowed = os.sched_getaffinity(0)
+            try:
+                if args.pin and len(allowed) > 1:
+                    reader_core = max(allowed)
+                    pin_all_threads(venue.process.pid, allowed - {reader_core})
+                    pin_all_threads(run.ingest.pid, allowed - {reader_core})
+                    renice_all_threads(venue.process.pid, 19)
+                    os.sched_setaffinity(0, {reader_core})
+                measured = depth_latency(run, args.warmup, args.latency_seconds)
+            finally:
+                os.sched_setaffinity(0, allowed)
+                run.close()
+            result["latency"][name] = latency_summary(measured, stage_log)
+    return result
+
+
+def print_depth(result: dict[str, Any], args: argparse.Namespace) -> None:
+    t = result["throughput"]
+    print(
+        f"Whole capture with depth ({args.capture.name}: bookTicker + trade + depth@0ms, "
+        "venue `--speed max --loop`, zstd capture):"
+    )
+    print("| records into Python/s | ingest frames/s | lost | ingest CPU per frame | records |")
+    print("|---:|---:|---:|---:|---|")
+    kinds = ", ".join(f"{name} {n:,}" for name, n in t["by_kind"].items() if name != "heartbeat")
+    print(
+        f"| {t['records_per_second']:,.0f} | {t['ingest_frames_per_second']:,.0f} "
+        f"| {t['lost_to_overrun']:,} | {t['ingest_cpu_us_per_frame']:.2f} us | {kinds} |"
+    )
+    print()
+    print(
+        "Receive-to-Python with depth, the capture's own timing sped up "
+        f"{result['paced_speed']:.0f}x "
+        f"(about {args.rate:,.0f} frames/s on average, bursts included), every market record"
+        + (
+            "; reader pinned to its own core, venue (nice 19) and ingest to the rest"
+            if args.pin
+            else ""
+        )
+        + ":"
+    )
+    print("| reader | records/s | lost | p50 | p99 | p99.9 | max |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, r in result["latency"].items():
+        if not r["records"]:
+            print(f"| {name} | 0 | - | - | - | - | - |")
+            continue
+        print(
+            f"| {name} | {r['records_per_second']:,.0f} | {r['lost_to_overrun']} "
+            f"| {r['p50_us']:.1f} us | {r['p99_us']:.1f} us | {r['p99_9_us']:.1f} us "
+            f"| {r['max_us']:.0f} us |"
+        )
+    for name, r in result["latency"].items():
+        if "stages" not in r:
+            continue
+        print()
+        print(
+            f"Where it went ({name}; ingest stage stamps joined by ring sequence, "
+            f"{r['stage_records_matched']:,} records):"
+        )
+        print("| stage | p50 | p99 | mean |")
+        print("|---|---:|---:|---:|")
+        for stage in r["stages"]:
+            print(
+                f"| {stage['stage']} | {stage['p50_us']:.2f} us | {stage['p99_us']:.2f} us "
+                f"| {stage['mean_us']:.2f} us |"
+            )
+
+
 def measure(
     venue: VenueProcess,
     label: str,
@@ -443,95 +709,45 @@ def print_table(rows: list[Row]) -> None:
             )
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--capture", type=Path, default=DEFAULT_CAPTURE)
-    parser.add_argument("--seconds", type=float, default=5.0, help="per throughput case")
-    parser.add_argument("--warmup", type=float, default=1.0)
-    parser.add_argument("--rate", type=float, default=50_000.0, help="paced bookTicker msg/s")
-    parser.add_argument("--latency-seconds", type=float, default=10.0)
-    parser.add_argument(
-        "--spin-us",
-        type=float,
-        default=5000.0,
-        help="latency reader: how long Feed.read polls before sleeping (Feed.open spin_us)",
-    )
-    parser.add_argument(
-        "--pin",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="latency phase: this reader alone on the last core, venue and ingest on the others",
-    )
-    parser.add_argument(
-        "--pacing",
-        choices=["fixed", "capture"],
-        default="fixed",
-        help="paced venue: fixed = --rate messages/s evenly spaced (venue --rate); capture = "
-        "the capture's own timing sped up to --rate on average (venue --speed)",
-    )
-    parser.add_argument("--quick", action="store_true", help="smoke run: a few seconds in all")
-    parser.add_argument("--json", type=Path, help="also write the results here")
-    args = parser.parse_args()
-    if args.quick:
-        args.seconds, args.warmup, args.latency_seconds = 0.5, 0.2, 1.0
-    if not args.capture.exists():
-        print(f"capture {args.capture} not found", file=sys.stderr)
-        return 2
-    try:
-        versions = release_versions()
-    except FileNotFoundError as error:
-        print(error, file=sys.stderr)
-        return 2
-    if isinstance(versions, str):
-        print(versions, file=sys.stderr)
-        return 2
-    venue_version, ingest_version = versions
-    speed = args.rate / book_ticker_rate(args.capture) if args.pacing == "capture" else 0.0
-
-    load_before = load_average()
-    stalls = cpu_stall_probe(1.0 if args.quick else 5.0)
+def quote_phase(
+    args: argparse.Namespace, work: Path, speed: float
+) -> tuple[list[Row], dict[str, Any]]:
+    """bookTicker only: the Python clients and the ingest at max and paced, then latency."""
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix="twinfeed-live-bench-") as tmp:
-        work = Path(tmp)
-        config = work / "features.toml"
-        config.write_text(CONFIG)
-        zstd_config = work / "features-zstd.toml"
-        zstd_config.write_text(ZSTD_CONFIG)
-        both = {"plain": config, "zstd": zstd_config}
-        with start_venue(args.capture, speed="max", loop=True) as venue:
-            rows += measure(venue, "max", both, work, args.warmup, args.seconds)
-        if args.pacing == "fixed":
-            label = f"--rate {args.rate:,.0f}"
-            paced = start_venue(args.capture, rate=args.rate, loop=True)
-        else:
-            label = f"{speed:.0f} (~{args.rate:,.0f}/s)"
-            paced = start_venue(args.capture, speed=f"{speed:.3f}", loop=True)
-        with paced as venue:
-            rows += measure(venue, label, both, work, args.warmup, args.seconds)
-            run = IngestRun(venue, config, work, spin_us=args.spin_us)
-            allowed = os.sched_getaffinity(0)
-            try:
-                if args.pin and len(allowed) > 1:
-                    reader_core = max(allowed)
-                    pin_all_threads(venue.process.pid, allowed - {reader_core})
-                    pin_all_threads(run.ingest.pid, allowed - {reader_core})
-                    renice_all_threads(venue.process.pid, 19)
-                    os.sched_setaffinity(0, {reader_core})
-                latency = ingest_latency(run, args.warmup, args.latency_seconds)
-            finally:
-                os.sched_setaffinity(0, allowed)
-                run.close()
-    stalls_after = cpu_stall_probe(1.0 if args.quick else 5.0)
-    load_after = load_average()
+    config = work / "features.toml"
+    config.write_text(CONFIG)
+    zstd_config = work / "features-zstd.toml"
+    zstd_config.write_text(ZSTD_CONFIG)
+    both = {"plain": config, "zstd": zstd_config}
+    with start_venue(args.capture, speed="max", loop=True) as venue:
+        rows += measure(venue, "max", both, work, args.warmup, args.seconds)
+    if args.pacing == "fixed":
+        label = f"--rate {args.rate:,.0f}"
+        paced = start_venue(args.capture, rate=args.rate, loop=True)
+    else:
+        label = f"{speed:.0f} (~{args.rate:,.0f}/s)"
+        paced = start_venue(args.capture, speed=f"{speed:.3f}", loop=True)
+    with paced as venue:
+        rows += measure(venue, label, both, work, args.warmup, args.seconds)
+        run = IngestRun(venue, config, work, spin_us=args.spin_us)
+        allowed = os.sched_getaffinity(0)
+        try:
+            if args.pin and len(allowed) > 1:
+                reader_core = max(allowed)
+                pin_all_threads(venue.process.pid, allowed - {reader_core})
+                pin_all_threads(run.ingest.pid, allowed - {reader_core})
+                renice_all_threads(venue.process.pid, 19)
+                os.sched_setaffinity(0, {reader_core})
+            latency = ingest_latency(run, args.warmup, args.latency_seconds)
+        finally:
+            os.sched_setaffinity(0, allowed)
+            run.close()
+    return rows, latency
 
-    print(f"{venue_version}; {ingest_version}; capture {args.capture.name}; --loop")
-    print(
-        f"machine: {cpu_model()}, {os.cpu_count()} cores; load average before {load_before}, "
-        f"after {load_after}; python {platform.python_version()}, "
-        f"websockets {websockets.__version__}, orjson {orjson.__version__}"
-    )
-    print(f"stream {STREAM} (combined); {args.seconds:g} s per case after {args.warmup:g} s")
-    print()
+
+def print_quote(
+    args: argparse.Namespace, rows: list[Row], latency: dict[str, Any], speed: float
+) -> None:
     print_table(rows)
     print()
     pacing = (
@@ -564,6 +780,87 @@ def main() -> int:
     else:
         print("| 0 | - | - | - | - | - | - |")
     print()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--capture", type=Path, default=DEFAULT_CAPTURE)
+    parser.add_argument("--seconds", type=float, default=5.0, help="per throughput case")
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--rate", type=float, default=50_000.0, help="paced bookTicker msg/s")
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--spin-us",
+        type=float,
+        default=5000.0,
+        help="latency reader: how long Feed.read polls before sleeping (Feed.open spin_us)",
+    )
+    parser.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="latency phase: this reader alone on the last core, venue and ingest on the others",
+    )
+    parser.add_argument(
+        "--pacing",
+        choices=["fixed", "capture"],
+        default="fixed",
+        help="paced venue: fixed = --rate messages/s evenly spaced (venue --rate); capture = "
+        "the capture's own timing sped up to --rate on average (venue --speed)",
+    )
+    parser.add_argument(
+        "--depth",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also the whole capture with depth subscribed (throughput, latency, stages)",
+    )
+    parser.add_argument("--only-depth", action="store_true", help="skip the bookTicker-only cases")
+    parser.add_argument("--quick", action="store_true", help="smoke run: a few seconds in all")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.warmup, args.latency_seconds = 0.5, 0.2, 1.0
+    if not args.capture.exists():
+        print(f"capture {args.capture} not found", file=sys.stderr)
+        return 2
+    try:
+        versions = release_versions()
+    except FileNotFoundError as error:
+        print(error, file=sys.stderr)
+        return 2
+    if isinstance(versions, str):
+        print(versions, file=sys.stderr)
+        return 2
+    venue_version, ingest_version = versions
+    speed = args.rate / book_ticker_rate(args.capture) if args.pacing == "capture" else 0.0
+
+    load_before = load_average()
+    stalls = cpu_stall_probe(1.0 if args.quick else 5.0)
+    rows: list[Row] = []
+    latency: dict[str, Any] = {}
+    depth: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="twinfeed-live-bench-") as tmp:
+        work = Path(tmp)
+        if not args.only_depth:
+            rows, latency = quote_phase(args, work, speed)
+        if args.depth or args.only_depth:
+            depth = depth_phase(args, work)
+    stalls_after = cpu_stall_probe(1.0 if args.quick else 5.0)
+    load_after = load_average()
+
+    print(f"{venue_version}; {ingest_version}; capture {args.capture.name}; --loop")
+    print(
+        f"machine: {cpu_model()}, {os.cpu_count()} cores; load average before {load_before}, "
+        f"after {load_after}; python {platform.python_version()}, "
+        f"websockets {websockets.__version__}, orjson {orjson.__version__}"
+    )
+    print(f"stream {STREAM} (combined); {args.seconds:g} s per case after {args.warmup:g} s")
+    print()
+    if rows:
+        print_quote(args, rows, latency, speed)
+    if depth:
+        print_depth(depth, args)
+        print()
     for when, probe in (("before", stalls), ("after", stalls_after)):
         print(
             f"Machine floor ({when} the runs, nothing else of ours running): a thread spinning "
@@ -592,6 +889,7 @@ def main() -> int:
             "quick": args.quick,
             "throughput": [asdict(row) | {"per_second": row.rate} for row in rows],
             "latency": latency,
+            "depth": depth,
             "cpu_stalls": stalls,
             "cpu_stalls_after": stalls_after,
         }

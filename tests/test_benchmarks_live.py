@@ -49,3 +49,13 @@ def test_live_feed_quick(tmp_path: Path, usdm_capture: Path) -> None:
     # The machine floor is measured in the same run and reported with the latency.
     assert payload["cpu_stalls"]["seconds"] > 0.5
     assert "Machine floor" in result.stdout
+    # The whole capture with depth subscribed: every record joins its line's stage stamps.
+    depth = payload["depth"]
+    assert depth["throughput"]["lost_to_overrun"] == 0
+    assert depth["throughput"]["by_kind"].get("book", 0) >= 1
+    for reader in ("busy-poll", "spin-then-sleep (50 us)"):
+        latency = depth["latency"][reader]
+        assert latency["records"] > 0
+        assert latency["stage_records_unmatched"] == 0
+        assert [s["stage"] for s in latency["stages"]][2:4] == ["decode", "book + features"]
+    assert "Where it went (busy-poll" in result.stdout

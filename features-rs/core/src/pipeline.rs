@@ -283,12 +283,31 @@ impl Pipeline {
 
     /// Pushes one frame received at `local_ns`; appends the records it produces to `out`.
     pub fn push(&mut self, local_ns: i64, frame: &str, out: &mut Vec<Record>) {
-        // The same byte route as `push_line` (identical results, see its property test).
-        let decoded = match crate::decode::binance::book_ticker_envelope(frame.as_bytes()) {
-            Some(quote) => quote.map(Message::Quote),
-            None => decode_frame(frame),
+        self.push_with(local_ns, frame, out, &mut || {});
+    }
+
+    /// [`Pipeline::push`], calling `decoded` once the frame is decoded and before the book and
+    /// the features see it (the ingest's per-stage timestamps; `push` passes a no-op, which
+    /// compiles away). The same byte routes as `push_line` (identical results, see its
+    /// property test): bookTicker and depth diffs are read straight from bytes.
+    #[inline]
+    pub fn push_with(
+        &mut self,
+        local_ns: i64,
+        frame: &str,
+        out: &mut Vec<Record>,
+        decoded: &mut impl FnMut(),
+    ) {
+        let bytes = frame.as_bytes();
+        let message = if let Some(quote) = crate::decode::binance::book_ticker_envelope(bytes) {
+            quote.map(Message::Quote)
+        } else if let Some(depth) = crate::decode::binance::depth_envelope(bytes) {
+            depth
+        } else {
+            decode_frame(frame)
         };
-        self.push_decoded(local_ns, frame.len(), decoded, out);
+        decoded();
+        self.push_decoded(local_ns, frame.len(), message, out);
     }
 
     #[inline]

@@ -31,7 +31,13 @@ use twinfeed_ingest::{live, replay, rest};
 
 /// Live ingest: websocket → capture + features → shared-memory ring.
 #[derive(Parser, Debug)]
-#[command(name = "twinfeed-ingest", disable_version_flag = true)]
+#[command(
+    name = "twinfeed-ingest",
+    disable_version_flag = true,
+    after_help = "Environment: TWINFEED_STAGE_LOG=FILE writes per-line stage timestamps \
+(received, started, captured, decoded, booked, published; the ring sequence) to FILE when \
+the ingest finishes, for benchmarks/live_feed.py (see twinfeed_ingest::sink::StageLog)."
+)]
 struct Args {
     /// Feature config TOML (default: the built-in default config).
     #[arg(long)]

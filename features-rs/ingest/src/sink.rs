@@ -5,6 +5,7 @@
 //! is written by its own thread ([`CaptureThread`]), off the path from socket to ring.
 
 use crate::capture_thread::CaptureThread;
+use crate::clock::now_ns;
 use anyhow::{Context, Result};
 use twinfeed_features::decode::control;
 use twinfeed_features::record::{Kind, Record};
@@ -47,6 +48,54 @@ pub struct Sink {
     heartbeat_line: String,
     cleaned: String,
     pub counters: IngestCounters,
+    stages: Option<StageLog>,
+}
+
+/// Per-line stage timestamps for `benchmarks/live_feed.py`, asked for with the environment
+/// variable [`STAGE_LOG_ENV`] (a file path; written when the ingest finishes). One row per line
+/// that published records, as seven little-endian i64: the ring's write sequence after the
+/// line's records were published, then CLOCK_REALTIME stamps: received (the socket read that
+/// completed the frame returned; the records' `local_ns`), started (the line's turn came:
+/// frames before it in the same read are done), captured (handed to the capture thread's
+/// buffer), decoded (the frame parsed into levels and fields), booked (book and features
+/// updated, records made), published (records in the ring and the readers woken). At most
+/// [`STAGE_LOG_ROWS`] rows are kept (the first ones); stamping costs about 0.1 us per line.
+pub struct StageLog {
+    path: std::path::PathBuf,
+    rows: Vec<[i64; 7]>,
+}
+
+pub const STAGE_LOG_ENV: &str = "TWINFEED_STAGE_LOG";
+pub const STAGE_LOG_ROWS: usize = 4 << 20;
+
+impl StageLog {
+    /// The log the environment asks for, if any.
+    pub fn from_env() -> Option<Self> {
+        let path = std::env::var_os(STAGE_LOG_ENV).filter(|p| !p.is_empty())?;
+        Some(StageLog {
+            path: path.into(),
+            rows: Vec::with_capacity(1 << 16),
+        })
+    }
+
+    fn has_room(&self) -> bool {
+        self.rows.len() < STAGE_LOG_ROWS
+    }
+
+    fn write(&self) -> Result<()> {
+        let mut bytes = Vec::with_capacity(self.rows.len() * 56);
+        for row in &self.rows {
+            for value in row {
+                bytes.extend_from_slice(&value.to_le_bytes());
+            }
+        }
+        let mut tmp = self.path.as_os_str().to_os_string();
+        tmp.push(".tmp");
+        std::fs::write(&tmp, &bytes)
+            .with_context(|| format!("cannot write the stage log {}", self.path.display()))?;
+        std::fs::rename(&tmp, &self.path)
+            .with_context(|| format!("cannot write the stage log {}", self.path.display()))
+    }
 }
 
 impl Sink {
@@ -66,6 +115,7 @@ impl Sink {
             heartbeat_line: control::line("heartbeat", &[]),
             cleaned: String::new(),
             counters: IngestCounters::default(),
+            stages: StageLog::from_env(),
         }
     }
 
@@ -84,11 +134,26 @@ impl Sink {
         } else {
             frame
         };
+        // Stage stamps only while a stage log is asked for and has room (the benchmark's).
+        let staged = self.stages.as_ref().is_some_and(StageLog::has_room);
+        let started_ns = if staged { now_ns() } else { 0 };
         if let Some(capture) = &mut self.capture {
             capture.write_line(local_ns, frame);
         }
         self.records.clear();
-        self.pipeline.push(local_ns, frame, &mut self.records);
+        let mut stamps = [0i64; 3];
+        if staged {
+            stamps[0] = now_ns();
+            let mut decoded_ns = 0;
+            self.pipeline
+                .push_with(local_ns, frame, &mut self.records, &mut || {
+                    decoded_ns = now_ns()
+                });
+            stamps[1] = decoded_ns;
+            stamps[2] = now_ns();
+        } else {
+            self.pipeline.push(local_ns, frame, &mut self.records);
+        }
         for record in &self.records {
             if record.kind == Kind::Gap as u8 {
                 self.gap_symbols.push(record.symbol_id);
@@ -102,6 +167,21 @@ impl Sink {
                     ring.push(record);
                 }
                 ring.publish();
+            }
+        }
+        if staged && !self.records.is_empty() {
+            let written = self.ring.as_ref().map_or(0, |r| r.written());
+            if let Some(stages) = &mut self.stages {
+                let [captured_ns, decoded_ns, booked_ns] = stamps;
+                stages.rows.push([
+                    written as i64,
+                    local_ns,
+                    started_ns,
+                    captured_ns,
+                    decoded_ns,
+                    booked_ns,
+                    now_ns(),
+                ]);
             }
         }
         self.counters.last_line_ns = local_ns;
@@ -225,6 +305,9 @@ impl Sink {
         }
         if let Some(ring) = &mut self.ring {
             ring.close();
+        }
+        if let Some(stages) = &self.stages {
+            stages.write()?;
         }
         Ok(())
     }

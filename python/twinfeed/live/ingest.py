@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+
 from twinfeed import _features
 from twinfeed._features import RingError, RingReader
 from twinfeed.live import binaries
@@ -136,6 +138,31 @@ class IngestProcess:
         self.stop()
 
 
+# The ingest's per-stage timestamps (twinfeed_ingest::sink::StageLog): one row per line that
+# published records, seven little-endian int64 each.
+STAGE_LOG_ENV = "TWINFEED_STAGE_LOG"
+STAGE_COLUMNS = ("seq", "received", "started", "captured", "decoded", "booked", "published")
+
+
+def read_stage_log(path: str | os.PathLike[str]) -> dict[str, np.ndarray[Any, Any]]:
+    """The stage log the ingest wrote (``start_ingest(stage_log=...)``), by column:
+
+    - ``seq``: the ring's write sequence after the line's records were published (a record at
+      ring sequence ``s`` came from the first row whose ``seq`` is greater than ``s``);
+    - CLOCK_REALTIME stamps in ns: ``received`` (the socket read that completed the frame
+      returned: the records' ``local_ns``), ``started`` (the frames before it in that read are
+      done), ``captured`` (handed to the capture thread), ``decoded`` (frame parsed),
+      ``booked`` (book and features updated), ``published`` (records in the ring, readers
+      woken).
+    """
+    raw = Path(path).read_bytes()
+    width = 8 * len(STAGE_COLUMNS)
+    if len(raw) % width:
+        raise ValueError(f"{path}: {len(raw)} bytes is not a whole number of {width}-byte rows")
+    rows = np.frombuffer(raw, dtype="<i8").reshape(-1, len(STAGE_COLUMNS))
+    return {name: rows[:, i] for i, name in enumerate(STAGE_COLUMNS)}
+
+
 def start_ingest(
     *,
     capture_dir: str | os.PathLike[str],
@@ -150,6 +177,7 @@ def start_ingest(
     stdout: IO[Any] | int | None = None,
     stderr: IO[Any] | int | None = None,
     extra_args: Sequence[str] = (),
+    stage_log: str | os.PathLike[str] | None = None,
 ) -> IngestProcess:
     """Starts ``twinfeed-ingest`` and returns its handle (without waiting for the ring: see
     :meth:`IngestProcess.wait_for_ring`).
@@ -157,6 +185,8 @@ def start_ingest(
     ``config`` is a TOML path or a :class:`twinfeed.FeatureConfig` (written to a temporary file
     removed when the process is waited for). Without ``ring`` only the capture is written
     (``twinfeed record``). With ``replay``, the ingest runs over that capture and exits.
+    ``stage_log`` makes the ingest write its per-line stage timestamps there when it finishes
+    (see :func:`read_stage_log`).
     """
     temporary: list[Path] = []
     args = [str(binary) if binary is not None else str(find_binary())]
@@ -184,8 +214,12 @@ def start_ingest(
     if stats is not None:
         args += ["--stats-file", str(stats)]
     args += list(extra_args)
+    env = None
+    if stage_log is not None:
+        env = os.environ | {STAGE_LOG_ENV: os.fspath(stage_log)}
     process = subprocess.Popen(
         args,
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=stdout,
         stderr=stderr,
