@@ -44,7 +44,8 @@ fn digit_runs(bytes: &[u8], at: usize) -> Option<(i64, usize)> {
     let (whole_len, whole) = crate::digits::run(bytes, at);
     let mut end = at + whole_len;
     let (fraction_len, fraction) = if bytes.get(end) == Some(&b'.') {
-        let run = crate::digits::run(bytes, end + 1);
+        // More than 8 decimals is refused whatever they are, so one word is enough.
+        let run = crate::digits::short_run(bytes, end + 1);
         end += 1 + run.0;
         run
     } else {

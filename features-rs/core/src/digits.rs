@@ -93,6 +93,21 @@ pub fn run(bytes: &[u8], at: usize) -> (usize, u64) {
     }
 }
 
+/// [`run`] for runs that may hold at most eight digits (decimals): one load, and for a run of
+/// exactly eight one look at the byte after it. Returns 9 (value 0) for a longer run.
+#[inline(always)]
+pub fn short_run(bytes: &[u8], at: usize) -> (usize, u64) {
+    let word = load(bytes, at);
+    let len = leading_digits(word);
+    if len == 0 {
+        return (0, 0);
+    }
+    if len == 8 && bytes.get(at + 8).is_some_and(u8::is_ascii_digit) {
+        return (9, 0);
+    }
+    (len, combine(word, len))
+}
+
 /// A decimal `digits[.digits]` that ends within the eight bytes at `bytes[at..]`, such as a
 /// price `61800.20` or a size `2.507`: (integer digits, decimals, the value of all its digits
 /// read as one integer, bytes it spans). One load and one [`combine`] instead of a digit run on
@@ -226,6 +241,9 @@ mod tests {
             let at = at.min(bytes.len());
             proptest::prop_assert_eq!(run(&bytes, at), slow(&bytes, at));
             proptest::prop_assert_eq!(count(&bytes, at), slow(&bytes, at).0);
+            let (len, value) = slow(&bytes, at);
+            let expected = if len > 8 { (9, 0) } else { (len, value) };
+            proptest::prop_assert_eq!(short_run(&bytes, at), expected);
             for needle in [b'"', b'@', 0, b'5'] {
                 proptest::prop_assert_eq!(find(&bytes, at, needle), bytes[at..].iter().position(|&b| b == needle));
             }
