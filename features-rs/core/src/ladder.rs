@@ -126,7 +126,11 @@ impl<const BID: bool> Ladder<BID> {
             if let Ok(tick) = i64::try_from(tick) {
                 if tick > 0 {
                     self.tick = tick;
-                    self.slots.resize(WINDOW, 0);
+                    if self.slots.is_empty() {
+                        // Zeroed by the allocator (fresh pages, touched only where levels go)
+                        // rather than written: most of the window is never used.
+                        self.slots = vec![0; WINDOW];
+                    }
                     // A placement that does not fit the key range leaves the grid where it was.
                     self.place(best);
                 }

@@ -138,6 +138,12 @@ const ENVELOPE_PREFIX: &str = "{\"stream\":\"";
 
 /// The general path only (no positional fast path): what the fast paths must agree with.
 #[cfg(test)]
+/// The general path for a bare REST snapshot body (what the positional route must agree with).
+#[cfg(test)]
+pub(crate) fn decode_general_snapshot(body: &str) -> Result<Message<'_>, DecodeError> {
+    decode_body(body.trim_end(), Stream::Snapshot, false)
+}
+
 pub(crate) fn decode_general(frame: &str) -> Result<Message<'_>, DecodeError> {
     let trimmed = frame.trim_end();
     let rest = trimmed.strip_prefix(ENVELOPE_PREFIX).unwrap();
@@ -233,6 +239,15 @@ pub fn decode(frame: &str) -> Result<Message<'_>, DecodeError> {
             detail: "not a JSON object".into(),
         });
     };
+    if stream == Stream::Snapshot {
+        // A REST snapshot body: up to thousands of levels, read in place as diffs are.
+        if let Some(snapshot) = super::positional::snapshot(trimmed.as_bytes(), 0, b"") {
+            return snapshot.map(|snapshot| Message::Snapshot {
+                symbol: None,
+                snapshot,
+            });
+        }
+    }
     if stream == Stream::Depth {
         if let Some(diff) = super::positional::depth(trimmed.as_bytes(), 0, b"") {
             return diff.map(|(symbol, diff)| Message::Depth { symbol, diff });

@@ -48,6 +48,16 @@ pub fn decode(frame: &str) -> Result<Message<'_>, DecodeError> {
     if frame.starts_with(INSTRUMENTS_PREFIX) {
         return decode_instruments(frame);
     }
+    // Snapshot lines are long (a REST body of up to thousands of levels): their usual shape
+    // is read in place, straight to fixed point, as depth diffs are.
+    if let Some(message) = super::positional::snapshot_line(frame.as_bytes()) {
+        return message;
+    }
+    decode_general(frame)
+}
+
+/// Every control line through the JSON library (the positional snapshot route must agree).
+pub(crate) fn decode_general(frame: &str) -> Result<Message<'_>, DecodeError> {
     let line: ControlLine = from_json(frame, "twinfeed control line")?;
     Ok(match line.twinfeed {
         "heartbeat" => Message::Control(Control::Heartbeat),

@@ -4,7 +4,10 @@
 //! Any other shape returns `None` and the general flat-object path runs instead, so the result
 //! never depends on which path ran.
 
-use super::{check_diff, check_quote, fixed, DecodeError, DepthDiff, Level, Quote};
+use super::{
+    check_diff, check_event_ms, check_id, check_quote, fixed, DecodeError, DepthDiff, Level,
+    Message, Quote, Snapshot,
+};
 use crate::decimal::fixed_prefix;
 use crate::digits;
 
@@ -247,6 +250,66 @@ pub fn depth<'a>(
     )
 }
 
+/// A REST depth snapshot body (`{"lastUpdateId":N,"E":N,"T":N,"bids":[..],"asks":[..]}`, `E` and
+/// `T` absent on spot) in `bytes[body_start..]`, followed by exactly `tail`. As with [`depth`],
+/// only a body the general path would accept with these very values comes out as `Ok` (or as
+/// the general path's id and time errors, which see the same values); any other shape returns
+/// `None` and the general path decides.
+#[inline]
+pub fn snapshot(
+    bytes: &[u8],
+    body_start: usize,
+    tail: &[u8],
+) -> Option<Result<Snapshot, DecodeError>> {
+    const WHAT: &str = "depth snapshot";
+    let mut c = Cursor {
+        bytes,
+        at: body_start,
+    };
+    c.literal(b"{\"lastUpdateId\":")?;
+    let last_update_id = c.integer()?;
+    let mut event_ms = None;
+    if c.peek(b",\"E\":") {
+        c.literal(b",\"E\":")?;
+        event_ms = Some(c.integer()? as i64);
+    }
+    if c.peek(b",\"T\":") {
+        c.literal(b",\"T\":")?;
+        c.skip_integer()?;
+    }
+    c.literal(b",\"bids\":")?;
+    let bids = c.levels((bytes.len() - c.at) / 48)?;
+    c.literal(b",\"asks\":")?;
+    let asks = c.levels((bytes.len() - c.at) / 20)?;
+    c.literal(b"}")?;
+    if bytes.len() - c.at != tail.len() || !bytes[c.at..].iter().eq(tail) {
+        return None;
+    }
+    Some((|| {
+        Ok(Snapshot {
+            last_update_id: check_id(last_update_id, WHAT, "lastUpdateId")?,
+            event_ms: event_ms.map(|ms| check_event_ms(ms, WHAT)).transpose()?,
+            bids,
+            asks,
+        })
+    })())
+}
+
+/// The ingest's snapshot line, `{"twinfeed":"snapshot","symbol":"S","data":{REST body}}`, in the
+/// shape the ingest writes it; `None` for any other shape (the general path decides).
+#[inline]
+pub fn snapshot_line(bytes: &[u8]) -> Option<Result<Message<'_>, DecodeError>> {
+    let mut c = Cursor { bytes, at: 0 };
+    c.literal(b"{\"twinfeed\":\"snapshot\",\"symbol\":\"")?;
+    let symbol = c.string()?;
+    c.literal(b",\"data\":")?;
+    let snapshot = snapshot(bytes, c.at, b"}")?;
+    Some(snapshot.map(|snapshot| Message::Snapshot {
+        symbol: Some(symbol),
+        snapshot,
+    }))
+}
+
 impl Cursor<'_> {
     /// `[]` or `[["px","qty"],...]` of common-shape decimals with a positive price; `None` for
     /// anything else (the general path then decides, and reports what is wrong).
@@ -429,6 +492,82 @@ mod depth_tests {
             };
             if let Some(fast) = fast(frame) {
                 proptest::prop_assert_eq!(fast, binance::decode_general(frame));
+            }
+        }
+    }
+
+    const SNAPSHOT_LINE: &str = r#"{"twinfeed":"snapshot","symbol":"BTCUSDT","data":{"lastUpdateId":5123107852948,"E":1723161256348,"T":1723161256339,"bids":[["61800.20","2.507"],["61800.10","0.000"],["1000.00","606.675"]],"asks":[["61800.30","1.5"],["61900.00000000","3.78826000"]]}}"#;
+
+    #[test]
+    fn snapshots_read_as_the_general_path_does() {
+        let fast = snapshot_line(SNAPSHOT_LINE.as_bytes()).expect("the ingest's own layout");
+        assert_eq!(fast, crate::decode::control::decode_general(SNAPSHOT_LINE));
+        let Ok(Message::Snapshot {
+            snapshot: read,
+            symbol,
+        }) = fast
+        else {
+            panic!()
+        };
+        assert_eq!(symbol, Some("BTCUSDT"));
+        assert_eq!(read.event_ms, Some(1723161256348));
+        assert_eq!(read.asks[1], (6_190_000_000_000, 378_826_000));
+        // The bare REST body (the first line of hftbacktest's captures), and spot's layout.
+        let body =
+            &SNAPSHOT_LINE[SNAPSHOT_LINE.find("\"data\":").unwrap() + 7..SNAPSHOT_LINE.len() - 1];
+        let spot = body.replace(r#","E":1723161256348,"T":1723161256339"#, "");
+        for body in [body, spot.as_str()] {
+            let fast = snapshot(body.as_bytes(), 0, b"").expect("REST layout");
+            let Ok(Message::Snapshot {
+                snapshot: general, ..
+            }) = binance::decode_general_snapshot(body)
+            else {
+                panic!()
+            };
+            assert_eq!(fast, Ok(general));
+            assert_eq!(
+                crate::decode::decode_frame(body),
+                binance::decode_general_snapshot(body)
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// Any damage to a snapshot line or a bare snapshot body: when the positional route
+        /// takes it, it gives what the general path gives, and decode_frame agrees with both.
+        #[test]
+        fn damaged_snapshots_agree_with_the_general_path(
+            edits in proptest::collection::vec((0usize..320, proptest::sample::select(b"0123456789.-\"[],:}{ \\ETe\xc3\xbc\x00".to_vec()), proptest::bool::ANY), 1..4),
+            bare in proptest::bool::ANY,
+        ) {
+            let source = if bare {
+                &SNAPSHOT_LINE[SNAPSHOT_LINE.find("\"data\":").unwrap() + 7..SNAPSHOT_LINE.len() - 1]
+            } else {
+                SNAPSHOT_LINE
+            };
+            let mut bytes = source.as_bytes().to_vec();
+            for (at, byte, insert) in edits {
+                let at = at.min(bytes.len() - 1).max(1);
+                if insert { bytes.insert(at, byte) } else { bytes[at] = byte }
+            }
+            let Ok(frame) = std::str::from_utf8(&bytes) else {
+                let taken = if bare { snapshot(&bytes, 0, b"").is_some() } else { snapshot_line(&bytes).is_some() };
+                proptest::prop_assert!(!taken, "a frame that is not UTF-8 was taken");
+                return Ok(());
+            };
+            if bare {
+                if let Some(fast) = snapshot(frame.as_bytes(), 0, b"") {
+                    let general = binance::decode_general_snapshot(frame).map(|m| match m {
+                        Message::Snapshot { snapshot, .. } => snapshot,
+                        other => panic!("{other:?}"),
+                    });
+                    proptest::prop_assert_eq!(fast, general);
+                }
+            } else {
+                let general = crate::decode::control::decode_general(frame);
+                if let Some(fast) = snapshot_line(frame.as_bytes()) {
+                    proptest::prop_assert_eq!(fast, general);
+                }
             }
         }
     }
