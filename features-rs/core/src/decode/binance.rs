@@ -136,14 +136,14 @@ fn string_after<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 
 const ENVELOPE_PREFIX: &str = "{\"stream\":\"";
 
-/// The general path only (no positional fast path): what the fast paths must agree with.
-#[cfg(test)]
 /// The general path for a bare REST snapshot body (what the positional route must agree with).
 #[cfg(test)]
 pub(crate) fn decode_general_snapshot(body: &str) -> Result<Message<'_>, DecodeError> {
     decode_body(body.trim_end(), Stream::Snapshot, false)
 }
 
+/// The general path only (no positional fast path): what the fast paths must agree with.
+#[cfg(test)]
 pub(crate) fn decode_general(frame: &str) -> Result<Message<'_>, DecodeError> {
     let trimmed = frame.trim_end();
     let rest = trimmed.strip_prefix(ENVELOPE_PREFIX).unwrap();
