@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from twinfeed._time import utc_iso
 from twinfeed.cli._app import main
 from twinfeed.cli._util import console
 
@@ -91,6 +92,7 @@ def status(ctx: click.Context) -> None:
         f"run {answer['run_id']}  feed [bold]{answer['feed']}[/]  {trading}  "
         f"ingest pid {answer['ingest_pid']} (restarts {answer['ingest_restarts']})"
     )
+    console.print(f"{_session_line(answer)}", markup=False)
     console.print(
         f"symbols {', '.join(answer.get('symbols', []))}  orders {orders} ({accepted} accepted)"
         f"  fills {answer.get('fills', 0)}"
@@ -110,6 +112,22 @@ def status(ctx: click.Context) -> None:
             f"open {order['client_id']} {order['symbol']} {order['side']} {order['qty']:g} @ "
             f"{order['price']} {order['state']}"
         )
+
+
+def _session_line(answer: dict[str, Any]) -> str:
+    """``time <UTC ISO>  replay line L/N (P %)``: the session clock (the latest record's
+    receive time) and, for a local replay, how far the venue has replayed its capture."""
+    text = f"time {utc_iso(answer.get('session_ns'))}"
+    replay = answer.get("replay")
+    if replay:
+        text += (
+            f"  replay line {replay['line']:,}/{replay['lines']:,} ({replay['percent']:.1f} %)"
+        )
+        if replay.get("lap"):
+            text += f" lap {replay['lap'] + 1}"
+        if replay.get("finished"):
+            text += " finished"
+    return text
 
 
 def _simple(command: str, help_text: str) -> None:
