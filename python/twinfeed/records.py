@@ -99,9 +99,7 @@ def records_from_arrow(table: Any) -> np.ndarray[Any, Any]:
     for name in names:
         column = table.column(name)
         if name == "kind":
-            labels = pc.cast(column, pa.string())
-            codes = pc.index_in(labels, value_set=pa.array(KIND_NAMES, pa.string()))
-            records[name] = pc.add(pc.fill_null(codes, -1), 1).to_numpy(zero_copy_only=False)
+            records[name] = _kind_codes(column)
             continue
         if pa.types.is_timestamp(column.type):
             column = pc.cast(column, pa.int64())
@@ -111,6 +109,26 @@ def records_from_arrow(table: Any) -> np.ndarray[Any, Any]:
             column = pc.fill_null(column, float("nan"))
         records[name] = column.to_numpy(zero_copy_only=False)
     return records
+
+
+def _kind_codes(column: Any) -> np.ndarray[Any, Any]:
+    """Record kind codes of an Arrow ``kind`` column (dictionary or strings of the names;
+    null or an unknown name gives 0)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    parts = [np.zeros(0, np.uint8)]
+    for chunk in chunks:
+        if pa.types.is_dictionary(chunk.type):
+            names = chunk.dictionary.to_pylist()
+            lookup = np.array([KIND.get(str(n), 0) for n in names] + [0], dtype=np.uint8)
+            indices = pc.fill_null(chunk.indices, len(names)).to_numpy(zero_copy_only=False)
+            parts.append(lookup[indices])
+        else:
+            names = chunk.to_pylist()
+            parts.append(np.array([KIND.get(str(n), 0) for n in names], dtype=np.uint8))
+    return np.concatenate(parts)
 
 
 def build_info(config: _features.FeatureConfig | None = None) -> dict[str, Any]:
