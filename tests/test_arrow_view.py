@@ -154,3 +154,17 @@ def test_a_backfill_rebuilds_a_file_of_the_old_view(spot_capture, tmp_path: Path
     assert pl.read_parquet(out).schema["local_ns"] == UTC_NS
     # And a current file is reused.
     assert not build_one(job, config.to_toml()).computed
+
+
+def test_a_capture_of_no_record_gives_an_empty_frame_of_the_same_dtypes(
+    tmp_path: Path,
+) -> None:
+    """``compute_features`` over lines that make no record returned a TypeError (polars does
+    not take the binding's schema object); it is a 0-row frame of the usual dtypes."""
+    capture = tmp_path / "none.txt"
+    capture.write_text('1723161256000000000 {"stream":"btcusdt@kline_1m","data":{}}\n')
+    df = compute_features(capture)
+    assert df.height == 0
+    assert (
+        df.schema == compute_features(Path(__file__).parents[1] / "data/synth-btcusdt.txt").schema
+    )

@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy.lib.recfunctions import repack_fields
 from twinfeed import FeatureConfig
-from twinfeed.records import records_from_arrow
 from twinfeed.cli import main
+from twinfeed.records import records_from_arrow
 from twinfeed.research import compute_features, compute_records, iter_feature_batches
 from twinfeed.research.features import open_run
 

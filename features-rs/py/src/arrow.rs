@@ -48,18 +48,16 @@ fn utc_nanoseconds() -> DataType {
 }
 
 /// Field metadata that makes polars read the `kind` dictionary as an `Enum` of exactly these
-/// categories (both spellings polars has used: `_PL_ENUM_VALUES2` from polars 1.32 on,
-/// `_PL_ENUM_VALUES` before); pyarrow and other readers see a plain dictionary.
+/// categories; pyarrow and other readers see a plain dictionary. One key only: the metadata is
+/// a hash map, and with two keys their order (so the bytes of a Parquet file's schema) would
+/// change from run to run. `_PL_ENUM_VALUES` is read by every polars from 1.0 (2.x writes
+/// `_PL_ENUM_VALUES2` and reads both).
 fn enum_metadata() -> std::collections::HashMap<String, String> {
     let values: String = Kind::ALL
         .iter()
         .map(|kind| format!("{};{}", kind.name().len(), kind.name()))
         .collect();
-    [
-        ("_PL_ENUM_VALUES".to_string(), values.clone()),
-        ("_PL_ENUM_VALUES2".to_string(), values),
-    ]
-    .into()
+    [("_PL_ENUM_VALUES".to_string(), values)].into()
 }
 
 /// The Arrow field of one record field, or None for the padding (module docs).

@@ -120,9 +120,7 @@ def _session_line(answer: dict[str, Any]) -> str:
     text = f"time {utc_iso(answer.get('session_ns'))}"
     replay = answer.get("replay")
     if replay:
-        text += (
-            f"  replay line {replay['line']:,}/{replay['lines']:,} ({replay['percent']:.1f} %)"
-        )
+        text += f"  replay line {replay['line']:,}/{replay['lines']:,} ({replay['percent']:.1f} %)"
         if replay.get("lap"):
             text += f" lap {replay['lap'] + 1}"
         if replay.get("finished"):

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from twinfeed.records import records_from_arrow
 from twinfeed.parity.compare import Comparison, compare_streams
+from twinfeed.records import records_from_arrow
 
 
 def parquet_records(path: Path) -> np.ndarray[Any, Any]:

@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any
 from twinfeed import CaptureError, FeatureConfig
 from twinfeed._atomic import leftover_temporaries
 from twinfeed.capture import capture_stem
-from twinfeed.research.features import is_url, url_size
 from twinfeed.records import ARROW_VIEW
+from twinfeed.research.features import is_url, url_size
 from twinfeed.research.parquet import SKIP_KEYS, read_arrow_view, read_fingerprint, write_features
 
 if TYPE_CHECKING:
