@@ -118,7 +118,7 @@ plt.show()"""
 import numpy as np
 
 ahead = quotes.select(
-    (pl.col("local_ns") - pl.duration(seconds=1)).alias("local_ns"),
+    (pl.col("local_ns") - pl.duration(seconds=1, time_unit="ns")).alias("local_ns"),
     pl.col("mid").alias("mid_next"),
 )
 later = quotes.join_asof(ahead, on="local_ns", strategy="forward").drop_nulls("mid_next")

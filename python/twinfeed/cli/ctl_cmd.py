@@ -92,7 +92,8 @@ def status(ctx: click.Context) -> None:
         f"run {answer['run_id']}  feed [bold]{answer['feed']}[/]  {trading}  "
         f"ingest pid {answer['ingest_pid']} (restarts {answer['ingest_restarts']})"
     )
-    console.print(f"{_session_line(answer)}", markup=False)
+    for line in _session_lines(answer):
+        console.print(line, markup=False)
     console.print(
         f"symbols {', '.join(answer.get('symbols', []))}  orders {orders} ({accepted} accepted)"
         f"  fills {answer.get('fills', 0)}"
@@ -114,18 +115,23 @@ def status(ctx: click.Context) -> None:
         )
 
 
-def _session_line(answer: dict[str, Any]) -> str:
-    """``time <UTC ISO>  replay line L/N (P %)``: the session clock (the latest record's
-    receive time) and, for a local replay, how far the venue has replayed its capture."""
-    text = f"time {utc_iso(answer.get('session_ns'))}"
+def _session_lines(answer: dict[str, Any]) -> list[str]:
+    """``time <UTC ISO>`` (the brain's clock: the latest record's receive time) and, for a
+    local replay, ``replay <UTC ISO> line L/N (P %)``: the capture time the venue has replayed
+    up to and how far through its capture it is."""
+    lines = [f"time {utc_iso(answer.get('session_ns'))}"]
     replay = answer.get("replay")
     if replay:
-        text += f"  replay line {replay['line']:,}/{replay['lines']:,} ({replay['percent']:.1f} %)"
+        text = (
+            f"replay {utc_iso(replay.get('local_ns'))} line {replay['line']:,}/"
+            f"{replay['lines']:,} ({replay['percent']:.1f} %)"
+        )
         if replay.get("lap"):
             text += f" lap {replay['lap'] + 1}"
         if replay.get("finished"):
             text += " finished"
-    return text
+        lines.append(text)
+    return lines
 
 
 def _simple(command: str, help_text: str) -> None:

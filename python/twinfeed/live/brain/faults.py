@@ -460,8 +460,8 @@ class FaultTolerantTrader(LiveTrader):
         health = self._health
         return {
             "run_id": self.summary.run_id,
-            # The session clock: the latest record's receive time (ns since the epoch; 0
-            # before the first record).
+            # The brain's clock: the latest record's receive time by the ingest (ns since the
+            # epoch; 0 before the first record).
             "session_ns": int(self.ctx.now),
             "replay": replay_progress(self.replay_status),
             "feed": self.monitor.status,
@@ -530,7 +530,8 @@ class FaultTolerantTrader(LiveTrader):
 
 def replay_progress(status: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """Replay progress from a local venue's status document: ``line`` (1-based capture line
-    replayed last, 0 before the first), ``lines`` (the capture's), ``percent`` of the capture
+    replayed last, 0 before the first), ``lines`` (the capture's), ``local_ns`` (that line's
+    receive time in the capture: the replay's clock, 0 before the first), ``percent`` of the capture
     replayed, ``lap`` (0-based, ``--loop``) and ``finished``; None without a status or before
     the venue knows its capture's length."""
     if not status or not status.get("lines"):
@@ -542,6 +543,7 @@ def replay_progress(status: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return {
         "line": line,
         "lines": lines,
+        "local_ns": int(status.get("local_ns") or 0),
         "percent": 100.0 if finished else round(100.0 * line / lines, 1),
         "lap": int(status.get("lap") or 0),
         "finished": finished,
