@@ -299,7 +299,6 @@ def run_twinfeed_arrow(path: Path) -> tuple[int, Any]:
 
 def run_twinfeed(path: Path) -> tuple[int, Any]:
     import polars as pl
-    from twinfeed import KIND
     from twinfeed.research.features import open_run
 
     # compute_features' loop, keeping the stats for the message count.
@@ -308,7 +307,7 @@ def run_twinfeed(path: Path) -> tuple[int, Any]:
     while (table := run.next_arrow(1 << 20)) is not None:
         frames.append(pl.DataFrame(table))
     records = pl.concat(frames, rechunk=False) if len(frames) > 1 else frames[0]
-    quotes = records.filter(pl.col("kind") == KIND["quote"])
+    quotes = records.filter(pl.col("kind") == "quote")
     return int(run.stats()["lines"]), quotes
 
 

@@ -63,9 +63,10 @@ def test_kind_and_flag_constants_match_the_binding(spot_capture: Path) -> None:
 
     assert {kind.name.lower(): int(kind) for kind in Kind} == twinfeed.KIND
     df = compute_features(spot_capture)
-    quotes = df.filter(pl.col("kind") == Kind.QUOTE)
-    assert quotes.height > 0
-    trades = df.filter(pl.col("kind") == Kind.TRADE)
+    # In polars `kind` is an Enum of the names; Kind.X.label is the name.
+    quotes = df.filter(pl.col("kind") == Kind.QUOTE.label)
+    assert quotes.height > 0 and quotes.height == df.filter(pl.col("kind") == "quote").height
+    trades = df.filter(pl.col("kind") == Kind.TRADE.label)
     buys = trades.filter((pl.col("flags") & Flag.BUYER_AGGRESSOR) != 0)
     # Buyer-aggressor trades have positive signed size, the others negative.
     assert buys.height and (buys["trade_qty"] > 0).all()

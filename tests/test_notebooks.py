@@ -41,6 +41,26 @@ def test_committed_notebooks_have_no_outputs() -> None:
                 assert not cell.outputs and cell.execution_count is None, name
 
 
+def test_notebooks_read_as_stories() -> None:
+    """Each notebook opens with the question it answers and its plan, explains its steps in
+    prose (no run of more than two code cells without a word between them) and ends with
+    conclusions."""
+    for name in NAMES:
+        cells = nbformat.read(NOTEBOOKS / name, as_version=4).cells
+        first = cells[0]
+        assert first.cell_type == "markdown" and first.source.startswith("# "), name
+        assert "**Question.**" in first.source and "**Plan.**" in first.source, name
+        last = cells[-1]
+        assert last.cell_type == "markdown" and last.source.startswith("## Conclusions"), name
+        assert last.source.count("\n- ") >= 2, f"{name}: conclusions are a list of findings"
+        steps = [cell for cell in cells if cell.source.startswith("## ")]
+        assert len(steps) >= 3, f"{name}: numbered steps with headings"
+        run = 0
+        for cell in cells:
+            run = run + 1 if cell.cell_type == "code" else 0
+            assert run <= 2, f"{name}: three code cells without prose: {cell.source[:60]!r}"
+
+
 # Run before and after the notebook's own cells: keep every matplotlib figure open, then check
 # each one has a title and labelled axes (an x label may sit on the axes it shares x with).
 KEEP_FIGURES = "%config InlineBackend.close_figures = False"

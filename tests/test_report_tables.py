@@ -152,3 +152,29 @@ def test_features_and_backtest_output_fit_80_columns(tmp_path: Path) -> None:
     lines = backtest.output.splitlines()
     assert any(line.strip().startswith("backtest metrics (PnL and fees in ") for line in lines)
     assert max(len(line) for line in lines) <= 80, backtest.output
+
+
+def test_parity_divergence_table_shows_times_as_utc_iso_to_the_nanosecond() -> None:
+    """The first-divergence table printed `local_ns 1723161256123456789`; it shows UTC ISO
+    with every nanosecond (exact, as the comparison is) and fits 80 columns."""
+    import numpy as np
+    import twinfeed
+    from conftest import SYNTH
+    from twinfeed._time import utc_iso_ns
+    from twinfeed.parity.compare import compare_streams
+    from twinfeed.parity.report import print_comparison
+    from twinfeed.research import compute_records
+
+    raw, _ = compute_records(SYNTH)
+    records = np.frombuffer(raw, twinfeed.record_dtype())
+    altered = records.copy()
+    altered["local_ns"][100] += 1
+    comparison = compare_streams(records, altered, label="t", a_name="a", b_name="b")
+    out = io.StringIO()
+    print_comparison(comparison, Console(file=out, width=80, color_system=None))
+    text = out.getvalue()
+    before = int(records["local_ns"][100])
+    assert utc_iso_ns(before) in text and utc_iso_ns(before + 1) in text
+    assert utc_iso_ns(before).startswith("20") and len(utc_iso_ns(before)) == 30
+    assert str(before) not in text
+    assert max(len(line) for line in text.splitlines()) <= 80

@@ -10,7 +10,6 @@ import polars as pl
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from twinfeed import KIND
 from twinfeed.research import compute_features
 from twinfeed.research.features import open_run
 from twinfeed.research.synth import synthesize, write_synth
@@ -44,8 +43,8 @@ def check_capture(path: Path) -> None:
     assert stats["snapshots"] == 1
     assert stats["warnings"] == []
     frame = compute_features(path)
-    quotes = frame.filter(pl.col("kind") == KIND["quote"]).select("update_id", *TOP)
-    books = frame.filter(pl.col("kind") == KIND["book"]).select("update_id", *TOP)
+    quotes = frame.filter(pl.col("kind") == "quote").select("update_id", *TOP)
+    books = frame.filter(pl.col("kind") == "book").select("update_id", *TOP)
     assert books.height > 0
     assert quotes.height > 0
     joined = quotes.join(books, on="update_id", suffix="_book")

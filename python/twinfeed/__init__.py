@@ -7,7 +7,7 @@ Quick start (the README has the whole tour)::
     from twinfeed.research import compute_features, iter_feature_batches
 
     df = compute_features("data/synth-btcusdt.txt")           # a polars DataFrame of records
-    quotes = df.filter(pl.col("kind") == twinfeed.KIND["quote"])
+    quotes = df.filter(pl.col("kind") == "quote")             # kind: a polars Enum
     config = twinfeed.FeatureConfig(symbols=["BTCUSDT"], bar_ms=500)   # or .from_toml(path)
     df = compute_features("capture.gz", config)
     for batch in iter_feature_batches("big.gz", config, batch_rows=1 << 18):  # flat memory

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["utc_iso"]
+__all__ = ["utc_iso", "utc_iso_ns"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -21,3 +21,11 @@ def utc_iso(ns: int | None) -> str:
         return "-"
     moment = _EPOCH + timedelta(microseconds=int(ns) // 1000)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def utc_iso_ns(ns: int | None) -> str:
+    """``YYYY-MM-DDTHH:MM:SS.fffffffffZ``: :func:`utc_iso` with every nanosecond, for tables
+    that compare times exactly (a parity divergence); ``-`` for None or 0."""
+    if not ns:
+        return "-"
+    return f"{utc_iso(ns)[:-1]}{int(ns) % 1000:03d}Z"

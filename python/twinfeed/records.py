@@ -6,6 +6,8 @@ import enum
 import warnings
 from typing import Any
 
+import numpy as np
+
 from twinfeed import _features
 
 #: Record kind codes by name, e.g. ``KIND["quote"] == 1``.
@@ -15,8 +17,15 @@ KIND_NAME: dict[int, str] = {code: name for name, code in KIND.items()}
 
 
 class Kind(enum.IntEnum):
-    """The ``kind`` column (``features-rs/core/src/record.rs``); compares equal to the codes,
-    so ``df.filter(pl.col("kind") == Kind.QUOTE)`` works."""
+    """The record ``kind`` codes (``features-rs/core/src/record.rs``), as numpy record arrays
+    and the ring hold them (``records["kind"] == Kind.QUOTE``). In Arrow and polars, ``kind``
+    is an Enum of the names (:data:`KIND_NAMES`): ``df.filter(pl.col("kind") == "quote")``,
+    or ``Kind.QUOTE.label``."""
+
+    @property
+    def label(self) -> str:
+        """The name the Arrow/polars ``kind`` column shows, e.g. ``"quote"``."""
+        return KIND_NAME[self.value]
 
     QUOTE = 1
     BOOK = 2
@@ -56,6 +65,70 @@ class StatusEvent(enum.IntEnum):
     DISCONNECTED = 2
     SUBSCRIBED = 3
     SNAPSHOT_FETCHED = 4
+
+
+#: The categories of the Arrow/polars ``kind`` Enum, in code order.
+KIND_NAMES: tuple[str, ...] = tuple(KIND_NAME[code] for code in sorted(KIND_NAME))
+
+#: Version of the Arrow view of records (schema and null rules; ``features-rs/py/src/arrow.rs``),
+#: stamped into feature Parquet files as ``twinfeed.arrow_view``; a file of another view is
+#: rebuilt by backfills rather than reused. 2: timestamps, nulls, the ``kind`` Enum, no
+#: ``reserved``.
+ARROW_VIEW = "2"
+
+#: Integer fields the Arrow view shows as null, with the record value a null stands for.
+_NULL_INTEGERS = {"exchange_ns": 0, "update_id": 0, "count": 0, "symbol_id": 0xFFFF}
+
+
+def records_from_arrow(table: Any) -> np.ndarray[Any, Any]:
+    """The binary records (dtype :func:`twinfeed.record_dtype`) behind an Arrow view of them
+    (a pyarrow Table or RecordBatch, or a polars DataFrame): the inverse of the view, byte for
+    byte (nulls back to NaN or the integer marker, ``kind`` names back to codes, the
+    ``reserved`` padding 0). ``symbol`` is derived, and dropped."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not isinstance(table, pa.Table | pa.RecordBatch):
+        table = pa.table(table)
+    dtype = _features.record_dtype()
+    names = [name for name in dtype.names or () if name != "reserved"]
+    missing = [name for name in names if name not in table.column_names]
+    if missing:
+        raise ValueError(f"not twinfeed feature records: missing columns {missing}")
+    records = np.zeros(table.num_rows, dtype=dtype)
+    for name in names:
+        column = table.column(name)
+        if name == "kind":
+            records[name] = _kind_codes(column)
+            continue
+        if pa.types.is_timestamp(column.type):
+            column = pc.cast(column, pa.int64())
+        if name in _NULL_INTEGERS:
+            column = pc.fill_null(column, _NULL_INTEGERS[name])
+        elif pa.types.is_floating(column.type):
+            column = pc.fill_null(column, float("nan"))
+        records[name] = column.to_numpy(zero_copy_only=False)
+    return records
+
+
+def _kind_codes(column: Any) -> np.ndarray[Any, Any]:
+    """Record kind codes of an Arrow ``kind`` column (dictionary or strings of the names;
+    null or an unknown name gives 0)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    parts = [np.zeros(0, np.uint8)]
+    for chunk in chunks:
+        if pa.types.is_dictionary(chunk.type):
+            names = chunk.dictionary.to_pylist()
+            lookup = np.array([KIND.get(str(n), 0) for n in names] + [0], dtype=np.uint8)
+            indices = pc.fill_null(chunk.indices, len(names)).to_numpy(zero_copy_only=False)
+            parts.append(lookup[indices])
+        else:
+            names = chunk.to_pylist()
+            parts.append(np.array([KIND.get(str(n), 0) for n in names], dtype=np.uint8))
+    return np.concatenate(parts)
 
 
 def build_info(config: _features.FeatureConfig | None = None) -> dict[str, Any]:

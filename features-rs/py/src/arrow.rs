@@ -1,17 +1,36 @@
-//! Records to Arrow. The schema is derived from `record::FIELDS`, plus a `symbol` string column
-//! resolved from the pipeline's symbol table.
+//! Records to Arrow: the Arrow view of the binary record. The schema is derived from
+//! `record::FIELDS`, plus a `symbol` string column resolved from the pipeline's symbol table,
+//! with what a dataframe user expects instead of the record's in-band markers:
+//!
+//! - `kind` is a dictionary of the kind names with fixed categories (a polars `Enum`);
+//! - `local_ns` and `exchange_ns` are `timestamp[ns, UTC]`; an `exchange_ns` of 0 (no exchange
+//!   time known yet, e.g. the first spot bookTicker) is null;
+//! - a float that is NaN in the record (the field does not apply to the kind, or is not known
+//!   yet) is null; `update_id` is null except on quote, book and trade records, `count` except
+//!   on bar and gap records, `symbol_id` where the record belongs to no symbol;
+//! - the `reserved` padding is left out.
+//!
+//! Values are the record's bytes, unchanged and uncopied; nulls are validity bitmaps built in
+//! one vectorised pass per nullable column (none when a column has no null).
 
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use arrow_array::builder::StringBuilder;
-use arrow_array::types::{Float64Type, Int64Type, UInt16Type, UInt32Type, UInt64Type, UInt8Type};
-use arrow_array::{ArrayRef, PrimitiveArray, RecordBatch, StringArray};
-use arrow_buffer::{Buffer, MutableBuffer, ScalarBuffer};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_array::types::{
+    Float64Type, Int64Type, TimestampNanosecondType, UInt16Type, UInt32Type, UInt64Type, UInt8Type,
+};
+use arrow_array::{
+    ArrayRef, ArrowPrimitiveType, DictionaryArray, PrimitiveArray, RecordBatch, StringArray,
+};
+use arrow_buffer::{BooleanBuffer, Buffer, MutableBuffer, NullBuffer, ScalarBuffer};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use memmap2::{Advice, MmapMut, MmapOptions};
-use twinfeed_features::record::{FieldType, Record, FIELDS, NO_SYMBOL};
+use twinfeed_features::record::{FieldType, Kind, Record, FIELDS, NO_SYMBOL};
+
+/// The record field left out of the Arrow view (layout padding).
+const PADDING: &str = "reserved";
 
 fn data_type(ty: FieldType) -> DataType {
     match ty {
@@ -24,14 +43,141 @@ fn data_type(ty: FieldType) -> DataType {
     }
 }
 
-/// The Arrow schema of feature batches: every record field in layout order, then `symbol`.
+fn utc_nanoseconds() -> DataType {
+    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+}
+
+/// Field metadata that makes polars read the `kind` dictionary as an `Enum` of exactly these
+/// categories; pyarrow and other readers see a plain dictionary. One key only: the metadata is
+/// a hash map, and with two keys their order (so the bytes of a Parquet file's schema) would
+/// change from run to run. `_PL_ENUM_VALUES` is read by every polars from 1.0 (2.x writes
+/// `_PL_ENUM_VALUES2` and reads both).
+fn enum_metadata() -> std::collections::HashMap<String, String> {
+    let values: String = Kind::ALL
+        .iter()
+        .map(|kind| format!("{};{}", kind.name().len(), kind.name()))
+        .collect();
+    [("_PL_ENUM_VALUES".to_string(), values)].into()
+}
+
+/// The Arrow field of one record field, or None for the padding (module docs).
+fn arrow_field(name: &'static str, ty: FieldType) -> Option<Field> {
+    Some(match name {
+        PADDING => return None,
+        "kind" => Field::new(
+            name,
+            DataType::Dictionary(Box::new(DataType::UInt8), Box::new(DataType::Utf8)),
+            false,
+        )
+        .with_metadata(enum_metadata()),
+        "local_ns" => Field::new(name, utc_nanoseconds(), false),
+        "exchange_ns" => Field::new(name, utc_nanoseconds(), true),
+        "symbol_id" | "update_id" | "count" => Field::new(name, data_type(ty), true),
+        _ => Field::new(name, data_type(ty), ty == FieldType::F64),
+    })
+}
+
+/// The Arrow schema of feature batches: every record field but the padding in layout order,
+/// then `symbol` (module docs).
 pub fn schema() -> SchemaRef {
     let mut fields: Vec<Field> = FIELDS
         .iter()
-        .map(|f| Field::new(f.name, data_type(f.ty), false))
+        .filter_map(|f| arrow_field(f.name, f.ty))
         .collect();
     fields.push(Field::new("symbol", DataType::Utf8, true));
     Arc::new(Schema::new(fields))
+}
+
+/// A validity bitmap of `values`, `valid(value)` for each; None when every row is valid: 64
+/// rows to a word from a slice without bounds checks, which the compiler vectorises.
+fn validity_of<T: Copy>(values: &[T], valid: impl Fn(T) -> bool) -> Option<NullBuffer> {
+    let mut words: Vec<u64> = Vec::with_capacity(values.len().div_ceil(64));
+    let mut all = u64::MAX;
+    let mut chunks = values.chunks_exact(64);
+    for chunk in &mut chunks {
+        let mut word = 0u64;
+        for (bit, value) in chunk.iter().enumerate() {
+            word |= (valid(*value) as u64) << bit;
+        }
+        all &= word;
+        words.push(word);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut word = 0u64;
+        for (bit, value) in rest.iter().enumerate() {
+            word |= (valid(*value) as u64) << bit;
+        }
+        all &= word | (u64::MAX << rest.len());
+        words.push(word);
+    }
+    if all == u64::MAX {
+        return None;
+    }
+    let bits = BooleanBuffer::new(Buffer::from_vec(words), 0, values.len());
+    Some(NullBuffer::new(bits))
+}
+
+/// The `kind` column: dictionary keys `kind - 1` into the kind names (null for a code that is
+/// no kind, which the pipeline never writes).
+fn kind_column(kinds: &[u8]) -> ArrayRef {
+    let keys: ScalarBuffer<u8> = kinds.iter().map(|k| k.wrapping_sub(1)).collect();
+    let known = Kind::ALL.len() as u8;
+    let nulls = validity_of(&keys, |key| key < known);
+    let names = StringArray::from_iter_values(Kind::ALL.iter().map(|kind| kind.name()));
+    let keys = PrimitiveArray::<UInt8Type>::new(keys, nulls);
+    Arc::new(DictionaryArray::<UInt8Type>::try_new(keys, Arc::new(names)).expect("keys < 7"))
+}
+
+/// The Arrow column of one record field over `values` (module docs); `kinds` is the batch's
+/// `kind` column. None for the padding.
+fn view_column<T: ArrowPrimitiveType>(
+    name: &'static str,
+    values: ScalarBuffer<T::Native>,
+    kinds: &[u8],
+) -> Option<ArrayRef> {
+    let len = values.len();
+    let on_kinds = |wanted: &[Kind]| {
+        let mut mask = [false; 256];
+        for kind in wanted {
+            mask[*kind as usize] = true;
+        }
+        validity_of(kinds, |kind| mask[kind as usize])
+    };
+    Some(match name {
+        PADDING => return None,
+        "kind" => kind_column(values.inner().typed_data::<u8>()),
+        "local_ns" | "exchange_ns" => {
+            let times = ScalarBuffer::<i64>::new(values.into_inner(), 0, len);
+            let nulls = if name == "exchange_ns" {
+                validity_of(&times, |time| time != 0)
+            } else {
+                None
+            };
+            Arc::new(
+                PrimitiveArray::<TimestampNanosecondType>::new(times, nulls).with_timezone("UTC"),
+            )
+        }
+        "symbol_id" => {
+            let ids = ScalarBuffer::<u16>::new(values.inner().clone(), 0, len);
+            let nulls = validity_of(&ids, |id| id != NO_SYMBOL);
+            Arc::new(PrimitiveArray::<T>::new(values, nulls))
+        }
+        "update_id" => {
+            let nulls = on_kinds(&[Kind::Quote, Kind::Book, Kind::Trade]);
+            Arc::new(PrimitiveArray::<T>::new(values, nulls))
+        }
+        "count" => {
+            let nulls = on_kinds(&[Kind::Bar, Kind::Gap]);
+            Arc::new(PrimitiveArray::<T>::new(values, nulls))
+        }
+        _ if T::DATA_TYPE == DataType::Float64 => {
+            let floats = ScalarBuffer::<f64>::new(values.inner().clone(), 0, len);
+            let nulls = validity_of(&floats, |float| !float.is_nan());
+            Arc::new(PrimitiveArray::<T>::new(values, nulls))
+        }
+        _ => Arc::new(PrimitiveArray::<T>::new(values, None)),
+    })
 }
 
 /// Batches at least this large (bytes of fixed-width columns) get their own anonymous mapping
@@ -239,19 +385,23 @@ macro_rules! columns {
                 };
                 let mut offsets = offsets.iter();
                 let mut symbol_id = None;
-                let mut columns: Vec<ArrayRef> = Vec::with_capacity(FIELDS.len() + 1);
+                // `kind` is the first field: the later columns' validity reads it.
+                let mut kinds = Buffer::from_vec(Vec::<u8>::new());
+                let mut columns: Vec<ArrayRef> = Vec::with_capacity(FIELDS.len());
                 $({
                     let at = *offsets.next().expect("one offset per field");
                     let values = ScalarBuffer::<$ty>::new(
                         finished.buffer(at, len * std::mem::size_of::<$ty>()), 0, len);
-                    if stringify!($field) == "symbol_id" {
-                        symbol_id = Some(values.clone().into_inner());
+                    match stringify!($field) {
+                        "kind" => kinds = values.inner().clone(),
+                        "symbol_id" => symbol_id = Some(values.inner().clone()),
+                        _ => {}
                     }
-                    columns.push(Arc::new(PrimitiveArray::<$arrow>::new(values, None)));
+                    columns.extend(view_column::<$arrow>(stringify!($field), values, kinds.as_slice()));
                 })*
                 let ids = ScalarBuffer::<u16>::new(symbol_id.expect("symbol_id is a field"), 0, len);
                 columns.push(Arc::new(symbol_column(&ids, symbols)));
-                debug_assert_eq!(columns.len(), FIELDS.len() + 1);
+                debug_assert_eq!(columns.len(), FIELDS.len());
                 RecordBatch::try_new(schema, columns).expect("columns match the schema")
             }
         }

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from twinfeed._time import utc_iso
 from twinfeed.cli._app import main
 from twinfeed.cli._util import console
 
@@ -91,6 +92,8 @@ def status(ctx: click.Context) -> None:
         f"run {answer['run_id']}  feed [bold]{answer['feed']}[/]  {trading}  "
         f"ingest pid {answer['ingest_pid']} (restarts {answer['ingest_restarts']})"
     )
+    for line in _session_lines(answer):
+        console.print(line, markup=False)
     console.print(
         f"symbols {', '.join(answer.get('symbols', []))}  orders {orders} ({accepted} accepted)"
         f"  fills {answer.get('fills', 0)}"
@@ -110,6 +113,25 @@ def status(ctx: click.Context) -> None:
             f"open {order['client_id']} {order['symbol']} {order['side']} {order['qty']:g} @ "
             f"{order['price']} {order['state']}"
         )
+
+
+def _session_lines(answer: dict[str, Any]) -> list[str]:
+    """``time <UTC ISO>`` (the brain's clock: the latest record's receive time) and, for a
+    local replay, ``replay <UTC ISO> line L/N (P %)``: the capture time the venue has replayed
+    up to and how far through its capture it is."""
+    lines = [f"time {utc_iso(answer.get('session_ns'))}"]
+    replay = answer.get("replay")
+    if replay:
+        text = (
+            f"replay {utc_iso(replay.get('local_ns'))} line {replay['line']:,}/"
+            f"{replay['lines']:,} ({replay['percent']:.1f} %)"
+        )
+        if replay.get("lap"):
+            text += f" lap {replay['lap'] + 1}"
+        if replay.get("finished"):
+            text += " finished"
+        lines.append(text)
+    return lines
 
 
 def _simple(command: str, help_text: str) -> None:

@@ -8,21 +8,16 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from twinfeed import record_dtype
 from twinfeed.parity.compare import Comparison, compare_streams
+from twinfeed.records import records_from_arrow
 
 
 def parquet_records(path: Path) -> np.ndarray[Any, Any]:
     """A feature Parquet file back into records (the ``symbol`` column is derived, dropped)."""
-    table = pq.read_table(path)
-    dtype = record_dtype()
-    missing = [name for name in dtype.names or () if name not in table.column_names]
-    if missing:
-        raise ValueError(f"{path}: not a twinfeed feature file (missing columns {missing})")
-    records = np.zeros(table.num_rows, dtype=dtype)
-    for name in dtype.names or ():
-        records[name] = table.column(name).to_numpy()
-    return records
+    try:
+        return records_from_arrow(pq.read_table(path))
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
 
 
 def diff_parquet(a: Path, b: Path, ignore_fields: tuple[str, ...] = ()) -> Comparison:

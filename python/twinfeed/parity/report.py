@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from twinfeed._time import utc_iso_ns
 from twinfeed.parity.check import ParityReport
 from twinfeed.parity.compare import Comparison
 
@@ -33,12 +34,21 @@ def print_comparison(comparison: Comparison, console: Console) -> None:
                 f"  capture line ({name}): {capture_line.path}:{capture_line.line}: "
                 f"{capture_line.text[:200]}"
             )
-    table = Table("field", comparison.a_name, comparison.b_name, show_lines=False)
+    # Compact (14 + 2 x 30 columns fit 80), and values fold rather than end in an ellipsis:
+    # the digits that differ are often the last ones.
+    table = Table(box=None, pad_edge=False, show_lines=False, header_style="bold underline")
+    table.add_column("field", no_wrap=True, min_width=14)
+    for name in (comparison.a_name, comparison.b_name):
+        table.add_column(name, overflow="fold", min_width=30)
     differing = {name for name, _, _ in first.fields}
     record_a, record_b = first.record_a or {}, first.record_b or {}
     for name in record_a.keys() | record_b.keys() if not record_a or not record_b else record_a:
         mark = "[red]" if name in differing else ""
-        table.add_row(f"{mark}{name}", f"{mark}{record_a.get(name)}", f"{mark}{record_b.get(name)}")
+        values = [record.get(name) for record in (record_a, record_b)]
+        if name.endswith("_ns"):
+            # Human and exact: UTC ISO to the nanosecond (a byte-for-byte comparison).
+            values = [utc_iso_ns(v) if isinstance(v, int) else v for v in values]
+        table.add_row(f"{mark}{name}", *(f"{mark}{value}" for value in values))
     console.print(table)
 
 

@@ -35,8 +35,9 @@ from typing import TYPE_CHECKING, Any
 from twinfeed import CaptureError, FeatureConfig
 from twinfeed._atomic import leftover_temporaries
 from twinfeed.capture import capture_stem
+from twinfeed.records import ARROW_VIEW
 from twinfeed.research.features import is_url, url_size
-from twinfeed.research.parquet import SKIP_KEYS, read_fingerprint, write_features
+from twinfeed.research.parquet import SKIP_KEYS, read_arrow_view, read_fingerprint, write_features
 
 if TYPE_CHECKING:
     from twinfeed.research.catalog import Catalog
@@ -91,18 +92,22 @@ def _size(source: str) -> int:
 def build_one(job: BackfillJob, config_toml: str) -> BackfillResult:
     """Builds ``job.out`` for the config given as TOML text (a worker rebuilds the config, so
     nothing but strings crosses to it). Skips an output that holds the config's fingerprint;
-    refuses one that holds another (a different config's file at that name)."""
+    refuses one that holds another (a different config's file at that name). A file of the
+    config's fingerprint in another Arrow view (``twinfeed.records.ARROW_VIEW``, e.g. written
+    before times were timestamps) is rebuilt: the records are the same, their columns not."""
     config = FeatureConfig.from_toml_str(config_toml)
     out = Path(job.out)
     result = BackfillResult(out=job.out, sources=job.sources, computed=False, worker=os.getpid())
     if out.exists():
         held = read_fingerprint(out)
-        if held == config.fingerprint:
+        if held != config.fingerprint:
+            raise CaptureError(
+                f"{out}: holds features of fingerprint {held}, not {config.fingerprint}; "
+                "remove it or write to another folder"
+            )
+        if read_arrow_view(out) == ARROW_VIEW:
             return result
-        raise CaptureError(
-            f"{out}: holds features of fingerprint {held}, not {config.fingerprint}; "
-            "remove it or write to another folder"
-        )
+        # Another view of the same records: rebuilt, and renamed over it when complete.
     for leftover in leftover_temporaries(out):
         leftover.unlink(missing_ok=True)
     started = time.perf_counter()

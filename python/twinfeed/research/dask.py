@@ -17,26 +17,26 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import pyarrow as pa
-
-from twinfeed import FeatureConfig, _features
+from twinfeed import FeatureConfig
 from twinfeed.research.backfills import BackfillJob, BackfillResult, build_one, gather
 
 __all__ = ["features_frame", "run_on_client"]
 
 
-def _schema() -> pa.Schema:
-    return pa.schema(_features.arrow_schema())
+def _empty() -> Any:
+    """The partitions' ``meta``: no rows, the dtypes of ``compute_features(...).to_pandas()``
+    (``kind`` an ordered categorical of the kind names, times ``datetime64[ns, UTC]``)."""
+    from twinfeed.research.features import empty_features
+
+    return empty_features().to_pandas()
 
 
 def _partition(path: str, config_toml: str) -> Any:
     """One capture file's feature records as a pandas DataFrame (a Dask partition)."""
-    from twinfeed.research.features import iter_feature_batches
+    from twinfeed.research.features import compute_features
 
     config = FeatureConfig.from_toml_str(config_toml)
-    batches = [pa.table(batch) for batch in iter_feature_batches(path, config)]
-    table = pa.concat_tables(batches) if batches else _schema().empty_table()
-    return table.cast(_schema()).to_pandas()
+    return compute_features(path, config).to_pandas()
 
 
 def features_frame(
@@ -47,7 +47,7 @@ def features_frame(
     import dask.dataframe as dd
 
     config = config or FeatureConfig.default()
-    meta = _schema().empty_table().to_pandas()
+    meta = _empty()
     return dd.from_map(
         _partition,
         [os.fspath(p) for p in paths],

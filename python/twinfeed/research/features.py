@@ -145,6 +145,13 @@ def iter_feature_batches(
         yield pl.DataFrame(table)
 
 
+def empty_features() -> pl.DataFrame:
+    """A feature DataFrame of no rows, with the columns and dtypes of every other."""
+    import pyarrow as pa
+
+    return pl.DataFrame(pa.schema(_features.arrow_schema()).empty_table())
+
+
 def compute_features(
     capture: CapturePaths,
     config: _features.FeatureConfig | None = None,
@@ -153,7 +160,7 @@ def compute_features(
     """All feature records of a capture as one polars DataFrame (columns: README, "Columns")."""
     frames = list(iter_feature_batches(capture, config, 1 << 20, progress))
     if not frames:
-        return pl.DataFrame(schema=pl.DataFrame(_features.arrow_schema()).schema)
+        return empty_features()
     return pl.concat(frames, rechunk=False) if len(frames) > 1 else frames[0]
 
 

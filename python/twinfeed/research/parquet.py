@@ -15,7 +15,7 @@ from rich.table import Table
 
 from twinfeed import FeatureConfig, _features
 from twinfeed._atomic import atomic_path
-from twinfeed.records import KIND_NAME, build_info
+from twinfeed.records import ARROW_VIEW, build_info
 from twinfeed.research.features import (
     CapturePaths,
     EmptyCaptureError,
@@ -63,6 +63,7 @@ def parquet_metadata(
         b"twinfeed.fingerprint": config.fingerprint.encode(),
         b"twinfeed.config": config.to_toml().encode(),
         b"twinfeed.build": json.dumps(info, sort_keys=True).encode(),
+        b"twinfeed.arrow_view": ARROW_VIEW.encode(),
     }
     if capture is not None:
         from twinfeed.instruments import capture_venue
@@ -138,7 +139,7 @@ def _write_batches(
             summary.rows += arrow.num_rows
             kinds = arrow.column("kind").value_counts().to_pylist()
             for item in kinds:
-                summary.kinds[KIND_NAME.get(item["values"], str(item["values"]))] += item["counts"]
+                summary.kinds[str(item["values"])] += item["counts"]
             if writer is not None:
                 writer.write_table(arrow.replace_schema_metadata(schema.metadata))
             if progress is not None:
@@ -146,6 +147,13 @@ def _write_batches(
     finally:
         if writer is not None:
             writer.close()
+
+
+def read_arrow_view(path: Path) -> str | None:
+    """The Arrow view version stamped into a feature Parquet file (None: written before the
+    view had one, i.e. integer times, NaN instead of nulls)."""
+    value = (pq.read_schema(str(path)).metadata or {}).get(b"twinfeed.arrow_view")
+    return value.decode() if value else None
 
 
 def read_fingerprint(path: Path) -> str | None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -241,6 +241,10 @@ class FaultTolerantTrader(LiveTrader):
         self._next_unwind = 0.0
         self._unwind_seq = 0
         self.control: Any = None  # a twinfeed.live.brain.control.ControlServer, if any
+        #: The local replay venue's latest status document (its ``GET /_venue/status``: line
+        #: index, lines, lap, finished), as the session last polled it; None when the feed is
+        #: not a local replay or before the first poll.
+        self.replay_status: dict[str, Any] | None = None
         self.recover = recover
         self.recovery: dict[str, Any] | None = None
         from twinfeed.live.brain.order_faults import OrderLink
@@ -456,6 +460,10 @@ class FaultTolerantTrader(LiveTrader):
         health = self._health
         return {
             "run_id": self.summary.run_id,
+            # The brain's clock: the latest record's receive time by the ingest (ns since the
+            # epoch; 0 before the first record).
+            "session_ns": int(self.ctx.now),
+            "replay": replay_progress(self.replay_status),
             "feed": self.monitor.status,
             "venue": self.order_link.state,
             "trading": not (self.risk.opening_blocked or self.risk.killed),
@@ -518,3 +526,25 @@ class FaultTolerantTrader(LiveTrader):
         if self.control is not None:
             self.control.close()
         return summary
+
+
+def replay_progress(status: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Replay progress from a local venue's status document: ``line`` (1-based capture line
+    replayed last, 0 before the first), ``lines`` (the capture's), ``local_ns`` (that line's
+    receive time in the capture: the replay's clock, 0 before the first), ``percent`` of the capture
+    replayed, ``lap`` (0-based, ``--loop``) and ``finished``; None without a status or before
+    the venue knows its capture's length."""
+    if not status or not status.get("lines"):
+        return None
+    lines = int(status["lines"])
+    index = status.get("line_index")
+    line = 0 if index is None else int(index) + 1
+    finished = bool(status.get("finished"))
+    return {
+        "line": line,
+        "lines": lines,
+        "local_ns": int(status.get("local_ns") or 0),
+        "percent": 100.0 if finished else round(100.0 * line / lines, 1),
+        "lap": int(status.get("lap") or 0),
+        "finished": finished,
+    }

@@ -479,10 +479,14 @@ def _replay_done(
             return False
         next_check = now + 0.2
         try:
-            if status().get("finished"):
-                finished_at = now
+            replay = dict(status())
         except Exception:  # the venue is busy or gone; the duration limit still applies
             return False
+        if trader is not None:
+            # What `twinfeed ctl status` shows as replay progress (no request of its own).
+            trader.replay_status = replay
+        if replay.get("finished"):
+            finished_at = now
         return False
 
     return done
