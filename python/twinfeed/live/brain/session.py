@@ -57,9 +57,9 @@ from typing import Any
 
 from twinfeed.live.brain.control import ControlServer
 from twinfeed.live.brain.entry import PortEntry
-from twinfeed.live.brain.faults import FaultConfig, FaultTolerantTrader
+from twinfeed.live.brain.faults import FaultConfig
 from twinfeed.live.brain.risk import RiskConfig, RiskManager
-from twinfeed.live.brain.runner import LiveConfig, RunSummary
+from twinfeed.live.brain.runner import LiveConfig, LiveTrader, RunSummary
 from twinfeed.live.brain.trade_db import TradeDB
 
 __all__ = ["LiveSettings", "SessionResult", "load_settings", "run_session"]
@@ -349,7 +349,10 @@ def run_session(
                                 for instrument in deployment.instruments
                             },
                         )
-                        trader = FaultTolerantTrader(
+                        control_path = settings.control_socket or str(
+                            Path(settings.db).parent / "control.sock"
+                        )
+                        trader = LiveTrader(
                             live_config,
                             strategy,
                             PortEntry(venue),
@@ -367,11 +370,8 @@ def run_session(
                             faults=settings.faults,
                             restart_ingest=restart_ingest,
                             recover=bool(left_running),
+                            control=ControlServer(control_path),
                         )
-                        control_path = settings.control_socket or str(
-                            Path(settings.db).parent / "control.sock"
-                        )
-                        trader.control = ControlServer(control_path)
                         say(f"control socket {control_path}")
                         say(f"ingest pid {ingest.pid} -> ring {ring}; trading")
                         summary = trader.run(
