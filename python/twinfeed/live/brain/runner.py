@@ -333,6 +333,11 @@ class LiveTrader:
         self.stopping = False
         self.recover = recover
         self.recovery: dict[str, Any] | None = None
+        #: An order entry that matches on the market data itself (shadow trading,
+        #: :class:`twinfeed.live.brain.shadow.ShadowEntry`) gets every batch first.
+        self._market_data: Callable[[np.ndarray[Any, Any]], None] | None = getattr(
+            gateway, "market_data", None
+        )
         # ---- the parts
         self.control = control
         self.order_link: OrderLink | None = None
@@ -420,6 +425,8 @@ class LiveTrader:
     def _step(self) -> int:
         batch = self.feed.read_batch(self.config.max_batch_rows, self.config.poll_timeout_s)
         records = batch.records
+        if self._market_data is not None and len(records):
+            self._market_data(records)  # an in-brain venue matches on what the strategy sees
         self.apply_reports(self.gateway.poll_reports())
         self.dispatch()
         if len(records):
