@@ -24,19 +24,21 @@ drains and reconciles with the venue like the local session. The ingest speaks `
 from __future__ import annotations
 
 import os
-import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from twinfeed.live.brain.control import ControlServer
 from twinfeed.live.brain.entry import OrderEntry, PortEntry
-from twinfeed.live.brain.risk import RiskManager
-from twinfeed.live.brain.runner import LiveTrader
-from twinfeed.live.brain.session import LiveSettings, SessionResult
-from twinfeed.live.brain.shadow import ShadowEntry
+from twinfeed.live.brain.session import (
+    LiveSettings,
+    SessionResult,
+    assemble_trader,
+    running_runs,
+    shadow_entry,
+    work_folder,
+)
 from twinfeed.live.brain.trade_db import TradeDB
 
 __all__ = ["run_venue_session"]
@@ -56,7 +58,7 @@ def run_venue_session(
     from twinfeed.live.brain.preflight import PreflightError, preflight
     from twinfeed.live.feed import Feed
     from twinfeed.live.ingest import start_ingest
-    from twinfeed.live.leftovers import tagged
+    from twinfeed.live.leftovers import clean_dead_leftovers
     from twinfeed.live.venue import BUNDLED_CAPTURE
     from twinfeed.research.backtest import load_strategy
     from twinfeed.venues.binance.adapter import BinanceVenue
@@ -78,18 +80,13 @@ def run_venue_session(
     port: BinanceVenue | None = None
     if not settings.shadow:
         port = connect_binance(venue, credentials, stream=True, instruments=expected)
-    owned_tmp = None
-    if work_dir is None:
-        owned_tmp = tempfile.TemporaryDirectory(prefix=tagged("live", os.getpid()))
-        work_dir = owned_tmp.name
-    work = Path(work_dir)
-    work.mkdir(parents=True, exist_ok=True)
+    removed = clean_dead_leftovers()
+    if removed:
+        say(f"removed {len(removed)} leftovers of dead sessions: {', '.join(map(str, removed))}")
+    work, owned_tmp = work_folder(work_dir)
     capture_dir = work / "capture"
     db = TradeDB(settings.db)
-    left_running = [
-        row[0]
-        for row in db.con.execute("SELECT run_id FROM runs WHERE status = 'running'").fetchall()
-    ]
+    left_running = running_runs(db)
     ingests: list[Any] = []
     try:
         if port is None:
@@ -132,38 +129,19 @@ def run_venue_session(
                 return start(f"live-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
             feed = start(f"live-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-            entry: OrderEntry
-            if port is None:
-                entry = ShadowEntry(
-                    live_config.symbols,
-                    deployment.symbol_instruments(),
-                    latency_ns=settings.latency_ns,
-                    maker_fee_bps=settings.maker_fee_bps,
-                    taker_fee_bps=settings.taker_fee_bps,
-                )
-            else:
-                entry = PortEntry(port)
-            control_path = settings.control_socket or str(Path(settings.db).parent / "control.sock")
-            trader = LiveTrader(
-                live_config,
+            entry: OrderEntry = (
+                shadow_entry(settings, deployment) if port is None else PortEntry(port)
+            )
+            trader, control_path = assemble_trader(
+                settings,
+                deployment,
                 strategy,
                 entry,
                 feed,
                 db,
-                RiskManager(deployment.risk),
-                expected_fingerprint=config.fingerprint,
-                run_config={
-                    "session": settings.describe(),
-                    "venue": venue,
-                    "endpoints": {"rest": where.rest, "streams": where.streams},
-                    "feature_config": config.canonical_json,
-                    "deployment": deployment.run_config(),
-                },
-                instruments=deployment.symbol_instruments(),
-                faults=settings.faults,
+                {"venue": venue, "endpoints": {"rest": where.rest, "streams": where.streams}},
                 restart_ingest=restart_ingest,
                 recover=bool(left_running) and port is not None,
-                control=ControlServer(control_path),
             )
             say(f"control socket {control_path}; trading")
             summary = trader.run(duration_s=settings.duration_s)
