@@ -14,7 +14,7 @@ from typing import Any
 from click.testing import CliRunner
 from twinfeed.cli import main
 from twinfeed.cli.ctl_cmd import _session_lines
-from twinfeed.live.brain.faults import replay_progress
+from twinfeed.live.brain.runner import replay_progress
 
 
 def test_replay_progress_and_the_status_line() -> None:

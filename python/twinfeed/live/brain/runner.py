@@ -13,12 +13,18 @@ One loop, one thread. Each step:
    the OMS and the venue;
 5. snapshot positions every ``snapshot_interval_ns`` of event time.
 
-Replaces: the order-entry subset has no amend, so ``ctx.replace`` cancels the working venue
-order and sends a new one for ``qty - filled`` (a "leg" ``<id>.<n>``: Binance client ids
-allow only ``[.A-Za-z0-9:/_-]``) once the cancel is confirmed. The strategy keeps seeing
-one order under its own id: fills of every leg, and the state of the current leg. The OMS
-and the DB's ``orders`` and ``fills`` tables work per leg (``client_id``), with the
-strategy's id in ``strategy_id``.
+Replaces: where the venue changes an order in place (``OrderEntry.supports_modify``, Binance's
+``order.modify``), ``ctx.replace`` modifies the working venue order: same id, same queue place
+if the price stays and the quantity does not grow (as the matching engine's replace). Elsewhere
+(and for a new total at or below the filled quantity) it cancels the working venue order and
+sends a new one for ``qty - filled`` (a "leg" ``<id>.<n>``: Binance client ids allow only
+``[.A-Za-z0-9:/_-]``) once the cancel is confirmed. The strategy keeps seeing one order under
+its own id: fills of every leg, and the state of the current leg. The OMS and the DB's
+``orders`` and ``fills`` tables work per leg (``client_id``), with the strategy's id in
+``strategy_id``.
+
+Hook points: every strategy request goes through :meth:`LiveTrader.request`, every callback
+into the strategy through :meth:`LiveTrader.deliver`.
 
 Event time is the records' ``local_ns`` (the ingest's receive clock), as in the backtester;
 the wall clock is only recorded next to it (``wall_ns`` columns) for latency reports.
@@ -31,12 +37,12 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
+from twinfeed.context import ContextBase, Request
 from twinfeed.instruments import (
-    Instrument,
     SymbolInstruments,
     UnknownInstrumentError,
     load_table,
@@ -53,19 +59,21 @@ from twinfeed.orders import (
     Event,
     Fill,
     Order,
-    OrderType,
     OrderUpdate,
-    Side,
-    TimeInForce,
 )
 from twinfeed.portfolio import Portfolio
 from twinfeed.records import KIND, build_info
 from twinfeed.strategy import PnL, Strategy
 from twinfeed.venues.errors import VenueError
 
+if TYPE_CHECKING:
+    from twinfeed.live.brain.control import ControlServer
+    from twinfeed.live.brain.faults import FaultConfig
+    from twinfeed.live.brain.order_faults import OrderLink
+
 _T = TypeVar("_T")
 
-__all__ = ["LiveConfig", "LiveContext", "LiveTrader", "RunSummary"]
+__all__ = ["FeedPolicy", "LiveConfig", "LiveContext", "LiveTrader", "RunSummary"]
 
 
 def when_allowed(call: Callable[[], _T], limit_s: float = 15.0) -> _T:
@@ -85,6 +93,11 @@ def when_allowed(call: Callable[[], _T], limit_s: float = 15.0) -> _T:
 
 
 log = logging.getLogger("twinfeed.live")
+
+#: The strategy callbacks :meth:`LiveTrader.deliver` makes.
+Callback = Literal[
+    "on_start", "on_fill", "on_order_update", "on_feed_status", "on_batch", "on_record", "on_stop"
+]
 
 _QUOTE = KIND["quote"]
 _BOOK = KIND["book"]
@@ -168,68 +181,26 @@ class _LegInfo:
     mid: float
 
 
-class LiveContext:
-    """The :class:`twinfeed.strategy.Context` of a live run."""
+class LiveContext(ContextBase):
+    """The :class:`twinfeed.strategy.Context` of a live run: its sink is
+    :meth:`LiveTrader.request`."""
 
     def __init__(self, trader: LiveTrader) -> None:
+        super().__init__(trader.strategy.params, trader.instruments, 0)
         self._trader = trader
-        self.now = 0
-        self._next_id = 0
 
-    @property
-    def now_ns(self) -> int:
-        return self.now
+    def _request(self, request: Request) -> list[str]:
+        return self._trader.request(request)
 
-    @property
-    def params(self) -> Mapping[str, Any]:
-        return self._trader.strategy.params
-
-    def submit(
-        self,
-        side: Side,
-        qty: float,
-        price: float | None = None,
-        type: OrderType = "limit",
-        tif: TimeInForce = "GTC",
-        client_id: str | None = None,
-        symbol: int | None = None,
-    ) -> str:
-        if client_id is None:
-            self._next_id += 1
-            client_id = f"{self._trader.id_prefix}{self._next_id}"
-        order = Order(
-            client_id,
-            0 if symbol is None else symbol,
-            side,
-            float(qty),
-            None if type == "market" else price,
-            type=type,
-            tif=tif,
-            submit_ns=self.now,
-        )
-        self._trader.submit(order)
-        return client_id
-
-    def cancel(self, client_id: str) -> None:
-        self._trader.cancel(client_id)
-
-    def cancel_all(self, symbol: int | None = None) -> list[str]:
-        return self._trader.cancel_all(symbol)
-
-    def replace(self, client_id: str, price: float, qty: float) -> None:
-        self._trader.replace(client_id, price, qty)
-
-    def position(self, symbol: int | None = None) -> float:
-        return self._trader.portfolio.position(0 if symbol is None else symbol).qty
+    def _position(self, symbol: int) -> float:
+        return self._trader.portfolio.position(symbol).qty
 
     def pnl(self) -> PnL:
+        """See :meth:`twinfeed.strategy.Context.pnl`."""
         return self._trader.portfolio.pnl()
 
-    def instrument(self, symbol: int | str | None = None) -> Instrument:
-        """See :meth:`twinfeed.strategy.Context.instrument`."""
-        return self._trader.instruments.get(symbol, 0)
-
     def open_orders(self, symbol: int | None = None) -> list[Order]:
+        """See :meth:`twinfeed.strategy.Context.open_orders`."""
         return [
             logical.view
             for logical in self._trader.logical.values()
@@ -238,8 +209,56 @@ class LiveContext:
         ]
 
 
+class FeedPolicy:
+    """The trader's feed policy part: what a feed status change does to trading. This one:
+    ``stale`` blocks opening risk and cancels every working order; ``healthy`` opens risk
+    again (unless an operator pause or the order link blocks it).
+    :class:`twinfeed.live.brain.faults.FaultPolicy` adds unwinding, ingest restarts and a
+    resume delay.
+
+    Attributes:
+        paused: An operator pause is in force.
+        unwinding: Positions are being flattened.
+        feed_blocked: The feed blocks opening risk.
+    """
+
+    def __init__(self, trader: LiveTrader) -> None:
+        self.trader = trader
+        self.paused = False
+        self.unwinding = False
+        self.feed_blocked = False
+
+    def on_transition(self, transition: FeedTransition) -> None:
+        """Acts on a status change (the trader has recorded it)."""
+        trader = self.trader
+        if transition.status == "stale":
+            self.feed_blocked = True
+            trader.risk.block_opening(f"feed stale: {transition.reason}")
+            trader.cancel_all()
+        elif transition.status == "healthy":
+            self.feed_blocked = False
+            if not self.paused and not trader.link_blocking:
+                trader.risk.allow_opening()
+
+    def step(self) -> None:
+        """Called once per loop step, after the trader's own work."""
+
+    def start_flatten(self) -> None:
+        """Cancels everything and flattens positions (operator ``flatten``)."""
+        raise ValueError("this trader's feed policy cannot flatten (no [faults] settings)")
+
+    def report(self) -> dict[str, Any]:
+        """What the policy adds to the run's summary."""
+        return {}
+
+
 class LiveTrader:
     """Runs a strategy live. See the module docstring for the loop.
+
+    Assembled from parts: the feed policy (:attr:`policy`: :class:`FeedPolicy`, or
+    :class:`twinfeed.live.brain.faults.FaultPolicy` with ``faults``), the order link
+    (:attr:`order_link`: :class:`twinfeed.live.brain.order_faults.OrderLink`, with ``faults``)
+    and the operator control server (:attr:`control`, optional).
 
     Args:
         config: Loop settings.
@@ -249,6 +268,11 @@ class LiveTrader:
         db: The trade DB (a run is started in it by :meth:`run` / :meth:`start`).
         risk: Pre-trade checks.
         expected_fingerprint: Refuse to start if the feed's fingerprint differs.
+        faults: Fault thresholds and policy: builds the fault policy and the order link.
+        restart_ingest: For the fault policy: starts a fresh ingest, returns its feed.
+        recover: Rebuild state after a crash at start
+            (:func:`twinfeed.live.brain.recovery.recover`).
+        control: The operator control server (``twinfeed ctl``), served every step.
     """
 
     def __init__(
@@ -264,6 +288,10 @@ class LiveTrader:
         run_config: Mapping[str, Any] | None = None,
         monitor: FeedMonitor | None = None,
         instruments: SymbolInstruments | None = None,
+        faults: FaultConfig | None = None,
+        restart_ingest: Callable[[], Feed] | None = None,
+        recover: bool = False,
+        control: ControlServer | None = None,
     ) -> None:
         if expected_fingerprint is not None and feed.fingerprint != expected_fingerprint:
             raise ValueError(
@@ -276,6 +304,11 @@ class LiveTrader:
         self.feed = feed
         self.db = db
         self.risk = risk
+        self.faults = faults
+        if monitor is None and faults is not None:
+            from twinfeed.live.brain.faults import FaultMonitor
+
+            monitor = FaultMonitor(faults)
         self.monitor = monitor or FeedMonitor(config.stale_after_s, config.degraded_after_s)
         self.oms = OrderManager()
         #: The trading rules of ``config.symbols`` (``ctx.instrument``, PnL of inverse contracts).
@@ -298,6 +331,34 @@ class LiveTrader:
         self.id_prefix = "o"
         self.summary = RunSummary(run_id="")
         self.stopping = False
+        self.recover = recover
+        self.recovery: dict[str, Any] | None = None
+        #: An order entry that matches on the market data itself (shadow trading,
+        #: :class:`twinfeed.live.brain.shadow.ShadowEntry`) gets every batch first.
+        self._market_data: Callable[[np.ndarray[Any, Any]], None] | None = getattr(
+            gateway, "market_data", None
+        )
+        # ---- the parts
+        self.control = control
+        #: The local replay venue's latest status document (its ``GET /_venue/status``: line
+        #: index, lines, lap, finished), as the session last polled it; None when the feed is
+        #: not a local replay or before the first poll.
+        self.replay_status: dict[str, Any] | None = None
+        self.order_link: OrderLink | None = None
+        self.policy: FeedPolicy
+        if faults is None:
+            self.policy = FeedPolicy(self)
+        else:
+            from twinfeed.live.brain.faults import FaultPolicy
+            from twinfeed.live.brain.order_faults import OrderLink
+
+            self.policy = FaultPolicy(self, faults, restart_ingest)
+            self.order_link = OrderLink(
+                self,
+                retry_s=faults.venue_retry_s,
+                retry_max_s=faults.venue_retry_max_s,
+                rate_limit_backoff_s=faults.rate_limit_backoff_s,
+            )
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -316,10 +377,15 @@ class LiveTrader:
             params=dict(strategy.params),
         )
         # Client ids unique across runs on one account: Binance refuses a reused open id.
-        self.id_prefix = f"{run_id[-6:]}-"
+        self.id_prefix = self.ctx.id_prefix = f"{run_id[-6:]}-"
         self.summary = RunSummary(run_id=run_id)
-        strategy.on_start(self.ctx)
-        self._dispatch()
+        self.deliver("on_start")
+        self.dispatch()
+        if self.recover:
+            from twinfeed.live.brain.recovery import recover
+
+            self.recovery = recover(self).to_dict()
+            self.dispatch()
         return run_id
 
     def run(
@@ -352,20 +418,31 @@ class LiveTrader:
 
     def step(self) -> int:
         """One iteration of the loop; returns the number of records handled."""
+        if self.control is not None:
+            self.control.serve_pending(self)
+        rows = self._step()
+        if self.order_link is not None:
+            self.order_link.step()
+        self.policy.step()
+        return rows
+
+    def _step(self) -> int:
         batch = self.feed.read_batch(self.config.max_batch_rows, self.config.poll_timeout_s)
         records = batch.records
+        if self._market_data is not None and len(records):
+            self._market_data(records)  # an in-brain venue matches on what the strategy sees
         self.apply_reports(self.gateway.poll_reports())
-        self._dispatch()
+        self.dispatch()
         if len(records):
             self.monitor.observe(records)
             self.ctx.now = max(self.ctx.now, int(records["local_ns"][-1]))
-        self._check_feed(force=bool(batch.lost))
+        self.check_feed(force=bool(batch.lost))
         if len(records):
             self._mark(records)
             self.summary.records += len(records)
             self.summary.batches += 1
             self._feed_strategy(records)
-            self._dispatch()
+            self.dispatch()
         if self.ctx.now >= self._next_snapshot_ns and self.ctx.now > 0:
             self.snapshot()
             interval = self.config.snapshot_interval_ns
@@ -375,10 +452,12 @@ class LiveTrader:
     def finish(self, status: str = "completed") -> RunSummary:
         """``on_stop``, cancel everything, wait for the venue to settle, reconcile, record."""
         self.stopping = True
+        if self.order_link is not None:
+            self.order_link.close()
         try:
-            self.strategy.on_stop(self.ctx)
+            self.deliver("on_stop")
         finally:
-            self._dispatch()
+            self.dispatch()
         for symbol in self.config.symbols:
             try:
                 when_allowed(functools.partial(self.gateway.send_cancel_all, symbol))
@@ -387,7 +466,7 @@ class LiveTrader:
         deadline = time.monotonic() + self.config.drain_timeout_s
         while time.monotonic() < deadline:
             self.apply_reports(self.gateway.poll_reports())
-            self._dispatch(notify=False)
+            self.dispatch(notify=False)
             if not self.oms.open_orders() and not self.oms.unsettled():
                 break
             time.sleep(0.02)
@@ -396,7 +475,7 @@ class LiveTrader:
         summary.status = status
         summary.duplicates = self.oms.duplicates
         summary.positions = {
-            self._symbol_name(symbol): position.qty
+            self.symbol_name(symbol): position.qty
             for symbol, position in sorted(self.portfolio.positions.items())
         }
         pnl = self.portfolio.pnl()
@@ -428,17 +507,45 @@ class LiveTrader:
                     f"brain and venue positions differ: {mismatched}",
                     {"mismatched": mismatched},
                 )
-        self.db.end_run(status, summary.to_dict())
+        extra: dict[str, Any] = {**self.policy.report(), "recovery": self.recovery}
+        if self.order_link is not None:
+            extra["venue_episodes"] = self.order_link.episodes
+            extra["venue_rate_limits"] = self.order_link.rate_limits
+        port = getattr(self.gateway, "port", None)
+        if port is not None:
+            try:
+                extra["venue_open_orders"] = len(when_allowed(port.open_orders))
+            except Exception as error:  # best effort, as the positions are
+                log.warning("venue open orders unavailable: %s", error)
+        self.db.end_run(status, {**summary.to_dict(), **extra})
+        if self.control is not None:
+            self.control.close()
         return summary
 
     # ---- orders from the strategy -------------------------------------------------------
 
-    def _symbol_name(self, symbol: int) -> str:
+    def symbol_name(self, symbol: int) -> str:
         symbols = self.config.symbols
         return symbols[symbol] if 0 <= symbol < len(symbols) else str(symbol)
 
-    def submit(self, order: Order) -> None:
-        """Risk-checks, records and sends a new strategy order."""
+    def request(self, request: Request) -> list[str]:
+        """The one door for the strategy's requests (:class:`twinfeed.context.Request`, from
+        ``ctx.submit/cancel/cancel_all/replace``); for ``cancel_all`` returns the ids it
+        cancels."""
+        if request.action == "submit":
+            assert request.order is not None
+            self.submit(request.order, request.refusal)
+        elif request.action == "cancel":
+            self.cancel(request.client_id)
+        elif request.action == "cancel_all":
+            return self.cancel_all(request.symbol)
+        else:
+            self.replace(request.client_id, request.price, request.qty)
+        return []
+
+    def submit(self, order: Order, refusal: str = "") -> None:
+        """Risk-checks, records and sends a new strategy order (``refusal``: the context found
+        it invalid; it is recorded rejected and not sent)."""
         if order.client_id in self.logical:
             raise ValueError(f"duplicate client order id {order.client_id!r}")
         view = Order(
@@ -450,13 +557,15 @@ class LiveTrader:
             type=order.type,
             tif=order.tif,
             submit_ns=order.submit_ns,
+            reduce_only=order.reduce_only,
+            good_till_ms=order.good_till_ms,
         )
         self.logical[order.client_id] = _Logical(view, order.client_id)
-        self._send_leg(order, order.client_id)
+        self._send_leg(order, order.client_id, refusal)
 
-    def _send_leg(self, order: Order, strategy_id: str) -> None:
+    def _send_leg(self, order: Order, strategy_id: str, invalid: str = "") -> None:
         mid = self._mids.get(order.symbol, float("nan"))
-        symbol = self._symbol_name(order.symbol)
+        symbol = self.symbol_name(order.symbol)
         self.oms.add(order)
         self._legs[order.client_id] = _LegInfo(strategy_id, time.time_ns(), mid)
         self.db.order(
@@ -467,6 +576,11 @@ class LiveTrader:
             mid=mid,
         )
         self.summary.orders += 1
+        if invalid:
+            self.summary.risk_rejections += 1
+            self._count_refusal(f"invalid {invalid}")
+            self._apply_events(self.oms.reject(order.client_id, self.ctx.now, invalid))
+            return
         refusal = self._rules_refusal(order, mid)
         if refusal:
             # The instrument's rules, checked before the venue (which applies the same ones).
@@ -534,7 +648,7 @@ class LiveTrader:
             return False
         order = self.oms.get(leg)
         try:
-            report = self.gateway.send_cancel(leg, self._symbol_name(order.symbol))
+            report = self.gateway.send_cancel(leg, self.symbol_name(order.symbol))
         except VenueError as error:
             log.warning("cancel %s refused: %s", leg, error)
             return False
@@ -561,6 +675,10 @@ class LiveTrader:
                 OrderUpdate.of(view, self.ctx.now, "replace refused: order finished")
             )
             return
+        remaining = qty - view.filled_qty
+        if self.gateway.supports_modify and view.type == "limit" and remaining > 1e-12:
+            self._modify_leg(logical, price, qty)
+            return
         logical.replacing = True
         try:
             cancelled = self._cancel_leg(logical.leg)
@@ -571,7 +689,6 @@ class LiveTrader:
             # The leg finished (filled) first: its own update tells the strategy.
             self._sync_view(logical, old, self.ctx.now)
             return
-        remaining = qty - view.filled_qty
         if remaining <= 1e-12:
             view.qty = qty
             self._finish_view(logical, "filled" if view.filled_qty > 0 else "cancelled")
@@ -590,8 +707,32 @@ class LiveTrader:
             type=view.type,
             tif=view.tif,
             submit_ns=self.ctx.now,
+            reduce_only=view.reduce_only,
+            good_till_ms=view.good_till_ms,
         )
         self._send_leg(leg, strategy_id)
+
+    def _modify_leg(self, logical: _Logical, price: float, qty: float) -> None:
+        """A replace in place (the venue's modify): the leg keeps its id; its total quantity
+        is the strategy's new total less what earlier legs filled."""
+        view = logical.view
+        leg = self.oms.get(logical.leg)
+        leg_qty = round(qty - (view.filled_qty - leg.filled_qty), 8)
+        try:
+            report = self.gateway.send_modify(
+                leg.client_id, self.symbol_name(leg.symbol), leg.side, leg_qty, price
+            )
+        except VenueError as error:
+            self._pending.append(
+                OrderUpdate.of(view, self.ctx.now, f"replace refused: {error.code} {error.message}")
+            )
+            return
+        if report.state not in TERMINAL_STATES:
+            leg.qty, leg.price = leg_qty, price
+            view.qty, view.price = qty, price
+            self.db.order_event(OrderUpdate.of(leg, self.ctx.now, "replaced"), leg)
+            self._pending.append(OrderUpdate.of(view, self.ctx.now, "replaced"))
+        self.apply_reports([report])
 
     # ---- venue reports ------------------------------------------------------------------
 
@@ -612,7 +753,7 @@ class LiveTrader:
                 # Written and committed before anything acts on it.
                 self.db.fill(
                     event,
-                    symbol=self._symbol_name(event.symbol),
+                    symbol=self.symbol_name(event.symbol),
                     strategy_id=info.strategy_id,
                     order=leg,
                     submit_wall_ns=info.submit_wall_ns,
@@ -673,17 +814,22 @@ class LiveTrader:
         view.done_ns = self.ctx.now
         self._pending.append(OrderUpdate.of(view, self.ctx.now))
 
-    def _dispatch(self, notify: bool = True) -> None:
+    def dispatch(self, notify: bool = True) -> None:
         """Hands queued fills and updates to the strategy, in order."""
         while self._pending:
             events, self._pending = self._pending, []
             if not notify:
                 continue
             for event in events:
-                if isinstance(event, Fill):
-                    self.strategy.on_fill(self.ctx, event)
-                else:
-                    self.strategy.on_order_update(self.ctx, event)
+                self.deliver("on_fill" if isinstance(event, Fill) else "on_order_update", event)
+
+    def deliver(self, callback: Callback, payload: Any = None) -> None:
+        """The one door into the strategy: every callback (start, fill, order update, feed
+        status, batch or record, stop) is made here, with ``ctx.now_ns`` already set."""
+        if callback == "on_start" or callback == "on_stop":
+            getattr(self.strategy, callback)(self.ctx)
+        else:
+            getattr(self.strategy, callback)(self.ctx, payload)
 
     # ---- market data --------------------------------------------------------------------
 
@@ -706,14 +852,14 @@ class LiveTrader:
         row = len(records) - 1
         try:
             if strategy.wants_batches:
-                strategy.on_batch(self.ctx, records)
+                self.deliver("on_batch", records)
                 return
             times = records["local_ns"].tolist()
             for row in range(len(records)):
                 self.ctx.now = times[row]
-                strategy.on_record(self.ctx, records[row])
+                self.deliver("on_record", records[row])
                 if self._pending:
-                    self._dispatch()
+                    self.dispatch()
         except Exception as error:
             # One line naming the record the strategy failed on (README: the CLI's errors).
             from twinfeed.research.backtest import strategy_failure
@@ -730,7 +876,7 @@ class LiveTrader:
                 raise
             raise failure from error
 
-    def _check_feed(self, force: bool = False) -> None:
+    def check_feed(self, force: bool = False) -> None:
         # Records-derived changes (gap, disconnect) are assessed every step; the ring's health
         # (heartbeat age, ingest process) every ``health_interval_s``.
         now = time.monotonic()
@@ -742,7 +888,7 @@ class LiveTrader:
             self.on_feed_transition(transition)
 
     def on_feed_transition(self, transition: FeedTransition) -> None:
-        """Records a feed status change and acts on it. Override to add policies."""
+        """Records a feed status change, has the feed policy act on it, tells the strategy."""
         self.summary.feed_transitions += 1
         self.db.feed_event(
             self.ctx.now,
@@ -750,21 +896,132 @@ class LiveTrader:
             transition.previous,
             {"reason": transition.reason, **transition.detail},
         )
-        if transition.status == "stale":
-            self.risk.block_opening(f"feed stale: {transition.reason}")
-            self.cancel_all()
-        elif transition.status == "healthy":
+        self.policy.on_transition(transition)
+        self.dispatch()
+        self.deliver("on_feed_status", transition.status)
+        self.dispatch()
+
+    # ---- feed swaps and operator controls (in the loop's thread) -------------------------
+
+    def replace_feed(self, feed: Feed) -> None:
+        """Reads from ``feed`` from now on (a restarted ingest's ring)."""
+        self.feed = feed
+        self._health = None
+
+    @property
+    def link_blocking(self) -> bool:
+        """True while the order link keeps opening risk blocked (the venue is down)."""
+        return self.order_link is not None and self.order_link.blocking
+
+    def venue_link_restored(self) -> bool:
+        """The order venue is reachable again and reconciled: opens risk unless the feed, an
+        unwind or an operator pause still blocks it. Returns whether trading resumed."""
+        policy = self.policy
+        if policy.feed_blocked or policy.unwinding or policy.paused:
+            return False
+        self.risk.allow_opening()
+        return True
+
+    def pause(self, reason: str = "paused by the operator") -> None:
+        """Blocks opening risk and cancels every working order until :meth:`resume`."""
+        self.policy.paused = True
+        self.risk.block_opening(reason)
+        self.cancel_all()
+        self.dispatch()
+
+    def resume(self) -> bool:
+        """Lifts an operator pause; opening risk resumes now if the feed allows it."""
+        policy = self.policy
+        policy.paused = False
+        if not policy.feed_blocked and not policy.unwinding and not self.link_blocking:
             self.risk.allow_opening()
-        self._dispatch()
-        self.strategy.on_feed_status(self.ctx, transition.status)
-        self._dispatch()
+            return True
+        return False
+
+    def start_flatten(self) -> None:
+        """Cancels everything and unwinds to flat (operator ``flatten``)."""
+        self.policy.start_flatten()
+
+    def status(self) -> dict[str, Any]:
+        """What ``twinfeed ctl status`` shows."""
+        pnl = self.portfolio.pnl()
+        health = self._health
+        policy = self.policy
+        report = policy.report()
+        return {
+            "run_id": self.summary.run_id,
+            # The brain's clock: the latest record's receive time by the ingest (ns since the
+            # epoch; 0 before the first record).
+            "session_ns": int(self.ctx.now),
+            "replay": replay_progress(self.replay_status),
+            "feed": self.monitor.status,
+            "venue": "up" if self.order_link is None else self.order_link.state,
+            "trading": not (self.risk.opening_blocked or self.risk.killed),
+            "paused": policy.paused,
+            "unwinding": policy.unwinding,
+            "block_reason": self.risk.opening_reason,
+            "ingest_pid": self.feed.writer_pid,
+            "ingest_alive": None if health is None else health.producer_alive,
+            "ingest_restarts": report.get("ingest_restarts", 0),
+            "positions": {
+                self.symbol_name(s): p.qty for s, p in sorted(self.portfolio.positions.items())
+            },
+            "pnl": {
+                "realized": pnl.realized,
+                "unrealized": pnl.unrealized,
+                "fees": pnl.fees,
+                "total": pnl.total,
+            },
+            "open_orders": [
+                {
+                    "client_id": o.client_id,
+                    "symbol": self.symbol_name(o.symbol),
+                    "side": o.side,
+                    "qty": o.qty,
+                    "price": o.price,
+                    "state": o.state,
+                }
+                for o in self.oms.open_orders()
+                if o.state in OPEN_STATES
+            ],
+            "orders": self.summary.orders,
+            "accepted": self.summary.accepted,
+            "refusals": self.summary.top_refusals(5),
+            "symbols": list(self.config.symbols),
+            "currency": self.portfolio.currency,
+            "fills": self.summary.fills,
+            "episodes": report.get("episodes", []),
+            "venue_episodes": [] if self.order_link is None else self.order_link.episodes,
+        }
 
     def snapshot(self) -> None:
         """Writes the positions of every traded symbol to ``position_snapshots``."""
         self.db.positions(
             self.ctx.now,
             [
-                (self._symbol_name(symbol), position)
+                (self.symbol_name(symbol), position)
                 for symbol, position in sorted(self.portfolio.positions.items())
             ],
         )
+
+
+def replay_progress(status: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Replay progress from a local venue's status document: ``line`` (1-based capture line
+    replayed last, 0 before the first), ``lines`` (the capture's), ``local_ns`` (that line's
+    receive time in the capture: the replay's clock, 0 before the first), ``percent`` of the
+    capture replayed, ``lap`` (0-based, ``--loop``) and ``finished``; None without a status or
+    before the venue knows its capture's length."""
+    if not status or not status.get("lines"):
+        return None
+    lines = int(status["lines"])
+    index = status.get("line_index")
+    line = 0 if index is None else int(index) + 1
+    finished = bool(status.get("finished"))
+    return {
+        "line": line,
+        "lines": lines,
+        "local_ns": int(status.get("local_ns") or 0),
+        "percent": 100.0 if finished else round(100.0 * line / lines, 1),
+        "lap": int(status.get("lap") or 0),
+        "finished": finished,
+    }

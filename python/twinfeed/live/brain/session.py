@@ -56,10 +56,11 @@ from pathlib import Path
 from typing import Any
 
 from twinfeed.live.brain.control import ControlServer
-from twinfeed.live.brain.entry import PortEntry
-from twinfeed.live.brain.faults import FaultConfig, FaultTolerantTrader
+from twinfeed.live.brain.entry import OrderEntry, PortEntry
+from twinfeed.live.brain.faults import FaultConfig
 from twinfeed.live.brain.risk import RiskConfig, RiskManager
-from twinfeed.live.brain.runner import LiveConfig, RunSummary
+from twinfeed.live.brain.runner import LiveConfig, LiveTrader, RunSummary
+from twinfeed.live.brain.shadow import ShadowEntry
 from twinfeed.live.brain.trade_db import TradeDB
 
 __all__ = ["LiveSettings", "SessionResult", "load_settings", "run_session"]
@@ -103,6 +104,9 @@ class LiveSettings:
     symbols: tuple[str, ...] | None = None
     #: Whether ``[risk]`` was given (else an artifact's risk limits apply).
     risk_given: bool = False
+    #: Shadow trading: orders are matched inside the brain on the live market data
+    #: (:class:`twinfeed.live.brain.shadow.ShadowEntry`); none reaches a venue.
+    shadow: bool = False
 
     def describe(self) -> dict[str, Any]:
         """The settings as stored in the run's config (credentials left out)."""
@@ -200,7 +204,7 @@ def run_session(
     from twinfeed.live.brain.preflight import PreflightError, preflight
     from twinfeed.live.feed import Feed
     from twinfeed.live.ingest import start_ingest
-    from twinfeed.live.leftovers import clean_dead_leftovers, tagged
+    from twinfeed.live.leftovers import clean_dead_leftovers
     from twinfeed.live.paper_venue import PaperVenue
     from twinfeed.live.paper_ws import register_user_stream
     from twinfeed.live.venue import BUNDLED_CAPTURE, start_venue
@@ -230,12 +234,7 @@ def run_session(
     removed = clean_dead_leftovers()
     if removed:
         say(f"removed {len(removed)} leftovers of dead sessions: {', '.join(map(str, removed))}")
-    owned_tmp = None
-    if work_dir is None:
-        owned_tmp = tempfile.TemporaryDirectory(prefix=tagged("live", os.getpid()))
-        work_dir = owned_tmp.name
-    work = Path(work_dir)
-    work.mkdir(parents=True, exist_ok=True)
+    work, owned_tmp = work_folder(work_dir)
     capture_dir = work / "capture"
     ring = f"live-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     venue_messages = 0
@@ -245,10 +244,7 @@ def run_session(
     # Runs a dead session left `running` (a brain killed with -9): this session recovers them
     # (twinfeed.live.brain.recovery) against a paper venue that carries the dead session's
     # trades over from the ledger, so every venue trade of theirs ends up in the DB.
-    left_running = [
-        row[0]
-        for row in db.con.execute("SELECT run_id FROM runs WHERE status = 'running'").fetchall()
-    ]
+    left_running = running_runs(db)
     try:
         # The ingest gets the capture's own depth diffs, at whatever speed it subscribes
         # (a @depth@0ms capture is not merged into 100/250 ms windows): the records the
@@ -261,45 +257,53 @@ def run_session(
             depth_as_captured=True,
         ) as market:
             say(f"market-data venue on {market.url} replaying {capture.name} at {settings.speed}x")
-            paper = PaperVenue.start(
-                capture,
-                market.status,
-                keys={key: secret, order_key: public_pem},
-                latency_ns=settings.latency_ns,
-                maker_fee_bps=settings.maker_fee_bps,
-                taker_fee_bps=settings.taker_fee_bps,
-                config=config,
-                instruments=_venue_rules(deployment),
-                ledger=paper_ledger_path(settings.db),
-                carry_over=bool(left_running),
+            paper = (
+                None
+                if settings.shadow
+                else PaperVenue.start(
+                    capture,
+                    market.status,
+                    keys={key: secret, order_key: public_pem},
+                    latency_ns=settings.latency_ns,
+                    maker_fee_bps=settings.maker_fee_bps,
+                    taker_fee_bps=settings.taker_fee_bps,
+                    config=config,
+                    instruments=_venue_rules(deployment),
+                    ledger=paper_ledger_path(settings.db),
+                    carry_over=bool(left_running),
+                )
             )
             # Binance clients find the user stream on the market-data host: ask the venue to
             # forward it (logged, not fatal: the brain reads paper.ws_url directly).
-            if register_user_stream(market.url, paper.ws.port, say=say):
+            if paper is not None and register_user_stream(market.url, paper.ws.port, say=say):
                 say(f"user-data websocket on {paper.ws_url} (and through {market.url})")
-            if left_running:
+            recovering = bool(left_running) and paper is not None
+            if recovering:
                 say(f"recovering runs left running by a dead session: {', '.join(left_running)}")
             venue: BinanceVenue | None = None
+            market_name = deployment.venue or "binance-usdm"
             try:
-                say(f"paper order entry on {paper.url}")
-                order_gateway = OrderGateway(
-                    paper.url, order_key, "", private_key=private_pem, stream_url=paper.ws_url
-                )
-                market_name = deployment.venue or "binance-usdm"
-                checker = BinanceVenue(order_gateway, stream=False, market=market_name)
-                drift = verify(deployment, checker.instruments, settings.allow_drift)
-                for difference in drift:
-                    say(f"drift (allowed): {difference}")
-                checked = preflight(
-                    checker,
-                    list(live_config.symbols),
-                    {instrument.symbol: instrument for instrument in deployment.instruments},
-                    recovering=bool(left_running),
-                )
-                for line in checked.lines:
-                    say(f"preflight: {line}")
-                if not checked.ok:
-                    raise PreflightError(checked.problems)
+                if paper is None:
+                    say("shadow: orders are matched inside the brain; none reaches a venue")
+                else:
+                    say(f"paper order entry on {paper.url}")
+                    order_gateway = OrderGateway(
+                        paper.url, order_key, "", private_key=private_pem, stream_url=paper.ws_url
+                    )
+                    checker = BinanceVenue(order_gateway, stream=False, market=market_name)
+                    drift = verify(deployment, checker.instruments, settings.allow_drift)
+                    for difference in drift:
+                        say(f"drift (allowed): {difference}")
+                    checked = preflight(
+                        checker,
+                        list(live_config.symbols),
+                        {instrument.symbol: instrument for instrument in deployment.instruments},
+                        recovering=recovering,
+                    )
+                    for line in checked.lines:
+                        say(f"preflight: {line}")
+                    if not checked.ok:
+                        raise PreflightError(checked.problems)
                 with open(work / "ingest.log", "ab") as ingest_log:
                     ingest = start_ingest(
                         capture_dir=capture_dir,
@@ -335,43 +339,36 @@ def run_session(
                     try:
                         ingest.wait_for_ring(timeout=30)
                         feed = Feed.open(ring, expected_fingerprint=config.fingerprint, wait=10)
-                        venue = BinanceVenue(
-                            order_gateway,
-                            market=market_name,
-                            keepalive_s=_keepalive_s(settings.speed),
-                            # The local venue takes wall-clock timestamps; its own clock is
-                            # the replay's, which runs at ``speed``: a synced offset would
-                            # fall behind it (a -1021 still resyncs and retries).
-                            clock_sync_s=None,
-                            ws_api=WsApiClient(paper.ws_url, order_key, private_pem),
-                            instruments={
-                                instrument.symbol: instrument
-                                for instrument in deployment.instruments
-                            },
-                        )
-                        trader = FaultTolerantTrader(
-                            live_config,
+                        entry: OrderEntry
+                        if paper is None:
+                            entry = shadow_entry(settings, deployment)
+                        else:
+                            venue = BinanceVenue(
+                                order_gateway,
+                                market=market_name,
+                                keepalive_s=_keepalive_s(settings.speed),
+                                # The local venue takes wall-clock timestamps; its own clock
+                                # is the replay's, which runs at ``speed``: a synced offset
+                                # would fall behind it (a -1021 still resyncs and retries).
+                                clock_sync_s=None,
+                                ws_api=WsApiClient(paper.ws_url, order_key, private_pem),
+                                instruments={
+                                    instrument.symbol: instrument
+                                    for instrument in deployment.instruments
+                                },
+                            )
+                            entry = PortEntry(venue)
+                        trader, control_path = assemble_trader(
+                            settings,
+                            deployment,
                             strategy,
-                            PortEntry(venue),
+                            entry,
                             feed,
                             db,
-                            RiskManager(deployment.risk),
-                            expected_fingerprint=config.fingerprint,
-                            run_config={
-                                "session": settings.describe(),
-                                "capture": str(capture),
-                                "feature_config": config.canonical_json,
-                                "deployment": deployment.run_config(),
-                            },
-                            instruments=deployment.symbol_instruments(),
-                            faults=settings.faults,
+                            {"capture": str(capture)},
                             restart_ingest=restart_ingest,
-                            recover=bool(left_running),
+                            recover=recovering,
                         )
-                        control_path = settings.control_socket or str(
-                            Path(settings.db).parent / "control.sock"
-                        )
-                        trader.control = ControlServer(control_path)
                         say(f"control socket {control_path}")
                         say(f"ingest pid {ingest.pid} -> ring {ring}; trading")
                         summary = trader.run(
@@ -401,7 +398,8 @@ def run_session(
                 if venue is not None:
                     stream_gaps = venue.stream_gaps
                     venue.close()
-                paper.stop()
+                if paper is not None:
+                    paper.stop()
     finally:
         db.close()
         if owned_tmp is not None:
@@ -409,6 +407,78 @@ def run_session(
     return SessionResult(
         summary, Path(settings.db), capture_dir, venue_messages, stream_gaps, abnormal
     )
+
+
+def work_folder(
+    work_dir: str | os.PathLike[str] | None,
+) -> tuple[Path, tempfile.TemporaryDirectory[str] | None]:
+    """A session's working folder: ``work_dir``, or a temporary one (returned to clean up)."""
+    owned = None
+    if work_dir is None:
+        from twinfeed.live.leftovers import tagged
+
+        owned = tempfile.TemporaryDirectory(prefix=tagged("live", os.getpid()))
+        work_dir = owned.name
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    return work, owned
+
+
+def running_runs(db: TradeDB) -> list[str]:
+    """Runs a dead session left ``running`` (a brain killed with -9): the next session
+    recovers them (:mod:`twinfeed.live.brain.recovery`)."""
+    rows = db.con.execute("SELECT run_id FROM runs WHERE status = 'running'").fetchall()
+    return [row[0] for row in rows]
+
+
+def shadow_entry(settings: LiveSettings, deployment: Any) -> ShadowEntry:
+    """The in-brain order entry of a ``--shadow`` session (the backtester's engine settings)."""
+    return ShadowEntry(
+        deployment.symbols,
+        deployment.symbol_instruments(),
+        latency_ns=settings.latency_ns,
+        maker_fee_bps=settings.maker_fee_bps,
+        taker_fee_bps=settings.taker_fee_bps,
+    )
+
+
+def assemble_trader(
+    settings: LiveSettings,
+    deployment: Any,
+    strategy: Any,
+    entry: OrderEntry,
+    feed: Any,
+    db: TradeDB,
+    run_config: Mapping[str, Any],
+    *,
+    restart_ingest: Callable[[], Any],
+    recover: bool,
+) -> tuple[LiveTrader, str]:
+    """A session's :class:`LiveTrader` from its parts (the settings' fault policy, the order
+    link, the control server on ``control_socket``); returns it and the socket's path."""
+    control_path = settings.control_socket or str(Path(settings.db).parent / "control.sock")
+    config = deployment.config
+    trader = LiveTrader(
+        replace(settings.live, symbols=deployment.symbols),
+        strategy,
+        entry,
+        feed,
+        db,
+        RiskManager(deployment.risk),
+        expected_fingerprint=config.fingerprint,
+        run_config={
+            "session": settings.describe(),
+            **run_config,
+            "feature_config": config.canonical_json,
+            "deployment": deployment.run_config(),
+        },
+        instruments=deployment.symbol_instruments(),
+        faults=settings.faults,
+        restart_ingest=restart_ingest,
+        recover=recover,
+        control=ControlServer(control_path),
+    )
+    return trader, control_path
 
 
 def paper_ledger_path(db: str | os.PathLike[str]) -> Path:
