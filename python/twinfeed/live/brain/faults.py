@@ -308,6 +308,7 @@ class FaultTolerantTrader(LiveTrader):
         elif transition.status == "healthy":
             self._healthy_since = time.monotonic()
         self._dispatch()
+        self.journal.feed(self.ctx.now, transition.status, transition.reason)
         self.strategy.on_feed_status(self.ctx, transition.status)
         self._dispatch()
 
@@ -333,6 +334,7 @@ class FaultTolerantTrader(LiveTrader):
             self.db.risk_event(self.ctx.now, "", "ingest_restart", f"failed: {error}", {})
             return
         self.feed = feed
+        self.journal.generation += 1
         self._health = None
         if isinstance(self.monitor, FaultMonitor):
             self.monitor.new_feed()
@@ -358,6 +360,7 @@ class FaultTolerantTrader(LiveTrader):
 
     def start_flatten(self) -> None:
         """Cancels everything and unwinds to flat (operator ``flatten``)."""
+        self.journal.control(self.ctx.now, "flatten")
         self.cancel_all()
         self.unwinding = True
         self._next_unwind = 0.0
@@ -437,6 +440,7 @@ class FaultTolerantTrader(LiveTrader):
     # ---- operator controls (called in the loop's thread by the control server) ---------
 
     def pause(self, reason: str = "paused by the operator") -> None:
+        self.journal.control(self.ctx.now, "pause", {"reason": reason})
         self.paused = True
         self.risk.block_opening(reason)
         self.cancel_all()
@@ -444,6 +448,7 @@ class FaultTolerantTrader(LiveTrader):
 
     def resume(self) -> bool:
         """Lifts an operator pause; opening risk resumes now if the feed allows it."""
+        self.journal.control(self.ctx.now, "resume")
         self.paused = False
         if not self.feed_blocked and not self.unwinding and not self.order_link.blocking:
             self.risk.allow_opening()

@@ -42,6 +42,7 @@ from twinfeed.instruments import (
     load_table,
 )
 from twinfeed.live.brain.entry import OrderEntry
+from twinfeed.live.brain.journal import Journal, RunnerFault
 from twinfeed.live.brain.monitor import FeedMonitor, FeedTransition
 from twinfeed.live.brain.oms import ExecutionReport, OrderManager
 from twinfeed.live.brain.risk import RiskManager
@@ -197,6 +198,20 @@ class LiveContext:
         if client_id is None:
             self._next_id += 1
             client_id = f"{self._trader.id_prefix}{self._next_id}"
+        journal = self._trader.journal
+        journal.request(
+            self.now,
+            "submit",
+            {
+                "side": side,
+                "qty": qty,
+                "price": price,
+                "type": type,
+                "tif": tif,
+                "client_id": client_id,
+                "symbol": symbol,
+            },
+        )
         order = Order(
             client_id,
             0 if symbol is None else symbol,
@@ -207,17 +222,41 @@ class LiveContext:
             tif=tif,
             submit_ns=self.now,
         )
-        self._trader.submit(order)
+        journal.inside = True
+        try:
+            self._trader.submit(order)
+        finally:
+            journal.inside = False
         return client_id
 
     def cancel(self, client_id: str) -> None:
-        self._trader.cancel(client_id)
+        journal = self._trader.journal
+        journal.request(self.now, "cancel", {"client_id": client_id})
+        journal.inside = True
+        try:
+            self._trader.cancel(client_id)
+        finally:
+            journal.inside = False
 
     def cancel_all(self, symbol: int | None = None) -> list[str]:
-        return self._trader.cancel_all(symbol)
+        journal = self._trader.journal
+        journal.request(self.now, "cancel_all", {"symbol": symbol})
+        journal.inside = True
+        try:
+            return self._trader.cancel_all(symbol)
+        finally:
+            journal.inside = False
 
     def replace(self, client_id: str, price: float, qty: float) -> None:
-        self._trader.replace(client_id, price, qty)
+        journal = self._trader.journal
+        journal.request(
+            self.now, "replace", {"client_id": client_id, "price": price, "qty": qty}
+        )
+        journal.inside = True
+        try:
+            self._trader.replace(client_id, price, qty)
+        finally:
+            journal.inside = False
 
     def position(self, symbol: int | None = None) -> float:
         return self._trader.portfolio.position(0 if symbol is None else symbol).qty
@@ -298,6 +337,10 @@ class LiveTrader:
         self.id_prefix = "o"
         self.summary = RunSummary(run_id="")
         self.stopping = False
+        #: What the strategy saw and did (twinfeed.live.brain.journal), for the replay.
+        self.journal = Journal(db)
+        self._fault = RunnerFault.from_env()
+        self._batch_first = 0
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -318,6 +361,7 @@ class LiveTrader:
         # Client ids unique across runs on one account: Binance refuses a reused open id.
         self.id_prefix = f"{run_id[-6:]}-"
         self.summary = RunSummary(run_id=run_id)
+        self.journal.start(self.ctx.now, self._journal_setup(run_id))
         strategy.on_start(self.ctx)
         self._dispatch()
         return run_id
@@ -361,20 +405,32 @@ class LiveTrader:
             self.ctx.now = max(self.ctx.now, int(records["local_ns"][-1]))
         self._check_feed(force=bool(batch.lost))
         if len(records):
+            if self._fault is not None:
+                records = self._fault.batch(records)
             self._mark(records)
             self.summary.records += len(records)
             self.summary.batches += 1
+            self._batch_first = self.feed.cursor - len(records)
+            self.journal.batch(
+                self._batch_first,
+                int(records["line"][0]),
+                int(records["line"][-1]),
+                len(records),
+                self.ctx.now,
+            )
             self._feed_strategy(records)
             self._dispatch()
         if self.ctx.now >= self._next_snapshot_ns and self.ctx.now > 0:
             self.snapshot()
             interval = self.config.snapshot_interval_ns
             self._next_snapshot_ns = (self.ctx.now // interval + 1) * interval
+        self.journal.flush()
         return len(records)
 
     def finish(self, status: str = "completed") -> RunSummary:
         """``on_stop``, cancel everything, wait for the venue to settle, reconcile, record."""
         self.stopping = True
+        self.journal.stop(self.ctx.now)
         try:
             self.strategy.on_stop(self.ctx)
         finally:
@@ -428,6 +484,7 @@ class LiveTrader:
                     f"brain and venue positions differ: {mismatched}",
                     {"mismatched": mismatched},
                 )
+        self.journal.end(self.ctx.now, status)
         self.db.end_run(status, summary.to_dict())
         return summary
 
@@ -557,9 +614,7 @@ class LiveTrader:
             raise KeyError(f"unknown order {strategy_id!r}")
         view = logical.view
         if view.state in TERMINAL_STATES:
-            self._pending.append(
-                OrderUpdate.of(view, self.ctx.now, "replace refused: order finished")
-            )
+            self._queue(OrderUpdate.of(view, self.ctx.now, "replace refused: order finished"))
             return
         logical.replacing = True
         try:
@@ -642,7 +697,7 @@ class LiveTrader:
                         event.fill_id,
                         event.queue_ns,
                     )
-                self._pending.append(event)
+                self._queue(event)
             else:
                 self.db.order_event(event, leg)
                 if logical.leg == event.client_id and not (
@@ -665,13 +720,18 @@ class LiveTrader:
         if state in TERMINAL_STATES:
             view.done_ns = ts_ns
             view.reason = leg.reason
-        self._pending.append(OrderUpdate.of(view, ts_ns, reason))
+        self._queue(OrderUpdate.of(view, ts_ns, reason))
 
     def _finish_view(self, logical: _Logical, state: Any) -> None:
         view = logical.view
         view.state = state
         view.done_ns = self.ctx.now
-        self._pending.append(OrderUpdate.of(view, self.ctx.now))
+        self._queue(OrderUpdate.of(view, self.ctx.now))
+
+    def _queue(self, event: Event) -> None:
+        """Queues a fill or update for the strategy (journaled: its effect starts now)."""
+        self.journal.effect(event)
+        self._pending.append(event)
 
     def _dispatch(self, notify: bool = True) -> None:
         """Hands queued fills and updates to the strategy, in order."""
@@ -679,6 +739,9 @@ class LiveTrader:
             events, self._pending = self._pending, []
             if not notify:
                 continue
+            self.journal.deliver(self.ctx.now, len(events))
+            if self._fault is not None:
+                events = self._fault.deliveries(events)
             for event in events:
                 if isinstance(event, Fill):
                     self.strategy.on_fill(self.ctx, event)
@@ -713,6 +776,7 @@ class LiveTrader:
                 self.ctx.now = times[row]
                 strategy.on_record(self.ctx, records[row])
                 if self._pending:
+                    self.journal.at_seq = self._batch_first + row + 1
                     self._dispatch()
         except Exception as error:
             # One line naming the record the strategy failed on (README: the CLI's errors).
@@ -756,8 +820,34 @@ class LiveTrader:
         elif transition.status == "healthy":
             self.risk.allow_opening()
         self._dispatch()
+        self.journal.feed(self.ctx.now, transition.status, transition.reason)
         self.strategy.on_feed_status(self.ctx, transition.status)
         self._dispatch()
+
+    def _journal_setup(self, run_id: str) -> dict[str, Any]:
+        """What the journal's ``start`` entry holds: enough to rebuild strategy and context."""
+        strategy = self.strategy
+        instruments: list[dict[str, Any]] = []
+        try:
+            resolved = self.instruments.resolved()
+        except UnknownInstrumentError:
+            resolved = []
+        for instrument in resolved:
+            instruments.append({"venue": instrument.venue, **instrument.to_exchange_info()})
+        return {
+            "run_id": run_id,
+            "id_prefix": self.id_prefix,
+            "strategy": self._run_config.get("strategy_spec") or type(strategy).qualified_name(),
+            "params": dict(strategy.params),
+            "wants_batches": bool(strategy.wants_batches),
+            "symbols": list(self.config.symbols),
+            "venue": self.instruments.venue,
+            "instruments": instruments,
+            "rules_given": self._rules_given,
+            "capture_dir": self._run_config.get("ingest_capture_dir"),
+            "feature_config_toml": self._run_config.get("deployment", {}).get("feature_config_toml"),
+            "fingerprint": self.feed.fingerprint,
+        }
 
     def snapshot(self) -> None:
         """Writes the positions of every traded symbol to ``position_snapshots``."""

@@ -236,8 +236,14 @@ def run_session(
         work_dir = owned_tmp.name
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    capture_dir = work / "capture"
     ring = f"live-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    # The ingest's capture is the input of the decision replay (twinfeed parity trades): it
+    # stays with the trade DB when the session's work folder is a temporary one.
+    capture_dir = (
+        work / "capture"
+        if owned_tmp is None
+        else Path(settings.db).parent / f"{Path(settings.db).stem}.captures" / ring
+    )
     venue_messages = 0
     stream_gaps = 0
     abnormal: str | None = None
@@ -362,6 +368,8 @@ def run_session(
                                 "capture": str(capture),
                                 "feature_config": config.canonical_json,
                                 "deployment": deployment.run_config(),
+                                "strategy_spec": _replayable_spec(deployment.strategy),
+                                "ingest_capture_dir": str(capture_dir.resolve()),
                             },
                             instruments=deployment.symbol_instruments(),
                             faults=settings.faults,
@@ -409,6 +417,14 @@ def run_session(
     return SessionResult(
         summary, Path(settings.db), capture_dir, venue_messages, stream_gaps, abnormal
     )
+
+
+def _replayable_spec(spec: str) -> str:
+    """``spec`` with a strategy file's path made absolute (the replay may run elsewhere)."""
+    module, _, name = spec.rpartition(":")
+    if module.endswith(".py") or "/" in module or os.sep in module:
+        return f"{Path(module).resolve()}:{name}"
+    return spec
 
 
 def paper_ledger_path(db: str | os.PathLike[str]) -> Path:
