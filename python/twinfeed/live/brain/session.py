@@ -368,7 +368,11 @@ def run_session(
                                 "capture": str(capture),
                                 "feature_config": config.canonical_json,
                                 "deployment": deployment.run_config(),
-                                "strategy_spec": _replayable_spec(deployment.strategy),
+                                "strategy_spec": (
+                                    type(strategy).qualified_name()
+                                    if strategy_factory is not None
+                                    else _replayable_spec(deployment.strategy)
+                                ),
                                 "ingest_capture_dir": str(capture_dir.resolve()),
                             },
                             instruments=deployment.symbol_instruments(),

@@ -1,0 +1,620 @@
+"""Execution comparison: what the venue did with a live run's orders against what the
+matching engine does with the same orders (README, trade parity).
+
+The live run's requests come from its journal (the strategy's exact submits, cancels and
+replaces with their ``ctx.now_ns``); the market is the record stream rebuilt from the capture
+the ingest wrote (the strategy's own clock: the ingest's receive time). Each order reaches the
+simulated venue after its own live submit -> ack latency, measured in the trade DB (wall clock
+from the brain's send to the venue's answer being recorded); a request without a measurement
+gets the run's median. So only execution can differ: the paper venue matches the original
+capture on its replay clock with the same engine, so there the differences are latency and
+timing; against a real venue, queue position and everything the engine does not model.
+
+Per strategy order: the fate on each side (``filled`` / ``partly`` / ``cancelled`` /
+``expired`` / ``refused``), the first-fill time and average price deltas, and for a
+different fate a cause: ``risk refusal`` and ``venue refusal`` (the live reason says which),
+``feed status`` (the feed was not healthy while the order lived), ``latency`` (a taker order,
+or a maker whose price was crossed within one measured latency of its submit or cancel),
+``queue position`` (a maker at a level that traded while it rested, so only the queue ahead
+decided), else ``unexplained``. Then the PnL on both sides, cumulative over time (PNG).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from twinfeed import FeatureConfig
+from twinfeed.capture import capture_files
+from twinfeed.matching import MatchingEngine
+from twinfeed.orders import TERMINAL_STATES, Fill, Order
+from twinfeed.parity.trades import Entry, JournalError, _instruments, load_journal
+from twinfeed.portfolio import Portfolio
+from twinfeed.records import KIND
+
+__all__ = ["ExecutionComparison", "compare_execution", "fate", "print_execution"]
+
+_QUOTE = KIND["quote"]
+_BOOK = KIND["book"]
+_TRADE = KIND["trade"]
+_EPS = 1e-9
+FATES = ("filled", "partly", "cancelled", "expired", "refused", "open")
+
+
+def fate(state: str, qty: float, filled: float, reason: str = "") -> str:
+    """One order's fate from its final state and quantities. A post-only order that would
+    cross is ``refused`` whether the venue refused it (Binance -5022, what the paper venue
+    answers) or expired it (the matching engine's ``post-only would cross``)."""
+    if filled > _EPS:
+        return "filled" if filled >= qty - _EPS else "partly"
+    if state == "rejected" or (state == "expired" and "post-only" in reason):
+        return "refused"
+    if state in ("cancelled", "expired"):
+        return str(state)
+    return "open" if state not in TERMINAL_STATES else str(state)
+
+
+@dataclass
+class ExecutionComparison:
+    """The comparison of one run (see the module docstring)."""
+
+    run_id: str
+    orders: list[dict[str, Any]] = field(default_factory=list)
+    latency_ns: dict[str, float] = field(default_factory=dict)
+    latency_method: str = ""
+    pnl_live: float = 0.0
+    pnl_backtest: float = 0.0
+    curve: dict[str, list[float]] = field(default_factory=dict)
+    json_path: Path | None = None
+    png_path: Path | None = None
+
+    @property
+    def equal(self) -> int:
+        return sum(1 for order in self.orders if order["same_fate"])
+
+    @property
+    def share(self) -> float:
+        """Share of orders whose simulated fate equals the live one (1.0 with no orders)."""
+        return self.equal / len(self.orders) if self.orders else 1.0
+
+    def causes(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for order in self.orders:
+            if not order["same_fate"]:
+                counts[order["cause"]] = counts.get(order["cause"], 0) + 1
+        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "orders_compared": len(self.orders),
+            "equal_fate": self.equal,
+            "equal_fate_share": self.share,
+            "causes": self.causes(),
+            "latency_ns": self.latency_ns,
+            "latency_method": self.latency_method,
+            "pnl_live": self.pnl_live,
+            "pnl_backtest": self.pnl_backtest,
+            "pnl_difference": self.pnl_backtest - self.pnl_live,
+            "orders": self.orders,
+            "curve": self.curve,
+        }
+
+
+def _rows(con: Any, sql: str, run_id: str) -> list[dict[str, Any]]:
+    cursor = con.execute(sql, [run_id])
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _load_live(db: Path, run_id: str) -> dict[str, Any]:
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        config_text = con.execute("SELECT config FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        orders = _rows(
+            con,
+            "SELECT client_id, strategy_id, symbol, side, type, tif, qty, price, submit_ns, "
+            "submit_wall_ns, state, filled_qty, avg_price, reason, done_ns FROM orders "
+            "WHERE run_id = ? ORDER BY submit_wall_ns, client_id",
+            run_id,
+        )
+        fills = _rows(
+            con,
+            "SELECT client_id, strategy_id, symbol, side, price, qty, fee, liquidity, ts_ns, "
+            "wall_ns, trade_id FROM fills WHERE run_id = ? ORDER BY wall_ns",
+            run_id,
+        )
+        acks = _rows(
+            con,
+            "SELECT client_id, min(ts_ns) AS ts_ns FROM order_events WHERE run_id = ? "
+            "AND state <> 'rejected' GROUP BY client_id",
+            run_id,
+        )
+        answers = _rows(
+            con,
+            "SELECT client_id, min(wall_ns) AS wall_ns FROM order_events WHERE run_id = ? "
+            "GROUP BY client_id",
+            run_id,
+        )
+    finally:
+        con.close()
+    config = json.loads(config_text[0]) if config_text and config_text[0] else {}
+    return {"config": config, "orders": orders, "fills": fills, "answers": answers, "acks": acks}
+
+
+class _VenueClock:
+    """Maps a time of the venue's clock (the original capture's receive time at its replay
+    position) to the ingest's clock: the ingest record carrying the same bookTicker update."""
+
+    def __init__(self, original: np.ndarray[Any, Any], ingest: np.ndarray[Any, Any]) -> None:
+        def quotes(records: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+            picked = records[(records["kind"] == _QUOTE) & (records["update_id"] > 0)]
+            return picked[np.argsort(picked["update_id"], kind="stable")]
+
+        self._original = quotes(original)
+        self._original_by_time = self._original[
+            np.argsort(self._original["local_ns"], kind="stable")
+        ]
+        self._ingest = quotes(ingest)
+
+    def to_ingest(self, venue_ns: int) -> int | None:
+        by_time = self._original_by_time
+        index = int(np.searchsorted(by_time["local_ns"], venue_ns, side="right")) - 1
+        if index < 0:
+            return None
+        update = by_time["update_id"][index]
+        found = int(np.searchsorted(self._ingest["update_id"], update, side="left"))
+        if found >= len(self._ingest) or self._ingest["update_id"][found] != update:
+            return None
+        # The venue handled the order after applying that record: just after it.
+        return int(self._ingest["local_ns"][found]) + 1
+
+
+def _latencies(
+    live: dict[str, Any], clock: _VenueClock | None, speed: float | None = None
+) -> tuple[dict[str, int], str]:
+    """Per venue order (leg), submit -> arrival at the venue on the records' clock, and how it
+    was measured.
+
+    With the venue's clock known (the paper venue states the capture time of its replay
+    position in every answer), an acknowledged order's arrival is where the venue's replay
+    stood when it handled it, mapped onto the ingest's records: that includes the brain's own
+    lag (waiting for the batch, the strategy, risk), the wire and the venue's. An order without
+    an acknowledgement (refused on arrival) arrived where the venue's clock stood at its send:
+    the clock of the acknowledged send nearest in wall time, advanced by the wall time between
+    the two sends times the replay ``speed``; without a speed (``max``), its own brain lag
+    (wall clock: send - ``submit_ns``, the ingest's receive clock being a wall clock too) plus
+    the median of the rest (arrival - send) of the acknowledged ones. Without the venue's
+    clock: the brain lag plus half the send -> answer round trip.
+    """
+    acks = {row["client_id"]: row for row in live["acks"]}
+    answered = {row["client_id"]: row["wall_ns"] for row in live["answers"]}
+    arrival: dict[str, int] = {}
+    rest: list[int] = []
+    orders = [
+        o for o in live["orders"] if not str(o["reason"] or "").startswith(("risk", "rules"))
+    ]
+    for order in orders:
+        ack = acks.get(order["client_id"])
+        if clock is None or ack is None or not order["submit_wall_ns"]:
+            continue
+        mapped = clock.to_ingest(int(ack["ts_ns"]))
+        if mapped is None:
+            continue
+        arrival[order["client_id"]] = max(mapped - int(order["submit_ns"]), 0)
+        rest.append(mapped - int(order["submit_wall_ns"]))
+    extra = int(np.median(rest)) if rest else None
+    # The venue's clock at a send without an acknowledgement: from the acknowledged send
+    # nearest in wall time, advanced at the replay speed.
+    anchors = sorted(
+        (int(o["submit_wall_ns"]), int(acks[o["client_id"]]["ts_ns"]))
+        for o in orders
+        if o["client_id"] in arrival
+    )
+    anchor_walls = [wall for wall, _ in anchors]
+    out = {}
+    for order in orders:
+        client_id = order["client_id"]
+        if client_id in arrival:
+            out[client_id] = arrival[client_id]
+            continue
+        sent = order["submit_wall_ns"]
+        if not sent:
+            continue
+        lag = int(sent) - int(order["submit_ns"])
+        if clock is not None and speed is not None and anchors:
+            index = min(max(int(np.searchsorted(anchor_walls, int(sent))) - 1, 0), len(anchors) - 1)
+            wall, venue_ns = anchors[index]
+            mapped = clock.to_ingest(venue_ns + int((int(sent) - wall) * speed))
+            if mapped is not None:
+                out[client_id] = max(mapped - int(order["submit_ns"]), 0)
+                continue
+        if extra is not None:
+            out[client_id] = max(lag + extra, 0)
+        elif client_id in answered:
+            out[client_id] = max(lag + (int(answered[client_id]) - int(sent)) // 2, 0)
+    how = (
+        "venue clock (acknowledged orders), brain lag + median venue delay (others)"
+        if extra is not None
+        else "brain lag + half the send -> answer round trip"
+    )
+    return out, how
+
+
+def _records(files: list[Path], config: FeatureConfig) -> np.ndarray[Any, Any]:
+    from twinfeed import record_dtype
+    from twinfeed.research.features import compute_records
+
+    raw, _ = compute_records(files, config)
+    return np.frombuffer(raw, dtype=record_dtype())
+
+
+class _Mids:
+    """Mid of each symbol at a time (the latest quote or book record)."""
+
+    def __init__(self, records: np.ndarray[Any, Any]) -> None:
+        kinds = records["kind"]
+        touch = records[((kinds == _QUOTE) | (kinds == _BOOK)) & (records["mid"] == records["mid"])]
+        self._by_symbol = {
+            int(symbol): (
+                touch["local_ns"][touch["symbol_id"] == symbol],
+                touch["mid"][touch["symbol_id"] == symbol],
+            )
+            for symbol in np.unique(touch["symbol_id"]).tolist()
+        }
+
+    def at(self, symbol: int, ns: int) -> float:
+        found = self._by_symbol.get(symbol)
+        if found is None:
+            return float("nan")
+        times, mids = found
+        index = int(np.searchsorted(times, ns, side="right")) - 1
+        return float(mids[index]) if index >= 0 else float("nan")
+
+
+def _curve(
+    fills: list[Fill], mids: _Mids, portfolio: Portfolio, grid: np.ndarray[Any, Any]
+) -> list[float]:
+    ordered = sorted(fills, key=lambda f: f.ts_ns)
+    out = []
+    index = 0
+    for ns in grid.tolist():
+        while index < len(ordered) and ordered[index].ts_ns <= ns:
+            portfolio.apply(ordered[index])
+            index += 1
+        for symbol in list(portfolio.positions):
+            mid = mids.at(symbol, ns)
+            if mid == mid:
+                portfolio.mark(symbol, mid)
+        out.append(portfolio.pnl().total)
+    return out
+
+
+def _simulate(
+    entries: list[Entry],
+    records: np.ndarray[Any, Any],
+    engine: MatchingEngine,
+    latency: dict[str, int],
+    median: int,
+    legs: dict[str, list[str]],
+) -> list[Fill]:
+    """The journal's requests into ``engine`` over ``records``; the simulated fills."""
+    local = records["local_ns"]
+    fills: list[Fill] = []
+    position = 0
+
+    def feed_until(ns: int, seq_bound: int) -> None:
+        nonlocal position
+        stop = min(int(np.searchsorted(local, ns, side="right")), seq_bound)
+        if stop > position:
+            fills.extend(e for e in engine.on_batch(records[position:stop]) if isinstance(e, Fill))
+            position = stop
+
+    replaced: dict[str, int] = {}
+    end_ns = int(local[-1]) if len(local) else 0
+    for entry in entries:
+        if entry.kind == "end":
+            end_ns = entry.now_ns
+            break
+        if entry.kind != "request":
+            continue
+        data = entry.data
+        now = entry.now_ns
+        feed_until(now, entry.at_seq if entry.generation == 0 else len(records))
+        op = data["op"]
+        if op == "submit":
+            client_id = str(data["client_id"])
+            engine.latency_ns = latency.get(client_id, median)
+            engine.submit(
+                Order(
+                    client_id,
+                    int(data["symbol"] or 0),
+                    data["side"],
+                    float(data["qty"]),
+                    None if data["type"] == "market" else data["price"],
+                    type=data["type"],
+                    tif=data["tif"],
+                ),
+                now,
+            )
+        elif op == "cancel":
+            if data["client_id"] in engine.orders:
+                engine.latency_ns = median
+                engine.cancel(str(data["client_id"]), now)
+        elif op == "cancel_all":
+            engine.latency_ns = median
+            engine.cancel_all(now, data["symbol"])
+        elif op == "replace" and data["client_id"] in engine.orders:
+            client_id = str(data["client_id"])
+            replaced[client_id] = replaced.get(client_id, 0) + 1
+            leg = f"{client_id}.{replaced[client_id]}"
+            engine.latency_ns = latency.get(leg, median)
+            engine.replace(client_id, float(data["price"]), float(data["qty"]), now)
+    # The live session cancels whatever is left when it ends.
+    feed_until(end_ns, len(records))
+    engine.latency_ns = median
+    engine.cancel_all(end_ns)
+    feed_until(end_ns + 10 * max(median, 1), len(records))
+    fills.extend(e for e in engine.advance(end_ns + 10 * max(median, 1)) if isinstance(e, Fill))
+    return fills
+
+
+def _cause(
+    sim: Order,
+    live_reason: str,
+    entries_feed: list[Entry],
+    records: np.ndarray[Any, Any],
+    live_done_ns: int,
+    latency_ns: int,
+) -> str:
+    if live_reason.startswith(("risk", "rules")):
+        return "risk refusal"
+    if live_reason.startswith("venue: -5022") or "post-only" in sim.reason:
+        return "latency"  # crossed at arrival on one side only: the touch moved meanwhile
+    if live_reason.startswith("venue") or sim.state == "rejected":
+        return "venue refusal"
+    start = sim.submit_ns
+    end = max(sim.done_ns, live_done_ns, start)
+    for entry in entries_feed:
+        if start <= entry.now_ns <= end and entry.data.get("status") != "healthy":
+            return "feed status"
+    taker = sim.type == "market" or sim.tif in ("IOC", "FOK")
+    if taker or sim.price is None:
+        return "latency"
+    local = records["local_ns"]
+    lo = int(np.searchsorted(local, start, side="left"))
+    hi = int(np.searchsorted(local, end, side="right"))
+    window = records[lo:hi]
+    window = window[window["symbol_id"] == sim.symbol]
+    prints = window[window["kind"] == _TRADE]
+    if len(prints) and np.any(np.abs(prints["trade_px"] - sim.price) < 1e-9):
+        return "queue position"
+    edges = (start, sim.done_ns if sim.done_ns >= 0 else end)
+    for edge in edges:
+        a = int(np.searchsorted(local, edge - latency_ns, side="left"))
+        b = int(np.searchsorted(local, edge + latency_ns, side="right"))
+        near = records[a:b]
+        near = near[(near["symbol_id"] == sim.symbol) & (near["kind"] == _QUOTE)]
+        if not len(near):
+            continue
+        crossed = near["ask_px"] <= sim.price if sim.side == "buy" else near["bid_px"] >= sim.price
+        if np.any(crossed):
+            return "latency"
+    return "unexplained"
+
+
+def compare_execution(
+    db: str | Path, run_id: str | None = None, out_dir: str | Path | None = None
+) -> ExecutionComparison:
+    """Compares a live run's order fates with the matching engine's (module docstring);
+    writes ``execution-RUN.json`` and ``execution-RUN.png`` into ``out_dir`` when given."""
+    path = Path(db)
+    run, entries = load_journal(path, run_id)
+    setup = entries[0].data
+    files = capture_files(setup["capture_dir"]) if Path(setup["capture_dir"]).is_dir() else []
+    if not files:
+        raise JournalError(f"{path}: run {run}: the ingest's capture {setup['capture_dir']} is gone")
+    toml = setup.get("feature_config_toml")
+    config = FeatureConfig.from_toml_str(toml, "the journal") if toml else FeatureConfig.default()
+    records = _records(files, config)
+    live = _load_live(path, run)
+    original = live["config"].get("capture")
+    clock = None
+    if original and Path(original).exists():
+        clock = _VenueClock(_records([Path(original)], config), records)
+    try:
+        speed: float | None = float(live["config"].get("session", {}).get("speed"))
+    except (TypeError, ValueError):
+        speed = None  # "max": no fixed ratio of venue time to wall time
+    latency, measured = _latencies(live, clock, speed)
+    values = np.array(sorted(latency.values()) or [0], dtype=np.int64)
+    median = int(np.median(values))
+    session = live["config"].get("session", {})
+    instruments = _instruments(setup)
+    engine = MatchingEngine(
+        latency_ns=median,
+        maker_fee_bps=float(session.get("maker_fee_bps", 0.0)),
+        taker_fee_bps=float(session.get("taker_fee_bps", 1.7)),
+        instruments=instruments,
+    )
+    legs: dict[str, list[str]] = {}
+    for order in live["orders"]:
+        legs.setdefault(order["strategy_id"], []).append(order["client_id"])
+    sim_fills = _simulate(entries, records, engine, latency, median, legs)
+    feeds = [entry for entry in entries if entry.kind == "feed"]
+    result = ExecutionComparison(run_id=run)
+    result.latency_method = measured
+    result.latency_ns = {
+        "orders_measured": float(len(latency)),
+        "p10": float(np.percentile(values, 10)),
+        "p50": float(median),
+        "p90": float(np.percentile(values, 90)),
+        "max": float(values.max()),
+    }
+    by_strategy: dict[str, list[dict[str, Any]]] = {}
+    for order in live["orders"]:
+        by_strategy.setdefault(order["strategy_id"], []).append(order)
+    live_fills: dict[str, list[dict[str, Any]]] = {}
+    for row in live["fills"]:
+        live_fills.setdefault(row["strategy_id"], []).append(row)
+    sim_by_order: dict[str, list[Fill]] = {}
+    for fill in sim_fills:
+        sim_by_order.setdefault(fill.client_id, []).append(fill)
+    for entry in entries:
+        if entry.kind != "request" or entry.data["op"] != "submit":
+            continue
+        order_id = str(entry.data["client_id"])
+        sim = engine.orders.get(order_id)
+        legs_live = by_strategy.get(order_id, [])
+        if sim is None or not legs_live:
+            continue
+        last = legs_live[-1]
+        filled = sum(float(leg["filled_qty"] or 0.0) for leg in legs_live)
+        total = float(last["qty"]) + sum(float(leg["filled_qty"] or 0.0) for leg in legs_live[:-1])
+        live_fate = fate(str(last["state"]), total, filled)
+        sim_fate = fate(sim.state, sim.qty, sim.filled_qty, sim.reason)
+        reason = next(
+            (str(leg["reason"]) for leg in legs_live if leg["state"] == "rejected"), ""
+        )
+        lf = live_fills.get(order_id, [])
+        sf = sim_by_order.get(order_id, [])
+        row: dict[str, Any] = {
+            "client_id": order_id,
+            "side": sim.side,
+            "type": sim.type,
+            "tif": sim.tif,
+            "price": sim.price,
+            "qty": sim.qty,
+            "submit_ns": sim.submit_ns,
+            "latency_ns": latency.get(order_id, median),
+            "live_fate": live_fate,
+            "backtest_fate": sim_fate,
+            "same_fate": live_fate == sim_fate,
+            "live_filled": filled,
+            "backtest_filled": sim.filled_qty,
+            "live_reason": reason or str(last["reason"] or ""),
+            "backtest_reason": sim.reason,
+            "fill_time_delta_ns": (
+                int(min(f.ts_ns for f in sf)) - int(min(int(r["wall_ns"]) for r in lf))
+                if lf and sf
+                else None
+            ),
+            "fill_price_delta": (
+                float(
+                    sum(f.price * f.qty for f in sf) / sum(f.qty for f in sf)
+                    - sum(float(r["price"]) * float(r["qty"]) for r in lf)
+                    / sum(float(r["qty"]) for r in lf)
+                )
+                if lf and sf
+                else None
+            ),
+            "cause": "",
+        }
+        if not row["same_fate"]:
+            done = max((int(leg["done_ns"] or -1) for leg in legs_live), default=-1)
+            row["cause"] = _cause(
+                sim, row["live_reason"], feeds, records, done, int(result.latency_ns["p90"])
+            )
+        result.orders.append(row)
+    # PnL: the live fills on the wall clock of their arrival (the ingest's receive clock is a
+    # wall clock too), the simulated ones on the records' clock.
+    live_events = [
+        Fill(
+            str(r["strategy_id"]),
+            instruments.symbols().index(r["symbol"]) if r["symbol"] in instruments.symbols() else 0,
+            r["side"],
+            float(r["price"]),
+            float(r["qty"]),
+            float(r["fee"]),
+            r["liquidity"],
+            int(r["wall_ns"]),
+            int(r["trade_id"] or 0),
+        )
+        for r in live["fills"]
+    ]
+    mids = _Mids(records)
+    local = records["local_ns"]
+    if len(local):
+        grid = np.linspace(int(local[0]), int(local[-1]), num=min(400, len(local))).astype(np.int64)
+        live_curve = _curve(live_events, mids, Portfolio(instruments), grid)
+        sim_curve = _curve(sim_fills, mids, Portfolio(instruments), grid)
+        result.curve = {
+            "t_s": ((grid - grid[0]) / 1e9).tolist(),
+            "live": live_curve,
+            "backtest": sim_curve,
+        }
+        result.pnl_live = live_curve[-1]
+        result.pnl_backtest = sim_curve[-1]
+    if out_dir is not None:
+        _write(result, Path(out_dir))
+    return result
+
+
+def _write(result: ExecutionComparison, out: Path) -> None:
+    from twinfeed._atomic import atomic_path, write_text
+
+    result.json_path = out / f"execution-{result.run_id}.json"
+    write_text(result.json_path, json.dumps(result.to_json(), indent=2, default=str) + "\n")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(9, 4))
+    curve = result.curve
+    if curve:
+        axis.plot(curve["t_s"], curve["live"], label="live (venue)")
+        axis.plot(curve["t_s"], curve["backtest"], label="backtest (matching engine)")
+    axis.set_xlabel("seconds since the first record")
+    axis.set_ylabel("cumulative PnL")
+    axis.set_title(f"run {result.run_id}: equal fate {result.share:.1%} of {len(result.orders)}")
+    axis.legend()
+    figure.tight_layout()
+    result.png_path = out / f"execution-{result.run_id}.png"
+    with atomic_path(result.png_path) as temporary:
+        figure.savefig(temporary, dpi=100, format="png")
+    plt.close(figure)
+
+
+def print_execution(result: ExecutionComparison, console: Any, rows: int = 20) -> None:
+    """The comparison's summary and the differing orders (the first ``rows``)."""
+    from rich.table import Table
+
+    latency = result.latency_ns
+    console.print(
+        f"execution: {result.equal}/{len(result.orders)} orders with the same fate in the "
+        f"backtest ([bold]{result.share:.1%}[/]); submit->ack latency p50 "
+        f"{latency.get('p50', 0) / 1e6:.2f} ms, p90 {latency.get('p90', 0) / 1e6:.2f} ms"
+    )
+    console.print(
+        f"PnL live {result.pnl_live:.6g}, backtest {result.pnl_backtest:.6g}, difference "
+        f"{result.pnl_backtest - result.pnl_live:.6g}"
+    )
+    causes = result.causes()
+    if causes:
+        console.print("causes: " + ", ".join(f"{n} x {cause}" for cause, n in causes.items()))
+    differing = [order for order in result.orders if not order["same_fate"]]
+    if differing:
+        table = Table("order", "side", "price", "live", "backtest", "cause")
+        for order in differing[:rows]:
+            table.add_row(
+                order["client_id"],
+                order["side"],
+                f"{order['price']}",
+                order["live_fate"],
+                order["backtest_fate"],
+                order["cause"],
+            )
+        console.print(table)
+        if len(differing) > rows:
+            console.print(f"... and {len(differing) - rows} more in the JSON")
+    if result.json_path is not None:
+        console.print(f"execution JSON: {result.json_path}")
+    if result.png_path is not None:
+        console.print(f"PnL plot: {result.png_path}")
