@@ -136,6 +136,12 @@ def _load_live(db: Path, run_id: str) -> dict[str, Any]:
             "AND state <> 'rejected' GROUP BY client_id",
             run_id,
         )
+        cancels = _rows(
+            con,
+            "SELECT client_id, min(ts_ns) AS ts_ns FROM order_events WHERE run_id = ? "
+            "AND state IN ('cancelled', 'expired') GROUP BY client_id",
+            run_id,
+        )
         answers = _rows(
             con,
             "SELECT client_id, min(wall_ns) AS wall_ns FROM order_events WHERE run_id = ? "
@@ -145,7 +151,7 @@ def _load_live(db: Path, run_id: str) -> dict[str, Any]:
     finally:
         con.close()
     config = json.loads(config_text[0]) if config_text and config_text[0] else {}
-    return {"config": config, "orders": orders, "fills": fills, "answers": answers, "acks": acks}
+    return {"config": config, "orders": orders, "fills": fills, "answers": answers, "acks": acks, "cancels": cancels}
 
 
 class _VenueClock:
@@ -229,8 +235,9 @@ def _latencies(
             continue
         lag = int(sent) - int(order["submit_ns"])
         if clock is not None and speed is not None and anchors:
-            index = min(max(int(np.searchsorted(anchor_walls, int(sent))) - 1, 0), len(anchors) - 1)
-            wall, venue_ns = anchors[index]
+            after = int(np.searchsorted(anchor_walls, int(sent)))
+            nearest = [i for i in (after - 1, after) if 0 <= i < len(anchors)]
+            wall, venue_ns = anchors[min(nearest, key=lambda i: abs(anchor_walls[i] - int(sent)))]
             mapped = clock.to_ingest(venue_ns + int((int(sent) - wall) * speed))
             if mapped is not None:
                 out[client_id] = max(mapped - int(order["submit_ns"]), 0)
@@ -302,9 +309,15 @@ def _simulate(
     engine: MatchingEngine,
     latency: dict[str, int],
     median: int,
-    legs: dict[str, list[str]],
+    cancel_at: dict[str, int],
 ) -> list[Fill]:
-    """The journal's requests into ``engine`` over ``records``; the simulated fills."""
+    """The journal's requests into ``engine`` over ``records``; the simulated fills.
+
+    A submit reaches the engine after its venue order's measured latency. A cancel, and a
+    replace (live: a cancel, then the new leg once the cancel is confirmed), take effect where
+    the venue cancelled the live leg (``cancel_at``, on the records' clock), else after the
+    median latency.
+    """
     local = records["local_ns"]
     fills: list[Fill] = []
     position = 0
@@ -317,6 +330,20 @@ def _simulate(
             position = stop
 
     replaced: dict[str, int] = {}
+
+    def leg(client_id: str) -> str:
+        count = replaced.get(client_id, 0)
+        return client_id if count == 0 else f"{client_id}.{count}"
+
+    def legs_of(client_id: str) -> list[str]:
+        return [client_id] + [f"{client_id}.{n}" for n in range(1, replaced.get(client_id, 0) + 1)]
+
+    def cancel(client_id: str, now: int) -> None:
+        name = leg(client_id)
+        at = cancel_at.get(name)
+        engine.latency_ns = median if at is None else max(at - now, 0)
+        engine.cancel(name, now)
+
     end_ns = int(local[-1]) if len(local) else 0
     for entry in entries:
         if entry.kind == "end":
@@ -345,23 +372,45 @@ def _simulate(
             )
         elif op == "cancel":
             if data["client_id"] in engine.orders:
-                engine.latency_ns = median
-                engine.cancel(str(data["client_id"]), now)
+                cancel(str(data["client_id"]), now)
         elif op == "cancel_all":
-            engine.latency_ns = median
-            engine.cancel_all(now, data["symbol"])
+            for order in engine.open_orders(data["symbol"]):
+                engine.latency_ns = max(cancel_at.get(order.client_id, now + median) - now, 0)
+                engine.cancel(order.client_id, now)
         elif op == "replace" and data["client_id"] in engine.orders:
+            # As live: cancel the working leg, then a new leg for the rest (at its own time).
             client_id = str(data["client_id"])
+            current = engine.orders[leg(client_id)]
+            filled = sum(engine.orders[name].filled_qty for name in legs_of(client_id))
+            if current.state in TERMINAL_STATES:
+                continue
+            cancel(client_id, now)
             replaced[client_id] = replaced.get(client_id, 0) + 1
-            leg = f"{client_id}.{replaced[client_id]}"
-            engine.latency_ns = latency.get(leg, median)
-            engine.replace(client_id, float(data["price"]), float(data["qty"]), now)
+            rest = round(float(data["qty"]) - filled, 8)
+            if rest <= 1e-12:
+                continue
+            name = leg(client_id)
+            engine.latency_ns = latency.get(name, median)
+            engine.submit(
+                Order(
+                    name,
+                    current.symbol,
+                    current.side,
+                    rest,
+                    float(data["price"]),
+                    type=current.type,
+                    tif=current.tif,
+                ),
+                now,
+            )
     # The live session cancels whatever is left when it ends.
     feed_until(end_ns, len(records))
-    engine.latency_ns = median
-    engine.cancel_all(end_ns)
-    feed_until(end_ns + 10 * max(median, 1), len(records))
-    fills.extend(e for e in engine.advance(end_ns + 10 * max(median, 1)) if isinstance(e, Fill))
+    for order in engine.open_orders():
+        engine.latency_ns = max(cancel_at.get(order.client_id, end_ns + median) - end_ns, 0)
+        engine.cancel(order.client_id, end_ns)
+    horizon = end_ns + 10 * max(median, 1)
+    feed_until(horizon, len(records))
+    fills.extend(e for e in engine.advance(horizon) if isinstance(e, Fill))
     return fills
 
 
@@ -443,10 +492,13 @@ def compare_execution(
         taker_fee_bps=float(session.get("taker_fee_bps", 1.7)),
         instruments=instruments,
     )
-    legs: dict[str, list[str]] = {}
-    for order in live["orders"]:
-        legs.setdefault(order["strategy_id"], []).append(order["client_id"])
-    sim_fills = _simulate(entries, records, engine, latency, median, legs)
+    cancel_at: dict[str, int] = {}
+    if clock is not None:
+        for row in live["cancels"]:
+            mapped = clock.to_ingest(int(row["ts_ns"]))
+            if mapped is not None:
+                cancel_at[row["client_id"]] = mapped
+    sim_fills = _simulate(entries, records, engine, latency, median, cancel_at)
     feeds = [entry for entry in entries if entry.kind == "feed"]
     result = ExecutionComparison(run_id=run)
     result.latency_method = measured
@@ -465,7 +517,7 @@ def compare_execution(
         live_fills.setdefault(row["strategy_id"], []).append(row)
     sim_by_order: dict[str, list[Fill]] = {}
     for fill in sim_fills:
-        sim_by_order.setdefault(fill.client_id, []).append(fill)
+        sim_by_order.setdefault(fill.client_id.split(".", 1)[0], []).append(fill)
     for entry in entries:
         if entry.kind != "request" or entry.data["op"] != "submit":
             continue
@@ -478,7 +530,13 @@ def compare_execution(
         filled = sum(float(leg["filled_qty"] or 0.0) for leg in legs_live)
         total = float(last["qty"]) + sum(float(leg["filled_qty"] or 0.0) for leg in legs_live[:-1])
         live_fate = fate(str(last["state"]), total, filled)
-        sim_fate = fate(sim.state, sim.qty, sim.filled_qty, sim.reason)
+        sim_legs = [sim]
+        while f"{order_id}.{len(sim_legs)}" in engine.orders:
+            sim_legs.append(engine.orders[f"{order_id}.{len(sim_legs)}"])
+        sim_last = sim_legs[-1]
+        sim_filled = sum(leg.filled_qty for leg in sim_legs)
+        sim_total = sim_last.qty + sum(leg.filled_qty for leg in sim_legs[:-1])
+        sim_fate = fate(sim_last.state, sim_total, sim_filled, sim_last.reason)
         reason = next(
             (str(leg["reason"]) for leg in legs_live if leg["state"] == "rejected"), ""
         )
@@ -489,17 +547,17 @@ def compare_execution(
             "side": sim.side,
             "type": sim.type,
             "tif": sim.tif,
-            "price": sim.price,
-            "qty": sim.qty,
+            "price": sim_last.price,
+            "qty": sim_total,
             "submit_ns": sim.submit_ns,
             "latency_ns": latency.get(order_id, median),
             "live_fate": live_fate,
             "backtest_fate": sim_fate,
             "same_fate": live_fate == sim_fate,
             "live_filled": filled,
-            "backtest_filled": sim.filled_qty,
+            "backtest_filled": sim_filled,
             "live_reason": reason or str(last["reason"] or ""),
-            "backtest_reason": sim.reason,
+            "backtest_reason": sim_last.reason,
             "fill_time_delta_ns": (
                 int(min(f.ts_ns for f in sf)) - int(min(int(r["wall_ns"]) for r in lf))
                 if lf and sf
@@ -519,7 +577,7 @@ def compare_execution(
         if not row["same_fate"]:
             done = max((int(leg["done_ns"] or -1) for leg in legs_live), default=-1)
             row["cause"] = _cause(
-                sim, row["live_reason"], feeds, records, done, int(result.latency_ns["p90"])
+                sim_last, row["live_reason"], feeds, records, done, int(result.latency_ns["p90"])
             )
         result.orders.append(row)
     # PnL: the live fills on the wall clock of their arrival (the ingest's receive clock is a
