@@ -276,6 +276,7 @@ class FakeVenue:
     refuse: set[str] = field(default_factory=set)
     seq: int = 0
     trade: int = 0
+    supports_modify: bool = False
 
     def send_order(self, order: Order, symbol: str) -> ExecutionReport:
         if order.client_id in self.refuse:

@@ -265,6 +265,44 @@ def test_invalid_orders_are_rejected_on_arrival() -> None:
     assert states(engine.advance(0)) == [("a", "rejected"), ("b", "rejected"), ("c", "rejected")]
 
 
+def test_gtd_rests_then_expires_at_its_time() -> None:
+    engine = MatchingEngine(latency_ns=10)
+    engine.on_record(records(quote(0, 100.0, 1.0, 100.1, 2.0))[0])
+    engine.submit(order("a", "buy", 0.5, 99.0, tif="GTD", good_till_ms=3), now_ns=0)
+    assert states(engine.on_batch(records(quote(2_999_999, 100.0, 1.0, 100.1, 2.0)))) == [
+        ("a", "acked")
+    ]
+    events = engine.on_batch(records(quote(3_000_000, 100.0, 1.0, 100.1, 2.0)))
+    assert states(events) == [("a", "expired")]
+    assert events[0].ts_ns == 3_000_000 and events[0].reason == "goodTillDate reached"  # type: ignore[union-attr]
+    engine.submit(order("b", "buy", 0.5, 99.0, tif="GTD"), now_ns=3_000_000)
+    engine.submit(order("c", "buy", 0.5, tif="GTD", good_till_ms=9), now_ns=3_000_000)
+    assert states(engine.advance(3_000_010)) == [("b", "rejected"), ("c", "rejected")]
+
+
+def test_reduce_only_is_cut_to_the_position_and_never_opens_one() -> None:
+    engine = MatchingEngine()
+    engine.on_record(records(quote(0, 100.0, 5.0, 100.1, 5.0))[0])
+    engine.submit(order("flat", "sell", 1.0, reduce_only=True), now_ns=1)
+    events = engine.advance(1)
+    assert states(events) == [("flat", "rejected")] and fills(events) == []
+    assert "-2022" in engine.orders["flat"].reason
+    engine.submit(order("open", "buy", 0.3), now_ns=2)
+    engine.submit(order("close", "sell", 1.0, reduce_only=True), now_ns=2)
+    events = engine.advance(2)
+    assert fills(events) == [("open", 100.1, 0.3, "taker"), ("close", 100.0, 0.3, "taker")]
+    assert engine.orders["close"].qty == 0.3 and engine.orders["close"].state == "filled"
+    # Resting reduce-only sells: the first to fill closes the position, the second expires.
+    engine.submit(order("long", "buy", 0.2), now_ns=3)
+    engine.submit(order("r1", "sell", 0.2, 100.2, reduce_only=True), now_ns=3)
+    engine.submit(order("r2", "sell", 0.2, 100.3, reduce_only=True), now_ns=3)
+    engine.advance(3)
+    events = engine.on_batch(records(trade(4, 100.5, 3.0)))
+    assert fills(events) == [("r1", 100.2, 0.2, "maker")]
+    assert states(events) == [("r1", "filled"), ("r2", "expired")]
+    assert engine.orders["r2"].reason == "reduce-only order would increase the position"
+
+
 # ---- properties --------------------------------------------------------------------------
 
 PRICES = [99.7, 99.8, 99.9, 100.0, 100.1, 100.2, 100.3]
@@ -297,7 +335,10 @@ def scenario(draw: st.DrawFn) -> tuple[np.ndarray[Any, Any], list[tuple[int, str
         price = draw(st.sampled_from(PRICES)) if kind == "limit" else None
         tif = draw(st.sampled_from(["GTC", "IOC", "GTX", "FOK"])) if kind == "limit" else "GTC"
         qty = draw(st.sampled_from([0.1, 0.7, 2.0]))
-        new = order(f"o{index}", side, qty, price, tif=tif, symbol=draw(symbols))
+        reduce_only = draw(st.sampled_from([False, False, True]))
+        new = order(
+            f"o{index}", side, qty, price, tif=tif, symbol=draw(symbols), reduce_only=reduce_only
+        )
         orders.append((draw(st.integers(0, ts)), "submit", new))
     return records(*rows), orders
 
@@ -338,7 +379,16 @@ def test_properties(case: tuple, latency: int, per_order_min_rows: int) -> None:
             Order(
                 **{
                     f: getattr(o, f)
-                    for f in ("client_id", "symbol", "side", "qty", "price", "type", "tif")
+                    for f in (
+                        "client_id",
+                        "symbol",
+                        "side",
+                        "qty",
+                        "price",
+                        "type",
+                        "tif",
+                        "reduce_only",
+                    )
                 }
             ),
         )
@@ -369,6 +419,14 @@ def test_properties(case: tuple, latency: int, per_order_min_rows: int) -> None:
             assert order_.state in ("new", "filled", "expired", "rejected")  # never rests
             assert total in (0, round(order_.qty * 1e8))
             assert all(f.liquidity == "taker" for f in mine)
+    # A reduce-only order's fill never opens, increases or flips a position.
+    held: dict[int, int] = {}
+    for fill in fill_list:
+        units = round(fill.qty * 1e8) * (1 if fill.side == "buy" else -1)
+        before = held.get(fill.symbol, 0)
+        after = held[fill.symbol] = before + units
+        if engine.orders[fill.client_id].reduce_only:
+            assert before != 0 and abs(after) < abs(before) and before * after >= 0
     # Deterministic, and the batch fast path equals the per-row path exactly.
     # per_order_min_rows=0 (and no short-segment scan) forces the per-order path on every
     # multi-row segment.

@@ -116,6 +116,34 @@ def test_binance_venue_serves_the_port(paper: PaperVenue) -> None:
     assert venue.positions()[SYMBOL] == pytest.approx(0.002)
 
 
+def test_port_sends_reduce_only_and_gtd_and_modifies_in_place(paper: PaperVenue) -> None:
+    """The domain order's reduce-only flag and GTD date reach the venue as Binance's
+    ``reduceOnly``/``timeInForce=GTD``/``goodTillDate``; the entry's modify (what the live
+    runner's replace uses) changes the order in place, same id, with its side sent along."""
+    venue = BinanceVenue(OrderGateway(paper.url, KEY, SECRET), stream=False)
+    entry = PortEntry(venue)
+    assert entry.supports_modify
+    touch = paper.engine.touch(0)
+    assert touch is not None
+    taken = venue.send_order(Order("port-long", 0, "buy", 0.004, touch.ask_px), SYMBOL)
+    assert taken.state == "filled"
+    good_till = paper.venue_ms() + 3_600_000
+    price = round(touch.ask_px + 500, 1)
+    order = Order(
+        "port-reduce", 0, "sell", 0.002, price, tif="GTD", reduce_only=True, good_till_ms=good_till
+    )
+    assert entry.send_order(order, SYMBOL).state == "acked"
+    body = venue.gateway.order(SYMBOL, client_order_id="port-reduce")
+    assert (body["reduceOnly"], body["timeInForce"]) == (True, "GTD")
+    assert int(body["goodTillDate"]) == good_till // 1000 * 1000  # Binance keeps seconds
+    moved = entry.send_modify("port-reduce", SYMBOL, "sell", 0.003, price + 100)
+    assert moved.client_id == "port-reduce" and moved.state == "acked"
+    body = venue.gateway.order(SYMBOL, client_order_id="port-reduce")
+    assert Decimal(body["price"]) == Decimal(str(price + 100))
+    assert Decimal(body["origQty"]) == Decimal("0.003")
+    assert venue.cancel("port-reduce", SYMBOL).state == "cancelled"
+
+
 def test_port_entry_treats_a_finished_order_cancel_as_none(paper: PaperVenue) -> None:
     """The brain's entry reads the adapter's flags, not Binance codes: cancelling an order the
     venue does not know (-2011) is None, not an error."""

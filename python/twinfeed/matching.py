@@ -72,6 +72,14 @@ Rules
        quantity). Same price and no larger quantity keeps the queue position (as Binance's
        modify does); otherwise the order loses its place and is handled as a new arrival at the
        new price (rules 3-4; a post-only replace that would cross expires).
+    9. **Good-till-date (GTD)** orders rest like GTC and expire at ``good_till_ms`` (event
+       time), reason :data:`GTD_EXPIRED`. **Reduce-only** orders never increase (or open) a
+       position of this engine's own fills: on arrival their quantity is cut to the position
+       (none to reduce: ``rejected``, :data:`REDUCE_ONLY_REJECTED`); a fill that would go past
+       flat is cut at flat, and one that finds nothing left to reduce expires the order
+       (:data:`REDUCE_ONLY_EXPIRED`). Binance expires such a resting order as soon as the
+       position closes; here it expires when it would next fill (the same fills, a later
+       update).
 
 Fast path
     :meth:`MatchingEngine.on_batch` gives exactly the events of calling
@@ -108,7 +116,22 @@ from twinfeed.orders import Event, Fill, Order, OrderUpdate, validate
 if TYPE_CHECKING:
     from twinfeed.instruments import SymbolInstruments
 
-__all__ = ["SCALE", "MatchingEngine", "RecordColumns", "Touch", "price_key", "qty_units"]
+__all__ = [
+    "GTD_EXPIRED",
+    "REDUCE_ONLY_EXPIRED",
+    "REDUCE_ONLY_REJECTED",
+    "SCALE",
+    "MatchingEngine",
+    "RecordColumns",
+    "Touch",
+    "price_key",
+    "qty_units",
+]
+
+#: Reasons of the venue's own verdicts on GTD and reduce-only orders (Binance's wording).
+GTD_EXPIRED = "goodTillDate reached"
+REDUCE_ONLY_REJECTED = "-2022 ReduceOnly Order is rejected."
+REDUCE_ONLY_EXPIRED = "reduce-only order would increase the position"
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +196,8 @@ class MatchingEngine(BatchPaths):
         self._open: dict[str, Order] = {}  # open orders, in submission order
         self._working: dict[str, _Working] = {}
         self._pending: list[tuple[int, int, str, Any]] = []
+        #: symbol id -> net position in units from this engine's fills (reduce-only orders).
+        self._held: dict[int, int] = {}
         self._sequence = 0
         self._fill_ids = 0
         self._events: list[Event] = []
@@ -350,6 +375,10 @@ class MatchingEngine(BatchPaths):
             elif action == "expire":
                 client_id, reason = payload
                 self._arrive_expire(client_id, reason, ts)
+            elif action == "deadline":
+                order = self._orders[payload]
+                if order.is_open:
+                    self._finish(order, "expired", ts, GTD_EXPIRED)
             else:
                 client_id, price, qty = payload
                 self._arrive_replace(client_id, price, qty, ts)
@@ -397,11 +426,26 @@ class MatchingEngine(BatchPaths):
             reason = "no market"
         if not reason and self.instruments is not None:
             reason = self._rules_refusal(order.symbol, order.qty, order.price, order.type, market)
+        if not reason and order.reduce_only:
+            units = self._reducible(order)
+            if units <= 0:
+                reason = REDUCE_ONLY_REJECTED
+            elif units < qty_units(order.qty):
+                order.qty = units / _SCALE_F
         if reason:
             self._finish(order, "rejected", ts, reason)
             return
         order.active_ns = ts
         self._place(_Working(order), market, ts, replaced=False)
+        if order.tif == "GTD" and order.is_open:
+            self._sequence += 1
+            due = max(order.good_till_ms * 1_000_000, ts)
+            heapq.heappush(self._pending, (due, self._sequence, "deadline", order.client_id))
+
+    def _reducible(self, order: Order) -> int:
+        """Units ``order`` may still execute without increasing (or opening) a position."""
+        held = self._held.get(order.symbol, 0)
+        return held if order.side == "sell" else -held
 
     def _place(self, working: _Working, market: _Market, ts: int, replaced: bool) -> None:
         """Rules 2-4 for an order (or a replace that lost its place) arriving at ``ts``."""
@@ -410,7 +454,7 @@ class MatchingEngine(BatchPaths):
             self._update_acked(order, ts, replaced)
             self._take(working, market, ts, limit=None)
             rest = working.units - working.filled
-            if rest > 0:
+            if rest > 0 and order.is_open:
                 touch = market.ask if working.sign > 0 else market.bid
                 worse = 1.0 + working.sign * self.sweep_slippage_bps * 1e-4
                 self._fill(working, rest, round(touch * worse), "taker", ts)
@@ -540,6 +584,12 @@ class MatchingEngine(BatchPaths):
 
     def _fill(self, working: _Working, units: int, key: int, liquidity: Any, ts: int) -> None:
         order = working.order
+        if order.reduce_only:
+            allowed = self._reducible(order)
+            if allowed <= 0:
+                self._finish(order, "expired", ts, REDUCE_ONLY_EXPIRED)
+                return
+            units = min(units, allowed)
         step = self._step_units.get(order.symbol)
         if step and liquidity == "maker" and units < working.units - working.filled:
             # A venue fills whole lots: the queue model's partial share is cut to the step.
@@ -554,6 +604,7 @@ class MatchingEngine(BatchPaths):
         fee = price * qty * rate if size is None else qty * size / price * rate
         working.filled += units
         working.notional += price * qty
+        self._held[order.symbol] = self._held.get(order.symbol, 0) + working.sign * units
         order.filled_qty = working.filled / _SCALE_F
         order.avg_price = working.notional / order.filled_qty
         order.fees += fee

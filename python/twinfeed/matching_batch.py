@@ -366,7 +366,10 @@ class BatchPaths:
 
     @staticmethod
     def _independent(market: _Market) -> bool:
-        """True if no two working orders share a side and price (so no print is shared)."""
+        """True if no two working orders share a side and price (so no print is shared) and
+        none is reduce-only (whose fills depend on the others' through the position)."""
+        if any(working.order.reduce_only for working in market.working):
+            return False
         levels = {working.key * 2 + (working.sign > 0) for working in market.working}
         return len(levels) == len(market.working)
 

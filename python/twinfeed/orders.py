@@ -34,7 +34,7 @@ from typing import Literal
 
 Side = Literal["buy", "sell"]
 OrderType = Literal["limit", "market"]
-TimeInForce = Literal["GTC", "IOC", "GTX", "FOK"]
+TimeInForce = Literal["GTC", "IOC", "GTX", "FOK", "GTD"]
 Liquidity = Literal["maker", "taker"]
 OrderState = Literal[
     "new", "acked", "partially_filled", "filled", "cancelled", "rejected", "expired"
@@ -42,7 +42,7 @@ OrderState = Literal[
 
 SIDES: tuple[Side, ...] = ("buy", "sell")
 ORDER_TYPES: tuple[OrderType, ...] = ("limit", "market")
-TIMES_IN_FORCE: tuple[TimeInForce, ...] = ("GTC", "IOC", "GTX", "FOK")
+TIMES_IN_FORCE: tuple[TimeInForce, ...] = ("GTC", "IOC", "GTX", "FOK", "GTD")
 #: States from which an order never moves again.
 TERMINAL_STATES: frozenset[str] = frozenset({"filled", "cancelled", "rejected", "expired"})
 #: States of an order that may still execute.
@@ -67,7 +67,8 @@ class Order:
         type: ``"limit"`` or ``"market"``.
         tif: Time in force: ``"GTC"`` rests, ``"IOC"`` takes what it can and expires the rest,
             ``"GTX"`` is post-only (expires instead of taking liquidity), ``"FOK"`` fills
-            entirely on arrival or expires without filling.
+            entirely on arrival or expires without filling, ``"GTD"`` rests like GTC until
+            ``good_till_ms`` and then expires.
         state: See the module docstring.
         filled_qty: Quantity executed so far.
         avg_price: Quantity-weighted average fill price (NaN before the first fill).
@@ -76,6 +77,9 @@ class Order:
         active_ns: Event time at which the venue accepted it (-1 until then).
         done_ns: Event time at which it reached a terminal state (-1 until then).
         reason: Why it was rejected or expired, or empty.
+        reduce_only: Only ever reduces the position: its quantity is cut to the position on
+            arrival, and it expires instead of filling once it would increase (or open) one.
+        good_till_ms: For ``"GTD"``: the event time (ms) at which it expires (0: none).
     """
 
     client_id: str
@@ -93,6 +97,8 @@ class Order:
     active_ns: int = -1
     done_ns: int = -1
     reason: str = ""
+    reduce_only: bool = False
+    good_till_ms: int = 0
 
     @property
     def remaining_qty(self) -> float:
@@ -193,6 +199,11 @@ def validate(order: Order) -> str:
     if order.type == "limit":
         if order.price is None or not (0 < order.price < float("inf")):
             return f"limit orders need a positive finite price, got {order.price!r}"
-    elif order.tif == "GTX":
-        return "market orders cannot be post-only (GTX)"
+    elif order.tif in ("GTX", "GTD"):
+        return f"market orders cannot be {order.tif}"
+    if (order.tif == "GTD") != (order.good_till_ms > 0):
+        return (
+            f"good_till_ms goes with tif GTD only, got tif {order.tif!r} and good_till_ms "
+            f"{order.good_till_ms!r}"
+        )
     return ""

@@ -90,12 +90,19 @@ class Context(Protocol):
         tif: TimeInForce = "GTC",
         client_id: str | None = None,
         symbol: int | None = None,
+        *,
+        reduce_only: bool = False,
+        good_till_ms: int | None = None,
     ) -> str:
         """Sends an order; returns its client order id (generated if not given).
 
         ``price`` is required for limit orders and ignored for market orders. ``symbol`` is a
-        record ``symbol_id``, default the run's primary symbol (0). The order starts in state
-        ``new``; its fate arrives as order updates and fills.
+        record ``symbol_id``, default the run's primary symbol. ``tif``: ``GTC``, ``IOC``,
+        ``GTX`` (post-only), ``FOK`` or ``GTD`` with ``good_till_ms`` (event time in ms; a
+        ``good_till_ms`` alone makes a GTC order GTD). ``reduce_only``: the order may only
+        reduce the position (cut to it; refused or expired when it would increase it). The
+        order starts in state ``new``; its fate arrives as order updates and fills. An invalid
+        order (:func:`twinfeed.orders.validate`) is ``rejected`` at once and never sent.
         """
         ...
 

@@ -28,7 +28,7 @@ from twinfeed.live.paper_params import (
     int_param,
     missing,
 )
-from twinfeed.matching import MatchingEngine
+from twinfeed.matching import GTD_EXPIRED, REDUCE_ONLY_EXPIRED, MatchingEngine
 from twinfeed.matching_batch import price_key
 from twinfeed.orders import Event, Order
 from twinfeed.portfolio import Portfolio
@@ -37,8 +37,6 @@ __all__ = ["JournalEntry", "OrderEndpoints", "SymbolRules"]
 
 _GTX_CROSS = "post-only would cross"
 _FOK_KILLED = "FOK: could not fill entirely"
-_REDUCE_ONLY_EXPIRED = "reduce-only order would increase the position"
-_GTD_EXPIRED = "goodTillDate reached"
 #: goodTillDate bounds: "greater than the current time plus 600 seconds and smaller than
 #: 253402300799000" (-5040 FUTURE_GOOD_TILL_DATE, error codes page).
 _GTD_MIN_AHEAD_MS = 600_000
@@ -529,13 +527,13 @@ class OrderEndpoints:
                 continue
             reason = ""
             if info.good_till_ms and now_ms >= info.good_till_ms:
-                reason = _GTD_EXPIRED
+                reason = GTD_EXPIRED
             elif info.reduce_only:
                 position = self.portfolio.positions.get(order.symbol)
                 held = position.qty if position is not None else 0.0
                 sign = 1 if order.side == "buy" else -1
                 if held == 0 or held * sign > 0:
-                    reason = _REDUCE_ONLY_EXPIRED
+                    reason = REDUCE_ONLY_EXPIRED
             if reason:
                 del self._watched[client_id]
                 self.journal.append(

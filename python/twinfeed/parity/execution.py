@@ -45,13 +45,15 @@ _EPS = 1e-9
 FATES = ("filled", "partly", "cancelled", "expired", "refused", "open")
 
 
-def fate(state: str, qty: float, filled: float, reason: str = "") -> str:
+def fate(state: str, qty: float, filled: float, reason: str = "", active: bool = False) -> str:
     """One order's fate from its final state and quantities. A post-only order that would
-    cross is ``refused`` whether the venue refused it (Binance -5022, what the paper venue
-    answers) or expired it (the matching engine's ``post-only would cross``)."""
+    cross on arrival is ``refused`` whether the venue refused it (Binance -5022, what the paper
+    venue answers) or expired it (the matching engine's ``post-only would cross``); one that
+    was ``active`` (resting) before a modify made it cross is ``expired``, as on Binance.
+    """
     if filled > _EPS:
         return "filled" if filled >= qty - _EPS else "partly"
-    if state == "rejected" or (state == "expired" and "post-only" in reason):
+    if state == "rejected" or (state == "expired" and "post-only" in reason and not active):
         return "refused"
     if state in ("cancelled", "expired"):
         return str(state)
@@ -136,6 +138,12 @@ def _load_live(db: Path, run_id: str) -> dict[str, Any]:
             "AND state <> 'rejected' GROUP BY client_id",
             run_id,
         )
+        modifies = _rows(
+            con,
+            "SELECT client_id, ts_ns, wall_ns FROM order_events WHERE run_id = ? "
+            "AND (reason = 'replaced' OR state = 'expired') ORDER BY wall_ns",
+            run_id,
+        )
         cancels = _rows(
             con,
             "SELECT client_id, min(ts_ns) AS ts_ns FROM order_events WHERE run_id = ? "
@@ -151,7 +159,7 @@ def _load_live(db: Path, run_id: str) -> dict[str, Any]:
     finally:
         con.close()
     config = json.loads(config_text[0]) if config_text and config_text[0] else {}
-    return {"config": config, "orders": orders, "fills": fills, "answers": answers, "acks": acks, "cancels": cancels}
+    return {"config": config, "orders": orders, "fills": fills, "answers": answers, "acks": acks, "cancels": cancels, "modifies": modifies}
 
 
 class _VenueClock:
@@ -171,6 +179,10 @@ class _VenueClock:
 
     def to_ingest(self, venue_ns: int) -> int | None:
         by_time = self._original_by_time
+        if venue_ns % 1_000_000 == 0:
+            # A time in whole ms (Binance states ms): the venue stood somewhere in that ms;
+            # the records of the whole ms were out by then.
+            venue_ns += 999_999
         index = int(np.searchsorted(by_time["local_ns"], venue_ns, side="right")) - 1
         if index < 0:
             return None
@@ -224,7 +236,36 @@ def _latencies(
         if o["client_id"] in arrival
     )
     anchor_walls = [wall for wall, _ in anchors]
+
+    def at_wall(sent: int) -> int | None:
+        """Where the venue's replay stood at wall time ``sent``, on the records' clock."""
+        if clock is None or speed is None or not anchors:
+            return None
+        after = int(np.searchsorted(anchor_walls, sent))
+        nearest = [i for i in (after - 1, after) if 0 <= i < len(anchors)]
+        wall, venue_ns = anchors[min(nearest, key=lambda i: abs(anchor_walls[i] - sent))]
+        return clock.to_ingest(venue_ns + int((sent - wall) * speed))
+
+    round_trips = [
+        int(answered[o["client_id"]]) - int(o["submit_wall_ns"])
+        for o in orders
+        if o["client_id"] in answered and o["submit_wall_ns"]
+    ]
+    half_trip = int(np.median(round_trips)) // 2 if round_trips else 0
     out = {}
+    # Modifies (a replace in place): the venue's answer is recorded as ``replaced``, or as the
+    # order's expiry when the new price would have taken (post-only).
+    seen: dict[str, int] = {}
+    for row in live["modifies"]:
+        client_id = str(row["client_id"])
+        seen[client_id] = seen.get(client_id, 0) + 1
+        # The row's time is the venue's (its answer's transaction time); the request's own
+        # ``ctx.now_ns`` is in the journal (``now``).
+        mapped = None if clock is None else clock.to_ingest(int(row["ts_ns"]))
+        if mapped is None:
+            mapped = at_wall(int(row["wall_ns"]) - half_trip)
+        if mapped is not None:
+            out[f"{client_id}@{seen[client_id]}"] = mapped
     for order in orders:
         client_id = order["client_id"]
         if client_id in arrival:
@@ -234,14 +275,10 @@ def _latencies(
         if not sent:
             continue
         lag = int(sent) - int(order["submit_ns"])
-        if clock is not None and speed is not None and anchors:
-            after = int(np.searchsorted(anchor_walls, int(sent)))
-            nearest = [i for i in (after - 1, after) if 0 <= i < len(anchors)]
-            wall, venue_ns = anchors[min(nearest, key=lambda i: abs(anchor_walls[i] - int(sent)))]
-            mapped = clock.to_ingest(venue_ns + int((int(sent) - wall) * speed))
-            if mapped is not None:
-                out[client_id] = max(mapped - int(order["submit_ns"]), 0)
-                continue
+        mapped = at_wall(int(sent))
+        if mapped is not None:
+            out[client_id] = max(mapped - int(order["submit_ns"]), 0)
+            continue
         if extra is not None:
             out[client_id] = max(lag + extra, 0)
         elif client_id in answered:
@@ -310,13 +347,17 @@ def _simulate(
     latency: dict[str, int],
     median: int,
     cancel_at: dict[str, int],
+    live_legs: set[str],
+    modified: dict[str, int],
+    modify_at: dict[str, int],
 ) -> list[Fill]:
     """The journal's requests into ``engine`` over ``records``; the simulated fills.
 
     A submit reaches the engine after its venue order's measured latency. A cancel, and a
-    replace (live: a cancel, then the new leg once the cancel is confirmed), take effect where
-    the venue cancelled the live leg (``cancel_at``, on the records' clock), else after the
-    median latency.
+    replace done as a cancel and a new leg (a venue without modify: the new leg goes once the
+    cancel is confirmed), take effect where the venue cancelled the live leg (``cancel_at``, on
+    the records' clock), else after the median latency; a replace the venue did in place
+    (modify) is the engine's replace after the median latency.
     """
     local = records["local_ns"]
     fills: list[Fill] = []
@@ -367,6 +408,8 @@ def _simulate(
                     None if data["type"] == "market" else data["price"],
                     type=data["type"],
                     tif=data["tif"],
+                    reduce_only=bool(data.get("reduce_only", False)),
+                    good_till_ms=int(data.get("good_till_ms") or 0),
                 ),
                 now,
             )
@@ -378,12 +421,21 @@ def _simulate(
                 engine.latency_ns = max(cancel_at.get(order.client_id, now + median) - now, 0)
                 engine.cancel(order.client_id, now)
         elif op == "replace" and data["client_id"] in engine.orders:
-            # As live: cancel the working leg, then a new leg for the rest (at its own time).
             client_id = str(data["client_id"])
             current = engine.orders[leg(client_id)]
             filled = sum(engine.orders[name].filled_qty for name in legs_of(client_id))
             if current.state in TERMINAL_STATES:
                 continue
+            if f"{client_id}.{replaced.get(client_id, 0) + 1}" not in live_legs:
+                # Live modified the order in place (the venue's modify): the engine's replace.
+                modified[current.client_id] = modified.get(current.client_id, 0) + 1
+                key = f"{current.client_id}@{modified[current.client_id]}"
+                engine.latency_ns = max(modify_at[key] - now, 0) if key in modify_at else median
+                leg_qty = round(float(data["qty"]) - (filled - current.filled_qty), 8)
+                engine.replace(current.client_id, float(data["price"]), leg_qty, now)
+                continue
+            # As live without a modify: cancel the working leg, then a new leg for the rest
+            # (at its own time).
             cancel(client_id, now)
             replaced[client_id] = replaced.get(client_id, 0) + 1
             rest = round(float(data["qty"]) - filled, 8)
@@ -481,7 +533,10 @@ def compare_execution(
         speed: float | None = float(live["config"].get("session", {}).get("speed"))
     except (TypeError, ValueError):
         speed = None  # "max": no fixed ratio of venue time to wall time
-    latency, measured = _latencies(live, clock, speed)
+    measured_all, measured = _latencies(live, clock, speed)
+    # "<leg>@<k>": where the k-th modify of a leg reached the venue (records' clock).
+    modify_at = {key: value for key, value in measured_all.items() if "@" in key}
+    latency = {key: value for key, value in measured_all.items() if "@" not in key}
     values = np.array(sorted(latency.values()) or [0], dtype=np.int64)
     median = int(np.median(values))
     session = live["config"].get("session", {})
@@ -498,7 +553,11 @@ def compare_execution(
             mapped = clock.to_ingest(int(row["ts_ns"]))
             if mapped is not None:
                 cancel_at[row["client_id"]] = mapped
-    sim_fills = _simulate(entries, records, engine, latency, median, cancel_at)
+    live_legs = {str(order["client_id"]) for order in live["orders"]}
+    modified: dict[str, int] = {}
+    sim_fills = _simulate(
+        entries, records, engine, latency, median, cancel_at, live_legs, modified, modify_at
+    )
     feeds = [entry for entry in entries if entry.kind == "feed"]
     result = ExecutionComparison(run_id=run)
     result.latency_method = measured
@@ -536,7 +595,9 @@ def compare_execution(
         sim_last = sim_legs[-1]
         sim_filled = sum(leg.filled_qty for leg in sim_legs)
         sim_total = sim_last.qty + sum(leg.filled_qty for leg in sim_legs[:-1])
-        sim_fate = fate(sim_last.state, sim_total, sim_filled, sim_last.reason)
+        sim_fate = fate(
+            sim_last.state, sim_total, sim_filled, sim_last.reason, sim_last.client_id in modified
+        )
         reason = next(
             (str(leg["reason"]) for leg in legs_live if leg["state"] == "rejected"), ""
         )

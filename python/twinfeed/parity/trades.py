@@ -28,8 +28,9 @@ import numpy as np
 from twinfeed import FeatureConfig, TwinfeedError
 from twinfeed.capture import capture_files
 from twinfeed.instruments import Instrument, SymbolInstruments
-from twinfeed.live.brain.journal import event_from_json
-from twinfeed.orders import OPEN_STATES, Event, Fill, Order, OrderType, Side, TimeInForce
+from twinfeed.context import ContextBase, Request
+from twinfeed.live.brain.journal import event_from_json, request_to_json
+from twinfeed.orders import OPEN_STATES, Event, Fill, Order
 from twinfeed.portfolio import Portfolio
 from twinfeed.records import KIND
 from twinfeed.strategy import PnL, Strategy
@@ -246,87 +247,46 @@ def _normal(value: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
-class ReplayContext:
-    """The :class:`twinfeed.strategy.Context` of a replay (see the module docstring)."""
+class ReplayContext(ContextBase):
+    """The :class:`twinfeed.strategy.Context` of a replay (see the module docstring): the
+    same :class:`twinfeed.context.ContextBase` as live, its sink the journal comparison."""
 
     def __init__(self, driver: _Driver, params: Mapping[str, Any]) -> None:
+        super().__init__(params, driver.instruments, 0)
         self._driver = driver
-        self._params = params
-        self.now = 0
-        self._next_id = 0
+        self.id_prefix = driver.id_prefix
 
-    @property
-    def now_ns(self) -> int:
-        return self.now
-
-    @property
-    def params(self) -> Mapping[str, Any]:
-        return self._params
-
-    def submit(
-        self,
-        side: Side,
-        qty: float,
-        price: float | None = None,
-        type: OrderType = "limit",
-        tif: TimeInForce = "GTC",
-        client_id: str | None = None,
-        symbol: int | None = None,
-    ) -> str:
-        if client_id is None:
-            self._next_id += 1
-            client_id = f"{self._driver.id_prefix}{self._next_id}"
-        self._driver.request(
-            "submit",
-            {
-                "side": side,
-                "qty": qty,
-                "price": price,
-                "type": type,
-                "tif": tif,
-                "client_id": client_id,
-                "symbol": symbol,
-            },
-        )
-        self._driver.views[client_id] = Order(
-            client_id,
-            0 if symbol is None else symbol,
-            side,
-            float(qty),
-            None if type == "market" else price,
-            type=type,
-            tif=tif,
-            submit_ns=self.now,
-        )
-        self._driver.after_request()
-        return client_id
-
-    def cancel(self, client_id: str) -> None:
-        self._driver.request("cancel", {"client_id": client_id})
-        self._driver.after_request()
-
-    def cancel_all(self, symbol: int | None = None) -> list[str]:
-        self._driver.request("cancel_all", {"symbol": symbol})
-        open_ids = [
-            client_id
-            for client_id, view in self._driver.views.items()
-            if view.state in OPEN_STATES and (symbol is None or view.symbol == symbol)
-        ]
-        self._driver.after_request()
+    def _request(self, request: Request) -> list[str]:
+        driver = self._driver
+        driver.request(request)
+        open_ids: list[str] = []
+        if request.action == "submit" and request.order is not None:
+            order = request.order
+            driver.views[order.client_id] = Order(
+                order.client_id,
+                order.symbol,
+                order.side,
+                order.qty,
+                order.price,
+                type=order.type,
+                tif=order.tif,
+                submit_ns=order.submit_ns,
+            )
+        elif request.action == "cancel_all":
+            open_ids = [
+                client_id
+                for client_id, view in driver.views.items()
+                if view.state in OPEN_STATES
+                and (request.symbol is None or view.symbol == request.symbol)
+            ]
+        driver.after_request()
         return open_ids
 
-    def replace(self, client_id: str, price: float, qty: float) -> None:
-        self._driver.request("replace", {"client_id": client_id, "price": price, "qty": qty})
-        self._driver.after_request()
-
-    def position(self, symbol: int | None = None) -> float:
-        return self._driver.portfolio.position(0 if symbol is None else symbol).qty
+    def _position(self, symbol: int) -> float:
+        return self._driver.portfolio.position(symbol).qty
 
     def pnl(self) -> PnL:
         return self._driver.portfolio.pnl()
-
-    def instrument(self, symbol: int | str | None = None) -> Instrument:
-        return self._driver.instruments.get(symbol, 0)
 
     def open_orders(self, symbol: int | None = None) -> list[Order]:
         return [
@@ -401,9 +361,9 @@ class _Driver:
         )
         raise _Diverged(reason)
 
-    def request(self, op: str, args: Mapping[str, Any]) -> None:
+    def request(self, request: Request) -> None:
         self.request_number += 1
-        replayed = _normal({"op": op, **args, "now_ns": self.ctx.now})
+        replayed = _normal({**request_to_json(request), "now_ns": request.ts_ns})
         entry = self.entries[self.cursor] if self.cursor < len(self.entries) else None
         if entry is None or entry.kind != "request":
             self._diverge(

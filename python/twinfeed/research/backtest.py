@@ -44,6 +44,7 @@ import numpy as np
 
 from twinfeed import FeatureConfig
 from twinfeed._time import utc_iso
+from twinfeed.context import ContextBase, Request
 from twinfeed.instruments import (
     Instrument,
     InstrumentTable,
@@ -55,7 +56,7 @@ from twinfeed.instruments import (
 )
 from twinfeed.live.brain.risk import RiskConfig, RiskManager
 from twinfeed.matching import MatchingEngine, RecordColumns
-from twinfeed.orders import Event, Fill, Order, OrderType, Side, TimeInForce
+from twinfeed.orders import Event, Fill, Order
 from twinfeed.portfolio import Portfolio
 from twinfeed.records import KIND, build_info
 from twinfeed.research.backtest_report import BacktestResult, Recorder, mark_portfolio
@@ -220,8 +221,9 @@ def default_out_dir(capture: str | Path) -> Path:
     return Path("runs") / f"backtest-{capture_stem(Path(capture).name)}"
 
 
-class BacktestContext:
-    """The :class:`twinfeed.strategy.Context` of a backtest."""
+class BacktestContext(ContextBase):
+    """The :class:`twinfeed.strategy.Context` of a backtest: its sink is the matching engine
+    (after the live brain's pre-trade risk checks, when given)."""
 
     def __init__(
         self,
@@ -232,56 +234,29 @@ class BacktestContext:
         instruments: SymbolInstruments | None = None,
         risk: RiskManager | None = None,
     ) -> None:
+        super().__init__(params, instruments or SymbolInstruments(None, None, None), primary_symbol)
         self._engine = engine
         self._portfolio = portfolio
-        self._params = params
-        self._primary = primary_symbol
-        self._instruments = instruments or SymbolInstruments(None, None, None)
         self._risk = risk
         #: Pre-trade risk refusals by check name (``rate``, ``position``, ...).
         self.risk_refusals: dict[str, int] = {}
-        self._now = 0
-        self._next_id = 0
 
-    @property
-    def now_ns(self) -> int:
-        """Event time of the latest record the strategy has seen."""
-        return self._now
-
-    @property
-    def params(self) -> Mapping[str, Any]:
-        """The strategy's merged parameters."""
-        return self._params
-
-    def submit(
-        self,
-        side: Side,
-        qty: float,
-        price: float | None = None,
-        type: OrderType = "limit",
-        tif: TimeInForce = "GTC",
-        client_id: str | None = None,
-        symbol: int | None = None,
-    ) -> str:
-        """See :meth:`twinfeed.strategy.Context.submit`."""
-        if client_id is None:
-            self._next_id += 1
-            client_id = f"o{self._next_id}"
-        order = Order(
-            client_id,
-            self._primary if symbol is None else symbol,
-            side,
-            float(qty),
-            None if type == "market" else price,
-            type=type,
-            tif=tif,
-        )
-        reason = self._risk_refusal(order)
-        if reason:
-            self._engine.refuse(order, self._now, reason)
+    def _request(self, request: Request) -> list[str]:
+        engine, now = self._engine, self.now
+        if request.action == "submit":
+            assert request.order is not None
+            reason = request.refusal or self._risk_refusal(request.order)
+            if reason:
+                engine.refuse(request.order, now, reason)
+            else:
+                engine.submit(request.order, now)
+        elif request.action == "cancel":
+            engine.cancel(request.client_id, now)
+        elif request.action == "cancel_all":
+            return engine.cancel_all(now, request.symbol)
         else:
-            self._engine.submit(order, self._now)
-        return client_id
+            self._replace(request.client_id, request.price, request.qty)
+        return []
 
     def _risk_refusal(self, order: Order) -> str:
         """The live brain's pre-trade check of ``order`` ("" if it passes)."""
@@ -291,7 +266,7 @@ class BacktestContext:
         mid = (touch.bid_px + touch.ask_px) / 2 if touch is not None else float("nan")
         decision = self._risk.check(
             order,
-            now_ns=self._now,
+            now_ns=self.now,
             position=self._portfolio.position(order.symbol).qty,
             mid=mid,
             open_orders=[o for o in self._engine.open_orders(order.symbol) if o is not order],
@@ -301,19 +276,10 @@ class BacktestContext:
         self.risk_refusals[decision.check] = self.risk_refusals.get(decision.check, 0) + 1
         return f"risk: {decision.reason}"
 
-    def cancel(self, client_id: str) -> None:
-        """See :meth:`twinfeed.strategy.Context.cancel`."""
-        self._engine.cancel(client_id, self._now)
-
-    def cancel_all(self, symbol: int | None = None) -> list[str]:
-        """See :meth:`twinfeed.strategy.Context.cancel_all`."""
-        return self._engine.cancel_all(self._now, symbol)
-
-    def replace(self, client_id: str, price: float, qty: float) -> None:
-        """See :meth:`twinfeed.strategy.Context.replace`. With risk checks, a replace is checked
-        as the live brain checks it (a new order for the remaining quantity, which costs a rate
-        token); refused, the order is cancelled, as the live brain's cancel-and-resend leaves it.
-        """
+    def _replace(self, client_id: str, price: float, qty: float) -> None:
+        """With risk checks, a replace is checked as the live brain checks it (a new order
+        for the remaining quantity, which costs a rate token); refused, the order is
+        cancelled, as the live brain's cancel-and-resend leaves it."""
         if self._risk is not None:
             order = self._engine.orders.get(client_id)
             if order is not None and order.is_open:
@@ -325,15 +291,16 @@ class BacktestContext:
                     price,
                     type=order.type,
                     tif=order.tif,
+                    reduce_only=order.reduce_only,
+                    good_till_ms=order.good_till_ms,
                 )
                 if self._risk_refusal(leg):
-                    self._engine.cancel(client_id, self._now)
+                    self._engine.cancel(client_id, self.now)
                     return
-        self._engine.replace(client_id, price, qty, self._now)
+        self._engine.replace(client_id, price, qty, self.now)
 
-    def position(self, symbol: int | None = None) -> float:
-        """See :meth:`twinfeed.strategy.Context.position`."""
-        return self._portfolio.position(self._primary if symbol is None else symbol).qty
+    def _position(self, symbol: int) -> float:
+        return self._portfolio.position(symbol).qty
 
     def pnl(self) -> PnL:
         """See :meth:`twinfeed.strategy.Context.pnl`; marks positions at the current mid."""
@@ -343,10 +310,6 @@ class BacktestContext:
     def open_orders(self, symbol: int | None = None) -> list[Order]:
         """See :meth:`twinfeed.strategy.Context.open_orders`."""
         return self._engine.open_orders(symbol)
-
-    def instrument(self, symbol: int | str | None = None) -> Instrument:
-        """See :meth:`twinfeed.strategy.Context.instrument`."""
-        return self._instruments.get(symbol, self._primary)
 
 
 def _special_rows(records: np.ndarray[Any, Any]) -> list[int]:
@@ -606,9 +569,9 @@ class Backtest:
                                 mask |= (kinds == _QUOTE) | (kinds == _BOOK)
                             flags = records["flags"]
                             for row in np.flatnonzero(mask).tolist():
-                                ctx._now = int(local_ns[start + row]) + md_latency
+                                ctx.now = int(local_ns[start + row]) + md_latency
                                 feed_status(int(kinds[row]), int(flags[row]))
-                        ctx._now = int(local_ns[stop - 1]) + md_latency
+                        ctx.now = int(local_ns[stop - 1]) + md_latency
                         strategy.on_batch(ctx, records)
                     else:
                         times = (local_ns[start:stop] + md_latency).tolist()
@@ -619,7 +582,7 @@ class Backtest:
                             events = engine.process(columns, start + row, start + row + 1)
                             if events:
                                 dispatch(events)
-                            ctx._now = times[row]
+                            ctx.now = times[row]
                             kind = kinds_list[row]
                             if kind in (_GAP, _STATUS) or status[0] != "healthy":
                                 feed_status(kind, flags_list[row])

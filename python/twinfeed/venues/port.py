@@ -72,6 +72,8 @@ class VenuePort(Protocol):
 
     stream_errors: int
     stream_down: bool
+    #: True if :meth:`modify` changes an order in place (else the brain cancels and resends).
+    supports_modify: bool
 
     def send_order(self, order: Order, symbol: str) -> ExecutionReport:
         """Sends a new order; returns the venue's answer (its state after matching)."""
@@ -85,8 +87,11 @@ class VenuePort(Protocol):
         """Cancels every open order of ``symbol``."""
         ...
 
-    def modify(self, client_id: str, symbol: str, qty: float, price: float) -> ExecutionReport:
-        """Changes a resting limit order's price and quantity in place."""
+    def modify(
+        self, client_id: str, symbol: str, qty: float, price: float, side: Side | None = None
+    ) -> ExecutionReport:
+        """Changes a resting limit order's price and total quantity in place (``side``, if
+        given, spares the venue a lookup)."""
         ...
 
     def order_status(

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from twinfeed.live.brain.oms import ExecutionReport
-from twinfeed.orders import Order
+from twinfeed.orders import Order, Side
 from twinfeed.venues.errors import NOT_SENT, VenueError
 from twinfeed.venues.port import VenuePort
 
@@ -28,6 +28,9 @@ class OrderEntry(Protocol):
     """What the brain needs from a venue. Calls are synchronous; reports may also come later
     through :meth:`poll_reports` (duplicates and reordering are the OMS's problem)."""
 
+    #: True if :meth:`send_modify` works (else a replace is a cancel and a new order).
+    supports_modify: bool
+
     def send_order(self, order: Order, symbol: str) -> ExecutionReport:
         """Sends a new order; returns the venue's acknowledgement. Raises VenueError."""
         ...
@@ -39,6 +42,13 @@ class OrderEntry(Protocol):
 
     def send_cancel_all(self, symbol: str) -> None:
         """Cancels every open order of ``symbol``."""
+        ...
+
+    def send_modify(
+        self, client_id: str, symbol: str, side: Side, qty: float, price: float
+    ) -> ExecutionReport:
+        """Changes a resting limit order's price and total quantity in place; returns its
+        state after the change. Raises VenueError."""
         ...
 
     def poll_reports(self) -> list[ExecutionReport]:
@@ -66,6 +76,7 @@ class PortEntry:
         self.on_error: Callable[[VenueError], None] | None = None
         self.hold: str | None = None
         self.pending_on_link_error = False
+        self.supports_modify = port.supports_modify
 
     def _call(self, function: Callable[..., _T], *args: Any) -> _T:
         try:
@@ -101,6 +112,12 @@ class PortEntry:
     def send_cancel_all(self, symbol: str) -> None:
         self._held()
         self._call(self.port.cancel_all, symbol)
+
+    def send_modify(
+        self, client_id: str, symbol: str, side: Side, qty: float, price: float
+    ) -> ExecutionReport:
+        self._held()
+        return self._call(self.port.modify, client_id, symbol, qty, price, side)
 
     def poll_reports(self) -> list[ExecutionReport]:
         return self.port.poll_reports()

@@ -308,8 +308,7 @@ class FaultTolerantTrader(LiveTrader):
         elif transition.status == "healthy":
             self._healthy_since = time.monotonic()
         self._dispatch()
-        self.journal.feed(self.ctx.now, transition.status, transition.reason)
-        self.strategy.on_feed_status(self.ctx, transition.status)
+        self.deliver("on_feed_status", transition.status)
         self._dispatch()
 
     # ---- ingest restart -----------------------------------------------------------------

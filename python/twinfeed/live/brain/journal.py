@@ -33,10 +33,19 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from twinfeed.context import Request
 from twinfeed.live.brain.trade_db import TradeDB
 from twinfeed.orders import Event, Fill, OrderUpdate
 
-__all__ = ["JOURNAL_KINDS", "Journal", "event_from_json", "event_to_json"]
+__all__ = [
+    "JOURNAL_KINDS",
+    "RUNNER_FAULT_ENV",
+    "Journal",
+    "RunnerFault",
+    "event_from_json",
+    "event_to_json",
+    "request_to_json",
+]
 
 JOURNAL_KINDS = (
     "start",
@@ -63,6 +72,29 @@ def event_to_json(event: Event) -> dict[str, Any]:
     """A fill or order update as the journal stores it (every field)."""
     names = Fill.__slots__ if isinstance(event, Fill) else OrderUpdate.__slots__
     return {name: _clean(getattr(event, name)) for name in names}
+
+
+def request_to_json(request: Request) -> dict[str, Any]:
+    """A strategy request with all its arguments (``now_ns`` is the entry's own column)."""
+    out: dict[str, Any] = {"op": request.action, "client_id": request.client_id}
+    order = request.order
+    if request.action == "submit" and order is not None:
+        out.update(
+            side=order.side,
+            qty=order.qty,
+            price=_clean(order.price),
+            type=order.type,
+            tif=order.tif,
+            symbol=order.symbol,
+            reduce_only=order.reduce_only,
+            good_till_ms=order.good_till_ms,
+            refusal=request.refusal,
+        )
+    elif request.action == "cancel_all":
+        out["symbol"] = request.symbol
+    elif request.action == "replace":
+        out.update(price=request.price, qty=request.qty)
+    return out
 
 
 def event_from_json(kind: str, data: Mapping[str, Any]) -> Event:
@@ -158,8 +190,8 @@ class Journal:
     def control(self, now_ns: int, command: str, detail: Mapping[str, Any] | None = None) -> None:
         self._add("control", now_ns, {"command": command, **(detail or {})})
 
-    def request(self, now_ns: int, op: str, args: Mapping[str, Any]) -> None:
-        self._add("request", now_ns, {"op": op, **{k: _clean(v) for k, v in args.items()}})
+    def request(self, request: Request) -> None:
+        self._add("request", request.ts_ns, request_to_json(request))
 
     def stop(self, now_ns: int) -> None:
         self._add("stop", now_ns, {})

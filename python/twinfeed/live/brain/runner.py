@@ -13,12 +13,18 @@ One loop, one thread. Each step:
    the OMS and the venue;
 5. snapshot positions every ``snapshot_interval_ns`` of event time.
 
-Replaces: the order-entry subset has no amend, so ``ctx.replace`` cancels the working venue
-order and sends a new one for ``qty - filled`` (a "leg" ``<id>.<n>``: Binance client ids
-allow only ``[.A-Za-z0-9:/_-]``) once the cancel is confirmed. The strategy keeps seeing
-one order under its own id: fills of every leg, and the state of the current leg. The OMS
-and the DB's ``orders`` and ``fills`` tables work per leg (``client_id``), with the
-strategy's id in ``strategy_id``.
+Replaces: where the venue changes an order in place (``OrderEntry.supports_modify``, Binance's
+``order.modify``), ``ctx.replace`` modifies the working venue order: same id, same queue place
+if the price stays and the quantity does not grow (as the matching engine's replace). Elsewhere
+(and for a new total at or below the filled quantity) it cancels the working venue order and
+sends a new one for ``qty - filled`` (a "leg" ``<id>.<n>``: Binance client ids allow only
+``[.A-Za-z0-9:/_-]``) once the cancel is confirmed. The strategy keeps seeing one order under
+its own id: fills of every leg, and the state of the current leg. The OMS and the DB's
+``orders`` and ``fills`` tables work per leg (``client_id``), with the strategy's id in
+``strategy_id``.
+
+Hook points: every strategy request goes through :meth:`LiveTrader.request`, every callback
+into the strategy through :meth:`LiveTrader.deliver`.
 
 Event time is the records' ``local_ns`` (the ingest's receive clock), as in the backtester;
 the wall clock is only recorded next to it (``wall_ns`` columns) for latency reports.
@@ -31,12 +37,12 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
+from twinfeed.context import ContextBase, Request
 from twinfeed.instruments import (
-    Instrument,
     SymbolInstruments,
     UnknownInstrumentError,
     load_table,
@@ -54,10 +60,7 @@ from twinfeed.orders import (
     Event,
     Fill,
     Order,
-    OrderType,
     OrderUpdate,
-    Side,
-    TimeInForce,
 )
 from twinfeed.portfolio import Portfolio
 from twinfeed.records import KIND, build_info
@@ -86,6 +89,11 @@ def when_allowed(call: Callable[[], _T], limit_s: float = 15.0) -> _T:
 
 
 log = logging.getLogger("twinfeed.live")
+
+#: The strategy callbacks :meth:`LiveTrader.deliver` makes.
+Callback = Literal[
+    "on_start", "on_fill", "on_order_update", "on_feed_status", "on_batch", "on_record", "on_stop"
+]
 
 _QUOTE = KIND["quote"]
 _BOOK = KIND["book"]
@@ -169,106 +177,26 @@ class _LegInfo:
     mid: float
 
 
-class LiveContext:
-    """The :class:`twinfeed.strategy.Context` of a live run."""
+class LiveContext(ContextBase):
+    """The :class:`twinfeed.strategy.Context` of a live run: its sink is
+    :meth:`LiveTrader.request`."""
 
     def __init__(self, trader: LiveTrader) -> None:
+        super().__init__(trader.strategy.params, trader.instruments, 0)
         self._trader = trader
-        self.now = 0
-        self._next_id = 0
 
-    @property
-    def now_ns(self) -> int:
-        return self.now
+    def _request(self, request: Request) -> list[str]:
+        return self._trader.request(request)
 
-    @property
-    def params(self) -> Mapping[str, Any]:
-        return self._trader.strategy.params
-
-    def submit(
-        self,
-        side: Side,
-        qty: float,
-        price: float | None = None,
-        type: OrderType = "limit",
-        tif: TimeInForce = "GTC",
-        client_id: str | None = None,
-        symbol: int | None = None,
-    ) -> str:
-        if client_id is None:
-            self._next_id += 1
-            client_id = f"{self._trader.id_prefix}{self._next_id}"
-        journal = self._trader.journal
-        journal.request(
-            self.now,
-            "submit",
-            {
-                "side": side,
-                "qty": qty,
-                "price": price,
-                "type": type,
-                "tif": tif,
-                "client_id": client_id,
-                "symbol": symbol,
-            },
-        )
-        order = Order(
-            client_id,
-            0 if symbol is None else symbol,
-            side,
-            float(qty),
-            None if type == "market" else price,
-            type=type,
-            tif=tif,
-            submit_ns=self.now,
-        )
-        journal.inside = True
-        try:
-            self._trader.submit(order)
-        finally:
-            journal.inside = False
-        return client_id
-
-    def cancel(self, client_id: str) -> None:
-        journal = self._trader.journal
-        journal.request(self.now, "cancel", {"client_id": client_id})
-        journal.inside = True
-        try:
-            self._trader.cancel(client_id)
-        finally:
-            journal.inside = False
-
-    def cancel_all(self, symbol: int | None = None) -> list[str]:
-        journal = self._trader.journal
-        journal.request(self.now, "cancel_all", {"symbol": symbol})
-        journal.inside = True
-        try:
-            return self._trader.cancel_all(symbol)
-        finally:
-            journal.inside = False
-
-    def replace(self, client_id: str, price: float, qty: float) -> None:
-        journal = self._trader.journal
-        journal.request(
-            self.now, "replace", {"client_id": client_id, "price": price, "qty": qty}
-        )
-        journal.inside = True
-        try:
-            self._trader.replace(client_id, price, qty)
-        finally:
-            journal.inside = False
-
-    def position(self, symbol: int | None = None) -> float:
-        return self._trader.portfolio.position(0 if symbol is None else symbol).qty
+    def _position(self, symbol: int) -> float:
+        return self._trader.portfolio.position(symbol).qty
 
     def pnl(self) -> PnL:
+        """See :meth:`twinfeed.strategy.Context.pnl`."""
         return self._trader.portfolio.pnl()
 
-    def instrument(self, symbol: int | str | None = None) -> Instrument:
-        """See :meth:`twinfeed.strategy.Context.instrument`."""
-        return self._trader.instruments.get(symbol, 0)
-
     def open_orders(self, symbol: int | None = None) -> list[Order]:
+        """See :meth:`twinfeed.strategy.Context.open_orders`."""
         return [
             logical.view
             for logical in self._trader.logical.values()
@@ -359,10 +287,10 @@ class LiveTrader:
             params=dict(strategy.params),
         )
         # Client ids unique across runs on one account: Binance refuses a reused open id.
-        self.id_prefix = f"{run_id[-6:]}-"
+        self.id_prefix = self.ctx.id_prefix = f"{run_id[-6:]}-"
         self.summary = RunSummary(run_id=run_id)
         self.journal.start(self.ctx.now, self._journal_setup(run_id))
-        strategy.on_start(self.ctx)
+        self.deliver("on_start")
         self._dispatch()
         return run_id
 
@@ -430,9 +358,8 @@ class LiveTrader:
     def finish(self, status: str = "completed") -> RunSummary:
         """``on_stop``, cancel everything, wait for the venue to settle, reconcile, record."""
         self.stopping = True
-        self.journal.stop(self.ctx.now)
         try:
-            self.strategy.on_stop(self.ctx)
+            self.deliver("on_stop")
         finally:
             self._dispatch()
         for symbol in self.config.symbols:
@@ -494,8 +421,30 @@ class LiveTrader:
         symbols = self.config.symbols
         return symbols[symbol] if 0 <= symbol < len(symbols) else str(symbol)
 
-    def submit(self, order: Order) -> None:
-        """Risk-checks, records and sends a new strategy order."""
+    def request(self, request: Request) -> list[str]:
+        """The one door for the strategy's requests (:class:`twinfeed.context.Request`, from
+        ``ctx.submit/cancel/cancel_all/replace``); for ``cancel_all`` returns the ids it
+        cancels."""
+        journal = self.journal
+        journal.request(request)
+        journal.inside = True
+        try:
+            if request.action == "submit":
+                assert request.order is not None
+                self.submit(request.order, request.refusal)
+            elif request.action == "cancel":
+                self.cancel(request.client_id)
+            elif request.action == "cancel_all":
+                return self.cancel_all(request.symbol)
+            else:
+                self.replace(request.client_id, request.price, request.qty)
+            return []
+        finally:
+            journal.inside = False
+
+    def submit(self, order: Order, refusal: str = "") -> None:
+        """Risk-checks, records and sends a new strategy order (``refusal``: the context found
+        it invalid; it is recorded rejected and not sent)."""
         if order.client_id in self.logical:
             raise ValueError(f"duplicate client order id {order.client_id!r}")
         view = Order(
@@ -507,11 +456,13 @@ class LiveTrader:
             type=order.type,
             tif=order.tif,
             submit_ns=order.submit_ns,
+            reduce_only=order.reduce_only,
+            good_till_ms=order.good_till_ms,
         )
         self.logical[order.client_id] = _Logical(view, order.client_id)
-        self._send_leg(order, order.client_id)
+        self._send_leg(order, order.client_id, refusal)
 
-    def _send_leg(self, order: Order, strategy_id: str) -> None:
+    def _send_leg(self, order: Order, strategy_id: str, invalid: str = "") -> None:
         mid = self._mids.get(order.symbol, float("nan"))
         symbol = self._symbol_name(order.symbol)
         self.oms.add(order)
@@ -524,6 +475,11 @@ class LiveTrader:
             mid=mid,
         )
         self.summary.orders += 1
+        if invalid:
+            self.summary.risk_rejections += 1
+            self._count_refusal(f"invalid {invalid}")
+            self._apply_events(self.oms.reject(order.client_id, self.ctx.now, invalid))
+            return
         refusal = self._rules_refusal(order, mid)
         if refusal:
             # The instrument's rules, checked before the venue (which applies the same ones).
@@ -614,7 +570,13 @@ class LiveTrader:
             raise KeyError(f"unknown order {strategy_id!r}")
         view = logical.view
         if view.state in TERMINAL_STATES:
-            self._queue(OrderUpdate.of(view, self.ctx.now, "replace refused: order finished"))
+            self._queue(
+                OrderUpdate.of(view, self.ctx.now, "replace refused: order finished")
+            )
+            return
+        remaining = qty - view.filled_qty
+        if self.gateway.supports_modify and view.type == "limit" and remaining > 1e-12:
+            self._modify_leg(logical, price, qty)
             return
         logical.replacing = True
         try:
@@ -626,7 +588,6 @@ class LiveTrader:
             # The leg finished (filled) first: its own update tells the strategy.
             self._sync_view(logical, old, self.ctx.now)
             return
-        remaining = qty - view.filled_qty
         if remaining <= 1e-12:
             view.qty = qty
             self._finish_view(logical, "filled" if view.filled_qty > 0 else "cancelled")
@@ -645,8 +606,33 @@ class LiveTrader:
             type=view.type,
             tif=view.tif,
             submit_ns=self.ctx.now,
+            reduce_only=view.reduce_only,
+            good_till_ms=view.good_till_ms,
         )
         self._send_leg(leg, strategy_id)
+
+    def _modify_leg(self, logical: _Logical, price: float, qty: float) -> None:
+        """A replace in place (the venue's modify): the leg keeps its id; its total quantity
+        is the strategy's new total less what earlier legs filled."""
+        view = logical.view
+        leg = self.oms.get(logical.leg)
+        leg_qty = round(qty - (view.filled_qty - leg.filled_qty), 8)
+        try:
+            report = self.gateway.send_modify(
+                leg.client_id, self._symbol_name(leg.symbol), leg.side, leg_qty, price
+            )
+        except VenueError as error:
+            self._queue(
+                OrderUpdate.of(view, self.ctx.now, f"replace refused: {error.code} {error.message}")
+            )
+            return
+        if report.state not in TERMINAL_STATES:
+            leg.qty, leg.price = leg_qty, price
+            view.qty, view.price = qty, price
+            # The venue's time of the modify, as every order event row (trade parity reads it).
+            self.db.order_event(OrderUpdate.of(leg, report.ts_ns, "replaced"), leg)
+            self._queue(OrderUpdate.of(view, self.ctx.now, "replaced"))
+        self.apply_reports([report])
 
     # ---- venue reports ------------------------------------------------------------------
 
@@ -743,10 +729,19 @@ class LiveTrader:
             if self._fault is not None:
                 events = self._fault.deliveries(events)
             for event in events:
-                if isinstance(event, Fill):
-                    self.strategy.on_fill(self.ctx, event)
-                else:
-                    self.strategy.on_order_update(self.ctx, event)
+                self.deliver("on_fill" if isinstance(event, Fill) else "on_order_update", event)
+
+    def deliver(self, callback: Callback, payload: Any = None) -> None:
+        """The one door into the strategy: every callback (start, fill, order update, feed
+        status, batch or record, stop) is made here, with ``ctx.now_ns`` already set."""
+        if callback == "on_feed_status":
+            self.journal.feed(self.ctx.now, payload)
+        elif callback == "on_stop":
+            self.journal.stop(self.ctx.now)
+        if callback == "on_start" or callback == "on_stop":
+            getattr(self.strategy, callback)(self.ctx)
+        else:
+            getattr(self.strategy, callback)(self.ctx, payload)
 
     # ---- market data --------------------------------------------------------------------
 
@@ -769,12 +764,12 @@ class LiveTrader:
         row = len(records) - 1
         try:
             if strategy.wants_batches:
-                strategy.on_batch(self.ctx, records)
+                self.deliver("on_batch", records)
                 return
             times = records["local_ns"].tolist()
             for row in range(len(records)):
                 self.ctx.now = times[row]
-                strategy.on_record(self.ctx, records[row])
+                self.deliver("on_record", records[row])
                 if self._pending:
                     self.journal.at_seq = self._batch_first + row + 1
                     self._dispatch()
@@ -820,8 +815,7 @@ class LiveTrader:
         elif transition.status == "healthy":
             self.risk.allow_opening()
         self._dispatch()
-        self.journal.feed(self.ctx.now, transition.status, transition.reason)
-        self.strategy.on_feed_status(self.ctx, transition.status)
+        self.deliver("on_feed_status", transition.status)
         self._dispatch()
 
     def _journal_setup(self, run_id: str) -> dict[str, Any]:
@@ -834,6 +828,7 @@ class LiveTrader:
             resolved = []
         for instrument in resolved:
             instruments.append({"venue": instrument.venue, **instrument.to_exchange_info()})
+        deployment = self._run_config.get("deployment") or {}
         return {
             "run_id": run_id,
             "id_prefix": self.id_prefix,
@@ -845,7 +840,7 @@ class LiveTrader:
             "instruments": instruments,
             "rules_given": self._rules_given,
             "capture_dir": self._run_config.get("ingest_capture_dir"),
-            "feature_config_toml": self._run_config.get("deployment", {}).get("feature_config_toml"),
+            "feature_config_toml": deployment.get("feature_config_toml"),
             "fingerprint": self.feed.fingerprint,
         }
 

@@ -36,7 +36,7 @@ from typing import Any
 
 from twinfeed.instruments import Instrument, InstrumentTable
 from twinfeed.live.brain.oms import ExecutionReport
-from twinfeed.orders import Order
+from twinfeed.orders import Order, Side
 from twinfeed.venues.binance import wire
 from twinfeed.venues.errors import VenueError
 from twinfeed.venues.port import VenueAccount, VenueFill, VenueOrder
@@ -71,6 +71,8 @@ class BinanceVenue:
         self.rest_fallbacks = 0
         self.stream_gaps = 0
         self.stream_errors = 0
+        #: Binance changes a resting LIMIT order's price and quantity in place (order.modify).
+        self.supports_modify = True
         self.stream_down = False
         self.stream_retry_s = stream_retry_s
         self.stream_retry_max_s = stream_retry_max_s
@@ -187,6 +189,8 @@ class BinanceVenue:
                 type=wire.TYPES[order.type],
                 time_in_force=order.tif.upper() if limit else None,
                 client_order_id=order.client_id,
+                reduce_only=True if order.reduce_only else None,
+                good_till_date=order.good_till_ms or None,
             )
         except VenueError as error:
             if not (error.link_lost and error.sent):
@@ -207,13 +211,16 @@ class BinanceVenue:
     def cancel_all(self, symbol: str) -> None:
         self.gateway.cancel_all(symbol)
 
-    def modify(self, client_id: str, symbol: str, qty: float, price: float) -> ExecutionReport:
+    def modify(
+        self, client_id: str, symbol: str, qty: float, price: float, side: Side | None = None
+    ) -> ExecutionReport:
         body = self._entry(
             "modify",
             symbol,
             client_order_id=client_id,
             quantity=self._qty(symbol, qty),
             price=self._price(symbol, price),
+            side=None if side is None else wire.SIDES[side],
         )
         return wire.report_from_order(body)
 
