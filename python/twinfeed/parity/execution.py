@@ -159,7 +159,15 @@ def _load_live(db: Path, run_id: str) -> dict[str, Any]:
     finally:
         con.close()
     config = json.loads(config_text[0]) if config_text and config_text[0] else {}
-    return {"config": config, "orders": orders, "fills": fills, "answers": answers, "acks": acks, "cancels": cancels, "modifies": modifies}
+    return {
+        "config": config,
+        "orders": orders,
+        "fills": fills,
+        "answers": answers,
+        "acks": acks,
+        "cancels": cancels,
+        "modifies": modifies,
+    }
 
 
 class _VenueClock:
@@ -215,9 +223,7 @@ def _latencies(
     answered = {row["client_id"]: row["wall_ns"] for row in live["answers"]}
     arrival: dict[str, int] = {}
     rest: list[int] = []
-    orders = [
-        o for o in live["orders"] if not str(o["reason"] or "").startswith(("risk", "rules"))
-    ]
+    orders = [o for o in live["orders"] if not str(o["reason"] or "").startswith(("risk", "rules"))]
     for order in orders:
         ack = acks.get(order["client_id"])
         if clock is None or ack is None or not order["submit_wall_ns"]:
@@ -225,7 +231,8 @@ def _latencies(
         mapped = clock.to_ingest(int(ack["ts_ns"]))
         if mapped is None:
             continue
-        arrival[order["client_id"]] = max(mapped - int(order["submit_ns"]), 0)
+        # Negative when the venue's replay stood behind the records the decision was made on.
+        arrival[order["client_id"]] = mapped - int(order["submit_ns"])
         rest.append(mapped - int(order["submit_wall_ns"]))
     extra = int(np.median(rest)) if rest else None
     # The venue's clock at a send without an acknowledgement: from the acknowledged send
@@ -277,7 +284,7 @@ def _latencies(
         lag = int(sent) - int(order["submit_ns"])
         mapped = at_wall(int(sent))
         if mapped is not None:
-            out[client_id] = max(mapped - int(order["submit_ns"]), 0)
+            out[client_id] = mapped - int(order["submit_ns"])
             continue
         if extra is not None:
             out[client_id] = max(lag + extra, 0)
@@ -353,37 +360,26 @@ def _simulate(
 ) -> list[Fill]:
     """The journal's requests into ``engine`` over ``records``; the simulated fills.
 
-    A submit reaches the engine after its venue order's measured latency. A cancel, and a
-    replace done as a cancel and a new leg (a venue without modify: the new leg goes once the
-    cancel is confirmed), take effect where the venue cancelled the live leg (``cancel_at``, on
-    the records' clock), else after the median latency; a replace the venue did in place
-    (modify) is the engine's replace after the median latency.
+    Every request reaches the engine where the live one reached the venue, on the records'
+    clock (this can be before the record the decision was made on: the paper venue's replay
+    may stand behind the ingest): a submit after its venue order's measured latency; a cancel,
+    and a replace done as a cancel and a new leg (a venue without modify sends the new leg once
+    the cancel is confirmed), where the venue cancelled the live leg (``cancel_at``); a
+    replace the venue did in place (modify) where the venue answered it (``modify_at``), as
+    the engine's replace. Without a measurement: the decision time plus the median latency.
+    Requests are handled in the order they reached the venue.
     """
     local = records["local_ns"]
     fills: list[Fill] = []
     position = 0
+    actions: list[tuple[int, int, str, Any]] = []
+    legs: dict[str, int] = {}  # strategy order -> live legs so far (0: the first)
 
-    def feed_until(ns: int, seq_bound: int) -> None:
-        nonlocal position
-        stop = min(int(np.searchsorted(local, ns, side="right")), seq_bound)
-        if stop > position:
-            fills.extend(e for e in engine.on_batch(records[position:stop]) if isinstance(e, Fill))
-            position = stop
+    def leg_name(client_id: str, number: int) -> str:
+        return client_id if number == 0 else f"{client_id}.{number}"
 
-    replaced: dict[str, int] = {}
-
-    def leg(client_id: str) -> str:
-        count = replaced.get(client_id, 0)
-        return client_id if count == 0 else f"{client_id}.{count}"
-
-    def legs_of(client_id: str) -> list[str]:
-        return [client_id] + [f"{client_id}.{n}" for n in range(1, replaced.get(client_id, 0) + 1)]
-
-    def cancel(client_id: str, now: int) -> None:
-        name = leg(client_id)
-        at = cancel_at.get(name)
-        engine.latency_ns = median if at is None else max(at - now, 0)
-        engine.cancel(name, now)
+    def schedule(at: int, kind: str, payload: Any) -> None:
+        actions.append((at, len(actions), kind, payload))
 
     end_ns = int(local[-1]) if len(local) else 0
     for entry in entries:
@@ -394,74 +390,101 @@ def _simulate(
             continue
         data = entry.data
         now = entry.now_ns
-        feed_until(now, entry.at_seq if entry.generation == 0 else len(records))
         op = data["op"]
+        client_id = str(data.get("client_id") or "")
         if op == "submit":
-            client_id = str(data["client_id"])
-            engine.latency_ns = latency.get(client_id, median)
-            engine.submit(
-                Order(
-                    client_id,
-                    int(data["symbol"] or 0),
-                    data["side"],
-                    float(data["qty"]),
-                    None if data["type"] == "market" else data["price"],
-                    type=data["type"],
-                    tif=data["tif"],
-                    reduce_only=bool(data.get("reduce_only", False)),
-                    good_till_ms=int(data.get("good_till_ms") or 0),
-                ),
-                now,
+            order = Order(
+                client_id,
+                int(data["symbol"] or 0),
+                data["side"],
+                float(data["qty"]),
+                None if data["type"] == "market" else data["price"],
+                type=data["type"],
+                tif=data["tif"],
+                reduce_only=bool(data.get("reduce_only", False)),
+                good_till_ms=int(data.get("good_till_ms") or 0),
             )
-        elif op == "cancel":
-            if data["client_id"] in engine.orders:
-                cancel(str(data["client_id"]), now)
+            legs[client_id] = 0
+            schedule(now + latency.get(client_id, median), "submit", order)
+        elif op == "cancel" and client_id in legs:
+            name = leg_name(client_id, legs[client_id])
+            schedule(cancel_at.get(name, now + median), "cancel", name)
         elif op == "cancel_all":
-            for order in engine.open_orders(data["symbol"]):
-                engine.latency_ns = max(cancel_at.get(order.client_id, now + median) - now, 0)
-                engine.cancel(order.client_id, now)
-        elif op == "replace" and data["client_id"] in engine.orders:
-            client_id = str(data["client_id"])
-            current = engine.orders[leg(client_id)]
-            filled = sum(engine.orders[name].filled_qty for name in legs_of(client_id))
-            if current.state in TERMINAL_STATES:
-                continue
-            if f"{client_id}.{replaced.get(client_id, 0) + 1}" not in live_legs:
+            for order_id, number in legs.items():
+                name = leg_name(order_id, number)
+                schedule(cancel_at.get(name, now + median), "cancel", name)
+        elif op == "replace" and client_id in legs:
+            number = legs[client_id]
+            name = leg_name(client_id, number)
+            if f"{client_id}.{number + 1}" not in live_legs:
                 # Live modified the order in place (the venue's modify): the engine's replace.
-                modified[current.client_id] = modified.get(current.client_id, 0) + 1
-                key = f"{current.client_id}@{modified[current.client_id]}"
-                engine.latency_ns = max(modify_at[key] - now, 0) if key in modify_at else median
-                leg_qty = round(float(data["qty"]) - (filled - current.filled_qty), 8)
-                engine.replace(current.client_id, float(data["price"]), leg_qty, now)
+                modified[name] = modified.get(name, 0) + 1
+                at = modify_at.get(f"{name}@{modified[name]}", now + median)
+                schedule(at, "modify", (client_id, name, float(data["price"]), float(data["qty"])))
                 continue
-            # As live without a modify: cancel the working leg, then a new leg for the rest
-            # (at its own time).
-            cancel(client_id, now)
-            replaced[client_id] = replaced.get(client_id, 0) + 1
-            rest = round(float(data["qty"]) - filled, 8)
-            if rest <= 1e-12:
+            # As live without a modify: cancel the working leg, then a new leg for the rest.
+            schedule(cancel_at.get(name, now + median), "cancel", name)
+            legs[client_id] = number + 1
+            new = f"{client_id}.{number + 1}"
+            at = now + latency.get(new, median)
+            schedule(at, "leg", (client_id, new, float(data["price"]), float(data["qty"])))
+
+    def feed_before(ns: int) -> None:
+        nonlocal position
+        stop = int(np.searchsorted(local, ns, side="left"))
+        if stop > position:
+            fills.extend(e for e in engine.on_batch(records[position:stop]) if isinstance(e, Fill))
+            position = stop
+
+    def filled_before(client_id: str, name: str) -> float:
+        total = 0.0
+        number = 0
+        while (leg := leg_name(client_id, number)) in engine.orders and leg != name:
+            total += engine.orders[leg].filled_qty
+            number += 1
+        return total
+
+    engine.latency_ns = 0
+    for at, _, kind, payload in sorted(actions, key=lambda action: (action[0], action[1])):
+        feed_before(at)
+        if kind == "submit":
+            engine.submit(payload, at)
+        elif kind == "cancel":
+            if payload in engine.orders:
+                engine.cancel(payload, at)
+        elif kind == "modify":
+            client_id, name, price, qty = payload
+            current = engine.orders.get(name)
+            if current is not None and current.is_open:
+                leg_qty = round(qty - filled_before(client_id, name), 8)
+                engine.replace(name, price, leg_qty, at)
+        else:
+            client_id, name, price, qty = payload
+            rest = round(qty - filled_before(client_id, name), 8)
+            template = engine.orders.get(client_id)
+            if template is None or rest <= 1e-12:
                 continue
-            name = leg(client_id)
-            engine.latency_ns = latency.get(name, median)
             engine.submit(
                 Order(
                     name,
-                    current.symbol,
-                    current.side,
+                    template.symbol,
+                    template.side,
                     rest,
-                    float(data["price"]),
-                    type=current.type,
-                    tif=current.tif,
+                    price,
+                    type=template.type,
+                    tif=template.tif,
+                    reduce_only=template.reduce_only,
+                    good_till_ms=template.good_till_ms,
                 ),
-                now,
+                at,
             )
     # The live session cancels whatever is left when it ends.
-    feed_until(end_ns, len(records))
+    feed_before(end_ns + 1)
     for order in engine.open_orders():
         engine.latency_ns = max(cancel_at.get(order.client_id, end_ns + median) - end_ns, 0)
         engine.cancel(order.client_id, end_ns)
     horizon = end_ns + 10 * max(median, 1)
-    feed_until(horizon, len(records))
+    feed_before(horizon + 1)
     fills.extend(e for e in engine.advance(horizon) if isinstance(e, Fill))
     return fills
 
@@ -520,7 +543,9 @@ def compare_execution(
     setup = entries[0].data
     files = capture_files(setup["capture_dir"]) if Path(setup["capture_dir"]).is_dir() else []
     if not files:
-        raise JournalError(f"{path}: run {run}: the ingest's capture {setup['capture_dir']} is gone")
+        raise JournalError(
+            f"{path}: run {run}: the ingest's capture {setup['capture_dir']} is gone"
+        )
     toml = setup.get("feature_config_toml")
     config = FeatureConfig.from_toml_str(toml, "the journal") if toml else FeatureConfig.default()
     records = _records(files, config)
@@ -549,10 +574,10 @@ def compare_execution(
     )
     cancel_at: dict[str, int] = {}
     if clock is not None:
-        for row in live["cancels"]:
-            mapped = clock.to_ingest(int(row["ts_ns"]))
+        for cancelled in live["cancels"]:
+            mapped = clock.to_ingest(int(cancelled["ts_ns"]))
             if mapped is not None:
-                cancel_at[row["client_id"]] = mapped
+                cancel_at[cancelled["client_id"]] = mapped
     live_legs = {str(order["client_id"]) for order in live["orders"]}
     modified: dict[str, int] = {}
     sim_fills = _simulate(
@@ -598,9 +623,7 @@ def compare_execution(
         sim_fate = fate(
             sim_last.state, sim_total, sim_filled, sim_last.reason, sim_last.client_id in modified
         )
-        reason = next(
-            (str(leg["reason"]) for leg in legs_live if leg["state"] == "rejected"), ""
-        )
+        reason = next((str(leg["reason"]) for leg in legs_live if leg["state"] == "rejected"), "")
         lf = live_fills.get(order_id, [])
         sf = sim_by_order.get(order_id, [])
         row: dict[str, Any] = {

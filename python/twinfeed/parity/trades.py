@@ -16,6 +16,7 @@ before it returned), marks from the rebuilt records as the live runner marks the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Callable, Iterator, Mapping
@@ -27,8 +28,8 @@ import numpy as np
 
 from twinfeed import FeatureConfig, TwinfeedError
 from twinfeed.capture import capture_files
-from twinfeed.instruments import Instrument, SymbolInstruments
 from twinfeed.context import ContextBase, Request
+from twinfeed.instruments import Instrument, SymbolInstruments
 from twinfeed.live.brain.journal import event_from_json, request_to_json
 from twinfeed.orders import OPEN_STATES, Event, Fill, Order
 from twinfeed.portfolio import Portfolio
@@ -240,9 +241,7 @@ class _Diverged(Exception):
 
 def _normal(value: Mapping[str, Any]) -> dict[str, Any]:
     """The journal's JSON encoding of a request (so both sides compare alike)."""
-    cleaned = {
-        k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in value.items()
-    }
+    cleaned = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in value.items()}
     result: dict[str, Any] = json.loads(json.dumps(cleaned, default=str))
     return result
 
@@ -564,12 +563,10 @@ def replay_decisions(
     except JournalError:
         raise
     except Exception as error:  # the replayed strategy failed where the live one did not
-        try:
+        with contextlib.suppress(_Diverged):
             driver._diverge(
                 f"the replayed strategy raised {type(error).__name__}: {error}", None, None
             )
-        except _Diverged:
-            pass
     return result
 
 

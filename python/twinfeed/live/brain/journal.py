@@ -159,7 +159,9 @@ class Journal:
         self._add("start", now_ns, setup)
         self.flush()
 
-    def batch(self, first_seq: int, first_line: int, last_line: int, rows: int, now_ns: int) -> None:
+    def batch(
+        self, first_seq: int, first_line: int, last_line: int, rows: int, now_ns: int
+    ) -> None:
         self.at_seq = first_seq
         self._add(
             "batch",

@@ -570,9 +570,7 @@ class LiveTrader:
             raise KeyError(f"unknown order {strategy_id!r}")
         view = logical.view
         if view.state in TERMINAL_STATES:
-            self._queue(
-                OrderUpdate.of(view, self.ctx.now, "replace refused: order finished")
-            )
+            self._queue(OrderUpdate.of(view, self.ctx.now, "replace refused: order finished"))
             return
         remaining = qty - view.filled_qty
         if self.gateway.supports_modify and view.type == "limit" and remaining > 1e-12:
