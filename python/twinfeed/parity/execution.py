@@ -597,8 +597,8 @@ def compare_execution(
     for order in live["orders"]:
         by_strategy.setdefault(order["strategy_id"], []).append(order)
     live_fills: dict[str, list[dict[str, Any]]] = {}
-    for row in live["fills"]:
-        live_fills.setdefault(row["strategy_id"], []).append(row)
+    for live_fill in live["fills"]:
+        live_fills.setdefault(live_fill["strategy_id"], []).append(live_fill)
     sim_by_order: dict[str, list[Fill]] = {}
     for fill in sim_fills:
         sim_by_order.setdefault(fill.client_id.split(".", 1)[0], []).append(fill)
