@@ -239,6 +239,10 @@ class _Diverged(Exception):
     """Unwinds the replayed strategy at the first divergence."""
 
 
+class _JournalEnded(Exception):
+    """Unwinds the replayed strategy where a journal cut short by a crash ends."""
+
+
 def _normal(value: Mapping[str, Any]) -> dict[str, Any]:
     """The journal's JSON encoding of a request (so both sides compare alike)."""
     cleaned = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in value.items()}
@@ -364,6 +368,9 @@ class _Driver:
         self.request_number += 1
         replayed = _normal({**request_to_json(request), "now_ns": request.ts_ns})
         entry = self.entries[self.cursor] if self.cursor < len(self.entries) else None
+        if entry is None and self.result.truncated:
+            self.request_number -= 1
+            raise _JournalEnded
         if entry is None or entry.kind != "request":
             self._diverge(
                 "the replayed strategy made a request the live one did not make here",
@@ -558,7 +565,7 @@ def replay_decisions(
         strategy.on_start(driver.ctx)
         driver.after_request()
         driver.run()
-    except _Diverged:
+    except (_Diverged, _JournalEnded):
         pass
     except JournalError:
         raise
