@@ -271,3 +271,76 @@ def test_a_record_batch_the_runner_altered_is_caught(
     assert divergence is not None
     assert divergence.input_before is not None and divergence.input_before["kind"] == "batch"
     assert result.batches >= 5
+
+
+# ---- the queue fit --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("per_row", [False, True])
+def test_the_engine_queue_fraction_places_a_new_order_in_its_level(per_row: bool) -> None:
+    import numpy as np
+    import twinfeed
+    from twinfeed.matching import MatchingEngine
+    from twinfeed.orders import Fill, Order
+
+    def run(fraction: float) -> float:
+        rows = np.zeros(3, dtype=twinfeed.record_dtype())
+        for name, kind, _ in twinfeed.record_fields():
+            if kind == "<f8":
+                rows[name] = np.nan
+        quote = twinfeed.KIND["quote"]
+        for row, values in enumerate(
+            [
+                {
+                    "kind": quote,
+                    "local_ns": 1,
+                    "bid_px": 100.0,
+                    "bid_qty": 4.0,
+                    "ask_px": 101.0,
+                    "ask_qty": 4.0,
+                },
+                {
+                    "kind": twinfeed.KIND["trade"],
+                    "local_ns": 2,
+                    "trade_px": 100.0,
+                    "trade_qty": -1.0,
+                },
+                {
+                    "kind": quote,
+                    "local_ns": 3,
+                    "bid_px": 100.0,
+                    "bid_qty": 3.0,
+                    "ask_px": 101.0,
+                    "ask_qty": 4.0,
+                },
+            ]
+        ):
+            for name, value in values.items():
+                rows[row][name] = value
+        engine = MatchingEngine(queue_fraction=fraction)
+        engine.on_batch(rows[:1])
+        engine.submit(Order("b", 0, "buy", 1.0, 100.0), 1)
+        events = (
+            [engine.on_record(row) for row in rows[1:]] if per_row else [engine.on_batch(rows[1:])]
+        )
+        return sum(e.qty for batch in events for e in batch if isinstance(e, Fill))
+
+    assert run(1.0) == 0.0  # behind the 4 shown: the print of 1 only shortens the queue
+    assert run(0.0) == 1.0  # at the front: the print fills it
+    with pytest.raises(ValueError, match="queue_fraction"):
+        MatchingEngine(queue_fraction=1.5)
+
+
+def test_the_queue_fit_recovers_the_paper_venues_own_queue_model(bundled: SessionResult) -> None:
+    from twinfeed.parity.execution import QUEUE_FRACTIONS, fit_queue
+
+    result, fit = fit_queue(bundled.db_path)
+    assert set(fit["shares"]) == {str(f) for f in QUEUE_FRACTIONS}
+    # The paper venue matches with the engine's default queue model: the fit finds it, and a
+    # queue position the venue does not use agrees less.
+    assert fit["fitted_fraction"] == 1.0 and fit["improvement"] == 0.0
+    assert fit["shares"]["0.0"] < fit["shares"]["1.0"]
+    assert result.queue_fit is fit and result.share == fit["default_share"]
+    table = fit["fill_table"]
+    assert table and sum(row["orders"] for row in table) > 10
+    assert all(0.0 <= row["live_fill_probability"] <= 1.0 for row in table)

@@ -241,6 +241,7 @@ class BatchPaths:
         _markets: dict[int, _Market]
         per_order_min_rows: int
         short_segment_rows: int
+        queue_fraction: float
 
         def _market(self, symbol: int) -> _Market: ...
         def _one_row(self, columns: RecordColumns, row: int) -> None: ...
@@ -439,7 +440,8 @@ class BatchPaths:
                         size = float(size_units) if same == key else 0.0
                         queue = working.queue
                         if queue < 0:
-                            working.queue = working.level = size
+                            working.level = size
+                            working.queue = size * self.queue_fraction
                             continue
                         level = working.level
                         if size < level:

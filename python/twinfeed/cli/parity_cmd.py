@@ -108,10 +108,11 @@ def trades(db_path: Path, run_id: str | None, out: Path | None) -> None:
     console.print(f"report: {report}")
     failed = not result.identical
     try:
-        from twinfeed.parity.execution import compare_execution, print_execution
+        from twinfeed.parity.execution import _write, fit_queue, print_execution
 
         with console.status("backtesting the ingest's capture with the live latencies..."):
-            execution = compare_execution(db_path, result.run_id, out)
+            execution, _fit = fit_queue(db_path, result.run_id)
+            _write(execution, out)
         print_execution(execution, console)
     except JournalError as error:
         raise click.ClickException(str(error)) from error

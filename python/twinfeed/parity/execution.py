@@ -36,7 +36,14 @@ from twinfeed.parity.trades import Entry, JournalError, _instruments, load_journ
 from twinfeed.portfolio import Portfolio
 from twinfeed.records import KIND
 
-__all__ = ["ExecutionComparison", "compare_execution", "fate", "print_execution"]
+__all__ = [
+    "ExecutionComparison",
+    "compare_execution",
+    "fate",
+    "fill_table",
+    "fit_queue",
+    "print_execution",
+]
 
 _QUOTE = KIND["quote"]
 _BOOK = KIND["book"]
@@ -68,6 +75,9 @@ class ExecutionComparison:
     orders: list[dict[str, Any]] = field(default_factory=list)
     latency_ns: dict[str, float] = field(default_factory=dict)
     latency_method: str = ""
+    queue_fraction: float = 1.0
+    #: The queue fit (:func:`fit_queue`), when made.
+    queue_fit: dict[str, Any] = field(default_factory=dict)
     pnl_live: float = 0.0
     pnl_backtest: float = 0.0
     curve: dict[str, list[float]] = field(default_factory=dict)
@@ -99,6 +109,8 @@ class ExecutionComparison:
             "causes": self.causes(),
             "latency_ns": self.latency_ns,
             "latency_method": self.latency_method,
+            "queue_fraction": self.queue_fraction,
+            "queue_fit": self.queue_fit,
             "pnl_live": self.pnl_live,
             "pnl_backtest": self.pnl_backtest,
             "pnl_difference": self.pnl_backtest - self.pnl_live,
@@ -533,11 +545,21 @@ def _cause(
     return "unexplained"
 
 
-def compare_execution(
-    db: str | Path, run_id: str | None = None, out_dir: str | Path | None = None
-) -> ExecutionComparison:
-    """Compares a live run's order fates with the matching engine's (module docstring);
-    writes ``execution-RUN.json`` and ``execution-RUN.png`` into ``out_dir`` when given."""
+@dataclass
+class _Inputs:
+    """What a comparison reads once (the journal, the records, the trade DB, the clocks)."""
+
+    run: str
+    entries: list[Entry]
+    records: np.ndarray[Any, Any]
+    live: dict[str, Any]
+    clock: _VenueClock | None
+    measured_all: dict[str, int]
+    measured: str
+    setup: dict[str, Any]
+
+
+def _inputs(db: str | Path, run_id: str | None) -> _Inputs:
     path = Path(db)
     run, entries = load_journal(path, run_id)
     setup = entries[0].data
@@ -559,6 +581,24 @@ def compare_execution(
     except (TypeError, ValueError):
         speed = None  # "max": no fixed ratio of venue time to wall time
     measured_all, measured = _latencies(live, clock, speed)
+    return _Inputs(run, entries, records, live, clock, measured_all, measured, setup)
+
+
+def compare_execution(
+    db: str | Path,
+    run_id: str | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    queue_fraction: float = 1.0,
+    inputs: _Inputs | None = None,
+) -> ExecutionComparison:
+    """Compares a live run's order fates with the matching engine's (module docstring);
+    writes ``execution-RUN.json`` and ``execution-RUN.png`` into ``out_dir`` when given.
+    ``queue_fraction``: the engine's queue position of a new resting order (see
+    :class:`twinfeed.matching.MatchingEngine`)."""
+    read = inputs if inputs is not None else _inputs(db, run_id)
+    run, entries, records, live = read.run, read.entries, read.records, read.live
+    clock, measured_all, measured, setup = read.clock, read.measured_all, read.measured, read.setup
     # "<leg>@<k>": where the k-th modify of a leg reached the venue (records' clock).
     modify_at = {key: value for key, value in measured_all.items() if "@" in key}
     latency = {key: value for key, value in measured_all.items() if "@" not in key}
@@ -571,6 +611,7 @@ def compare_execution(
         maker_fee_bps=float(session.get("maker_fee_bps", 0.0)),
         taker_fee_bps=float(session.get("taker_fee_bps", 1.7)),
         instruments=instruments,
+        queue_fraction=queue_fraction,
     )
     cancel_at: dict[str, int] = {}
     if clock is not None:
@@ -584,7 +625,7 @@ def compare_execution(
         entries, records, engine, latency, median, cancel_at, live_legs, modified, modify_at
     )
     feeds = [entry for entry in entries if entry.kind == "feed"]
-    result = ExecutionComparison(run_id=run)
+    result = ExecutionComparison(run_id=run, queue_fraction=queue_fraction)
     result.latency_method = measured
     result.latency_ns = {
         "orders_measured": float(len(latency)),
@@ -634,6 +675,9 @@ def compare_execution(
             "price": sim_last.price,
             "qty": sim_total,
             "submit_ns": sim.submit_ns,
+            "backtest_life_s": (
+                (sim_last.done_ns - sim.submit_ns) / 1e9 if sim_last.done_ns >= 0 else None
+            ),
             "latency_ns": latency.get(order_id, median),
             "live_fate": live_fate,
             "backtest_fate": sim_fate,
@@ -756,7 +800,97 @@ def print_execution(result: ExecutionComparison, console: Any, rows: int = 20) -
         console.print(table)
         if len(differing) > rows:
             console.print(f"... and {len(differing) - rows} more in the JSON")
+    fit = result.queue_fit
+    if fit:
+        console.print(
+            "queue fit: equal fate by queue position of a new order (share of the level ahead): "
+            + ", ".join(f"{f}: {share:.1%}" for f, share in fit["shares"].items())
+            + f"; fitted {fit['fitted_fraction']} ({fit['fitted_share']:.1%}, "
+            f"{fit['improvement']:+.1%} against the engine's 1.0)"
+        )
+        for row in fit["fill_table"]:
+            console.print(
+                f"  time at level {row['time_at_level']}: {row['orders']} maker orders, fill "
+                f"probability live {row['live_fill_probability']:.1%}, engine "
+                f"{row['engine_fill_probability']:.1%}"
+            )
     if result.json_path is not None:
         console.print(f"execution JSON: {result.json_path}")
     if result.png_path is not None:
         console.print(f"PnL plot: {result.png_path}")
+
+
+#: Queue positions :func:`fit_queue` tries (share of the displayed size ahead of a new order).
+QUEUE_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def fit_queue(
+    db: str | Path,
+    run_id: str | None = None,
+    fractions: tuple[float, ...] = QUEUE_FRACTIONS,
+) -> tuple[ExecutionComparison, dict[str, Any]]:
+    """Fits the engine's queue position of a new resting order to a live run: the comparison
+    at each of ``fractions``, the one with the most orders of equal fate (the engine's default
+    1.0 on a tie), and the live run's fill probability of the resting (maker) orders by
+    queue position and time at level (:func:`fill_table`) against the default engine's.
+    Returns the default engine's comparison (with ``queue_fit`` set) and the fit."""
+    read = _inputs(db, run_id)
+    shares = {}
+    comparisons = {}
+    for fraction in fractions:
+        comparisons[fraction] = compare_execution(db, queue_fraction=fraction, inputs=read)
+        shares[fraction] = comparisons[fraction].share
+    default = comparisons.get(1.0) or compare_execution(db, inputs=read)
+    best = max(shares, key=lambda f: (shares[f], f == 1.0, f))
+    fit = {
+        "shares": {str(f): shares[f] for f in fractions},
+        "fitted_fraction": best,
+        "default_share": default.share,
+        "fitted_share": shares[best],
+        "improvement": shares[best] - default.share,
+        "fill_table": fill_table(default),
+    }
+    default.queue_fit = fit
+    return default, fit
+
+
+#: Time-at-level buckets (seconds of the records' clock) of :func:`fill_table`.
+TIME_BUCKETS = (0.1, 1.0)
+
+
+def fill_table(result: ExecutionComparison) -> list[dict[str, Any]]:
+    """Fill probability of the maker orders by time at level: live and the engine's.
+
+    Time at level is from the order's arrival to its end in the backtest (the live one's
+    lifetime on the same clock is not known for every order: refusals carry no venue time).
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    for order in result.orders:
+        if order["type"] != "limit" or order["live_fate"] == "refused":
+            continue
+        life = order.get("backtest_life_s")
+        if life is None:
+            continue
+        bucket = (
+            f"< {TIME_BUCKETS[0]} s"
+            if life < TIME_BUCKETS[0]
+            else f"{TIME_BUCKETS[0]}-{TIME_BUCKETS[1]} s"
+            if life < TIME_BUCKETS[1]
+            else f">= {TIME_BUCKETS[1]} s"
+        )
+        row = rows.setdefault(
+            bucket, {"time_at_level": bucket, "orders": 0, "live": 0, "engine": 0}
+        )
+        row["orders"] += 1
+        row["live"] += order["live_filled"] > _EPS
+        row["engine"] += order["backtest_filled"] > _EPS
+    out = []
+    for row in rows.values():
+        out.append(
+            {
+                **row,
+                "live_fill_probability": row["live"] / row["orders"],
+                "engine_fill_probability": row["engine"] / row["orders"],
+            }
+        )
+    return sorted(out, key=lambda row: str(row["time_at_level"]))
