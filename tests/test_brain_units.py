@@ -330,6 +330,8 @@ class FakeVenue:
 
 class FakeFeed:
     fingerprint = "f" * 64
+    writer_pid = 0
+    path = "fake-ring"
 
     def __init__(self, batches: list[np.ndarray[Any, Any]]) -> None:
         self.batches = batches
@@ -516,3 +518,44 @@ def test_end_of_session_calls_wait_out_a_local_rate_limit_hold() -> None:
         with pytest.raises(VenueError) as caught:
             when_allowed(fail, limit_s=5.0)
         assert caught.value is error
+
+
+def test_one_trader_assembled_from_parts(tmp_path: Path) -> None:
+    """No trader subclass: the feed policy, the order link and the controls are parts. The
+    plain trader answers the operator's commands too (before, only the fault subclass did)."""
+    from twinfeed.live.brain.control import execute
+    from twinfeed.live.brain.faults import FaultConfig, FaultMonitor, FaultPolicy
+    from twinfeed.live.brain.order_faults import OrderLink
+    from twinfeed.live.brain.runner import FeedPolicy
+
+    def trader(name: str, **parts: Any) -> LiveTrader:
+        return LiveTrader(
+            LiveConfig(drain_timeout_s=0.05),
+            Scripted(),
+            FakeVenue(),
+            FakeFeed([_quotes([1_000])]),  # type: ignore[arg-type]
+            TradeDB(tmp_path / f"{name}.duckdb"),
+            RiskManager(),
+            **parts,
+        )
+
+    plain = trader("plain")
+    assert type(plain.policy) is FeedPolicy and plain.order_link is None
+    plain.start()
+    assert execute(plain, "pause") == {"ok": True, "paused": True}
+    assert plain.risk.opening_blocked
+    assert execute(plain, "resume")["trading"] and not plain.risk.opening_blocked
+    status = execute(plain, "status")
+    assert status["venue"] == "up" and status["paused"] is False
+    assert execute(plain, "flatten")["ok"] is False  # no fault policy: nothing unwinds
+    plain.finish()
+    plain.db.close()
+
+    faulty = trader("faults", faults=FaultConfig(policy="hold"))
+    assert isinstance(faulty.policy, FaultPolicy) and isinstance(faulty.monitor, FaultMonitor)
+    assert isinstance(faulty.order_link, OrderLink)
+    faulty.start()
+    faulty.step()
+    assert execute(faulty, "status")["feed"] == "healthy"
+    faulty.finish()
+    faulty.db.close()

@@ -3,7 +3,7 @@ ingest while the brain holds a position and has working orders; the control sock
 
 One brain runs as a subprocess (``run_session``: twinfeed-venue replaying the bundled capture
 with a stall armed on the first connection, the paper venue, twinfeed-ingest, the
-FaultTolerantTrader). The drill drives it through ``twinfeed ctl`` and records what it saw;
+LiveTrader with faults). The drill drives it through ``twinfeed ctl`` and records what it saw;
 the tests below assert on that record and on the trade DB. Timings are measured and printed
 (``docs/faults.md`` reports them), only bounded generously.
 """
@@ -352,10 +352,10 @@ def test_secret_never_written(drill: dict[str, Any]) -> None:
 _BRAIN = """
 import json, os, sys
 from twinfeed import FeatureConfig
-from twinfeed.live.brain import LiveConfig, RiskConfig, RiskManager, TradeDB
+from twinfeed.live.brain import LiveConfig, LiveTrader, RiskConfig, RiskManager, TradeDB
 from twinfeed.live.brain.entry import PortEntry
 from twinfeed.venues.binance.adapter import BinanceVenue
-from twinfeed.live.brain.faults import FaultTolerantTrader
+from twinfeed.live.brain.faults import FaultConfig
 from twinfeed.live.feed import Feed
 from twinfeed.venues.binance.rest import OrderGateway
 from twinfeed.research.backtest import load_strategy
@@ -374,9 +374,9 @@ entry = PortEntry(
     )
 )
 strategy = load_strategy("twinfeed.strategies.market_maker:MarketMaker")({})
-trader = FaultTolerantTrader(
+trader = LiveTrader(
     LiveConfig(drain_timeout_s=3.0), strategy, entry, feed, TradeDB(db),
-    RiskManager(RiskConfig()), recover=recover == "1",
+    RiskManager(RiskConfig()), faults=FaultConfig(), recover=recover == "1",
 )
 summary = trader.run(duration_s=float(seconds))
 print("SUMMARY " + json.dumps(summary.to_dict()), flush=True)

@@ -24,7 +24,7 @@ from twinfeed.cli import main
 from twinfeed.research import compute_features, compute_records, iter_feature_batches
 from twinfeed.research.features import open_run
 
-FLAG_BOOK_VALID = 2
+FLAG_BOOK_VALID = int(twinfeed.Flag.BOOK_VALID)
 
 
 def capture_lines(path: Path) -> list[bytes]:

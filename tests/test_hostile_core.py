@@ -18,10 +18,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import REPO, USDM, require_real
-from twinfeed import KIND, FeatureConfig
+from twinfeed import KIND, FeatureConfig, Flag
 from twinfeed.research import compute_features, compute_records
 
-FLAG_BOOK_VALID = 2
+FLAG_BOOK_VALID = int(Flag.BOOK_VALID)
 INGEST = REPO / "target" / "release" / "twinfeed-ingest"
 TWINFEED = REPO / ".venv" / "bin" / "twinfeed"
 #: Deeper than any stack survives when parsed recursively (the reported crash needed ~37,500).

@@ -496,3 +496,43 @@ def test_batch_paths_equal_per_row_on_long_streams(
     for client_id, o in per_row.orders.items():
         assert batched.queue_ahead(client_id) == per_row.queue_ahead(client_id)
         assert batched.orders[client_id] == o
+
+
+@pytest.mark.parametrize("path", ["rows", "per_order", "fast_rows", "segment"])
+def test_every_path_uses_the_one_queue_rule(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rule 5 is written once (``_Working.see_level``/``see_print``); every path calls it, so
+    changing the rule there changes every path's fills alike."""
+    from twinfeed.matching_state import _Working
+
+    calls: list[str] = []
+    see_level, see_print = _Working.see_level, _Working.see_print
+
+    def level(self: _Working, size: float) -> None:
+        calls.append("level")
+        see_level(self, size)
+
+    def printed(self: _Working, units: int) -> float:
+        calls.append("print")
+        return see_print(self, units)
+
+    monkeypatch.setattr(_Working, "see_level", level)
+    monkeypatch.setattr(_Working, "see_print", printed)
+    rows = [quote(0, 100.0, 1.0, 100.1, 1.0, 1)]
+    for ts in range(1, 200):
+        rows.append(quote(ts, 100.0, 1.0 - ts / 400, 100.1, 1.0, ts + 1))
+        rows.append(trade(ts, 100.0, -0.001))
+    data = records(*rows)
+    engine = MatchingEngine()
+    engine.on_record(data[0])
+    engine.submit(order("a", "buy", 0.5, 100.0), now_ns=0)
+    engine.per_order_min_rows = {"per_order": 0, "fast_rows": 10**9}.get(path, 96)
+    engine.short_segment_rows = {"fast_rows": 10**9, "per_order": 0, "segment": 0}.get(path, 48)
+    if path == "segment":
+        data["symbol_id"][::3] = 1  # two symbols: the general segment path
+    if path == "rows":
+        for row in data[1:]:
+            engine.on_record(row)
+    else:
+        engine.on_batch(data[1:])
+    assert "level" in calls and "print" in calls
+    assert engine.queue_ahead("a") is not None and engine.queue_ahead("a") < 1.0  # type: ignore[operator]

@@ -1,7 +1,7 @@
 """Order-side fault drill with real processes on loopback: the order venue drops and comes back.
 
 twinfeed-venue replays the bundled capture, the paper venue runs in the test process, the
-ingest writes the ring, and a brain subprocess (FaultTolerantTrader, the example market maker)
+ingest writes the ring, and a brain subprocess (LiveTrader with its fault parts, the example market maker)
 trades. Once it has fills and working orders the paper venue is suspended for ~1.5 s (its
 listening socket closed, open connections reset; orders keep matching the replay) while the
 replay goes on, then resumed on the same port. Asserted: nothing the brain sent while the link
@@ -31,10 +31,10 @@ API_KEY = "linkkey" + "b" * 25
 _BRAIN = """
 import json, logging, os, sys
 from twinfeed import FeatureConfig
-from twinfeed.live.brain import LiveConfig, RiskConfig, RiskManager, TradeDB
+from twinfeed.live.brain import LiveConfig, LiveTrader, RiskConfig, RiskManager, TradeDB
 from twinfeed.live.brain.entry import PortEntry
 from twinfeed.venues.binance.adapter import BinanceVenue
-from twinfeed.live.brain.faults import FaultTolerantTrader
+from twinfeed.live.brain.faults import FaultConfig
 from twinfeed.live.feed import Feed
 from twinfeed.venues.binance.rest import OrderGateway
 from twinfeed.research.backtest import load_strategy
@@ -54,8 +54,9 @@ entry = PortEntry(
     )
 )
 strategy = load_strategy("twinfeed.strategies.market_maker:MarketMaker")({})
-trader = FaultTolerantTrader(
-    LiveConfig(drain_timeout_s=3.0), strategy, entry, feed, TradeDB(db), RiskManager(RiskConfig())
+trader = LiveTrader(
+    LiveConfig(drain_timeout_s=3.0), strategy, entry, feed, TradeDB(db), RiskManager(RiskConfig()),
+    faults=FaultConfig(),
 )
 summary = trader.run(duration_s=float(seconds))
 print("SUMMARY " + json.dumps(summary.to_dict()), flush=True)

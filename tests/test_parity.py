@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import SYNTH
-from twinfeed import KIND, FeatureConfig, RingError, record_dtype
+from twinfeed import KIND, FeatureConfig, Flag, RingError, record_dtype
 from twinfeed.cli import main
 from twinfeed.live.feed import Feed
 from twinfeed.parity import compare_streams, parity_check, verify_records
@@ -64,7 +64,9 @@ def test_faults_reconnects_and_gaps_still_compare_equal(usdm_capture, tmp_path):
     assert live["status"] >= 4  # connected/subscribed twice at least
     raw, _ = compute_records(report.live["ingest_capture"])
     records = np.frombuffer(raw, dtype=record_dtype())
-    resyncs = records[(records["kind"] == KIND["book"]) & (records["flags"] & 4 != 0)]
+    resyncs = records[
+        (records["kind"] == KIND["book"]) & (records["flags"] & Flag.FROM_SNAPSHOT != 0)
+    ]
     assert len(resyncs) >= 3, "the book should resync after each gap"
     assert not market.gating
 

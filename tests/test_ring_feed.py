@@ -358,8 +358,9 @@ def test_live_ingest_parity_heartbeats_and_clean_stop(
     assert stats["decode_errors"] == 0 and stats["snapshots"] == 1
     records = np.frombuffer(batch, dtype=twinfeed.record_dtype())
     status = records[records["kind"] == kinds["status"]]
-    # connected (1), subscribed (3), then disconnected (2) on SIGTERM
-    assert list(status["flags"]) == [1, 3, 2]
+    # connected, subscribed, then disconnected on SIGTERM
+    events = twinfeed.StatusEvent
+    assert list(status["flags"]) == [events.CONNECTED, events.SUBSCRIBED, events.DISCONNECTED]
     capture_text = "".join(p.read_text() for p in sorted((tmp_path / "capture").iterdir()))
     assert (
         capture_text.rstrip("\n")
@@ -407,9 +408,15 @@ def test_reconnects_after_the_venue_drops_the_connection(
     records = np.frombuffer(batch, dtype=twinfeed.record_dtype())
     assert len(venue.paths) >= 2 and len(venue.rest_requests) >= 2
     status = list(records[records["kind"] == KIND["status"]]["flags"])
-    assert status[:4] == [1, 3, 2, 1]  # connected, subscribed, disconnected, connected
+    events = twinfeed.StatusEvent
+    assert status[:4] == [
+        events.CONNECTED,
+        events.SUBSCRIBED,
+        events.DISCONNECTED,
+        events.CONNECTED,
+    ]
     gaps = records[records["kind"] == KIND["gap"]]
-    assert len(gaps) >= 1 and 3 in set(gaps["flags"].tolist())  # GapReason::Disconnect
+    assert len(gaps) >= 1 and twinfeed.GapReason.DISCONNECT in set(gaps["flags"].tolist())
     assert feed.records_read == len(records)
 
 

@@ -90,22 +90,28 @@ Fast path
     orders share a level, each order goes over only the rows that change its state (crosses,
     prints at or through it, visible-size changes at its level) and the events are merged back
     into per-row order. With no working orders a batch costs a few numpy calls.
+
+Layout, by job
+    :mod:`twinfeed.matching_state`: fixed-point keys, markets, working orders and the one
+    queue-update rule (rule 5: ``_Working.see_level`` and ``see_print``), prepared columns.
+    This module: the engine (requests, arrivals, fills, the per-row definition).
+    :mod:`twinfeed.matching_batch`: the batch paths, which must equal the per-row definition.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from twinfeed.matching_batch import (
+from twinfeed.matching_batch import BatchPaths
+from twinfeed.matching_state import (
     _SCALE_F,
     SCALE,
-    BatchPaths,
     RecordColumns,
+    Touch,
     _Market,
     _Working,
     price_key,
@@ -132,17 +138,6 @@ __all__ = [
 GTD_EXPIRED = "goodTillDate reached"
 REDUCE_ONLY_REJECTED = "-2022 ReduceOnly Order is rejected."
 REDUCE_ONLY_EXPIRED = "reduce-only order would increase the position"
-
-
-@dataclass(frozen=True, slots=True)
-class Touch:
-    """Best bid and ask of one symbol as the engine knows it (sizes net of own takes)."""
-
-    bid_px: float
-    bid_qty: float
-    ask_px: float
-    ask_qty: float
-    update_id: int
 
 
 class MatchingEngine(BatchPaths):
@@ -663,17 +658,7 @@ class MatchingEngine(BatchPaths):
                 continue
             if same > key:
                 continue  # behind the touch: its size is not visible
-            size = float(size_units) if same == key else 0.0
-            queue = working.queue
-            if queue < 0:
-                working.level = size
-                working.queue = size * self.queue_fraction
-                continue
-            level = working.level
-            if size < level:
-                queue = queue * size / level
-            working.level = size
-            working.queue = size if queue > size else queue
+            working.see_level(float(size_units) if same == key else 0.0, self.queue_fraction)
         if crossed is not None:
             for working in crossed:
                 self._maker_fill_rest(working, ts)
@@ -689,9 +674,7 @@ class MatchingEngine(BatchPaths):
                 continue
             if signed > key or working.queue < 0:
                 continue
-            passed = units - working.queue
-            working.queue = max(working.queue - units, 0.0)
-            working.level = max(working.level - units, 0.0)
+            passed = working.see_print(units)
             taken = 0 if taken_at_level is None else taken_at_level.get(key, 0)
             available = passed - taken
             if available >= 1.0:

@@ -62,6 +62,24 @@ pub enum StatusEvent {
     SnapshotFetched = 4,
 }
 
+impl StatusEvent {
+    pub const ALL: [StatusEvent; 4] = [
+        StatusEvent::Connected,
+        StatusEvent::Disconnected,
+        StatusEvent::Subscribed,
+        StatusEvent::SnapshotFetched,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StatusEvent::Connected => "connected",
+            StatusEvent::Disconnected => "disconnected",
+            StatusEvent::Subscribed => "subscribed",
+            StatusEvent::SnapshotFetched => "snapshot_fetched",
+        }
+    }
+}
+
 /// `flags` of a [`Kind::Gap`] record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -73,6 +91,29 @@ pub enum GapReason {
     /// The connection dropped; the book must be rebuilt.
     Disconnect = 3,
 }
+
+impl GapReason {
+    pub const ALL: [GapReason; 3] = [
+        GapReason::Sequence,
+        GapReason::Snapshot,
+        GapReason::Disconnect,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            GapReason::Sequence => "sequence",
+            GapReason::Snapshot => "snapshot",
+            GapReason::Disconnect => "disconnect",
+        }
+    }
+}
+
+/// The `flags` bits of quote, trade and book records by name (the binding exports them).
+pub const FLAGS: [(&str, u8); 3] = [
+    ("buyer_aggressor", FLAG_BUYER_AGGRESSOR),
+    ("book_valid", FLAG_BOOK_VALID),
+    ("from_snapshot", FLAG_FROM_SNAPSHOT),
+];
 
 /// `flags` bit on quote/trade records: the aggressor was the buyer.
 pub const FLAG_BUYER_AGGRESSOR: u8 = 1;

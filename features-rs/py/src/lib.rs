@@ -7,12 +7,15 @@ mod error;
 mod ring;
 mod run;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use twinfeed_features::capture::{CaptureLine, CaptureReader};
-use twinfeed_features::record::{Kind, FIELDS, RECORD_SIZE, SCHEMA_VERSION};
+use twinfeed_features::record::{
+    GapReason, Kind, StatusEvent, FIELDS, FLAGS, RECORD_SIZE, SCHEMA_VERSION,
+};
 
 /// `(name, numpy type string, byte offset)` of every record field, in layout order.
 #[pyfunction]
@@ -52,6 +55,33 @@ fn feature_arrow_schema() -> pyo3_arrow::PySchema {
 #[pyfunction]
 fn record_kinds() -> Vec<(&'static str, u8)> {
     Kind::ALL.iter().map(|k| (k.name(), *k as u8)).collect()
+}
+
+/// The record codes by table and name: `kind`, `flag` (bits of quote/trade/book records),
+/// `gap_reason` (`flags` of gap records) and `status_event` (`flags` of status records).
+#[pyfunction]
+fn record_codes() -> BTreeMap<&'static str, Vec<(&'static str, u8)>> {
+    BTreeMap::from([
+        (
+            "kind",
+            Kind::ALL.iter().map(|k| (k.name(), *k as u8)).collect(),
+        ),
+        ("flag", FLAGS.to_vec()),
+        (
+            "gap_reason",
+            GapReason::ALL
+                .iter()
+                .map(|g| (g.name(), *g as u8))
+                .collect(),
+        ),
+        (
+            "status_event",
+            StatusEvent::ALL
+                .iter()
+                .map(|e| (e.name(), *e as u8))
+                .collect(),
+        ),
+    ])
 }
 
 /// The first non-blank line of a capture file (plain, gzip or zstd, read as the pipeline reads
@@ -163,6 +193,7 @@ fn _features(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(record_dtype, m)?)?;
     m.add_function(wrap_pyfunction!(feature_arrow_schema, m)?)?;
     m.add_function(wrap_pyfunction!(record_kinds, m)?)?;
+    m.add_function(wrap_pyfunction!(record_codes, m)?)?;
     m.add_function(wrap_pyfunction!(first_capture_line, m)?)?;
     m.add_function(wrap_pyfunction!(capture_line, m)?)?;
     m.add_function(wrap_pyfunction!(capture_line_count, m)?)?;

@@ -100,6 +100,12 @@ def _check_db_free(db: Path) -> None:
     help="API key file (0600; NAME=value lines) for a Binance venue; else TWINFEED_API_KEY "
     "with TWINFEED_API_SECRET or TWINFEED_API_PRIVATE_KEY(_FILE) from the environment.",
 )
+@click.option(
+    "--shadow",
+    is_flag=True,
+    help="Shadow trading: real market data through the ingest, orders matched by the "
+    "matching engine inside the brain against it; no order reaches a venue.",
+)
 def live(
     config_path: Path | None,
     capture: Path | None,
@@ -115,6 +121,7 @@ def live(
     instruments: Path | None,
     venue: str,
     credentials: Path | None,
+    shadow: bool,
 ) -> None:
     """Paper-trade on a local replay: venue + paper order entry + ingest + the live brain.
 
@@ -149,6 +156,7 @@ def live(
             allow_drift=allow_drift or None,
             feature_config=str(feature_config) if feature_config else None,
             instruments=str(instruments) if instruments else None,
+            shadow=shadow or None,
         )
     except (ValueError, TypeError, OSError) as error:
         raise click.ClickException(str(error)) from error

@@ -29,7 +29,7 @@ from twinfeed.live.paper_params import (
     missing,
 )
 from twinfeed.matching import GTD_EXPIRED, REDUCE_ONLY_EXPIRED, MatchingEngine
-from twinfeed.matching_batch import price_key
+from twinfeed.matching_state import price_key
 from twinfeed.orders import Event, Order
 from twinfeed.portfolio import Portfolio
 

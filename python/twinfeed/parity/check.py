@@ -37,10 +37,10 @@ from twinfeed.parity.compare import (
 )
 from twinfeed.parity.lines import capture_locator
 from twinfeed.parity.live import CollectorTransform, LiveRun, run_live_path
-from twinfeed.records import KIND, build_info
+from twinfeed.records import KIND, Flag, build_info
 from twinfeed.research.features import compute_records
 
-FLAG_FROM_SNAPSHOT = 4
+FLAG_FROM_SNAPSHOT = int(Flag.FROM_SNAPSHOT)
 
 
 class ParityMismatch(TwinfeedError):

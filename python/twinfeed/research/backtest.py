@@ -45,6 +45,7 @@ import numpy as np
 from twinfeed import FeatureConfig
 from twinfeed._time import utc_iso
 from twinfeed.context import ContextBase, Request
+from twinfeed.feed_status import may_change, next_status, special_rows, status_rows
 from twinfeed.instruments import (
     Instrument,
     InstrumentTable,
@@ -58,7 +59,7 @@ from twinfeed.live.brain.risk import RiskConfig, RiskManager
 from twinfeed.matching import MatchingEngine, RecordColumns
 from twinfeed.orders import Event, Fill, Order
 from twinfeed.portfolio import Portfolio
-from twinfeed.records import KIND, build_info
+from twinfeed.records import build_info
 from twinfeed.research.backtest_report import BacktestResult, Recorder, mark_portfolio
 from twinfeed.research.features import (
     CapturePaths,
@@ -85,11 +86,6 @@ __all__ = [
 DEFAULT_STRATEGY = "twinfeed.strategies.market_maker:MarketMaker"
 
 Mode = Literal["auto", "rows", "batches"]
-_GAP = KIND["gap"]
-_STATUS = KIND["status"]
-_QUOTE = KIND["quote"]
-_BOOK = KIND["book"]
-_STATUS_DISCONNECTED = 2  # StatusEvent::Disconnected in the feature crate
 
 
 def capture_digests(capture: CapturePaths) -> list[dict[str, Any]]:
@@ -314,8 +310,7 @@ class BacktestContext(ContextBase):
 
 def _special_rows(records: np.ndarray[Any, Any]) -> list[int]:
     """Indices of gap and status records (rare: the feed-status logic looks only there)."""
-    kinds = records["kind"]
-    return np.flatnonzero((kinds == _GAP) | (kinds == _STATUS)).tolist()
+    return special_rows(records)
 
 
 class Backtest:
@@ -527,15 +522,7 @@ class Backtest:
 
         def feed_status(kind: int, flags: int) -> None:
             current = status[0]
-            new = current
-            if kind == _GAP:
-                new = "degraded"
-            elif kind == _STATUS and flags == _STATUS_DISCONNECTED:
-                new = "stale"
-            elif (current == "degraded" and kind == _BOOK) or (
-                current == "stale" and kind in (_QUOTE, _BOOK)
-            ):
-                new = "healthy"
+            new = next_status(current, kind, flags)
             if new != current:
                 status[0] = new
                 recorder.status_changes += 1
@@ -564,11 +551,8 @@ class Backtest:
                             special and bisect_left(special, start) < bisect_left(special, stop)
                         ):
                             kinds = records["kind"]
-                            mask = (kinds == _GAP) | (kinds == _STATUS)
-                            if status[0] != "healthy":
-                                mask |= (kinds == _QUOTE) | (kinds == _BOOK)
                             flags = records["flags"]
-                            for row in np.flatnonzero(mask).tolist():
+                            for row in status_rows(records, status[0]):
                                 ctx.now = int(local_ns[start + row]) + md_latency
                                 feed_status(int(kinds[row]), int(flags[row]))
                         ctx.now = int(local_ns[stop - 1]) + md_latency
@@ -584,7 +568,7 @@ class Backtest:
                                 dispatch(events)
                             ctx.now = times[row]
                             kind = kinds_list[row]
-                            if kind in (_GAP, _STATUS) or status[0] != "healthy":
+                            if may_change(status[0], kind):
                                 feed_status(kind, flags_list[row])
                             on_record(ctx, records[row])
                     recorder.end(int(local_ns[stop - 1]))

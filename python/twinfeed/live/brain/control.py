@@ -38,7 +38,7 @@ class _Request:
 
 
 def execute(trader: Any, command: str) -> dict[str, Any]:
-    """Runs one command against a :class:`twinfeed.live.brain.faults.FaultTolerantTrader`."""
+    """Runs one command against a :class:`twinfeed.live.brain.runner.LiveTrader`."""
     if command == "status":
         return {"ok": True, **trader.status()}
     if command == "pause":
@@ -48,8 +48,11 @@ def execute(trader: Any, command: str) -> dict[str, Any]:
         trading = trader.resume()
         return {"ok": True, "paused": False, "trading": trading}
     if command == "flatten":
+        try:
+            trader.start_flatten()
+        except ValueError as error:  # a feed policy that cannot unwind
+            return {"ok": False, "error": str(error)}
         trader.pause("flatten requested by the operator")
-        trader.start_flatten()
         return {"ok": True, "unwinding": True, "paused": True}
     if command == "stop":
         trader.journal.control(trader.ctx.now, "stop")

@@ -1,7 +1,9 @@
 """Feed faults: stale-feed unwinding, ingest restarts, the resume delay, operator controls.
 
-:class:`FaultTolerantTrader` is the :class:`twinfeed.live.brain.runner.LiveTrader` a session
-runs. Thresholds live in :class:`FaultConfig`, in units of the ingest's heartbeat interval:
+:class:`FaultPolicy` is the feed policy, one part of the
+:class:`twinfeed.live.brain.runner.LiveTrader` a session runs (the trader builds it when given
+``faults``). Thresholds live in :class:`FaultConfig`, in units of the ingest's heartbeat
+interval:
 
 - ``degraded`` (heartbeat late, market data silent for a few heartbeats, a book gap): no orders
   that add risk; working orders stay.
@@ -14,7 +16,7 @@ runs. Thresholds live in :class:`FaultConfig`, in units of the ingest's heartbea
 - back to ``healthy``: trading resumes only after the feed has stayed healthy for
   ``resume_after_s`` (and no operator pause is in force).
 
-Every feed transition goes to ``feed_events`` (as the base runner does) and so do the brain's
+Every feed transition goes to ``feed_events`` (the trader writes it) and so do the brain's
 own milestones: ``flat`` (the unwind finished; detail ``seconds_since_stale``) and ``resumed``.
 
 Order-side faults (the order venue unreachable, rate limits) are
@@ -34,13 +36,13 @@ from typing import Any, Literal
 import numpy as np
 
 from twinfeed.live.brain.monitor import FeedMonitor, FeedTransition
-from twinfeed.live.brain.runner import LiveTrader, RunSummary, when_allowed
+from twinfeed.live.brain.runner import FeedPolicy, LiveTrader
 from twinfeed.live.feed import Feed, FeedHealth, process_alive
-from twinfeed.orders import OPEN_STATES, Order
+from twinfeed.orders import Order
 from twinfeed.records import KIND
 from twinfeed.strategy import FeedStatus
 
-__all__ = ["FaultConfig", "FaultMonitor", "FaultTolerantTrader", "UnwindPolicy"]
+__all__ = ["FaultConfig", "FaultMonitor", "FaultPolicy", "UnwindPolicy"]
 
 log = logging.getLogger("twinfeed.live.faults")
 
@@ -211,28 +213,26 @@ class FaultMonitor(FeedMonitor):
         return transition
 
 
-class FaultTolerantTrader(LiveTrader):
-    """:class:`LiveTrader` with the fault policy of :class:`FaultConfig` and operator controls.
+class FaultPolicy(FeedPolicy):
+    """The feed policy of :class:`FaultConfig` (see the module docstring): a part of the
+    :class:`twinfeed.live.brain.runner.LiveTrader`, which builds it when given ``faults``.
 
-    Extra keyword arguments: ``faults`` (the config) and ``restart_ingest`` (a callable that
-    starts a fresh ingest and returns the :class:`Feed` of its ring; None: never restart).
+    Args:
+        trader: The trader it acts for.
+        config: Thresholds and policy.
+        restart_ingest: Starts a fresh ingest and returns the :class:`Feed` of its ring (None:
+            never restart).
     """
 
     def __init__(
         self,
-        *args: Any,
-        faults: FaultConfig | None = None,
+        trader: LiveTrader,
+        config: FaultConfig,
         restart_ingest: Callable[[], Feed] | None = None,
-        recover: bool = False,
-        **kwargs: Any,
     ) -> None:
-        self.faults = faults or FaultConfig()
-        kwargs.setdefault("monitor", FaultMonitor(self.faults))
-        super().__init__(*args, **kwargs)
+        super().__init__(trader)
+        self.config = config
         self.restart_ingest = restart_ingest
-        self.unwinding = False
-        self.paused = False
-        self.feed_blocked = False
         self.ingest_restarts = 0
         #: One entry per stale episode: detection, flat and resume wall times (ns).
         self.episodes: list[dict[str, Any]] = []
@@ -240,106 +240,68 @@ class FaultTolerantTrader(LiveTrader):
         self._next_restart = 0.0
         self._next_unwind = 0.0
         self._unwind_seq = 0
-        self.control: Any = None  # a twinfeed.live.brain.control.ControlServer, if any
-        self.recover = recover
-        self.recovery: dict[str, Any] | None = None
-        from twinfeed.live.brain.order_faults import OrderLink
 
-        self.order_link = OrderLink(
-            self,
-            retry_s=self.faults.venue_retry_s,
-            retry_max_s=self.faults.venue_retry_max_s,
-            rate_limit_backoff_s=self.faults.rate_limit_backoff_s,
-        )
-
-    def start(self) -> str:
-        """Starts the run; with ``recover``, first rebuilds state after a crash
-        (:func:`twinfeed.live.brain.recovery.recover`)."""
-        run_id = super().start()
-        if self.recover:
-            from twinfeed.live.brain.recovery import recover
-
-            self.recovery = recover(self).to_dict()
-            self._dispatch()
-        return run_id
-
-    # ---- the loop -----------------------------------------------------------------------
-
-    def step(self) -> int:
-        if self.control is not None:
-            self.control.serve_pending(self)
-        rows = super().step()
-        self.order_link.step()
-        self._maybe_restart_ingest()
-        self._maybe_unwind()
-        self._maybe_resume()
-        return rows
-
-    def on_feed_transition(self, transition: FeedTransition) -> None:
-        self.summary.feed_transitions += 1
+    def on_transition(self, transition: FeedTransition) -> None:
+        trader = self.trader
         wall = time.time_ns()
-        self.db.feed_event(
-            self.ctx.now,
-            transition.status,
-            transition.previous,
-            {"reason": transition.reason, **transition.detail},
-        )
         log.warning("feed %s -> %s: %s", transition.previous, transition.status, transition.reason)
         if transition.status in ("degraded", "stale"):
             self._healthy_since = None
             self.feed_blocked = True
-            self.risk.block_opening(f"feed {transition.status}: {transition.reason}")
+            trader.risk.block_opening(f"feed {transition.status}: {transition.reason}")
         if transition.status == "stale":
             self.episodes.append(
-                {"reason": transition.reason, "stale_wall_ns": wall, "policy": self.faults.policy}
+                {"reason": transition.reason, "stale_wall_ns": wall, "policy": self.config.policy}
             )
-            self.cancel_all()
-            if self.faults.policy == "flatten":
+            trader.cancel_all()
+            if self.config.policy == "flatten":
                 self.unwinding = True
                 self._next_unwind = 0.0
             else:
-                self.db.risk_event(
-                    self.ctx.now,
+                positions = self._positions()
+                trader.db.risk_event(
+                    trader.ctx.now,
                     "",
                     "feed_alert",
-                    f"feed stale ({transition.reason}): holding positions {self._positions()}",
-                    {"positions": self._positions()},
+                    f"feed stale ({transition.reason}): holding positions {positions}",
+                    {"positions": positions},
                 )
         elif transition.status == "healthy":
             self._healthy_since = time.monotonic()
-        self._dispatch()
-        self.deliver("on_feed_status", transition.status)
-        self._dispatch()
+
+    def step(self) -> None:
+        self._maybe_restart_ingest()
+        self._maybe_unwind()
+        self._maybe_resume()
 
     # ---- ingest restart -----------------------------------------------------------------
 
     def _maybe_restart_ingest(self) -> None:
-        if self.restart_ingest is None or not self.faults.restart_ingest:
+        trader = self.trader
+        if self.restart_ingest is None or not self.config.restart_ingest:
             return
-        if self.feed.closed or process_alive(self.feed.writer_pid):
+        if trader.feed.closed or process_alive(trader.feed.writer_pid):
             return
-        if self.monitor.status != "stale":
+        if trader.monitor.status != "stale":
             # Act on the death (cancel, unwind) before replacing the process.
-            self._check_feed(force=True)
+            trader.check_feed(force=True)
         now = time.monotonic()
         if now < self._next_restart:
             return
-        self._next_restart = now + self.faults.restart_backoff_s
-        old_path = self.feed.path
+        self._next_restart = now + self.config.restart_backoff_s
+        old_path = trader.feed.path
         try:
             feed = self.restart_ingest()
         except Exception as error:  # retried after the backoff; the feed stays stale
             log.error("ingest restart failed: %s", error)
-            self.db.risk_event(self.ctx.now, "", "ingest_restart", f"failed: {error}", {})
+            trader.db.risk_event(trader.ctx.now, "", "ingest_restart", f"failed: {error}", {})
             return
-        self.feed = feed
-        self.journal.generation += 1
-        self._health = None
-        if isinstance(self.monitor, FaultMonitor):
-            self.monitor.new_feed()
+        trader.replace_feed(feed)
+        if isinstance(trader.monitor, FaultMonitor):
+            trader.monitor.new_feed()
         self.ingest_restarts += 1
-        self.db.risk_event(
-            self.ctx.now,
+        trader.db.risk_event(
+            trader.ctx.now,
             "",
             "ingest_restart",
             f"ingest restarted (pid {feed.writer_pid}, ring {feed.path})",
@@ -351,31 +313,32 @@ class FaultTolerantTrader(LiveTrader):
     # ---- unwinding ----------------------------------------------------------------------
 
     def _positions(self) -> dict[str, float]:
+        trader = self.trader
         return {
-            self._symbol_name(symbol): position.qty
-            for symbol, position in sorted(self.portfolio.positions.items())
+            trader.symbol_name(symbol): position.qty
+            for symbol, position in sorted(trader.portfolio.positions.items())
             if abs(position.qty) > _EPS
         }
 
     def start_flatten(self) -> None:
         """Cancels everything and unwinds to flat (operator ``flatten``)."""
-        self.journal.control(self.ctx.now, "flatten")
-        self.cancel_all()
+        self.trader.cancel_all()
         self.unwinding = True
         self._next_unwind = 0.0
 
     def _maybe_unwind(self) -> None:
         if not self.unwinding:
             return
-        open_orders = self.oms.open_orders()
+        trader = self.trader
+        open_orders = trader.oms.open_orders()
         positions = {
             symbol: position.qty
-            for symbol, position in self.portfolio.positions.items()
+            for symbol, position in trader.portfolio.positions.items()
             if abs(position.qty) > _EPS
         }
         if not positions:
             if open_orders:
-                self.cancel_all()
+                trader.cancel_all()
                 return
             self.unwinding = False
             now_ns = time.time_ns()
@@ -386,139 +349,48 @@ class FaultTolerantTrader(LiveTrader):
                     seconds = (now_ns - episode["stale_wall_ns"]) / 1e9
                     episode["seconds_to_flat"] = seconds
                     detail["seconds_since_stale"] = seconds
-            self.db.feed_event(self.ctx.now, "flat", self.monitor.status, detail)
+            trader.db.feed_event(trader.ctx.now, "flat", trader.monitor.status, detail)
             log.warning("flat after unwinding %s", detail)
             return
         now = time.monotonic()
         if now < self._next_unwind or open_orders:
             return
-        self._next_unwind = now + self.faults.unwind_retry_s
-        max_qty = self.risk.config.max_order_qty
+        self._next_unwind = now + self.config.unwind_retry_s
+        max_qty = trader.risk.config.max_order_qty
         for symbol, qty in sorted(positions.items()):
             self._unwind_seq += 1
             order = Order(
-                f"{self.id_prefix}unwind{self._unwind_seq}",
+                f"{trader.id_prefix}unwind{self._unwind_seq}",
                 symbol,
                 "sell" if qty > 0 else "buy",
                 round(min(abs(qty), max_qty), 8),
                 None,
                 type="market",
                 tif="IOC",
-                submit_ns=self.ctx.now,
+                submit_ns=trader.ctx.now,
             )
-            self.submit(order)
-        self._dispatch()
+            trader.submit(order)
+        trader.dispatch()
 
     # ---- resuming -----------------------------------------------------------------------
 
     def _maybe_resume(self) -> None:
-        if not self.feed_blocked or self.unwinding or self.monitor.status != "healthy":
+        trader = self.trader
+        if not self.feed_blocked or self.unwinding or trader.monitor.status != "healthy":
             return
         if self._healthy_since is None:
             self._healthy_since = time.monotonic()
-        if time.monotonic() - self._healthy_since < self.faults.resume_after_s:
+        if time.monotonic() - self._healthy_since < self.config.resume_after_s:
             return
         self.feed_blocked = False
         now_ns = time.time_ns()
         for episode in self.episodes:
             episode.setdefault("resume_wall_ns", now_ns)
-        self.db.feed_event(
-            self.ctx.now, "resumed", "healthy", {"healthy_for_s": self.faults.resume_after_s}
+        trader.db.feed_event(
+            trader.ctx.now, "resumed", "healthy", {"healthy_for_s": self.config.resume_after_s}
         )
-        if not self.paused and not self.order_link.blocking:
-            self.risk.allow_opening()
+        if not self.paused and not trader.link_blocking:
+            trader.risk.allow_opening()
 
-    def venue_link_restored(self) -> bool:
-        """The order venue is reachable again and reconciled: opens risk unless the feed, an
-        unwind or an operator pause still blocks it. Returns whether trading resumed."""
-        if self.feed_blocked or self.unwinding or self.paused:
-            return False
-        self.risk.allow_opening()
-        return True
-
-    # ---- operator controls (called in the loop's thread by the control server) ---------
-
-    def pause(self, reason: str = "paused by the operator") -> None:
-        self.journal.control(self.ctx.now, "pause", {"reason": reason})
-        self.paused = True
-        self.risk.block_opening(reason)
-        self.cancel_all()
-        self._dispatch()
-
-    def resume(self) -> bool:
-        """Lifts an operator pause; opening risk resumes now if the feed allows it."""
-        self.journal.control(self.ctx.now, "resume")
-        self.paused = False
-        if not self.feed_blocked and not self.unwinding and not self.order_link.blocking:
-            self.risk.allow_opening()
-            return True
-        return False
-
-    def status(self) -> dict[str, Any]:
-        """What ``twinfeed ctl status`` shows."""
-        pnl = self.portfolio.pnl()
-        health = self._health
-        return {
-            "run_id": self.summary.run_id,
-            "feed": self.monitor.status,
-            "venue": self.order_link.state,
-            "trading": not (self.risk.opening_blocked or self.risk.killed),
-            "paused": self.paused,
-            "unwinding": self.unwinding,
-            "block_reason": self.risk.opening_reason,
-            "ingest_pid": self.feed.writer_pid,
-            "ingest_alive": None if health is None else health.producer_alive,
-            "ingest_restarts": self.ingest_restarts,
-            "positions": {
-                self._symbol_name(s): p.qty for s, p in sorted(self.portfolio.positions.items())
-            },
-            "pnl": {
-                "realized": pnl.realized,
-                "unrealized": pnl.unrealized,
-                "fees": pnl.fees,
-                "total": pnl.total,
-            },
-            "open_orders": [
-                {
-                    "client_id": o.client_id,
-                    "symbol": self._symbol_name(o.symbol),
-                    "side": o.side,
-                    "qty": o.qty,
-                    "price": o.price,
-                    "state": o.state,
-                }
-                for o in self.oms.open_orders()
-                if o.state in OPEN_STATES
-            ],
-            "orders": self.summary.orders,
-            "accepted": self.summary.accepted,
-            "refusals": self.summary.top_refusals(5),
-            "symbols": list(self.config.symbols),
-            "currency": self.portfolio.currency,
-            "fills": self.summary.fills,
-            "episodes": self.episodes,
-            "venue_episodes": self.order_link.episodes,
-        }
-
-    # ---- end ----------------------------------------------------------------------------
-
-    def finish(self, status: str = "completed") -> RunSummary:
-        self.order_link.close()
-        summary = super().finish(status)
-        extra: dict[str, Any] = {
-            "episodes": self.episodes,
-            "venue_episodes": self.order_link.episodes,
-            "venue_rate_limits": self.order_link.rate_limits,
-            "ingest_restarts": self.ingest_restarts,
-            "recovery": self.recovery,
-        }
-        port = getattr(self.gateway, "port", None)
-        if port is not None:
-            try:
-                extra["venue_open_orders"] = len(when_allowed(port.open_orders))
-            except Exception as error:  # best effort, as the positions are
-                log.warning("venue open orders unavailable: %s", error)
-        self.db.end_run(summary.status, {**summary.to_dict(), **extra})
-        if self.control is not None:
-            self.control.close()
-        return summary
+    def report(self) -> dict[str, Any]:
+        return {"episodes": self.episodes, "ingest_restarts": self.ingest_restarts}

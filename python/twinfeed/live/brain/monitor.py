@@ -1,9 +1,8 @@
 """Feed monitoring: healthy, degraded or stale, from the records and the ring's health.
 
 The :class:`FeedMonitor` is the one place that decides whether the feed can be trusted. It
-combines what the records say (as the backtester does: a ``gap`` record degrades the feed until
-the next ``book`` record; a ``status`` record with the disconnected event makes it stale until
-the next quote or book record) with what only a live reader can know (:class:`FeedHealth`: the
+combines what the records say (the backtester's state machine, :mod:`twinfeed.feed_status`)
+with what only a live reader can know (:class:`FeedHealth`: the
 ingest died, or its heartbeats stopped: silence is not a quiet market).
 
 The runner acts on transitions: every change is written to ``feed_events``; on ``stale`` it
@@ -20,17 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from twinfeed.feed_status import next_status, status_rows
 from twinfeed.live.feed import FeedHealth
-from twinfeed.records import KIND
 from twinfeed.strategy import FeedStatus
 
 __all__ = ["FeedMonitor", "FeedTransition"]
-
-_GAP = KIND["gap"]
-_STATUS = KIND["status"]
-_QUOTE = KIND["quote"]
-_BOOK = KIND["book"]
-_STATUS_DISCONNECTED = 2  # StatusEvent::Disconnected in the feature crate
 
 
 @dataclass(frozen=True)
@@ -66,24 +59,13 @@ class FeedMonitor:
         if not self._seen_records:
             self._seen_records = True
             self._first_record_wall = time.monotonic()
-        kinds = records["kind"]
-        mask = (kinds == _GAP) | (kinds == _STATUS)
-        if self._records_status != "healthy":
-            mask |= (kinds == _QUOTE) | (kinds == _BOOK)
-        if not mask.any():
+        rows = status_rows(records, self._records_status)
+        if not rows:
             return
-        flags = records["flags"]
+        kinds, flags = records["kind"], records["flags"]
         status = self._records_status
-        for row in np.flatnonzero(mask).tolist():
-            kind = int(kinds[row])
-            if kind == _GAP:
-                status = "degraded"
-            elif kind == _STATUS and int(flags[row]) == _STATUS_DISCONNECTED:
-                status = "stale"
-            elif (status == "degraded" and kind == _BOOK) or (
-                status == "stale" and kind in (_QUOTE, _BOOK)
-            ):
-                status = "healthy"
+        for row in rows:
+            status = next_status(status, int(kinds[row]), int(flags[row]))
         self._records_status = status
 
     def assess(self, health: FeedHealth | None) -> FeedTransition | None:

@@ -1,7 +1,8 @@
 """Order-side faults: the order-entry venue unreachable, then back; rejections; rate limits.
 
-:class:`OrderLink` watches the brain's :class:`twinfeed.live.brain.entry.PortEntry`
-(the :class:`twinfeed.live.brain.faults.FaultTolerantTrader` makes one and steps it):
+:class:`OrderLink` watches the brain's :class:`twinfeed.live.brain.entry.PortEntry` (it is a
+part of the :class:`twinfeed.live.brain.runner.LiveTrader`, built with ``faults``; the trader
+steps it):
 
 - **down**: a REST call got no usable answer (connection refused or reset, timeout, HTTP 5xx,
   -1001, -1007) or the user-data websocket closed (its listen key expired, or the link
@@ -55,7 +56,7 @@ class OrderLink:
     """The order-entry link's state machine (see the module docstring).
 
     Args:
-        trader: The :class:`twinfeed.live.brain.faults.FaultTolerantTrader`.
+        trader: The :class:`twinfeed.live.brain.runner.LiveTrader` it belongs to.
         retry_s / retry_max_s: First and longest wait between probes while down.
         rate_limit_backoff_s / rate_limit_backoff_max_s: Hold after a rate limit.
     """
@@ -252,7 +253,7 @@ def reconcile(trader: Any) -> dict[str, Any]:
     }
     # What the stream already delivered first; then the venue's lists.
     trader.apply_reports(entry.poll_reports())
-    trader._dispatch()
+    trader.dispatch()
     db_ids = {int(row[0]) for row in trader.db.con.execute("SELECT trade_id FROM fills").fetchall()}
     for symbol in symbols:
         venue_ids: set[int] = set()
@@ -297,7 +298,7 @@ def reconcile(trader: Any) -> dict[str, Any]:
             venue_open[venue_order.client_id] = venue_order
     for order in oms.open_orders():
         client_id = order.client_id
-        symbol = trader._symbol_name(order.symbol)
+        symbol = trader.symbol_name(order.symbol)
         found = venue_open.get(client_id)
         if found is None:
             try:
@@ -335,14 +336,14 @@ def reconcile(trader: Any) -> dict[str, Any]:
     for order in oms.open_orders():
         if oms.tracked(order.client_id).cancel_requested:
             try:
-                answer = port.cancel(order.client_id, trader._symbol_name(order.symbol))
+                answer = port.cancel(order.client_id, trader.symbol_name(order.symbol))
             except VenueError as error:
                 if not error.unknown_order:
                     raise
                 continue
             trader.apply_reports([answer])
             result["cancels_sent"].append(order.client_id)
-    trader._dispatch()
+    trader.dispatch()
     # The result, as both sides see it now (a fill racing these calls can still differ).
     result["open_orders"] = sorted(order.client_id for order in oms.open_orders())
     result["venue_open_orders"] = sorted(

@@ -1,6 +1,6 @@
 """Crash recovery: a brain restarted on the same trade DB picks up where the dead one was.
 
-:func:`recover` runs right after the new run starts (``FaultTolerantTrader(recover=True)``):
+:func:`recover` runs right after the new run starts (``LiveTrader(..., recover=True)``):
 
 1. runs still marked ``running`` (their brain died without ``end_run``) become ``crashed``;
 2. the portfolio is rebuilt from every fill in the DB (account level: the venue's position is
@@ -160,7 +160,7 @@ def recover(trader: Any) -> RecoveryReport:
         )
         report.orders_adopted.append(client_id)
     report.positions = {
-        trader._symbol_name(symbol): position.qty
+        trader.symbol_name(symbol): position.qty
         for symbol, position in sorted(trader.portfolio.positions.items())
     }
     db.risk_event(trader.ctx.now, "", "recovery", "recovered after a crash", report.to_dict())

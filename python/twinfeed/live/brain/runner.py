@@ -37,7 +37,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
@@ -67,9 +67,14 @@ from twinfeed.records import KIND, build_info
 from twinfeed.strategy import PnL, Strategy
 from twinfeed.venues.errors import VenueError
 
+if TYPE_CHECKING:
+    from twinfeed.live.brain.control import ControlServer
+    from twinfeed.live.brain.faults import FaultConfig
+    from twinfeed.live.brain.order_faults import OrderLink
+
 _T = TypeVar("_T")
 
-__all__ = ["LiveConfig", "LiveContext", "LiveTrader", "RunSummary"]
+__all__ = ["FeedPolicy", "LiveConfig", "LiveContext", "LiveTrader", "RunSummary"]
 
 
 def when_allowed(call: Callable[[], _T], limit_s: float = 15.0) -> _T:
@@ -205,8 +210,56 @@ class LiveContext(ContextBase):
         ]
 
 
+class FeedPolicy:
+    """The trader's feed policy part: what a feed status change does to trading. This one:
+    ``stale`` blocks opening risk and cancels every working order; ``healthy`` opens risk
+    again (unless an operator pause or the order link blocks it).
+    :class:`twinfeed.live.brain.faults.FaultPolicy` adds unwinding, ingest restarts and a
+    resume delay.
+
+    Attributes:
+        paused: An operator pause is in force.
+        unwinding: Positions are being flattened.
+        feed_blocked: The feed blocks opening risk.
+    """
+
+    def __init__(self, trader: LiveTrader) -> None:
+        self.trader = trader
+        self.paused = False
+        self.unwinding = False
+        self.feed_blocked = False
+
+    def on_transition(self, transition: FeedTransition) -> None:
+        """Acts on a status change (the trader has recorded it)."""
+        trader = self.trader
+        if transition.status == "stale":
+            self.feed_blocked = True
+            trader.risk.block_opening(f"feed stale: {transition.reason}")
+            trader.cancel_all()
+        elif transition.status == "healthy":
+            self.feed_blocked = False
+            if not self.paused and not trader.link_blocking:
+                trader.risk.allow_opening()
+
+    def step(self) -> None:
+        """Called once per loop step, after the trader's own work."""
+
+    def start_flatten(self) -> None:
+        """Cancels everything and flattens positions (operator ``flatten``)."""
+        raise ValueError("this trader's feed policy cannot flatten (no [faults] settings)")
+
+    def report(self) -> dict[str, Any]:
+        """What the policy adds to the run's summary."""
+        return {}
+
+
 class LiveTrader:
     """Runs a strategy live. See the module docstring for the loop.
+
+    Assembled from parts: the feed policy (:attr:`policy`: :class:`FeedPolicy`, or
+    :class:`twinfeed.live.brain.faults.FaultPolicy` with ``faults``), the order link
+    (:attr:`order_link`: :class:`twinfeed.live.brain.order_faults.OrderLink`, with ``faults``)
+    and the operator control server (:attr:`control`, optional).
 
     Args:
         config: Loop settings.
@@ -216,6 +269,11 @@ class LiveTrader:
         db: The trade DB (a run is started in it by :meth:`run` / :meth:`start`).
         risk: Pre-trade checks.
         expected_fingerprint: Refuse to start if the feed's fingerprint differs.
+        faults: Fault thresholds and policy: builds the fault policy and the order link.
+        restart_ingest: For the fault policy: starts a fresh ingest, returns its feed.
+        recover: Rebuild state after a crash at start
+            (:func:`twinfeed.live.brain.recovery.recover`).
+        control: The operator control server (``twinfeed ctl``), served every step.
     """
 
     def __init__(
@@ -231,6 +289,10 @@ class LiveTrader:
         run_config: Mapping[str, Any] | None = None,
         monitor: FeedMonitor | None = None,
         instruments: SymbolInstruments | None = None,
+        faults: FaultConfig | None = None,
+        restart_ingest: Callable[[], Feed] | None = None,
+        recover: bool = False,
+        control: ControlServer | None = None,
     ) -> None:
         if expected_fingerprint is not None and feed.fingerprint != expected_fingerprint:
             raise ValueError(
@@ -243,6 +305,11 @@ class LiveTrader:
         self.feed = feed
         self.db = db
         self.risk = risk
+        self.faults = faults
+        if monitor is None and faults is not None:
+            from twinfeed.live.brain.faults import FaultMonitor
+
+            monitor = FaultMonitor(faults)
         self.monitor = monitor or FeedMonitor(config.stale_after_s, config.degraded_after_s)
         self.oms = OrderManager()
         #: The trading rules of ``config.symbols`` (``ctx.instrument``, PnL of inverse contracts).
@@ -269,6 +336,30 @@ class LiveTrader:
         self.journal = Journal(db)
         self._fault = RunnerFault.from_env()
         self._batch_first = 0
+        self.recover = recover
+        self.recovery: dict[str, Any] | None = None
+        #: An order entry that matches on the market data itself (shadow trading,
+        #: :class:`twinfeed.live.brain.shadow.ShadowEntry`) gets every batch first.
+        self._market_data: Callable[[np.ndarray[Any, Any]], None] | None = getattr(
+            gateway, "market_data", None
+        )
+        # ---- the parts
+        self.control = control
+        self.order_link: OrderLink | None = None
+        self.policy: FeedPolicy
+        if faults is None:
+            self.policy = FeedPolicy(self)
+        else:
+            from twinfeed.live.brain.faults import FaultPolicy
+            from twinfeed.live.brain.order_faults import OrderLink
+
+            self.policy = FaultPolicy(self, faults, restart_ingest)
+            self.order_link = OrderLink(
+                self,
+                retry_s=faults.venue_retry_s,
+                retry_max_s=faults.venue_retry_max_s,
+                rate_limit_backoff_s=faults.rate_limit_backoff_s,
+            )
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -291,7 +382,12 @@ class LiveTrader:
         self.summary = RunSummary(run_id=run_id)
         self.journal.start(self.ctx.now, self._journal_setup(run_id))
         self.deliver("on_start")
-        self._dispatch()
+        self.dispatch()
+        if self.recover:
+            from twinfeed.live.brain.recovery import recover
+
+            self.recovery = recover(self).to_dict()
+            self.dispatch()
         return run_id
 
     def run(
@@ -324,14 +420,25 @@ class LiveTrader:
 
     def step(self) -> int:
         """One iteration of the loop; returns the number of records handled."""
+        if self.control is not None:
+            self.control.serve_pending(self)
+        rows = self._step()
+        if self.order_link is not None:
+            self.order_link.step()
+        self.policy.step()
+        return rows
+
+    def _step(self) -> int:
         batch = self.feed.read_batch(self.config.max_batch_rows, self.config.poll_timeout_s)
         records = batch.records
+        if self._market_data is not None and len(records):
+            self._market_data(records)  # an in-brain venue matches on what the strategy sees
         self.apply_reports(self.gateway.poll_reports())
-        self._dispatch()
+        self.dispatch()
         if len(records):
             self.monitor.observe(records)
             self.ctx.now = max(self.ctx.now, int(records["local_ns"][-1]))
-        self._check_feed(force=bool(batch.lost))
+        self.check_feed(force=bool(batch.lost))
         if len(records):
             if self._fault is not None:
                 records = self._fault.batch(records)
@@ -347,7 +454,7 @@ class LiveTrader:
                 self.ctx.now,
             )
             self._feed_strategy(records)
-            self._dispatch()
+            self.dispatch()
         if self.ctx.now >= self._next_snapshot_ns and self.ctx.now > 0:
             self.snapshot()
             interval = self.config.snapshot_interval_ns
@@ -358,10 +465,12 @@ class LiveTrader:
     def finish(self, status: str = "completed") -> RunSummary:
         """``on_stop``, cancel everything, wait for the venue to settle, reconcile, record."""
         self.stopping = True
+        if self.order_link is not None:
+            self.order_link.close()
         try:
             self.deliver("on_stop")
         finally:
-            self._dispatch()
+            self.dispatch()
         for symbol in self.config.symbols:
             try:
                 when_allowed(functools.partial(self.gateway.send_cancel_all, symbol))
@@ -370,7 +479,7 @@ class LiveTrader:
         deadline = time.monotonic() + self.config.drain_timeout_s
         while time.monotonic() < deadline:
             self.apply_reports(self.gateway.poll_reports())
-            self._dispatch(notify=False)
+            self.dispatch(notify=False)
             if not self.oms.open_orders() and not self.oms.unsettled():
                 break
             time.sleep(0.02)
@@ -379,7 +488,7 @@ class LiveTrader:
         summary.status = status
         summary.duplicates = self.oms.duplicates
         summary.positions = {
-            self._symbol_name(symbol): position.qty
+            self.symbol_name(symbol): position.qty
             for symbol, position in sorted(self.portfolio.positions.items())
         }
         pnl = self.portfolio.pnl()
@@ -411,13 +520,25 @@ class LiveTrader:
                     f"brain and venue positions differ: {mismatched}",
                     {"mismatched": mismatched},
                 )
+        extra: dict[str, Any] = {**self.policy.report(), "recovery": self.recovery}
+        if self.order_link is not None:
+            extra["venue_episodes"] = self.order_link.episodes
+            extra["venue_rate_limits"] = self.order_link.rate_limits
+        port = getattr(self.gateway, "port", None)
+        if port is not None:
+            try:
+                extra["venue_open_orders"] = len(when_allowed(port.open_orders))
+            except Exception as error:  # best effort, as the positions are
+                log.warning("venue open orders unavailable: %s", error)
         self.journal.end(self.ctx.now, status)
-        self.db.end_run(status, summary.to_dict())
+        self.db.end_run(status, {**summary.to_dict(), **extra})
+        if self.control is not None:
+            self.control.close()
         return summary
 
     # ---- orders from the strategy -------------------------------------------------------
 
-    def _symbol_name(self, symbol: int) -> str:
+    def symbol_name(self, symbol: int) -> str:
         symbols = self.config.symbols
         return symbols[symbol] if 0 <= symbol < len(symbols) else str(symbol)
 
@@ -464,7 +585,7 @@ class LiveTrader:
 
     def _send_leg(self, order: Order, strategy_id: str, invalid: str = "") -> None:
         mid = self._mids.get(order.symbol, float("nan"))
-        symbol = self._symbol_name(order.symbol)
+        symbol = self.symbol_name(order.symbol)
         self.oms.add(order)
         self._legs[order.client_id] = _LegInfo(strategy_id, time.time_ns(), mid)
         self.db.order(
@@ -547,7 +668,7 @@ class LiveTrader:
             return False
         order = self.oms.get(leg)
         try:
-            report = self.gateway.send_cancel(leg, self._symbol_name(order.symbol))
+            report = self.gateway.send_cancel(leg, self.symbol_name(order.symbol))
         except VenueError as error:
             log.warning("cancel %s refused: %s", leg, error)
             return False
@@ -617,7 +738,7 @@ class LiveTrader:
         leg_qty = round(qty - (view.filled_qty - leg.filled_qty), 8)
         try:
             report = self.gateway.send_modify(
-                leg.client_id, self._symbol_name(leg.symbol), leg.side, leg_qty, price
+                leg.client_id, self.symbol_name(leg.symbol), leg.side, leg_qty, price
             )
         except VenueError as error:
             self._queue(
@@ -627,8 +748,7 @@ class LiveTrader:
         if report.state not in TERMINAL_STATES:
             leg.qty, leg.price = leg_qty, price
             view.qty, view.price = qty, price
-            # The venue's time of the modify, as every order event row (trade parity reads it).
-            self.db.order_event(OrderUpdate.of(leg, report.ts_ns, "replaced"), leg)
+            self.db.order_event(OrderUpdate.of(leg, self.ctx.now, "replaced"), leg)
             self._queue(OrderUpdate.of(view, self.ctx.now, "replaced"))
         self.apply_reports([report])
 
@@ -651,7 +771,7 @@ class LiveTrader:
                 # Written and committed before anything acts on it.
                 self.db.fill(
                     event,
-                    symbol=self._symbol_name(event.symbol),
+                    symbol=self.symbol_name(event.symbol),
                     strategy_id=info.strategy_id,
                     order=leg,
                     submit_wall_ns=info.submit_wall_ns,
@@ -717,7 +837,7 @@ class LiveTrader:
         self.journal.effect(event)
         self._pending.append(event)
 
-    def _dispatch(self, notify: bool = True) -> None:
+    def dispatch(self, notify: bool = True) -> None:
         """Hands queued fills and updates to the strategy, in order."""
         while self._pending:
             events, self._pending = self._pending, []
@@ -770,7 +890,7 @@ class LiveTrader:
                 self.deliver("on_record", records[row])
                 if self._pending:
                     self.journal.at_seq = self._batch_first + row + 1
-                    self._dispatch()
+                    self.dispatch()
         except Exception as error:
             # One line naming the record the strategy failed on (README: the CLI's errors).
             from twinfeed.research.backtest import strategy_failure
@@ -787,7 +907,7 @@ class LiveTrader:
                 raise
             raise failure from error
 
-    def _check_feed(self, force: bool = False) -> None:
+    def check_feed(self, force: bool = False) -> None:
         # Records-derived changes (gap, disconnect) are assessed every step; the ring's health
         # (heartbeat age, ingest process) every ``health_interval_s``.
         now = time.monotonic()
@@ -799,7 +919,7 @@ class LiveTrader:
             self.on_feed_transition(transition)
 
     def on_feed_transition(self, transition: FeedTransition) -> None:
-        """Records a feed status change and acts on it. Override to add policies."""
+        """Records a feed status change, has the feed policy act on it, tells the strategy."""
         self.summary.feed_transitions += 1
         self.db.feed_event(
             self.ctx.now,
@@ -807,14 +927,103 @@ class LiveTrader:
             transition.previous,
             {"reason": transition.reason, **transition.detail},
         )
-        if transition.status == "stale":
-            self.risk.block_opening(f"feed stale: {transition.reason}")
-            self.cancel_all()
-        elif transition.status == "healthy":
-            self.risk.allow_opening()
-        self._dispatch()
+        self.policy.on_transition(transition)
+        self.dispatch()
         self.deliver("on_feed_status", transition.status)
-        self._dispatch()
+        self.dispatch()
+
+    # ---- feed swaps and operator controls (in the loop's thread) -------------------------
+
+    def replace_feed(self, feed: Feed) -> None:
+        """Reads from ``feed`` from now on (a restarted ingest's ring)."""
+        self.feed = feed
+        self.journal.generation += 1  # a fresh ring numbers its records from 0 again
+        self._health = None
+
+    @property
+    def link_blocking(self) -> bool:
+        """True while the order link keeps opening risk blocked (the venue is down)."""
+        return self.order_link is not None and self.order_link.blocking
+
+    def venue_link_restored(self) -> bool:
+        """The order venue is reachable again and reconciled: opens risk unless the feed, an
+        unwind or an operator pause still blocks it. Returns whether trading resumed."""
+        policy = self.policy
+        if policy.feed_blocked or policy.unwinding or policy.paused:
+            return False
+        self.risk.allow_opening()
+        return True
+
+    def pause(self, reason: str = "paused by the operator") -> None:
+        """Blocks opening risk and cancels every working order until :meth:`resume`."""
+        self.journal.control(self.ctx.now, "pause", {"reason": reason})
+        self.policy.paused = True
+        self.risk.block_opening(reason)
+        self.cancel_all()
+        self.dispatch()
+
+    def resume(self) -> bool:
+        """Lifts an operator pause; opening risk resumes now if the feed allows it."""
+        self.journal.control(self.ctx.now, "resume")
+        policy = self.policy
+        policy.paused = False
+        if not policy.feed_blocked and not policy.unwinding and not self.link_blocking:
+            self.risk.allow_opening()
+            return True
+        return False
+
+    def start_flatten(self) -> None:
+        """Cancels everything and unwinds to flat (operator ``flatten``)."""
+        self.journal.control(self.ctx.now, "flatten")
+        self.policy.start_flatten()
+
+    def status(self) -> dict[str, Any]:
+        """What ``twinfeed ctl status`` shows."""
+        pnl = self.portfolio.pnl()
+        health = self._health
+        policy = self.policy
+        report = policy.report()
+        return {
+            "run_id": self.summary.run_id,
+            "feed": self.monitor.status,
+            "venue": "up" if self.order_link is None else self.order_link.state,
+            "trading": not (self.risk.opening_blocked or self.risk.killed),
+            "paused": policy.paused,
+            "unwinding": policy.unwinding,
+            "block_reason": self.risk.opening_reason,
+            "ingest_pid": self.feed.writer_pid,
+            "ingest_alive": None if health is None else health.producer_alive,
+            "ingest_restarts": report.get("ingest_restarts", 0),
+            "positions": {
+                self.symbol_name(s): p.qty for s, p in sorted(self.portfolio.positions.items())
+            },
+            "pnl": {
+                "realized": pnl.realized,
+                "unrealized": pnl.unrealized,
+                "fees": pnl.fees,
+                "total": pnl.total,
+            },
+            "open_orders": [
+                {
+                    "client_id": o.client_id,
+                    "symbol": self.symbol_name(o.symbol),
+                    "side": o.side,
+                    "qty": o.qty,
+                    "price": o.price,
+                    "state": o.state,
+                }
+                for o in self.oms.open_orders()
+                if o.state in OPEN_STATES
+            ],
+            "orders": self.summary.orders,
+            "accepted": self.summary.accepted,
+            "refusals": self.summary.top_refusals(5),
+            "symbols": list(self.config.symbols),
+            "currency": self.portfolio.currency,
+            "fills": self.summary.fills,
+            "episodes": report.get("episodes", []),
+            "venue_episodes": [] if self.order_link is None else self.order_link.episodes,
+        }
 
     def _journal_setup(self, run_id: str) -> dict[str, Any]:
         """What the journal's ``start`` entry holds: enough to rebuild strategy and context."""
@@ -847,7 +1056,7 @@ class LiveTrader:
         self.db.positions(
             self.ctx.now,
             [
-                (self._symbol_name(symbol), position)
+                (self.symbol_name(symbol), position)
                 for symbol, position in sorted(self.portfolio.positions.items())
             ],
         )

@@ -56,10 +56,11 @@ from pathlib import Path
 from typing import Any
 
 from twinfeed.live.brain.control import ControlServer
-from twinfeed.live.brain.entry import PortEntry
-from twinfeed.live.brain.faults import FaultConfig, FaultTolerantTrader
+from twinfeed.live.brain.entry import OrderEntry, PortEntry
+from twinfeed.live.brain.faults import FaultConfig
 from twinfeed.live.brain.risk import RiskConfig, RiskManager
-from twinfeed.live.brain.runner import LiveConfig, RunSummary
+from twinfeed.live.brain.runner import LiveConfig, LiveTrader, RunSummary
+from twinfeed.live.brain.shadow import ShadowEntry
 from twinfeed.live.brain.trade_db import TradeDB
 
 __all__ = ["LiveSettings", "SessionResult", "load_settings", "run_session"]
@@ -103,6 +104,9 @@ class LiveSettings:
     symbols: tuple[str, ...] | None = None
     #: Whether ``[risk]`` was given (else an artifact's risk limits apply).
     risk_given: bool = False
+    #: Shadow trading: orders are matched inside the brain on the live market data
+    #: (:class:`twinfeed.live.brain.shadow.ShadowEntry`); none reaches a venue.
+    shadow: bool = False
 
     def describe(self) -> dict[str, Any]:
         """The settings as stored in the run's config (credentials left out)."""
@@ -267,45 +271,53 @@ def run_session(
             depth_as_captured=True,
         ) as market:
             say(f"market-data venue on {market.url} replaying {capture.name} at {settings.speed}x")
-            paper = PaperVenue.start(
-                capture,
-                market.status,
-                keys={key: secret, order_key: public_pem},
-                latency_ns=settings.latency_ns,
-                maker_fee_bps=settings.maker_fee_bps,
-                taker_fee_bps=settings.taker_fee_bps,
-                config=config,
-                instruments=_venue_rules(deployment),
-                ledger=paper_ledger_path(settings.db),
-                carry_over=bool(left_running),
+            paper = (
+                None
+                if settings.shadow
+                else PaperVenue.start(
+                    capture,
+                    market.status,
+                    keys={key: secret, order_key: public_pem},
+                    latency_ns=settings.latency_ns,
+                    maker_fee_bps=settings.maker_fee_bps,
+                    taker_fee_bps=settings.taker_fee_bps,
+                    config=config,
+                    instruments=_venue_rules(deployment),
+                    ledger=paper_ledger_path(settings.db),
+                    carry_over=bool(left_running),
+                )
             )
             # Binance clients find the user stream on the market-data host: ask the venue to
             # forward it (logged, not fatal: the brain reads paper.ws_url directly).
-            if register_user_stream(market.url, paper.ws.port, say=say):
+            if paper is not None and register_user_stream(market.url, paper.ws.port, say=say):
                 say(f"user-data websocket on {paper.ws_url} (and through {market.url})")
-            if left_running:
+            recovering = bool(left_running) and paper is not None
+            if recovering:
                 say(f"recovering runs left running by a dead session: {', '.join(left_running)}")
             venue: BinanceVenue | None = None
+            market_name = deployment.venue or "binance-usdm"
             try:
-                say(f"paper order entry on {paper.url}")
-                order_gateway = OrderGateway(
-                    paper.url, order_key, "", private_key=private_pem, stream_url=paper.ws_url
-                )
-                market_name = deployment.venue or "binance-usdm"
-                checker = BinanceVenue(order_gateway, stream=False, market=market_name)
-                drift = verify(deployment, checker.instruments, settings.allow_drift)
-                for difference in drift:
-                    say(f"drift (allowed): {difference}")
-                checked = preflight(
-                    checker,
-                    list(live_config.symbols),
-                    {instrument.symbol: instrument for instrument in deployment.instruments},
-                    recovering=bool(left_running),
-                )
-                for line in checked.lines:
-                    say(f"preflight: {line}")
-                if not checked.ok:
-                    raise PreflightError(checked.problems)
+                if paper is None:
+                    say("shadow: orders are matched inside the brain; none reaches a venue")
+                else:
+                    say(f"paper order entry on {paper.url}")
+                    order_gateway = OrderGateway(
+                        paper.url, order_key, "", private_key=private_pem, stream_url=paper.ws_url
+                    )
+                    checker = BinanceVenue(order_gateway, stream=False, market=market_name)
+                    drift = verify(deployment, checker.instruments, settings.allow_drift)
+                    for difference in drift:
+                        say(f"drift (allowed): {difference}")
+                    checked = preflight(
+                        checker,
+                        list(live_config.symbols),
+                        {instrument.symbol: instrument for instrument in deployment.instruments},
+                        recovering=recovering,
+                    )
+                    for line in checked.lines:
+                        say(f"preflight: {line}")
+                    if not checked.ok:
+                        raise PreflightError(checked.problems)
                 with open(work / "ingest.log", "ab") as ingest_log:
                     ingest = start_ingest(
                         capture_dir=capture_dir,
@@ -341,24 +353,38 @@ def run_session(
                     try:
                         ingest.wait_for_ring(timeout=30)
                         feed = Feed.open(ring, expected_fingerprint=config.fingerprint, wait=10)
-                        venue = BinanceVenue(
-                            order_gateway,
-                            market=market_name,
-                            keepalive_s=_keepalive_s(settings.speed),
-                            # The local venue takes wall-clock timestamps; its own clock is
-                            # the replay's, which runs at ``speed``: a synced offset would
-                            # fall behind it (a -1021 still resyncs and retries).
-                            clock_sync_s=None,
-                            ws_api=WsApiClient(paper.ws_url, order_key, private_pem),
-                            instruments={
-                                instrument.symbol: instrument
-                                for instrument in deployment.instruments
-                            },
+                        entry: OrderEntry
+                        if paper is None:
+                            entry = ShadowEntry(
+                                live_config.symbols,
+                                deployment.symbol_instruments(),
+                                latency_ns=settings.latency_ns,
+                                maker_fee_bps=settings.maker_fee_bps,
+                                taker_fee_bps=settings.taker_fee_bps,
+                            )
+                        else:
+                            venue = BinanceVenue(
+                                order_gateway,
+                                market=market_name,
+                                keepalive_s=_keepalive_s(settings.speed),
+                                # The local venue takes wall-clock timestamps; its own clock
+                                # is the replay's, which runs at ``speed``: a synced offset
+                                # would fall behind it (a -1021 still resyncs and retries).
+                                clock_sync_s=None,
+                                ws_api=WsApiClient(paper.ws_url, order_key, private_pem),
+                                instruments={
+                                    instrument.symbol: instrument
+                                    for instrument in deployment.instruments
+                                },
+                            )
+                            entry = PortEntry(venue)
+                        control_path = settings.control_socket or str(
+                            Path(settings.db).parent / "control.sock"
                         )
-                        trader = FaultTolerantTrader(
+                        trader = LiveTrader(
                             live_config,
                             strategy,
-                            PortEntry(venue),
+                            entry,
                             feed,
                             db,
                             RiskManager(deployment.risk),
@@ -378,12 +404,9 @@ def run_session(
                             instruments=deployment.symbol_instruments(),
                             faults=settings.faults,
                             restart_ingest=restart_ingest,
-                            recover=bool(left_running),
+                            recover=recovering,
+                            control=ControlServer(control_path),
                         )
-                        control_path = settings.control_socket or str(
-                            Path(settings.db).parent / "control.sock"
-                        )
-                        trader.control = ControlServer(control_path)
                         say(f"control socket {control_path}")
                         say(f"ingest pid {ingest.pid} -> ring {ring}; trading")
                         summary = trader.run(
@@ -413,7 +436,8 @@ def run_session(
                 if venue is not None:
                     stream_gaps = venue.stream_gaps
                     venue.close()
-                paper.stop()
+                if paper is not None:
+                    paper.stop()
     finally:
         db.close()
         if owned_tmp is not None:
