@@ -332,7 +332,7 @@ def test_the_engine_queue_fraction_places_a_new_order_in_its_level(per_row: bool
 
 
 def test_the_queue_fit_recovers_the_paper_venues_own_queue_model(bundled: SessionResult) -> None:
-    from twinfeed.parity.execution import QUEUE_FRACTIONS, fit_queue
+    from twinfeed.parity.queue_fit import QUEUE_FRACTIONS, fit_queue
 
     result, fit = fit_queue(bundled.db_path)
     assert set(fit["shares"]) == {str(f) for f in QUEUE_FRACTIONS}

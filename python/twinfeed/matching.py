@@ -186,7 +186,7 @@ class MatchingEngine(BatchPaths):
             raise ValueError(f"queue_fraction must be in [0, 1], got {queue_fraction}")
         #: Where a resting order starts in its level's queue (rule 4): the share of the
         #: displayed size ahead of it; 1.0 = behind everything shown. Fitted from a live run
-        #: by twinfeed.parity.execution.fit_queue.
+        #: by twinfeed.parity.queue_fit.fit_queue.
         self.queue_fraction = float(queue_fraction)
         self._maker_rate = self.maker_fee_bps * 1e-4
         self._taker_rate = self.taker_fee_bps * 1e-4

@@ -108,7 +108,8 @@ def trades(db_path: Path, run_id: str | None, out: Path | None) -> None:
     console.print(f"report: {report}")
     failed = not result.identical
     try:
-        from twinfeed.parity.execution import _write, fit_queue, print_execution
+        from twinfeed.parity.execution import _write, print_execution
+        from twinfeed.parity.queue_fit import fit_queue
 
         with console.status("backtesting the ingest's capture with the live latencies..."):
             execution, _fit = fit_queue(db_path, result.run_id)

@@ -32,6 +32,7 @@ from twinfeed import FeatureConfig
 from twinfeed.capture import capture_files
 from twinfeed.matching import MatchingEngine
 from twinfeed.orders import TERMINAL_STATES, Fill, Order
+from twinfeed.parity.arrivals import VenueClock, latencies
 from twinfeed.parity.trades import Entry, JournalError, _instruments, load_journal
 from twinfeed.portfolio import Portfolio
 from twinfeed.records import KIND
@@ -40,8 +41,6 @@ __all__ = [
     "ExecutionComparison",
     "compare_execution",
     "fate",
-    "fill_table",
-    "fit_queue",
     "print_execution",
 ]
 
@@ -180,134 +179,6 @@ def _load_live(db: Path, run_id: str) -> dict[str, Any]:
         "cancels": cancels,
         "modifies": modifies,
     }
-
-
-class _VenueClock:
-    """Maps a time of the venue's clock (the original capture's receive time at its replay
-    position) to the ingest's clock: the ingest record carrying the same bookTicker update."""
-
-    def __init__(self, original: np.ndarray[Any, Any], ingest: np.ndarray[Any, Any]) -> None:
-        def quotes(records: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-            picked = records[(records["kind"] == _QUOTE) & (records["update_id"] > 0)]
-            return picked[np.argsort(picked["update_id"], kind="stable")]
-
-        self._original = quotes(original)
-        self._original_by_time = self._original[
-            np.argsort(self._original["local_ns"], kind="stable")
-        ]
-        self._ingest = quotes(ingest)
-
-    def to_ingest(self, venue_ns: int) -> int | None:
-        by_time = self._original_by_time
-        if venue_ns % 1_000_000 == 0:
-            # A time in whole ms (Binance states ms): the venue stood somewhere in that ms;
-            # the records of the whole ms were out by then.
-            venue_ns += 999_999
-        index = int(np.searchsorted(by_time["local_ns"], venue_ns, side="right")) - 1
-        if index < 0:
-            return None
-        update = by_time["update_id"][index]
-        found = int(np.searchsorted(self._ingest["update_id"], update, side="left"))
-        if found >= len(self._ingest) or self._ingest["update_id"][found] != update:
-            return None
-        # The venue handled the order after applying that record: just after it.
-        return int(self._ingest["local_ns"][found]) + 1
-
-
-def _latencies(
-    live: dict[str, Any], clock: _VenueClock | None, speed: float | None = None
-) -> tuple[dict[str, int], str]:
-    """Per venue order (leg), submit -> arrival at the venue on the records' clock, and how it
-    was measured.
-
-    With the venue's clock known (the paper venue states the capture time of its replay
-    position in every answer), an acknowledged order's arrival is where the venue's replay
-    stood when it handled it, mapped onto the ingest's records: that includes the brain's own
-    lag (waiting for the batch, the strategy, risk), the wire and the venue's. An order without
-    an acknowledgement (refused on arrival) arrived where the venue's clock stood at its send:
-    the clock of the acknowledged send nearest in wall time, advanced by the wall time between
-    the two sends times the replay ``speed``; without a speed (``max``), its own brain lag
-    (wall clock: send - ``submit_ns``, the ingest's receive clock being a wall clock too) plus
-    the median of the rest (arrival - send) of the acknowledged ones. Without the venue's
-    clock: the brain lag plus half the send -> answer round trip.
-    """
-    acks = {row["client_id"]: row for row in live["acks"]}
-    answered = {row["client_id"]: row["wall_ns"] for row in live["answers"]}
-    arrival: dict[str, int] = {}
-    rest: list[int] = []
-    orders = [o for o in live["orders"] if not str(o["reason"] or "").startswith(("risk", "rules"))]
-    for order in orders:
-        ack = acks.get(order["client_id"])
-        if clock is None or ack is None or not order["submit_wall_ns"]:
-            continue
-        mapped = clock.to_ingest(int(ack["ts_ns"]))
-        if mapped is None:
-            continue
-        # Negative when the venue's replay stood behind the records the decision was made on.
-        arrival[order["client_id"]] = mapped - int(order["submit_ns"])
-        rest.append(mapped - int(order["submit_wall_ns"]))
-    extra = int(np.median(rest)) if rest else None
-    # The venue's clock at a send without an acknowledgement: from the acknowledged send
-    # nearest in wall time, advanced at the replay speed.
-    anchors = sorted(
-        (int(o["submit_wall_ns"]), int(acks[o["client_id"]]["ts_ns"]))
-        for o in orders
-        if o["client_id"] in arrival
-    )
-    anchor_walls = [wall for wall, _ in anchors]
-
-    def at_wall(sent: int) -> int | None:
-        """Where the venue's replay stood at wall time ``sent``, on the records' clock."""
-        if clock is None or speed is None or not anchors:
-            return None
-        after = int(np.searchsorted(anchor_walls, sent))
-        nearest = [i for i in (after - 1, after) if 0 <= i < len(anchors)]
-        wall, venue_ns = anchors[min(nearest, key=lambda i: abs(anchor_walls[i] - sent))]
-        return clock.to_ingest(venue_ns + int((sent - wall) * speed))
-
-    round_trips = [
-        int(answered[o["client_id"]]) - int(o["submit_wall_ns"])
-        for o in orders
-        if o["client_id"] in answered and o["submit_wall_ns"]
-    ]
-    half_trip = int(np.median(round_trips)) // 2 if round_trips else 0
-    out = {}
-    # Modifies (a replace in place): the venue's answer is recorded as ``replaced``, or as the
-    # order's expiry when the new price would have taken (post-only).
-    seen: dict[str, int] = {}
-    for row in live["modifies"]:
-        client_id = str(row["client_id"])
-        seen[client_id] = seen.get(client_id, 0) + 1
-        # The row's time is the venue's (its answer's transaction time); the request's own
-        # ``ctx.now_ns`` is in the journal (``now``).
-        mapped = None if clock is None else clock.to_ingest(int(row["ts_ns"]))
-        if mapped is None:
-            mapped = at_wall(int(row["wall_ns"]) - half_trip)
-        if mapped is not None:
-            out[f"{client_id}@{seen[client_id]}"] = mapped
-    for order in orders:
-        client_id = order["client_id"]
-        if client_id in arrival:
-            out[client_id] = arrival[client_id]
-            continue
-        sent = order["submit_wall_ns"]
-        if not sent:
-            continue
-        lag = int(sent) - int(order["submit_ns"])
-        mapped = at_wall(int(sent))
-        if mapped is not None:
-            out[client_id] = mapped - int(order["submit_ns"])
-            continue
-        if extra is not None:
-            out[client_id] = max(lag + extra, 0)
-        elif client_id in answered:
-            out[client_id] = max(lag + (int(answered[client_id]) - int(sent)) // 2, 0)
-    how = (
-        "venue clock (acknowledged orders), brain lag + median venue delay (others)"
-        if extra is not None
-        else "brain lag + half the send -> answer round trip"
-    )
-    return out, how
 
 
 def _records(files: list[Path], config: FeatureConfig) -> np.ndarray[Any, Any]:
@@ -553,7 +424,7 @@ class _Inputs:
     entries: list[Entry]
     records: np.ndarray[Any, Any]
     live: dict[str, Any]
-    clock: _VenueClock | None
+    clock: VenueClock | None
     measured_all: dict[str, int]
     measured: str
     setup: dict[str, Any]
@@ -575,12 +446,12 @@ def _inputs(db: str | Path, run_id: str | None) -> _Inputs:
     original = live["config"].get("capture")
     clock = None
     if original and Path(original).exists():
-        clock = _VenueClock(_records([Path(original)], config), records)
+        clock = VenueClock(_records([Path(original)], config), records)
     try:
         speed: float | None = float(live["config"].get("session", {}).get("speed"))
     except (TypeError, ValueError):
         speed = None  # "max": no fixed ratio of venue time to wall time
-    measured_all, measured = _latencies(live, clock, speed)
+    measured_all, measured = latencies(live, clock, speed)
     return _Inputs(run, entries, records, live, clock, measured_all, measured, setup)
 
 
@@ -818,79 +689,3 @@ def print_execution(result: ExecutionComparison, console: Any, rows: int = 20) -
         console.print(f"execution JSON: {result.json_path}")
     if result.png_path is not None:
         console.print(f"PnL plot: {result.png_path}")
-
-
-#: Queue positions :func:`fit_queue` tries (share of the displayed size ahead of a new order).
-QUEUE_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
-
-
-def fit_queue(
-    db: str | Path,
-    run_id: str | None = None,
-    fractions: tuple[float, ...] = QUEUE_FRACTIONS,
-) -> tuple[ExecutionComparison, dict[str, Any]]:
-    """Fits the engine's queue position of a new resting order to a live run: the comparison
-    at each of ``fractions``, the one with the most orders of equal fate (the engine's default
-    1.0 on a tie), and the live run's fill probability of the resting (maker) orders by
-    queue position and time at level (:func:`fill_table`) against the default engine's.
-    Returns the default engine's comparison (with ``queue_fit`` set) and the fit."""
-    read = _inputs(db, run_id)
-    shares = {}
-    comparisons = {}
-    for fraction in fractions:
-        comparisons[fraction] = compare_execution(db, queue_fraction=fraction, inputs=read)
-        shares[fraction] = comparisons[fraction].share
-    default = comparisons.get(1.0) or compare_execution(db, inputs=read)
-    best = max(shares, key=lambda f: (shares[f], f == 1.0, f))
-    fit = {
-        "shares": {str(f): shares[f] for f in fractions},
-        "fitted_fraction": best,
-        "default_share": default.share,
-        "fitted_share": shares[best],
-        "improvement": shares[best] - default.share,
-        "fill_table": fill_table(default),
-    }
-    default.queue_fit = fit
-    return default, fit
-
-
-#: Time-at-level buckets (seconds of the records' clock) of :func:`fill_table`.
-TIME_BUCKETS = (0.1, 1.0)
-
-
-def fill_table(result: ExecutionComparison) -> list[dict[str, Any]]:
-    """Fill probability of the maker orders by time at level: live and the engine's.
-
-    Time at level is from the order's arrival to its end in the backtest (the live one's
-    lifetime on the same clock is not known for every order: refusals carry no venue time).
-    """
-    rows: dict[str, dict[str, Any]] = {}
-    for order in result.orders:
-        if order["type"] != "limit" or order["live_fate"] == "refused":
-            continue
-        life = order.get("backtest_life_s")
-        if life is None:
-            continue
-        bucket = (
-            f"< {TIME_BUCKETS[0]} s"
-            if life < TIME_BUCKETS[0]
-            else f"{TIME_BUCKETS[0]}-{TIME_BUCKETS[1]} s"
-            if life < TIME_BUCKETS[1]
-            else f">= {TIME_BUCKETS[1]} s"
-        )
-        row = rows.setdefault(
-            bucket, {"time_at_level": bucket, "orders": 0, "live": 0, "engine": 0}
-        )
-        row["orders"] += 1
-        row["live"] += order["live_filled"] > _EPS
-        row["engine"] += order["backtest_filled"] > _EPS
-    out = []
-    for row in rows.values():
-        out.append(
-            {
-                **row,
-                "live_fill_probability": row["live"] / row["orders"],
-                "engine_fill_probability": row["engine"] / row["orders"],
-            }
-        )
-    return sorted(out, key=lambda row: str(row["time_at_level"]))
