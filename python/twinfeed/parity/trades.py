@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -575,11 +575,6 @@ def replay_decisions(
                 f"the replayed strategy raised {type(error).__name__}: {error}", None, None
             )
     return result
-
-
-def iter_requests(entries: list[Entry]) -> Iterator[Entry]:
-    """The journal's request entries, in order."""
-    return (entry for entry in entries if entry.kind == "request")
 
 
 def print_replay(result: TradeReplay, console: Any) -> None:
