@@ -495,6 +495,7 @@ class MatchingEngine(BatchPaths):
                 self._finish(order, "expired", ts, "IOC: rest expired")
             return
         self._update_acked(order, ts, replaced)
+        working.start = self.queue_fraction
         if crosses:
             self._take(working, market, ts, limit=working.key)
             if not order.is_open:
@@ -506,7 +507,7 @@ class MatchingEngine(BatchPaths):
             if same == working.key:
                 size = float(market.bid_units if working.sign > 0 else market.ask_units)
                 working.level = size
-                working.queue = size * self.queue_fraction
+                working.queue = size * working.start
             elif same < working.key:
                 working.queue = working.level = 0.0
         self._working[order.client_id] = working
@@ -658,7 +659,7 @@ class MatchingEngine(BatchPaths):
                 continue
             if same > key:
                 continue  # behind the touch: its size is not visible
-            working.see_level(float(size_units) if same == key else 0.0, self.queue_fraction)
+            working.see_level(float(size_units) if same == key else 0.0)
         if crossed is not None:
             for working in crossed:
                 self._maker_fill_rest(working, ts)

@@ -30,7 +30,6 @@ class BatchPaths:
         _markets: dict[int, _Market]
         per_order_min_rows: int
         short_segment_rows: int
-        queue_fraction: float
 
         def _market(self, symbol: int) -> _Market: ...
         def _one_row(self, columns: RecordColumns, row: int) -> None: ...
@@ -226,9 +225,7 @@ class BatchPaths:
                     if opposite <= key:
                         self._maker_fill_rest(working, ts[row])
                     else:
-                        working.see_level(
-                            float(size_units) if same == key else 0.0, self.queue_fraction
-                        )
+                        working.see_level(float(size_units) if same == key else 0.0)
                         continue
                 else:
                     self._trade_one(working, trade_key[row], trade_units[row], ts[row])
@@ -297,7 +294,7 @@ class BatchPaths:
                     if -a > key:
                         continue
                     size = float(au) if -a == key else 0.0
-                working.see_level(size, self.queue_fraction)
+                working.see_level(size)
             if crossed is not None:
                 for working in crossed:
                     self._maker_fill_rest(working, ts)
