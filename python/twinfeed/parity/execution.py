@@ -264,8 +264,20 @@ def _simulate(
     def schedule(at: int, kind: str, payload: Any) -> None:
         actions.append((at, len(actions), kind, payload))
 
+    def refused_live(index: int) -> bool:
+        """The venue refused the request at ``entries[index]`` (its answer, journaled inside
+        the request, says ``replace refused``): nothing reached the order."""
+        for effect in entries[index + 1 :]:
+            if effect.kind not in ("fill", "update") or not effect.inside:
+                return False
+            if effect.kind == "update" and str(effect.data.get("reason", "")).startswith(
+                "replace refused"
+            ):
+                return True
+        return False
+
     end_ns = int(local[-1]) if len(local) else 0
-    for entry in entries:
+    for index, entry in enumerate(entries):
         if entry.kind == "end":
             end_ns = entry.now_ns
             break
@@ -296,7 +308,7 @@ def _simulate(
             for order_id, number in legs.items():
                 name = leg_name(order_id, number)
                 schedule(cancel_at.get(name, now + median), "cancel", name)
-        elif op == "replace" and client_id in legs:
+        elif op == "replace" and client_id in legs and not refused_live(index):
             number = legs[client_id]
             name = leg_name(client_id, number)
             if f"{client_id}.{number + 1}" not in live_legs:

@@ -753,7 +753,8 @@ class LiveTrader:
         if report.state not in TERMINAL_STATES:
             leg.qty, leg.price = leg_qty, price
             view.qty, view.price = qty, price
-            self.db.order_event(OrderUpdate.of(leg, self.ctx.now, "replaced"), leg)
+            # The venue's time of the modify, as every order event row (trade parity reads it).
+            self.db.order_event(OrderUpdate.of(leg, report.ts_ns, "replaced"), leg)
             self._queue(OrderUpdate.of(view, self.ctx.now, "replaced"))
         self.apply_reports([report])
 
