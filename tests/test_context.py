@@ -10,16 +10,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-import twinfeed
+from test_brain_units import FakeFeed, _quotes
 from twinfeed.context import ContextBase
 from twinfeed.instruments import SymbolInstruments
 from twinfeed.live.brain import LiveConfig, LiveTrader, RiskManager, TradeDB
 from twinfeed.live.brain.oms import ExecutionReport
-from twinfeed.live.feed import FeedBatch, FeedHealth
 from twinfeed.matching import MatchingEngine
 from twinfeed.orders import Order, OrderUpdate, Side
 from twinfeed.portfolio import Portfolio
-from twinfeed.records import KIND
 from twinfeed.research.backtest import BacktestContext
 from twinfeed.strategy import Context, Strategy
 
@@ -85,31 +83,6 @@ class RecordingEntry:
         return {"BTCUSDT": 0.0}
 
 
-class _Feed:
-    fingerprint = "f" * 64
-
-    def __init__(self, count: int) -> None:
-        self.batches = []
-        for index in range(count):
-            records = np.zeros(1, dtype=twinfeed.record_dtype())
-            records["kind"] = KIND["quote"]
-            records["local_ns"] = 1_000 * (index + 1)
-            records["bid_px"], records["ask_px"], records["mid"] = 99.9, 100.1, 100.0
-            self.batches.append(records)
-
-    def read_batch(self, max_rows: int = 0, timeout: float = 0.0) -> FeedBatch:
-        if self.batches:
-            return FeedBatch(self.batches.pop(0), 0)
-        return FeedBatch(np.zeros(0, dtype=twinfeed.record_dtype()), 0)
-
-    @property
-    def closed(self) -> bool:
-        return not self.batches
-
-    def health(self) -> FeedHealth:
-        return FeedHealth(0.01, 0.01, 0.01, 0, 0, 0, 0, 0, 1, True, False, True)
-
-
 class _Quoter(Strategy):
     def __init__(self) -> None:
         super().__init__()
@@ -134,7 +107,7 @@ def _trader(tmp_path: Path, entry: RecordingEntry) -> tuple[LiveTrader, _Quoter,
         LiveConfig(drain_timeout_s=0.05),
         strategy,
         entry,
-        _Feed(3),  # type: ignore[arg-type]
+        FakeFeed([_quotes([1_000]), _quotes([2_000]), _quotes([3_000])]),  # type: ignore[arg-type]
         TradeDB(tmp_path / "trade.duckdb"),
         RiskManager(),
     )

@@ -47,6 +47,7 @@ from decimal import (
     ROUND_HALF_EVEN,
     Decimal,
     InvalidOperation,
+    getcontext,
     localcontext,
 )
 from functools import cached_property
@@ -128,6 +129,8 @@ def _on_grid(value: Decimal, step: Decimal) -> bool:
     digits = max(value.adjusted() - step.adjusted(), 0) + 2
     if digits > _GRID_DIGITS:
         return False
+    if digits <= getcontext().prec:  # every real price and size: no context switch needed
+        return value % step == 0
     with localcontext() as context:
         context.prec = max(context.prec, digits)
         return value % step == 0

@@ -529,6 +529,8 @@ class MatchingEngine(BatchPaths):
         if limit is not None and working.sign * price > limit:
             return
         units = min(working.units - working.filled, available)
+        if working.order.reduce_only:  # take from the touch only what it may execute
+            units = min(units, self._reducible(working.order))
         if units <= 0:
             return
         if working.sign > 0:

@@ -1,10 +1,9 @@
-"""``twinfeed live``: paper-trade a strategy on a local replay (venue, ingest, brain), then
-print the report."""
+"""``twinfeed live``: trade a strategy on a local replay (venue, ingest, brain), on a Binance
+venue (``--venue``), or in the shadow of either (``--shadow``), then print the report."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -91,8 +90,10 @@ def _check_db_free(db: Path) -> None:
     type=click.Choice(["local", "binance-usdm-testnet", "binance-usdm"]),
     default="local",
     show_default=True,
-    help="local: the replay and the paper venue. binance-usdm(-testnet): Binance's endpoints "
-    "(twinfeed.venues.binance.endpoints); this version runs the preflight there and stops.",
+    help="local: the replay and the paper venue. binance-usdm(-testnet): a session on "
+    "Binance's endpoints (twinfeed.venues.binance.endpoints; each overridable with "
+    "TWINFEED_BINANCE_REST/_WS_API/_STREAMS/_MARKET_REST): its market data through the "
+    "ingest, orders through the adapter after a preflight.",
 )
 @click.option(
     "--credentials",
@@ -123,12 +124,15 @@ def live(
     credentials: Path | None,
     shadow: bool,
 ) -> None:
-    """Paper-trade on a local replay: venue + paper order entry + ingest + the live brain.
+    """Trade live: paper on a local replay (default), or a session on a Binance venue.
 
-    Starts twinfeed-venue replaying the capture, the paper venue (Binance USD-M order entry
-    matched against the same replay), twinfeed-ingest into a ring, and runs the strategy
-    through risk, the OMS and the trade DB until the replay ends (or --duration). Then prints
-    the report (twinfeed report reads the same DB later).
+    --venue local starts twinfeed-venue replaying the capture, the paper venue (Binance USD-M
+    order entry matched against the same replay), twinfeed-ingest into a ring, and runs the
+    strategy through risk, the OMS and the trade DB until the replay ends (or --duration).
+    --venue binance-usdm(-testnet) reads that venue's market data through the ingest and
+    trades through the Binance adapter after a preflight, until --duration (or `twinfeed ctl
+    stop`). --shadow matches orders inside the brain on the live market data and sends none.
+    Then prints the report (twinfeed report reads the same DB later).
 
     Trades the capture's symbols (or the artifact's), under the instruments' rules. Exit codes:
     0 done, 1 could not run (e.g. a wrong setting) or the session placed orders and the venue
@@ -137,9 +141,13 @@ def live(
     """
     from twinfeed.deploy import ArtifactError, DriftError
     from twinfeed.instruments import UnknownInstrumentError
+    from twinfeed.live.brain.preflight import PreflightError
     from twinfeed.live.brain.report import load_report, plot_report, print_report
     from twinfeed.live.brain.session import load_settings, run_session
+    from twinfeed.live.brain.venue_session import run_venue_session
     from twinfeed.research.features import require_records
+    from twinfeed.venues.binance.signing import CredentialsError
+    from twinfeed.venues.errors import VenueError
 
     out = output_path(out, folder=True)
     strategy_params = json_object(params, "--params")
@@ -165,11 +173,15 @@ def live(
     _check_db_free(Path(settings.db))
     if artifact is not None and (strategy or params):
         raise click.ClickException("--artifact fixes the strategy and params: drop --strategy")
-    if venue != "local":
-        _preflight_only(settings, venue, credentials)
-        return
     try:
-        result = run_session(settings, on_status=lambda message: console.print(message))
+        if venue == "local":
+            result = run_session(settings, on_status=lambda message: console.print(message))
+        else:
+            result = run_venue_session(
+                settings, venue, credentials, on_status=lambda message: console.print(message)
+            )
+    except (CredentialsError, VenueError, PreflightError) as error:
+        raise click.ClickException(f"{venue}: {error}") from error
     except (DriftError, ArtifactError, UnknownInstrumentError) as error:
         raise click.ClickException(str(error).strip('"')) from error
     except (FileNotFoundError, ValueError) as error:
@@ -198,36 +210,3 @@ def live(
             f"every one of {summary.orders} orders was refused"
             + (f" (top: {refusals[0][1]} x {refusals[0][0]})" if refusals else "")
         )
-
-
-def _preflight_only(settings: Any, venue: str, credentials: Path | None) -> None:
-    """``--venue binance-usdm(-testnet)``: the preflight against Binance, then a stop (the
-    ingest does not take Binance's market-data endpoints yet, so no session is started)."""
-    from twinfeed.live.brain.deployment import prepare
-    from twinfeed.live.brain.preflight import preflight
-    from twinfeed.live.venue import BUNDLED_CAPTURE
-    from twinfeed.venues.binance.connect import connect_binance
-    from twinfeed.venues.binance.signing import CredentialsError
-    from twinfeed.venues.errors import VenueError
-
-    capture = Path(settings.capture) if settings.capture else BUNDLED_CAPTURE
-    try:
-        deployment = prepare(settings, capture)
-        port = connect_binance(venue, credentials)
-        console.print(
-            f"{venue}: {port.gateway.base_url} (orders over "
-            f"{'the WebSocket API' if port.ws_api is not None else 'REST'})"
-        )
-        expected = {instrument.symbol: instrument for instrument in deployment.instruments}
-        checked = preflight(port, list(deployment.symbols), expected)
-    except (CredentialsError, VenueError, ValueError) as error:
-        raise click.ClickException(f"{venue}: {error}") from error
-    for line in checked.lines:
-        console.print(f"preflight: {line}")
-    for problem in checked.problems:
-        console.print(f"preflight problem: {problem}")
-    raise click.ClickException(
-        f"{venue}: preflight {'passed' if checked.ok else 'failed'}; trading on a Binance "
-        "venue is not available in this version (the ingest does not read its market data "
-        "yet): nothing was sent"
-    )

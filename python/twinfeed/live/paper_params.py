@@ -133,10 +133,13 @@ def check_characters(params: Mapping[str, str]) -> None:
     for name, value in params.items():
         if name == "newClientOrderId":
             continue
-        if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value) or any(
-            ord(char) < 0x20 for char in name
-        ):
+        # One regex scan in C per value (a per-character loop was a fifth of order.place).
+        if _CONTROL_IN_VALUE.search(value) or _CONTROL_IN_NAME.search(name):
             raise ApiError(-1100, "Illegal characters found in a parameter.")
+
+
+_CONTROL_IN_VALUE = re.compile("[\x00-\x1f\x7f]")
+_CONTROL_IN_NAME = re.compile("[\x00-\x1f]")
 
 
 # ---- weights and rate limits ---------------------------------------------------------------

@@ -5,10 +5,10 @@ combines what the records say (the backtester's state machine, :mod:`twinfeed.fe
 with what only a live reader can know (:class:`FeedHealth`: the
 ingest died, or its heartbeats stopped: silence is not a quiet market).
 
-The runner acts on transitions: every change is written to ``feed_events``; on ``stale`` it
-cancels all working orders and blocks orders that open risk until the feed is healthy again.
-Richer policies (unwinding after a grace period, reconnect budgets) hook in through
-:meth:`twinfeed.live.brain.runner.LiveTrader.on_feed_transition`.
+The runner writes every transition to ``feed_events`` and hands it to its feed policy part
+(:class:`twinfeed.live.brain.runner.FeedPolicy`: on ``stale`` it cancels all working orders and
+blocks orders that open risk until the feed is healthy again; the fault policy,
+:class:`twinfeed.live.brain.faults.FaultPolicy`, unwinds, restarts the ingest, delays resuming).
 """
 
 from __future__ import annotations

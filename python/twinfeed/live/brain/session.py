@@ -204,7 +204,7 @@ def run_session(
     from twinfeed.live.brain.preflight import PreflightError, preflight
     from twinfeed.live.feed import Feed
     from twinfeed.live.ingest import start_ingest
-    from twinfeed.live.leftovers import clean_dead_leftovers, tagged
+    from twinfeed.live.leftovers import clean_dead_leftovers
     from twinfeed.live.paper_venue import PaperVenue
     from twinfeed.live.paper_ws import register_user_stream
     from twinfeed.live.venue import BUNDLED_CAPTURE, start_venue
@@ -234,12 +234,7 @@ def run_session(
     removed = clean_dead_leftovers()
     if removed:
         say(f"removed {len(removed)} leftovers of dead sessions: {', '.join(map(str, removed))}")
-    owned_tmp = None
-    if work_dir is None:
-        owned_tmp = tempfile.TemporaryDirectory(prefix=tagged("live", os.getpid()))
-        work_dir = owned_tmp.name
-    work = Path(work_dir)
-    work.mkdir(parents=True, exist_ok=True)
+    work, owned_tmp = work_folder(work_dir)
     ring = f"live-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     # The ingest's capture is the input of the decision replay (twinfeed parity trades): it
     # stays with the trade DB when the session's work folder is a temporary one.
@@ -255,10 +250,7 @@ def run_session(
     # Runs a dead session left `running` (a brain killed with -9): this session recovers them
     # (twinfeed.live.brain.recovery) against a paper venue that carries the dead session's
     # trades over from the ledger, so every venue trade of theirs ends up in the DB.
-    left_running = [
-        row[0]
-        for row in db.con.execute("SELECT run_id FROM runs WHERE status = 'running'").fetchall()
-    ]
+    left_running = running_runs(db)
     try:
         # The ingest gets the capture's own depth diffs, at whatever speed it subscribes
         # (a @depth@0ms capture is not merged into 100/250 ms windows): the records the
@@ -355,13 +347,7 @@ def run_session(
                         feed = Feed.open(ring, expected_fingerprint=config.fingerprint, wait=10)
                         entry: OrderEntry
                         if paper is None:
-                            entry = ShadowEntry(
-                                live_config.symbols,
-                                deployment.symbol_instruments(),
-                                latency_ns=settings.latency_ns,
-                                maker_fee_bps=settings.maker_fee_bps,
-                                taker_fee_bps=settings.taker_fee_bps,
-                            )
+                            entry = shadow_entry(settings, deployment)
                         else:
                             venue = BinanceVenue(
                                 order_gateway,
@@ -378,22 +364,15 @@ def run_session(
                                 },
                             )
                             entry = PortEntry(venue)
-                        control_path = settings.control_socket or str(
-                            Path(settings.db).parent / "control.sock"
-                        )
-                        trader = LiveTrader(
-                            live_config,
+                        trader, control_path = assemble_trader(
+                            settings,
+                            deployment,
                             strategy,
                             entry,
                             feed,
                             db,
-                            RiskManager(deployment.risk),
-                            expected_fingerprint=config.fingerprint,
-                            run_config={
-                                "session": settings.describe(),
+                            {
                                 "capture": str(capture),
-                                "feature_config": config.canonical_json,
-                                "deployment": deployment.run_config(),
                                 "strategy_spec": (
                                     type(strategy).qualified_name()
                                     if strategy_factory is not None
@@ -401,11 +380,8 @@ def run_session(
                                 ),
                                 "ingest_capture_dir": str(capture_dir.resolve()),
                             },
-                            instruments=deployment.symbol_instruments(),
-                            faults=settings.faults,
                             restart_ingest=restart_ingest,
                             recover=recovering,
-                            control=ControlServer(control_path),
                         )
                         say(f"control socket {control_path}")
                         say(f"ingest pid {ingest.pid} -> ring {ring}; trading")
@@ -453,6 +429,78 @@ def _replayable_spec(spec: str) -> str:
     if module.endswith(".py") or "/" in module or os.sep in module:
         return f"{Path(module).resolve()}:{name}"
     return spec
+
+
+def work_folder(
+    work_dir: str | os.PathLike[str] | None,
+) -> tuple[Path, tempfile.TemporaryDirectory[str] | None]:
+    """A session's working folder: ``work_dir``, or a temporary one (returned to clean up)."""
+    owned = None
+    if work_dir is None:
+        from twinfeed.live.leftovers import tagged
+
+        owned = tempfile.TemporaryDirectory(prefix=tagged("live", os.getpid()))
+        work_dir = owned.name
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    return work, owned
+
+
+def running_runs(db: TradeDB) -> list[str]:
+    """Runs a dead session left ``running`` (a brain killed with -9): the next session
+    recovers them (:mod:`twinfeed.live.brain.recovery`)."""
+    rows = db.con.execute("SELECT run_id FROM runs WHERE status = 'running'").fetchall()
+    return [row[0] for row in rows]
+
+
+def shadow_entry(settings: LiveSettings, deployment: Any) -> ShadowEntry:
+    """The in-brain order entry of a ``--shadow`` session (the backtester's engine settings)."""
+    return ShadowEntry(
+        deployment.symbols,
+        deployment.symbol_instruments(),
+        latency_ns=settings.latency_ns,
+        maker_fee_bps=settings.maker_fee_bps,
+        taker_fee_bps=settings.taker_fee_bps,
+    )
+
+
+def assemble_trader(
+    settings: LiveSettings,
+    deployment: Any,
+    strategy: Any,
+    entry: OrderEntry,
+    feed: Any,
+    db: TradeDB,
+    run_config: Mapping[str, Any],
+    *,
+    restart_ingest: Callable[[], Any],
+    recover: bool,
+) -> tuple[LiveTrader, str]:
+    """A session's :class:`LiveTrader` from its parts (the settings' fault policy, the order
+    link, the control server on ``control_socket``); returns it and the socket's path."""
+    control_path = settings.control_socket or str(Path(settings.db).parent / "control.sock")
+    config = deployment.config
+    trader = LiveTrader(
+        replace(settings.live, symbols=deployment.symbols),
+        strategy,
+        entry,
+        feed,
+        db,
+        RiskManager(deployment.risk),
+        expected_fingerprint=config.fingerprint,
+        run_config={
+            "session": settings.describe(),
+            **run_config,
+            "feature_config": config.canonical_json,
+            "deployment": deployment.run_config(),
+        },
+        instruments=deployment.symbol_instruments(),
+        faults=settings.faults,
+        restart_ingest=restart_ingest,
+        recover=recover,
+        control=ControlServer(control_path),
+    )
+    return trader, control_path
 
 
 def paper_ledger_path(db: str | os.PathLike[str]) -> Path:

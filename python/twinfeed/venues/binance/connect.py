@@ -9,7 +9,7 @@ import os
 
 from twinfeed.instruments import Instrument
 from twinfeed.venues.binance.adapter import BinanceVenue
-from twinfeed.venues.binance.endpoints import ENDPOINTS, Endpoints
+from twinfeed.venues.binance.endpoints import Endpoints, endpoints
 from twinfeed.venues.binance.rest import OrderGateway
 from twinfeed.venues.binance.signing import load_credentials
 from twinfeed.venues.binance.ws_api import WsApiClient
@@ -24,12 +24,12 @@ def connect_binance(
     stream: bool = False,
     instruments: dict[str, Instrument] | None = None,
 ) -> BinanceVenue:
-    """The adapter for ``venue`` (a name of :data:`ENDPOINTS`, or endpoints of its own, e.g.
-    the local venue's). Raises KeyError for an unknown name, CredentialsError without keys."""
+    """The adapter for ``venue`` (a name of :data:`ENDPOINTS`, with the environment's
+    overrides, :func:`twinfeed.venues.binance.endpoints.endpoints`; or endpoints of its own,
+    e.g. the local venue's). Raises KeyError for an unknown name, CredentialsError without
+    keys."""
     if isinstance(venue, str):
-        if venue not in ENDPOINTS:
-            raise KeyError(f"unknown venue {venue!r} (known: {', '.join(ENDPOINTS)})")
-        venue = ENDPOINTS[venue]
+        venue = endpoints(venue)
     keys = load_credentials(credentials)
     private_key = keys.private_key or None
     gateway = OrderGateway(
