@@ -18,6 +18,10 @@ ISOLATED_CLIENTS := python-binance==1.0.37
 CLIENTS_STAMP := $(VENV)/clients/.installed-python-binance-1.0.37
 RUST_SOURCES := $(shell find features-rs -name '*.rs' -o -name Cargo.toml 2>/dev/null) Cargo.toml $(wildcard Cargo.lock)
 DEMO_CAPTURE := data/synth-btcusdt.txt
+REAL_USDM := ../shared/data/real/binance-usdm/btcusdt_20240808.gz
+REAL_SPOT := ../shared/data/real/binance-spot/btcusdt_20240808.gz
+# The live sessions `make gate` runs and replays (bundled, and the real captures when present).
+GATE_LIVE := bundled $(if $(wildcard $(REAL_USDM)),usdm) $(if $(wildcard $(REAL_SPOT)),spot)
 
 .PHONY: help setup notebooks demo test lint fmt test-rust test-python bench parity gate golden clean \
 	fuzz fuzz-smoke fuzz-seeds fuzz-build fuzz-tools
@@ -85,10 +89,21 @@ bench: setup ## Run the benchmarks and print their tables (slow; wants a quiet m
 parity: setup ## Live-vs-batch parity check on the bundled capture
 	$(VENV)/bin/twinfeed parity check --capture $(DEMO_CAPTURE) --work-dir target/parity
 
-gate: setup ## Deployment gate: backtest artifact + goldens + parity on bundled and ../shared captures
+gate: setup ## Deployment gate: backtest artifact + goldens + parity + decision replay of short live sessions
 	@mkdir -p target/gate
 	$(VENV)/bin/twinfeed backtest --capture $(DEMO_CAPTURE) --out target/gate/backtest --no-plots
-	$(VENV)/bin/twinfeed parity gate --strategy-artifact target/gate/backtest/artifact.json
+	@rm -rf target/gate/live && mkdir -p target/gate/live
+	@# Short paper-trading sessions (replay speed 5, 8 s each) whose journals the gate replays.
+	@for name in $(GATE_LIVE); do \
+	  capture=$$(case $$name in bundled) echo $(DEMO_CAPTURE);; usdm) echo $(REAL_USDM);; \
+	    spot) echo $(REAL_SPOT);; esac); \
+	  echo "twinfeed live --capture $$capture --speed 5 --duration 8 (log: target/gate/live/$$name.log)"; \
+	  $(VENV)/bin/twinfeed live --capture $$capture --speed 5 --duration 8 \
+	    --db target/gate/live/$$name.duckdb --out target/gate/live/$$name \
+	    > target/gate/live/$$name.log 2>&1 || { tail -20 target/gate/live/$$name.log; exit 1; }; \
+	done
+	$(VENV)/bin/twinfeed parity gate --strategy-artifact target/gate/backtest/artifact.json \
+	  $(foreach name,$(GATE_LIVE),--live-db target/gate/live/$(name).duckdb)
 
 golden: setup ## Regenerate golden digests on purpose (after a deliberate feature change)
 	$(VENV)/bin/twinfeed parity golden --write

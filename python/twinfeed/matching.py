@@ -150,6 +150,8 @@ class MatchingEngine(BatchPaths):
         taker_fee_bps: Fee on taker fills in basis points of notional.
         sweep_slippage_bps: Price penalty for the part of a market order beyond the displayed
             touch size (rule 2).
+        queue_fraction: Share of the displayed size ahead of a new resting order (rule 4);
+            1.0 (default) puts it behind everything shown.
         instruments: The run's trading rules (:class:`twinfeed.instruments.SymbolInstruments`).
             An order (or replace) off the symbol's tick or step grid, below its minimum
             quantity or notional is refused on arrival with Binance's code and message as its
@@ -172,6 +174,7 @@ class MatchingEngine(BatchPaths):
         taker_fee_bps: float = 0.0,
         sweep_slippage_bps: float = 1.0,
         instruments: SymbolInstruments | None = None,
+        queue_fraction: float = 1.0,
     ) -> None:
         if latency_ns < 0:
             raise ValueError(f"latency_ns must be >= 0, got {latency_ns}")
@@ -179,6 +182,12 @@ class MatchingEngine(BatchPaths):
         self.maker_fee_bps = float(maker_fee_bps)
         self.taker_fee_bps = float(taker_fee_bps)
         self.sweep_slippage_bps = float(sweep_slippage_bps)
+        if not 0.0 <= queue_fraction <= 1.0:
+            raise ValueError(f"queue_fraction must be in [0, 1], got {queue_fraction}")
+        #: Where a resting order starts in its level's queue (rule 4): the share of the
+        #: displayed size ahead of it; 1.0 = behind everything shown. Fitted from a live run
+        #: by twinfeed.parity.queue_fit.fit_queue.
+        self.queue_fraction = float(queue_fraction)
         self._maker_rate = self.maker_fee_bps * 1e-4
         self._taker_rate = self.taker_fee_bps * 1e-4
         self.instruments = instruments
@@ -486,6 +495,7 @@ class MatchingEngine(BatchPaths):
                 self._finish(order, "expired", ts, "IOC: rest expired")
             return
         self._update_acked(order, ts, replaced)
+        working.start = self.queue_fraction
         if crosses:
             self._take(working, market, ts, limit=working.key)
             if not order.is_open:
@@ -496,7 +506,8 @@ class MatchingEngine(BatchPaths):
             same = market.bid if working.sign > 0 else -market.ask
             if same == working.key:
                 size = float(market.bid_units if working.sign > 0 else market.ask_units)
-                working.queue = working.level = size
+                working.level = size
+                working.queue = size * working.start
             elif same < working.key:
                 working.queue = working.level = 0.0
         self._working[order.client_id] = working

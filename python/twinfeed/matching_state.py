@@ -79,7 +79,7 @@ class _Working:
     is always "smaller signed opposite price" and one code path serves both sides.
     """
 
-    __slots__ = ("filled", "key", "level", "notional", "order", "queue", "sign", "units")
+    __slots__ = ("filled", "key", "level", "notional", "order", "queue", "sign", "start", "units")
 
     def __init__(self, order: Order) -> None:
         self.order = order
@@ -90,17 +90,21 @@ class _Working:
         self.notional = 0.0
         self.queue = -1.0  # queue ahead in units; < 0 while unknown
         self.level = 0.0  # displayed size at the order's price when last seen
+        #: Share of the displayed size ahead of it when first seen (the engine's queue_fraction).
+        self.start = 1.0
 
     # The queue-update rule (rule 5 of :mod:`twinfeed.matching`), the one definition every
     # path (per row, per order, inlined hot loop) calls.
 
     def see_level(self, size: float) -> None:
         """The order's level shows ``size`` (0: it is empty in the real book). An unknown
-        queue becomes the size; a size that shrank by more than prints explained shrinks the
+        queue becomes ``start`` x the size (the engine's ``queue_fraction``); a size that
+        shrank by more than prints explained shrinks the
         queue ahead in proportion; the queue never exceeds the size."""
         queue = self.queue
         if queue < 0:
-            self.queue = self.level = size
+            self.level = size
+            self.queue = size * self.start
             return
         level = self.level
         if size < level:

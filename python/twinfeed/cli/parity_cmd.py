@@ -1,4 +1,4 @@
-"""``twinfeed parity``: check, gate, golden, diff."""
+"""``twinfeed parity``: check, trades, gate, golden, diff."""
 
 from __future__ import annotations
 
@@ -72,6 +72,54 @@ def check(
     sys.exit(0 if report.ok else 1)
 
 
+@parity.command("trades")
+@click.option(
+    "--db",
+    "db_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The trade DB of a `twinfeed live` session.",
+)
+@click.option("--run", "run_id", help="Run id (default: the newest run with a journal).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the JSON reports and the PnL plot (default: beside the DB).",
+)
+def trades(db_path: Path, run_id: str | None, out: Path | None) -> None:
+    """Trade parity of a live run: decision replay, then the execution comparison.
+
+    Rebuilds the records from the capture the ingest wrote, feeds the run's strategy the
+    journal's inputs and checks every request equals the journaled one (exit 1 if not); then
+    re-runs the backtester on that capture with the live submit->ack latencies and compares
+    every order's fate with the venue's.
+    """
+    from twinfeed.parity.trades import JournalError, print_replay, replay_decisions
+
+    out = output_path(out, option="--out", folder=True) or db_path.parent
+    try:
+        with console.status("replaying the journal..."):
+            result = replay_decisions(db_path, run_id)
+    except JournalError as error:
+        raise click.ClickException(str(error)) from error
+    print_replay(result, console)
+    report = out / f"trade-parity-{result.run_id}.json"
+    result.write(report)
+    console.print(f"report: {report}")
+    failed = not result.identical
+    try:
+        from twinfeed.parity.execution import _write, print_execution
+        from twinfeed.parity.queue_fit import fit_queue
+
+        with console.status("backtesting the ingest's capture with the live latencies..."):
+            execution, _fit = fit_queue(db_path, result.run_id)
+            _write(execution, out)
+        print_execution(execution, console)
+    except JournalError as error:
+        raise click.ClickException(str(error)) from error
+    sys.exit(1 if failed else 0)
+
+
 @parity.command("gate")
 @click.option(
     "--strategy-artifact",
@@ -87,14 +135,33 @@ def check(
     type=click.Path(exists=True, path_type=Path),
     help="Captures to check (default: bundled and ../shared real captures).",
 )
-def gate(strategy_artifact: Path, config_path: Path | None, captures: tuple[Path, ...]) -> None:
-    """The deployment gate: artifact fingerprint, golden digests, parity checks."""
+@click.option(
+    "--live-db",
+    "live_dbs",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Trade DB of a `twinfeed live` session whose decision replay must be identical "
+    "(repeatable; its newest run).",
+)
+def gate(
+    strategy_artifact: Path,
+    config_path: Path | None,
+    captures: tuple[Path, ...],
+    live_dbs: tuple[Path, ...],
+) -> None:
+    """The deployment gate: artifact fingerprint, golden digests, parity checks, and the
+    decision replay of each --live-db."""
     from twinfeed.parity import parity_gate
     from twinfeed.parity.report import print_report
+    from twinfeed.parity.trades import print_replay
 
     config = load_config(config_path)
     with console.status("running the parity gate..."):
-        result = parity_gate(strategy_artifact, config, list(captures) or None)
+        result = parity_gate(
+            strategy_artifact, config, list(captures) or None, live_dbs=list(live_dbs)
+        )
+    for replay in result.replays:
+        print_replay(replay, console)
     for golden in result.goldens:
         mark = "[green]ok" if golden.ok else "[red]FAIL"
         console.print(f"golden {mark}[/] {golden.describe()}")

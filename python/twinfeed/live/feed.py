@@ -180,6 +180,11 @@ class Feed:
     # -- state -----------------------------------------------------------------------------
 
     @property
+    def cursor(self) -> int:
+        """Ring sequence number of the next record this reader returns (lost ones counted)."""
+        return int(self._reader.cursor)
+
+    @property
     def records_read(self) -> int:
         """Records returned so far."""
         return int(self._reader.records_read)

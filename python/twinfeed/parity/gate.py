@@ -2,7 +2,8 @@
 
 It passes only if (1) the strategy artifact names the fingerprint and crate version of the build
 about to be deployed, (2) every golden digest matches, and (3) the live-vs-batch check passes on
-every configured capture.
+every configured capture, and (4) the decision replay of every given live session's trade DB
+(``--live-db``) reproduces every request (twinfeed.parity.trades).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from twinfeed import FeatureConfig
 from twinfeed.parity.check import ParityReport, parity_check
 from twinfeed.parity.golden import GoldenResult, available_captures, verify_golden
+from twinfeed.parity.trades import JournalError, TradeReplay, replay_decisions
 from twinfeed.records import build_info
 
 
@@ -25,6 +27,7 @@ class GateResult:
     artifact: dict[str, Any] = field(default_factory=dict)
     goldens: list[GoldenResult] = field(default_factory=list)
     checks: list[ParityReport] = field(default_factory=list)
+    replays: list[TradeReplay] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -58,10 +61,25 @@ def parity_gate(
     config: FeatureConfig | None = None,
     captures: list[Path] | None = None,
     work_dir: Path | None = None,
+    live_dbs: list[Path] | None = None,
 ) -> GateResult:
     config = config or FeatureConfig.default()
     result = GateResult()
     result.failures += check_artifact(strategy_artifact, config)
+    for db in live_dbs or []:
+        try:
+            replay = replay_decisions(db)
+        except JournalError as error:
+            result.failures.append(f"decision replay: {error}")
+            continue
+        result.replays.append(replay)
+        if replay.divergence is not None:
+            result.failures.append(
+                f"decision replay: {db} run {replay.run_id}: request "
+                f"{replay.divergence.request}: {replay.divergence.reason}"
+            )
+        elif replay.truncated:
+            result.failures.append(f"decision replay: {db} run {replay.run_id}: {replay.truncated}")
     for name in available_captures():
         golden = verify_golden(name, config)
         result.goldens.append(golden)

@@ -55,6 +55,7 @@ def execute(trader: Any, command: str) -> dict[str, Any]:
         trader.pause("flatten requested by the operator")
         return {"ok": True, "unwinding": True, "paused": True}
     if command == "stop":
+        trader.journal.control(trader.ctx.now, "stop")
         trader.stopping = True
         return {"ok": True, "stopping": True}
     return {"ok": False, "error": f"unknown command {command!r}; one of {', '.join(COMMANDS)}"}

@@ -48,6 +48,7 @@ from twinfeed.instruments import (
     load_table,
 )
 from twinfeed.live.brain.entry import OrderEntry
+from twinfeed.live.brain.journal import Journal, RunnerFault
 from twinfeed.live.brain.monitor import FeedMonitor, FeedTransition
 from twinfeed.live.brain.oms import ExecutionReport, OrderManager
 from twinfeed.live.brain.risk import RiskManager
@@ -331,6 +332,10 @@ class LiveTrader:
         self.id_prefix = "o"
         self.summary = RunSummary(run_id="")
         self.stopping = False
+        #: What the strategy saw and did (twinfeed.live.brain.journal), for the replay.
+        self.journal = Journal(db)
+        self._fault = RunnerFault.from_env()
+        self._batch_first = 0
         self.recover = recover
         self.recovery: dict[str, Any] | None = None
         #: An order entry that matches on the market data itself (shadow trading,
@@ -379,6 +384,7 @@ class LiveTrader:
         # Client ids unique across runs on one account: Binance refuses a reused open id.
         self.id_prefix = self.ctx.id_prefix = f"{run_id[-6:]}-"
         self.summary = RunSummary(run_id=run_id)
+        self.journal.start(self.ctx.now, self._journal_setup(run_id))
         self.deliver("on_start")
         self.dispatch()
         if self.recover:
@@ -438,15 +444,31 @@ class LiveTrader:
             self.ctx.now = max(self.ctx.now, int(records["local_ns"][-1]))
         self.check_feed(force=bool(batch.lost))
         if len(records):
+            if self._fault is not None:
+                records = self._fault.batch(records)
             self._mark(records)
             self.summary.records += len(records)
             self.summary.batches += 1
+            # Ring sequence of the batch's first record (lost records counted); a feed
+            # without a cursor (tests' stand-ins) numbers the records it handed over.
+            cursor = getattr(self.feed, "cursor", None)
+            self._batch_first = (
+                cursor - len(records) if cursor is not None else self.summary.records - len(records)
+            )
+            self.journal.batch(
+                self._batch_first,
+                int(records["line"][0]),
+                int(records["line"][-1]),
+                len(records),
+                self.ctx.now,
+            )
             self._feed_strategy(records)
             self.dispatch()
         if self.ctx.now >= self._next_snapshot_ns and self.ctx.now > 0:
             self.snapshot()
             interval = self.config.snapshot_interval_ns
             self._next_snapshot_ns = (self.ctx.now // interval + 1) * interval
+        self.journal.flush()
         return len(records)
 
     def finish(self, status: str = "completed") -> RunSummary:
@@ -517,6 +539,7 @@ class LiveTrader:
                 extra["venue_open_orders"] = len(when_allowed(port.open_orders))
             except Exception as error:  # best effort, as the positions are
                 log.warning("venue open orders unavailable: %s", error)
+        self.journal.end(self.ctx.now, status)
         self.db.end_run(status, {**summary.to_dict(), **extra})
         if self.control is not None:
             self.control.close()
@@ -532,16 +555,22 @@ class LiveTrader:
         """The one door for the strategy's requests (:class:`twinfeed.context.Request`, from
         ``ctx.submit/cancel/cancel_all/replace``); for ``cancel_all`` returns the ids it
         cancels."""
-        if request.action == "submit":
-            assert request.order is not None
-            self.submit(request.order, request.refusal)
-        elif request.action == "cancel":
-            self.cancel(request.client_id)
-        elif request.action == "cancel_all":
-            return self.cancel_all(request.symbol)
-        else:
-            self.replace(request.client_id, request.price, request.qty)
-        return []
+        journal = self.journal
+        journal.request(request)
+        journal.inside = True
+        try:
+            if request.action == "submit":
+                assert request.order is not None
+                self.submit(request.order, request.refusal)
+            elif request.action == "cancel":
+                self.cancel(request.client_id)
+            elif request.action == "cancel_all":
+                return self.cancel_all(request.symbol)
+            else:
+                self.replace(request.client_id, request.price, request.qty)
+            return []
+        finally:
+            journal.inside = False
 
     def submit(self, order: Order, refusal: str = "") -> None:
         """Risk-checks, records and sends a new strategy order (``refusal``: the context found
@@ -671,9 +700,7 @@ class LiveTrader:
             raise KeyError(f"unknown order {strategy_id!r}")
         view = logical.view
         if view.state in TERMINAL_STATES:
-            self._pending.append(
-                OrderUpdate.of(view, self.ctx.now, "replace refused: order finished")
-            )
+            self._queue(OrderUpdate.of(view, self.ctx.now, "replace refused: order finished"))
             return
         remaining = qty - view.filled_qty
         if self.gateway.supports_modify and view.type == "limit" and remaining > 1e-12:
@@ -723,15 +750,16 @@ class LiveTrader:
                 leg.client_id, self.symbol_name(leg.symbol), leg.side, leg_qty, price
             )
         except VenueError as error:
-            self._pending.append(
+            self._queue(
                 OrderUpdate.of(view, self.ctx.now, f"replace refused: {error.code} {error.message}")
             )
             return
         if report.state not in TERMINAL_STATES:
             leg.qty, leg.price = leg_qty, price
             view.qty, view.price = qty, price
-            self.db.order_event(OrderUpdate.of(leg, self.ctx.now, "replaced"), leg)
-            self._pending.append(OrderUpdate.of(view, self.ctx.now, "replaced"))
+            # The venue's time of the modify, as every order event row (trade parity reads it).
+            self.db.order_event(OrderUpdate.of(leg, report.ts_ns, "replaced"), leg)
+            self._queue(OrderUpdate.of(view, self.ctx.now, "replaced"))
         self.apply_reports([report])
 
     # ---- venue reports ------------------------------------------------------------------
@@ -783,7 +811,7 @@ class LiveTrader:
                         event.fill_id,
                         event.queue_ns,
                     )
-                self._pending.append(event)
+                self._queue(event)
             else:
                 self.db.order_event(event, leg)
                 if logical.leg == event.client_id and not (
@@ -806,13 +834,18 @@ class LiveTrader:
         if state in TERMINAL_STATES:
             view.done_ns = ts_ns
             view.reason = leg.reason
-        self._pending.append(OrderUpdate.of(view, ts_ns, reason))
+        self._queue(OrderUpdate.of(view, ts_ns, reason))
 
     def _finish_view(self, logical: _Logical, state: Any) -> None:
         view = logical.view
         view.state = state
         view.done_ns = self.ctx.now
-        self._pending.append(OrderUpdate.of(view, self.ctx.now))
+        self._queue(OrderUpdate.of(view, self.ctx.now))
+
+    def _queue(self, event: Event) -> None:
+        """Queues a fill or update for the strategy (journaled: its effect starts now)."""
+        self.journal.effect(event)
+        self._pending.append(event)
 
     def dispatch(self, notify: bool = True) -> None:
         """Hands queued fills and updates to the strategy, in order."""
@@ -820,12 +853,19 @@ class LiveTrader:
             events, self._pending = self._pending, []
             if not notify:
                 continue
+            self.journal.deliver(self.ctx.now, len(events))
+            if self._fault is not None:
+                events = self._fault.deliveries(events)
             for event in events:
                 self.deliver("on_fill" if isinstance(event, Fill) else "on_order_update", event)
 
     def deliver(self, callback: Callback, payload: Any = None) -> None:
         """The one door into the strategy: every callback (start, fill, order update, feed
         status, batch or record, stop) is made here, with ``ctx.now_ns`` already set."""
+        if callback == "on_feed_status":
+            self.journal.feed(self.ctx.now, payload)
+        elif callback == "on_stop":
+            self.journal.stop(self.ctx.now)
         if callback == "on_start" or callback == "on_stop":
             getattr(self.strategy, callback)(self.ctx)
         else:
@@ -859,6 +899,7 @@ class LiveTrader:
                 self.ctx.now = times[row]
                 self.deliver("on_record", records[row])
                 if self._pending:
+                    self.journal.at_seq = self._batch_first + row + 1
                     self.dispatch()
         except Exception as error:
             # One line naming the record the strategy failed on (README: the CLI's errors).
@@ -906,6 +947,7 @@ class LiveTrader:
     def replace_feed(self, feed: Feed) -> None:
         """Reads from ``feed`` from now on (a restarted ingest's ring)."""
         self.feed = feed
+        self.journal.generation += 1  # a fresh ring numbers its records from 0 again
         self._health = None
 
     @property
@@ -924,6 +966,7 @@ class LiveTrader:
 
     def pause(self, reason: str = "paused by the operator") -> None:
         """Blocks opening risk and cancels every working order until :meth:`resume`."""
+        self.journal.control(self.ctx.now, "pause", {"reason": reason})
         self.policy.paused = True
         self.risk.block_opening(reason)
         self.cancel_all()
@@ -931,6 +974,7 @@ class LiveTrader:
 
     def resume(self) -> bool:
         """Lifts an operator pause; opening risk resumes now if the feed allows it."""
+        self.journal.control(self.ctx.now, "resume")
         policy = self.policy
         policy.paused = False
         if not policy.feed_blocked and not policy.unwinding and not self.link_blocking:
@@ -940,6 +984,7 @@ class LiveTrader:
 
     def start_flatten(self) -> None:
         """Cancels everything and unwinds to flat (operator ``flatten``)."""
+        self.journal.control(self.ctx.now, "flatten")
         self.policy.start_flatten()
 
     def status(self) -> dict[str, Any]:
@@ -992,6 +1037,32 @@ class LiveTrader:
             "fills": self.summary.fills,
             "episodes": report.get("episodes", []),
             "venue_episodes": [] if self.order_link is None else self.order_link.episodes,
+        }
+
+    def _journal_setup(self, run_id: str) -> dict[str, Any]:
+        """What the journal's ``start`` entry holds: enough to rebuild strategy and context."""
+        strategy = self.strategy
+        instruments: list[dict[str, Any]] = []
+        try:
+            resolved = self.instruments.resolved()
+        except UnknownInstrumentError:
+            resolved = []
+        for instrument in resolved:
+            instruments.append({"venue": instrument.venue, **instrument.to_exchange_info()})
+        deployment = self._run_config.get("deployment") or {}
+        return {
+            "run_id": run_id,
+            "id_prefix": self.id_prefix,
+            "strategy": self._run_config.get("strategy_spec") or type(strategy).qualified_name(),
+            "params": dict(strategy.params),
+            "wants_batches": bool(strategy.wants_batches),
+            "symbols": list(self.config.symbols),
+            "venue": self.instruments.venue,
+            "instruments": instruments,
+            "rules_given": self._rules_given,
+            "capture_dir": self._run_config.get("ingest_capture_dir"),
+            "feature_config_toml": deployment.get("feature_config_toml"),
+            "fingerprint": self.feed.fingerprint,
         }
 
     def snapshot(self) -> None:

@@ -235,8 +235,14 @@ def run_session(
     if removed:
         say(f"removed {len(removed)} leftovers of dead sessions: {', '.join(map(str, removed))}")
     work, owned_tmp = work_folder(work_dir)
-    capture_dir = work / "capture"
     ring = f"live-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    # The ingest's capture is the input of the decision replay (twinfeed parity trades): it
+    # stays with the trade DB when the session's work folder is a temporary one.
+    capture_dir = (
+        work / "capture"
+        if owned_tmp is None
+        else Path(settings.db).parent / f"{Path(settings.db).stem}.captures" / ring
+    )
     venue_messages = 0
     stream_gaps = 0
     abnormal: str | None = None
@@ -365,7 +371,15 @@ def run_session(
                             entry,
                             feed,
                             db,
-                            {"capture": str(capture)},
+                            {
+                                "capture": str(capture),
+                                "strategy_spec": (
+                                    type(strategy).qualified_name()
+                                    if strategy_factory is not None
+                                    else _replayable_spec(deployment.strategy)
+                                ),
+                                "ingest_capture_dir": str(capture_dir.resolve()),
+                            },
                             restart_ingest=restart_ingest,
                             recover=recovering,
                         )
@@ -407,6 +421,14 @@ def run_session(
     return SessionResult(
         summary, Path(settings.db), capture_dir, venue_messages, stream_gaps, abnormal
     )
+
+
+def _replayable_spec(spec: str) -> str:
+    """``spec`` with a strategy file's path made absolute (the replay may run elsewhere)."""
+    module, _, name = spec.rpartition(":")
+    if module.endswith(".py") or "/" in module or os.sep in module:
+        return f"{Path(module).resolve()}:{name}"
+    return spec
 
 
 def work_folder(

@@ -23,7 +23,8 @@ from twinfeed.portfolio import Position
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "TradeDB", "open_read_only"]
 
-SCHEMA_VERSION = 1
+#: 2: the decision journal (``journal``, twinfeed.live.brain.journal).
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -110,6 +111,17 @@ CREATE TABLE IF NOT EXISTS risk_events (
     "check" VARCHAR,
     reason VARCHAR,
     detail JSON
+);
+CREATE TABLE IF NOT EXISTS journal (
+    run_id VARCHAR,
+    entry BIGINT,
+    kind VARCHAR,
+    now_ns BIGINT,
+    at_seq BIGINT,
+    generation INTEGER,
+    inside BOOLEAN,
+    data JSON,
+    PRIMARY KEY (run_id, entry)
 );
 CREATE TABLE IF NOT EXISTS feed_events (
     run_id VARCHAR,
