@@ -47,6 +47,9 @@ class GapReason(enum.IntEnum):
     SNAPSHOT = 2
     #: The connection dropped; the book is rebuilt.
     DISCONNECT = 3
+    #: The rebuilt book did not match the checksum the venue sent (OKX); rebuilt at the next
+    #: snapshot (the live ingest resubscribes to get one).
+    CHECKSUM = 4
 
 
 class StatusEvent(enum.IntEnum):

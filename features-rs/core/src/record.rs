@@ -72,6 +72,8 @@ pub enum GapReason {
     Snapshot = 2,
     /// The connection dropped; the book must be rebuilt.
     Disconnect = 3,
+    /// The rebuilt book did not match the checksum the venue sent with a message (OKX).
+    Checksum = 4,
 }
 
 /// `flags` bit on quote/trade records: the aggressor was the buyer.
