@@ -15,7 +15,12 @@ from typing import Any
 
 from twinfeed import FeatureConfig
 from twinfeed.parity.check import ParityReport, parity_check
-from twinfeed.parity.golden import GoldenResult, available_captures, verify_golden
+from twinfeed.parity.golden import (
+    GoldenResult,
+    available_captures,
+    golden_captures,
+    verify_golden,
+)
 from twinfeed.records import build_info
 
 
@@ -62,7 +67,7 @@ def parity_gate(
     config = config or FeatureConfig.default()
     result = GateResult()
     result.failures += check_artifact(strategy_artifact, config)
-    for name in available_captures():
+    for name in golden_captures():
         golden = verify_golden(name, config)
         result.goldens.append(golden)
         if not golden.ok:
