@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
+import pytest
 from click.testing import CliRunner
 from conftest import SHARED_REAL, require_real
 from twinfeed import KIND, GapReason
+from twinfeed.instruments import Instrument
 from twinfeed.research import compute_features
 from twinfeed.research.features import open_run
 from twinfeed.research.importers import import_capture
@@ -84,3 +86,37 @@ def test_hyperliquid_capture_through_features_cli(tmp_path: Path) -> None:
     df = pl.read_parquet(out)
     assert df.filter(pl.col("kind") == KIND["book"]).height == 46
     assert df.filter(pl.col("kind") == KIND["trade"]).height == 64
+
+
+def test_instruments_from_okx_and_hyperliquid_answers() -> None:
+    # Shapes of OKX's /api/v5/public/instruments data and Hyperliquid's meta universe.
+    spot = Instrument.from_okx(
+        {"instType": "SPOT", "instId": "BTC-USDT", "baseCcy": "BTC", "quoteCcy": "USDT",
+         "tickSz": "0.1", "lotSz": "0.00000001", "minSz": "0.00001", "maxLmtSz": "9999999999"}
+    )  # fmt: skip
+    assert (spot.market, spot.base, spot.settlement, str(spot.tick_size)) == (
+        "spot",
+        "BTC",
+        "USDT",
+        "0.1",
+    )
+    swap = Instrument.from_okx(
+        {"instType": "SWAP", "instId": "BTC-USDT-SWAP", "uly": "BTC-USDT", "settleCcy": "USDT",
+         "ctVal": "0.01", "ctMult": "1", "ctValCcy": "BTC", "ctType": "linear", "tickSz": "0.1",
+         "lotSz": "0.01", "minSz": "0.01"}
+    )  # fmt: skip
+    assert (swap.market, swap.qty_unit, str(swap.multiplier)) == ("linear", "BTC", "0.01")
+    inverse = Instrument.from_okx(
+        {"instType": "FUTURES", "instId": "BTC-USD-220527", "uly": "BTC-USD", "settleCcy": "BTC",
+         "ctVal": "100", "ctMult": "1", "ctValCcy": "USD", "ctType": "inverse",
+         "tickSz": "0.1", "lotSz": "1", "minSz": "1"}
+    )  # fmt: skip
+    assert (inverse.market, inverse.settlement, inverse.contract_size) == ("inverse", "BTC", 100)
+    assert inverse.qty_unit == "contracts"
+    btc = Instrument.from_hyperliquid({"name": "BTC", "szDecimals": 5, "maxLeverage": 50})
+    assert (str(btc.step_size), str(btc.tick_size), btc.settlement) == ("0.00001", "0.1", "USDC")
+    assert btc.on_qty_grid("0.00219") and not btc.on_qty_grid("0.000001")
+    with pytest.raises(ValueError, match="tickSz"):
+        Instrument.from_okx({"instType": "SPOT", "instId": "X-Y", "lotSz": "1", "minSz": "1"})
+    with pytest.raises(ValueError, match="szDecimals"):
+        Instrument.from_hyperliquid({"name": "BTC"})

@@ -181,9 +181,7 @@ def _cryptofeed_lines(path: Path, source: int, report: ImportReport) -> Iterator
                 report.skipped["subscribe_request"] += 1
                 continue
             order += 1
-            frame = (
-                '{"twinfeed":"subscribed","url":' + json.dumps(url) + ',"request":' + body + "}"
-            )
+            frame = '{"twinfeed":"subscribed","url":' + json.dumps(url) + ',"request":' + body + "}"
             yield _Line(seconds_to_ns(stamp), source << 40 | order, frame, "subscribed")
             continue
         url, arrow, stamp = text.partition(" <-> ")
