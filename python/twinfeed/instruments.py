@@ -423,18 +423,36 @@ class Instrument:
                 raise ValueError(f"{where}: field {name!r}: expected a decimal string")
             return _dec(value, f"{where}: {name}")
 
-        common = {
-            "venue": "okx",
-            "symbol": inst_id,
-            "tick_size": field_("tickSz"),
-            "step_size": field_("lotSz"),
-            "min_qty": field_("minSz"),
-            "max_qty": _dec(entry.get("maxLmtSz") or 0, f"{where}: maxLmtSz"),
-            "source": str(entry.get("_source", origin)),
-        }
+        tick, step, min_qty = field_("tickSz"), field_("lotSz"), field_("minSz")
+        max_qty = _dec(entry.get("maxLmtSz") or 0, f"{where}: maxLmtSz")
+
+        def build(
+            market: Market,
+            base: str,
+            quote: str,
+            settlement: str,
+            contract_size: Decimal = Decimal(1),
+            multiplier: Decimal = Decimal(1),
+        ) -> Instrument:
+            return cls(
+                venue="okx",
+                symbol=inst_id,
+                market=market,
+                base=base,
+                quote=quote,
+                settlement=settlement,
+                tick_size=tick,
+                step_size=step,
+                min_qty=min_qty,
+                max_qty=max_qty,
+                contract_size=contract_size,
+                multiplier=multiplier,
+                source=str(entry.get("_source", origin)),
+            )
+
         if inst_type == "SPOT":
             base, quote = str(entry.get("baseCcy", "")), str(entry.get("quoteCcy", ""))
-            return cls(market="spot", base=base, quote=quote, settlement=quote, **common)
+            return build("spot", base, quote, quote)
         if inst_type not in ("SWAP", "FUTURES"):
             raise ValueError(
                 f"{where}: field 'instType': expected SPOT, SWAP or FUTURES, got {inst_type!r}"
@@ -443,25 +461,19 @@ class Instrument:
         settlement = str(entry.get("settleCcy", ""))
         contract_value = field_("ctVal")
         if entry.get("ctType") == "inverse":
-            return cls(
-                market="inverse",
-                base=base,
-                quote=quote.split("-")[0],
-                settlement=settlement,
-                contract_size=contract_value,
-                **common,
+            return build(
+                "inverse", base, quote.split("-")[0], settlement, contract_size=contract_value
             )
         if entry.get("ctType") != "linear":
             raise ValueError(
                 f"{where}: field 'ctType': expected linear or inverse, got {entry.get('ctType')!r}"
             )
-        return cls(
-            market="linear",
-            base=str(entry.get("ctValCcy", base)),
-            quote=quote.split("-")[0],
-            settlement=settlement,
+        return build(
+            "linear",
+            str(entry.get("ctValCcy", base)),
+            quote.split("-")[0],
+            settlement,
             multiplier=contract_value * field_("ctMult", "1"),
-            **common,
         )
 
     @classmethod
