@@ -120,3 +120,23 @@ def test_instruments_from_okx_and_hyperliquid_answers() -> None:
         Instrument.from_okx({"instType": "SPOT", "instId": "X-Y", "lotSz": "1", "minSz": "1"})
     with pytest.raises(ValueError, match="szDecimals"):
         Instrument.from_hyperliquid({"name": "BTC"})
+
+
+def test_catalog_files_okx_and_hyperliquid_captures(tmp_path: Path) -> None:
+    from twinfeed.research.catalog import Catalog
+
+    okx = tmp_path / "okx-20220513.txt"
+    import_capture(require_real(OKX), "cryptofeed", okx)
+    store = Catalog(tmp_path / "catalog")
+    store.add_capture(okx, "okx")
+    store.add_capture(require_real(HYPERLIQUID), "hyperliquid")
+    books = store.sql(
+        "SELECT symbol, count(*) AS n FROM features WHERE kind = 2 GROUP BY symbol ORDER BY symbol"
+    )
+    assert books.rows() == [
+        ("hyperliquid:BTC", 46),
+        ("okx:BTC-USD-220527", books.row(1)[1]),
+        ("okx:BTC-USDT", books.row(2)[1]),
+        ("okx:UNI-USD-SWAP", books.row(3)[1]),
+    ]
+    assert sum(n for _, n in books.rows()[1:]) == 290

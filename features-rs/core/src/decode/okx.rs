@@ -197,7 +197,10 @@ pub fn decode(frame: &str) -> Result<Message<'_>, DecodeError> {
         "books" | "books-l2-tbt" | "books50-l2-tbt" => book(frame, "okx books", false)?,
         "books5" => book(frame, "okx books5", true)?,
         "bbo-tbt" => bbo(frame)?,
-        "tickers" => ticker(frame)?,
+        "tickers" => match ticker(frame)? {
+            Some(quote) => quote,
+            None => return Ok(Message::Unknown),
+        },
         "trades" => trades(frame)?,
         _ => return Ok(Message::Unknown),
     };
@@ -292,7 +295,8 @@ fn bbo(frame: &str) -> Result<VenueEvent<'_>, DecodeError> {
     Ok(VenueEvent::Quote(check_quote(quote)?))
 }
 
-fn ticker(frame: &str) -> Result<VenueEvent<'_>, DecodeError> {
+/// `None` when a side is empty: OKX sends `""` for the price and size of a side with no orders.
+fn ticker(frame: &str) -> Result<Option<VenueEvent<'_>>, DecodeError> {
     const WHAT: &str = "okx tickers";
     let parsed: Frame<TickerData> = from_json(frame, WHAT)?;
     let data = single(parsed.data, WHAT)?;
@@ -306,6 +310,9 @@ fn ticker(frame: &str) -> Result<VenueEvent<'_>, DecodeError> {
             ),
         ));
     }
+    if [data.bid_px, data.bid_sz, data.ask_px, data.ask_sz].contains(&"") {
+        return Ok(None);
+    }
     let quote = Quote {
         symbol: data.inst_id,
         // Tickers carry no sequence number.
@@ -316,7 +323,7 @@ fn ticker(frame: &str) -> Result<VenueEvent<'_>, DecodeError> {
         ask_qty: fixed(data.ask_sz, WHAT, "askSz")?,
         event_ms: Some(event_ms(data.ts, WHAT)?),
     };
-    Ok(VenueEvent::Quote(check_quote(quote)?))
+    Ok(Some(VenueEvent::Quote(check_quote(quote)?)))
 }
 
 fn trades(frame: &str) -> Result<VenueEvent<'_>, DecodeError> {
@@ -442,6 +449,11 @@ mod tests {
             panic!()
         };
         assert_eq!((q.bid_px, q.ask_qty), (513_400_000, 2_500_000_000));
+        let no_bids = ticker.replace(
+            r#""bidPx":"5.134","bidSz":"96""#,
+            r#""bidPx":"","bidSz":"""#,
+        );
+        assert_eq!(decode_frame(&no_bids), Ok(Message::Unknown));
         assert_eq!(
             decode_frame(r#"{"event":"subscribe","arg":{"channel":"books","instId":"BTC-USDT"}}"#),
             Ok(Message::Unknown)
