@@ -117,7 +117,7 @@ CARGO_FUZZ := RUSTC_BOOTSTRAP=1 cargo fuzz
 FUZZ_SANITIZER ?= none
 FUZZ_FLAGS = --sanitizer $(FUZZ_SANITIZER) --codegen-units 16
 FUZZ_TARGETS := push_line structured_frames capture_reader ws_frame_reader rest_response_reader \
-	venue_request venue_capture venue_book config_toml
+	venue_request venue_capture venue_book config_toml okx_frames hyperliquid_frames
 # Long runs: seconds per target (or FUZZ_RUNS inputs, whichever ends first; 0 = no limit).
 FUZZ_SECONDS ?= 600
 FUZZ_RUNS ?= 0
@@ -136,6 +136,8 @@ FUZZ_MAX_LEN_venue_request := 70000
 FUZZ_MAX_LEN_venue_capture := 4096
 FUZZ_MAX_LEN_venue_book := 8192
 FUZZ_MAX_LEN_config_toml := 4096
+FUZZ_MAX_LEN_okx_frames := 65536
+FUZZ_MAX_LEN_hyperliquid_frames := 65536
 
 fuzz-tools: ## Install cargo-fuzz from crates.io if it is missing
 	@command -v cargo-fuzz >/dev/null 2>&1 || { \

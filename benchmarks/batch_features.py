@@ -318,18 +318,40 @@ PER_STREAM_CAPTURES = (
     ("usdm btcusdt (hftbacktest)", REAL / "binance-usdm" / "btcusdt_20240808.gz", "hftbacktest"),
     ("usdm 4 symbols (cryptofeed)", REAL / "cryptofeed" / "BINANCE_FUTURES.ws.1.0", "cryptofeed"),
     ("spot btcusdt (hftbacktest)", REAL / "binance-spot" / "btcusdt_20240808.gz", "hftbacktest"),
+    # Issue 20: one row set per venue. These captures are small (410 and 55 lines), so each is
+    # replayed in laps up to VENUE_MIN_LINES lines (a lap starts with the books' snapshots
+    # again, so every OKX checksum still holds).
+    ("okx 3 instruments (cryptofeed)", REAL / "cryptofeed" / "OKX.ws.1.0", "cryptofeed"),
+    ("hyperliquid btc (hftbacktest)", REAL / "hyperliquid" / "btcusd_20250126.gz", "hftbacktest"),
 )
+#: Lines the small venue captures are repeated up to (quick or --limit runs: that limit).
+VENUE_MIN_LINES = 200_000
 #: (label, predicate on a frame) for each per-stream input; the whole capture keeps every line.
 STREAMS: tuple[tuple[str, Callable[[bytes], bool]], ...] = (
     ("whole capture", lambda frame: True),
-    ("bookTicker only", lambda frame: b'@bookTicker"' in frame[:60]),
-    ("trade only", lambda frame: b'@trade"' in frame[:60] or b'@aggTrade"' in frame[:60]),
+    (
+        "bookTicker only",
+        lambda frame: (
+            b'@bookTicker"' in frame[:60]
+            or frame.startswith((b'{"arg":{"channel":"tickers"', b'{"arg":{"channel":"bbo-tbt"'))
+            or frame.startswith(b'{"channel":"bbo"')
+        ),
+    ),
+    (
+        "trade only",
+        lambda frame: (
+            b'@trade"' in frame[:60]
+            or b'@aggTrade"' in frame[:60]
+            or frame.startswith((b'{"arg":{"channel":"trades"', b'{"channel":"trades"'))
+        ),
+    ),
     (
         "depth diffs + snapshot",
         lambda frame: (
             b'@depth"' in frame[:60]
             or b"@depth@" in frame[:60]
             or frame.startswith((b'{"lastUpdateId"', b'{"twinfeed":"snapshot"'))
+            or frame.startswith((b'{"arg":{"channel":"books', b'{"channel":"l2Book"'))
         ),
     ),
 )
@@ -346,6 +368,19 @@ def plain_capture(label: str, source: Path, kind: str, out: Path, limit: int | N
         imported.unlink()
     else:
         decompress(source, out, limit)
+    if "okx" in label or "hyperliquid" in label:
+        repeat_laps(out, limit or VENUE_MIN_LINES)
+
+
+def repeat_laps(path: Path, min_lines: int) -> None:
+    """``path`` repeated whole until it has at least ``min_lines`` lines (receive times are
+    left as they are: the pipeline takes time from the venue's frames)."""
+    lap = path.read_bytes()
+    lines = lap.count(b"\n")
+    if lines == 0:
+        return
+    laps = max(1, -(-min_lines // lines))
+    path.write_bytes(lap * laps)
 
 
 def stream_extract(plain: Path, out: Path, keep: Callable[[bytes], bool]) -> int:
@@ -374,6 +409,9 @@ def run_orjson_floats(path: Path, books: bool) -> tuple[int, None]:
         for line in source:
             messages += 1
             body = loads(line[line.index(b" ") + 1 :])
+            if "arg" in body or "channel" in body:
+                _venue_floats(body, sides if books else None)
+                continue
             data = body.get("data", body)
             if "lastUpdateId" in data:  # REST snapshot, bare or in a twinfeed snapshot line
                 bids, asks = _levels_to_float(data["bids"]), _levels_to_float(data["asks"])
@@ -399,6 +437,49 @@ def run_orjson_floats(path: Path, books: bool) -> tuple[int, None]:
                             else:
                                 side[price] = size
     return messages, None
+
+
+def _venue_floats(
+    body: dict[str, Any], sides: dict[str, tuple[dict[float, float], dict[float, float]]] | None
+) -> None:
+    """The OKX and Hyperliquid frames of :func:`run_orjson_floats`: every price and size made a
+    float; with ``sides``, OKX ``books`` (snapshot + update, no checksum) and Hyperliquid
+    ``l2Book`` (whole books) kept in dicts."""
+    channel = body["arg"]["channel"] if "arg" in body else body["channel"]
+    data = body.get("data")
+    if data is None:
+        return
+    if channel == "tickers":
+        for t in data:
+            float(t["bidPx"]), float(t["bidSz"]), float(t["askPx"]), float(t["askSz"])
+    elif channel == "trades":
+        for t in data:
+            float(t["px"]), float(t["sz"])
+    elif channel in ("books", "books5", "bbo-tbt"):
+        book = data[0]
+        bids = [(float(level[0]), float(level[1])) for level in book["bids"]]
+        asks = [(float(level[0]), float(level[1])) for level in book["asks"]]
+        if sides is not None and channel == "books":
+            symbol = body["arg"]["instId"]
+            if body.get("action") == "snapshot" or symbol not in sides:
+                sides[symbol] = (dict(bids), dict(asks))
+                return
+            for side, levels in zip(sides[symbol], (bids, asks), strict=True):
+                for price, size in levels:
+                    if size == 0.0:
+                        side.pop(price, None)
+                    else:
+                        side[price] = size
+    elif channel == "l2Book":
+        levels = data["levels"]
+        bids = [(float(level["px"]), float(level["sz"])) for level in levels[0]]
+        asks = [(float(level["px"]), float(level["sz"])) for level in levels[1]]
+        if sides is not None:
+            sides[data["coin"]] = (dict(bids), dict(asks))
+    elif channel == "bbo":
+        for level in data["bbo"]:
+            if level is not None:
+                float(level["px"]), float(level["sz"])
 
 
 @dataclass

@@ -39,7 +39,53 @@ TARGETS = (
     "venue_capture",
     "venue_book",
     "config_toml",
+    "okx_frames",
+    "hyperliquid_frames",
 )
+
+# What the OKX and Hyperliquid targets put before each line of their input.
+VENUE_PREFIXES = {
+    "okx_frames": '{"arg":{"channel":"',
+    "hyperliquid_frames": '{"channel":"',
+}
+VENUE_FILES = {
+    "okx_frames": ("cryptofeed", "OKX.ws.1.0"),
+    "hyperliquid_frames": ("hyperliquid", "btcusd_20250126.gz"),
+}
+VENUE_SEEDS = {
+    "okx_frames": [
+        'books","instId":"BTC-USDT"},"action":"snapshot","data":[{"asks":[["8476.98","415","0",'
+        '"13"]],"bids":[["8476.97","256","0","12"]],"ts":"1597026383085","checksum":-1,'
+        '"seqId":10,"prevSeqId":-1}]}',
+        'books","instId":"BTC-USDT"},"action":"update","data":[{"asks":[],"bids":[["8476.97",'
+        '"0","0","0"]],"ts":"1597026383086","checksum":0,"seqId":12,"prevSeqId":10}]}',
+        'bbo-tbt","instId":"BTC-USDT"},"data":[{"asks":[["8476.98","415","0","13"]],"bids":'
+        '[["8476.97","256","0","12"]],"ts":"1597026383085","seqId":3}]}',
+        'books5","instId":"BTC-USDT"},"data":[{"asks":[["8476.98","415","0","13"]],"bids":'
+        '[["8476.97","256","0","12"]],"ts":"1597026383085"}]}',
+    ],
+    "hyperliquid_frames": [
+        'bbo","data":{"coin":"ETH","time":1737918843542,"bbo":[{"px":"3300.1","sz":"2","n":1},'
+        '{"px":"3300.2","sz":"1.5","n":2}]}}',
+        'error","data":"Invalid subscription"}',
+    ],
+}
+
+
+def venue_seeds(real: Path | None) -> dict[str, list[bytes]]:
+    """Lines of the real OKX and Hyperliquid captures (and hand-made ones) without the prefix
+    their target adds: single frames and one run of the first 40."""
+    out: dict[str, list[bytes]] = {}
+    for target, prefix in VENUE_PREFIXES.items():
+        frames = list(VENUE_SEEDS[target])
+        if real is not None and (real / VENUE_FILES[target][0] / VENUE_FILES[target][1]).is_file():
+            for raw in read_lines(real / VENUE_FILES[target][0] / VENUE_FILES[target][1]):
+                parsed = stamp_and_frame(raw)
+                if parsed is not None and parsed[1].startswith(prefix):
+                    frames.append(parsed[1][len(prefix) :])
+        singles = frames[: len(VENUE_SEEDS[target])] + frames[len(VENUE_SEEDS[target]) :: 8]
+        out[target] = [f.encode() for f in singles] + ["\n".join(frames[:40]).encode()]
+    return out
 
 # Lines of each kind kept per capture file (a few hundred in all).
 PER_KIND = 24
@@ -232,6 +278,7 @@ def seeds(real: Path | None) -> dict[str, list[bytes]]:
     singles = singles + controls
     runs = runs + [controls]
     rng = random.Random(13)
+    out.update(venue_seeds(real))
 
     for line in singles:
         out["push_line"].append(line.encode())

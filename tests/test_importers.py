@@ -102,11 +102,13 @@ def test_tardis_ndjson_round_trip(tmp_path: Path) -> None:
 
 def test_unknown_lines_reported_with_numbers(tmp_path: Path) -> None:
     source = tmp_path / "X.ws.1.0"
-    source.write_text('1.5: {}\ngarbage here\n\nwss://x <- 2.0: {"sub":1}\n')
+    source.write_text('1.5: {}\ngarbage here\n\nwss://x <- 2.0: {"sub":1}\nwss://x <- 2.5: [1]\n')
     report = import_capture(source, "cryptofeed", tmp_path / "o.txt")
     assert [(n, line) for n, line, _ in report.unknown] == [("X.ws.1.0", 2)]
     assert report.skipped == {"blank": 1, "subscribe_request": 1}
-    assert (tmp_path / "o.txt").read_text() == "1500000000 {}\n"
+    assert (tmp_path / "o.txt").read_text() == (
+        '1500000000 {}\n2000000000 {"twinfeed":"subscribed","url":"wss://x","request":{"sub":1}}\n'
+    )
 
 
 def test_missing_file_is_an_error(tmp_path: Path) -> None:

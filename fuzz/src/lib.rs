@@ -63,6 +63,27 @@ pub fn push_lines(pipeline: &mut Pipeline, data: &[u8]) -> Vec<Record> {
     out
 }
 
+/// Pushes every `\n`-separated line of `data`, after `prefix` and a receive stamp, through a
+/// default and a venue-filtered pipeline, checking the invariants (the OKX and Hyperliquid
+/// targets).
+pub fn push_venue_frames(prefix: &[u8], data: &[u8]) {
+    let mut okx_only = FeatureConfig::default();
+    okx_only.filter.venues = vec!["okx".into()];
+    okx_only.filter.symbols = vec!["okx:BTC-USDT".into(), "hyperliquid:BTC".into()];
+    for mut pipeline in [default_pipeline(), Pipeline::new(okx_only)] {
+        let mut out = Vec::new();
+        let mut line = Vec::new();
+        for (i, frame) in data.split(|&b| b == b'\n').enumerate() {
+            line.clear();
+            line.extend_from_slice(format!("{} ", 1_652_459_225_000_000_000u64 + i as u64).as_bytes());
+            line.extend_from_slice(prefix);
+            line.extend_from_slice(frame);
+            pipeline.push_line(&line, &mut out);
+        }
+        invariants::check(&pipeline, &out);
+    }
+}
+
 struct Loopback {
     runtime: Runtime,
     listener: TcpListener,

@@ -148,8 +148,10 @@ class Instrument:
     """One symbol's trading rules on one venue (see the module docstring).
 
     Attributes:
-        venue: ``binance-spot``, ``binance-usdm`` or ``binance-coinm``.
-        symbol: The venue's symbol (``BTCUSDT``, ``BTCUSD_PERP``).
+        venue: ``binance-spot``, ``binance-usdm`` or ``binance-coinm``; ``okx`` and
+            ``hyperliquid`` from :meth:`from_okx` and :meth:`from_hyperliquid`.
+        symbol: The venue's symbol (``BTCUSDT``, ``BTCUSD_PERP``, OKX ``BTC-USDT-SWAP``,
+            Hyperliquid ``BTC``).
         market: ``spot``, ``linear`` (USD-M) or ``inverse`` (COIN-M).
         base, quote: Assets of the pair.
         settlement: The asset PnL and fees are paid in (quote for spot and linear, the coin for
@@ -399,6 +401,118 @@ class Instrument:
             price_precision=int(price_precision),
             quantity_precision=int(qty_precision),
             source=str(entry.get("_source", origin)),
+        )
+
+    @classmethod
+    def from_okx(cls, entry: Mapping[str, Any], origin: str = "<okx instruments>") -> Instrument:
+        """An instrument from one element of OKX's ``GET /api/v5/public/instruments`` ``data``
+        (https://www.okx.com/docs-v5/en/#public-data-rest-api-get-instruments).
+
+        ``SPOT``: quantities in the base currency (``lotSz``, ``minSz``). ``SWAP`` and
+        ``FUTURES``: quantities in contracts; a ``linear`` contract is ``ctVal`` x ``ctMult``
+        of ``ctValCcy`` (the base; PnL in ``settleCcy``), an ``inverse`` one is ``ctVal`` of
+        the quote currency (``contract_size``; PnL in the coin ``settleCcy``). The symbol is
+        OKX's ``instId``; the feature records name it ``okx:<instId>``.
+        """
+        inst_id = str(entry.get("instId", ""))
+        inst_type = str(entry.get("instType", ""))
+        where = f"{origin}: okx {inst_id or '?'}"
+        if not inst_id:
+            raise ValueError(f"{origin}: an instrument without 'instId'")
+
+        def field_(name: str, default: Any = None) -> Decimal:
+            value = entry.get(name, default)
+            if value in (None, ""):
+                raise ValueError(f"{where}: field {name!r}: expected a decimal string")
+            return _dec(value, f"{where}: {name}")
+
+        tick, step, min_qty = field_("tickSz"), field_("lotSz"), field_("minSz")
+        max_qty = _dec(entry.get("maxLmtSz") or 0, f"{where}: maxLmtSz")
+
+        def build(
+            market: Market,
+            base: str,
+            quote: str,
+            settlement: str,
+            contract_size: Decimal = Decimal(1),
+            multiplier: Decimal = Decimal(1),
+        ) -> Instrument:
+            return cls(
+                venue="okx",
+                symbol=inst_id,
+                market=market,
+                base=base,
+                quote=quote,
+                settlement=settlement,
+                tick_size=tick,
+                step_size=step,
+                min_qty=min_qty,
+                max_qty=max_qty,
+                contract_size=contract_size,
+                multiplier=multiplier,
+                source=str(entry.get("_source", origin)),
+            )
+
+        if inst_type == "SPOT":
+            base, quote = str(entry.get("baseCcy", "")), str(entry.get("quoteCcy", ""))
+            return build("spot", base, quote, quote)
+        if inst_type not in ("SWAP", "FUTURES"):
+            raise ValueError(
+                f"{where}: field 'instType': expected SPOT, SWAP or FUTURES, got {inst_type!r}"
+            )
+        base, _, quote = str(entry.get("uly", "") or inst_id).partition("-")
+        settlement = str(entry.get("settleCcy", ""))
+        contract_value = field_("ctVal")
+        if entry.get("ctType") == "inverse":
+            return build(
+                "inverse", base, quote.split("-")[0], settlement, contract_size=contract_value
+            )
+        if entry.get("ctType") != "linear":
+            raise ValueError(
+                f"{where}: field 'ctType': expected linear or inverse, got {entry.get('ctType')!r}"
+            )
+        return build(
+            "linear",
+            str(entry.get("ctValCcy", base)),
+            quote.split("-")[0],
+            settlement,
+            multiplier=contract_value * field_("ctMult", "1"),
+        )
+
+    @classmethod
+    def from_hyperliquid(
+        cls, asset: Mapping[str, Any], origin: str = "<hyperliquid meta>"
+    ) -> Instrument:
+        """A perpetual from one element of Hyperliquid's ``meta`` ``universe``
+        (https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/info-endpoint/perpetuals).
+
+        Sizes step by ``10^-szDecimals``. Prices have at most 5 significant figures and at most
+        ``6 - szDecimals`` decimals (".../tick-and-lot-size"); the first is not a fixed grid,
+        so ``tick_size`` is the decimals rule's ``10^-(6 - szDecimals)``, the finest price the
+        venue can accept. Margined and settled in USDC; the feature records name the coin
+        ``hyperliquid:<name>``.
+        """
+        name = str(asset.get("name", ""))
+        if not name:
+            raise ValueError(f"{origin}: an asset without 'name'")
+        decimals = asset.get("szDecimals")
+        if not isinstance(decimals, int) or not 0 <= decimals <= 6:
+            raise ValueError(
+                f"{origin}: hyperliquid {name}: field 'szDecimals': expected an integer 0..6, "
+                f"got {decimals!r}"
+            )
+        step = Decimal(1).scaleb(-decimals)
+        return cls(
+            venue="hyperliquid",
+            symbol=name,
+            market="linear",
+            base=name,
+            quote="USDC",
+            settlement="USDC",
+            tick_size=Decimal(1).scaleb(-(6 - decimals)),
+            step_size=step,
+            min_qty=step,
+            source=str(asset.get("_source", origin)),
         )
 
     def to_exchange_info(self) -> dict[str, Any]:

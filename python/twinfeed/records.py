@@ -63,6 +63,9 @@ class GapReason(enum.IntEnum):
     SNAPSHOT = CODES["gap_reason"]["snapshot"]
     #: The connection dropped; the book is rebuilt.
     DISCONNECT = CODES["gap_reason"]["disconnect"]
+    #: The rebuilt book did not match the checksum the venue sent (OKX); rebuilt at the next
+    #: snapshot (the live ingest resubscribes to get one).
+    CHECKSUM = CODES["gap_reason"]["checksum"]
 
 
 class StatusEvent(enum.IntEnum):

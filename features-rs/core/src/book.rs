@@ -12,12 +12,19 @@
 //! Ids never freeze the book: once in sync, a diff whose `u` goes backwards (below the last
 //! applied id; an exact repeat of it is a harmless duplicate) breaks continuity like a hole
 //! does, so one forged diff with a huge `u` costs a gap and a resync, not every later diff.
+//! Venues that send their book over the websocket itself (OKX `books`, Hyperliquid `l2Book`)
+//! take [`Book::apply_venue`] instead: a snapshot replaces the book and makes it valid at once;
+//! an update changes levels, and must continue OKX's `seqId` chain (`prevSeqId` equal to the
+//! last `seqId`) where the venue sends one; an OKX checksum is verified on the book after every
+//! message that carries one. A break or a mismatch invalidates the book until the next
+//! snapshot (OKX sends one after a resubscribe), and updates meanwhile are ignored.
+//!
 //! A snapshot that the stream cannot reach (more than [`MAX_SNAPSHOT_LEAD`] ids ahead of it, or
 //! still ahead after [`MAX_STALE_DIFFS`] diffs) is a gap as well. Id arithmetic saturates.
 
 use std::collections::VecDeque;
 
-use crate::decode::{DepthDiff, Level, Snapshot};
+use crate::decode::{BookAction, BookUpdate, DepthDiff, Level, Snapshot};
 use crate::ladder::Ladder;
 
 /// Diffs kept while waiting for a snapshot; older ones are dropped (the straddle check then
@@ -51,6 +58,8 @@ pub enum Applied {
     Ignored,
     /// Continuity broke; `missing` update ids if known (spot), else 0.
     Gap { missing: u64, after_snapshot: bool },
+    /// The book after a venue message did not match the checksum it carried (OKX).
+    ChecksumMismatch { expected: i32, computed: i32 },
 }
 
 /// The top of a book: [`Book::top`].
@@ -75,6 +84,10 @@ pub struct Book {
     /// Diffs dropped from a full buffer.
     pub dropped_buffered: u64,
     pub snapshots: u64,
+    /// Venue checksums that matched the rebuilt book ([`Book::apply_venue`]).
+    pub checksums_verified: u64,
+    /// The last venue sequence id applied (OKX `seqId`).
+    last_seq: Option<i64>,
 }
 
 impl Book {
@@ -134,6 +147,7 @@ impl Book {
     pub fn invalidate(&mut self) -> bool {
         let was_valid = self.is_valid();
         self.state = Some(State::Invalid);
+        self.last_seq = None;
         self.bids.clear();
         self.asks.clear();
         self.buffered.clear();
@@ -167,6 +181,57 @@ impl Book {
 
     pub fn apply_diff(&mut self, diff: DepthDiff) -> Applied {
         self.apply(diff, true)
+    }
+
+    /// Applies a venue book message under snapshot-and-update rules (see the module docs).
+    pub fn apply_venue(&mut self, update: &BookUpdate) -> Applied {
+        match update.action {
+            BookAction::Snapshot => {
+                self.snapshots += 1;
+                self.bids.reset(&update.bids);
+                self.asks.reset(&update.asks);
+                self.buffered.clear();
+            }
+            BookAction::Update => {
+                if !self.is_valid() {
+                    return Applied::Ignored;
+                }
+                // OKX: "prevSeqId" is the "seqId" of the previous message on this channel; a
+                // message with no change repeats it (prevSeqId == seqId), and after a sequence
+                // reset seqId may be below prevSeqId, but the chain still links.
+                if let (Some(last), Some(previous)) = (self.last_seq, update.prev_seq_id) {
+                    if previous != last {
+                        self.invalidate();
+                        return Applied::Gap {
+                            missing: 0,
+                            after_snapshot: false,
+                        };
+                    }
+                }
+                for &(px, qty) in &update.bids {
+                    self.bids.set(px, qty);
+                }
+                for &(px, qty) in &update.asks {
+                    self.asks.set(px, qty);
+                }
+                self.bids.follow_touch();
+                self.asks.follow_touch();
+            }
+        }
+        if let Some(seq) = update.seq_id {
+            self.last_seq = Some(seq);
+            self.last_update_id = u64::try_from(seq).unwrap_or(0);
+        }
+        self.state = Some(State::Live);
+        if let Some(expected) = update.checksum {
+            let computed = crate::decode::okx::checksum(self.bids.iter(), self.asks.iter());
+            if computed != expected {
+                self.invalidate();
+                return Applied::ChecksumMismatch { expected, computed };
+            }
+            self.checksums_verified += 1;
+        }
+        Applied::Updated
     }
 
     fn apply(&mut self, diff: DepthDiff, live: bool) -> Applied {
@@ -242,6 +307,93 @@ impl Book {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn okx(action: BookAction, seq: i64, prev: i64, bids: Vec<Level>) -> BookUpdate {
+        BookUpdate {
+            action,
+            seq_id: Some(seq),
+            prev_seq_id: Some(prev),
+            checksum: None,
+            event_ms: 1_652_459_225_000,
+            bids,
+            asks: vec![(200, 1)],
+        }
+    }
+
+    #[test]
+    fn okx_seq_chain_breaks_are_gaps_until_the_next_snapshot() {
+        let mut book = Book::default();
+        // Updates before any snapshot wait for it.
+        assert_eq!(
+            book.apply_venue(&okx(BookAction::Update, 5, 4, vec![])),
+            Applied::Ignored
+        );
+        assert_eq!(
+            book.apply_venue(&okx(BookAction::Snapshot, 10, -1, vec![(100, 1)])),
+            Applied::Updated
+        );
+        assert_eq!(
+            book.apply_venue(&okx(BookAction::Update, 12, 10, vec![(99, 2)])),
+            Applied::Updated
+        );
+        // No change: OKX repeats the id (prevSeqId == seqId).
+        assert_eq!(
+            book.apply_venue(&okx(BookAction::Update, 12, 12, vec![])),
+            Applied::Updated
+        );
+        // A sequence reset (seqId below prevSeqId) still links.
+        assert_eq!(
+            book.apply_venue(&okx(BookAction::Update, 3, 12, vec![(100, 0)])),
+            Applied::Updated
+        );
+        assert_eq!(book.best_bid(), Some((99, 2)));
+        assert_eq!(book.last_update_id(), 3);
+        // A missed message.
+        assert!(matches!(
+            book.apply_venue(&okx(BookAction::Update, 9, 7, vec![])),
+            Applied::Gap { .. }
+        ));
+        assert!(!book.is_valid());
+        assert_eq!(
+            book.apply_venue(&okx(BookAction::Update, 11, 9, vec![])),
+            Applied::Ignored
+        );
+        assert_eq!(
+            book.apply_venue(&okx(BookAction::Snapshot, 20, -1, vec![(101, 1)])),
+            Applied::Updated
+        );
+        assert_eq!(book.best_bid(), Some((101, 1)));
+    }
+
+    #[test]
+    fn a_checksum_that_does_not_match_invalidates_the_book() {
+        let mut book = Book::default();
+        let mut snapshot = okx(
+            BookAction::Snapshot,
+            1,
+            -1,
+            vec![(100_000_000, 100_000_000)],
+        );
+        // "1:1:0.000002:0.00000001"
+        let good = crate::decode::okx::checksum(
+            snapshot.bids.iter().copied(),
+            snapshot.asks.iter().copied(),
+        );
+        assert_eq!(good, crc32fast::hash(b"1:1:0.000002:0.00000001") as i32);
+        snapshot.checksum = Some(good);
+        assert_eq!(book.apply_venue(&snapshot), Applied::Updated);
+        assert_eq!(book.checksums_verified, 1);
+        let mut update = okx(BookAction::Update, 2, 1, vec![(100_000_000, 300_000_000)]);
+        update.checksum = Some(good);
+        assert_eq!(
+            book.apply_venue(&update),
+            Applied::ChecksumMismatch {
+                expected: good,
+                computed: crc32fast::hash(b"1:3:0.000002:0.00000001") as i32
+            }
+        );
+        assert!(!book.is_valid());
+    }
 
     fn diff(first: u64, last: u64, pu: Option<u64>, bids: Vec<Level>) -> DepthDiff {
         DepthDiff {

@@ -43,6 +43,13 @@ pub struct FilterConfig {
     /// still hold.
     #[serde(skip_serializing_if = "is_default_max_symbols")]
     pub max_symbols: u32,
+    /// Venues whose frames are kept (`binance`, `okx`, `hyperliquid`); empty keeps every venue.
+    /// Symbols of venues other than Binance are named `venue:symbol` (`okx:BTC-USDT`,
+    /// `hyperliquid:BTC`) in `symbols` and in the output. Left out of the canonical form when
+    /// empty, so fingerprints from before it existed still hold; a config that names venues
+    /// (here or in `symbols`) has a fingerprint of its own.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub venues: Vec<String>,
 }
 
 /// Default of [`FilterConfig::max_symbols`].
@@ -59,6 +66,7 @@ impl Default for FilterConfig {
             streams: STREAMS.iter().map(|s| s.to_string()).collect(),
             drop_unchanged_quotes: true,
             max_symbols: DEFAULT_MAX_SYMBOLS,
+            venues: Vec::new(),
         }
     }
 }
@@ -240,8 +248,17 @@ impl FeatureConfig {
     }
 
     fn normalize(&mut self) {
+        use crate::decode::Venue;
         for symbol in &mut self.filter.symbols {
-            *symbol = symbol.to_ascii_uppercase();
+            *symbol = match Venue::split(symbol) {
+                (Venue::Binance, _) => symbol.to_ascii_uppercase(),
+                // OKX instIds are upper case; Hyperliquid coins are case-sensitive (`kPEPE`).
+                (Venue::Okx, id) => Venue::Okx.qualified(&id.to_ascii_uppercase()),
+                (venue, id) => venue.qualified(id),
+            };
+        }
+        for venue in &mut self.filter.venues {
+            *venue = venue.to_ascii_lowercase();
         }
     }
 
@@ -252,6 +269,16 @@ impl FeatureConfig {
                     origin,
                     format!(
                         "filter.streams: unknown stream {stream:?}, expected one of {STREAMS:?}"
+                    ),
+                ));
+            }
+        }
+        for venue in &self.filter.venues {
+            if crate::decode::Venue::from_name(venue).is_none() {
+                return Err(Error::config(
+                    origin,
+                    format!(
+                        "filter.venues: unknown venue {venue:?}, expected one of \"binance\", \"okx\", \"hyperliquid\""
                     ),
                 ));
             }
@@ -371,14 +398,16 @@ impl FeatureConfig {
             }
         }
         for symbol in &self.filter.symbols {
-            let valid = (1..=MAX_SYMBOL_LEN).contains(&symbol.len())
-                && symbol
+            // `venue:` (okx, hyperliquid) before the venue's own symbol.
+            let (_, id) = crate::decode::Venue::split(symbol);
+            let valid = (1..=MAX_SYMBOL_LEN).contains(&id.len())
+                && id
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
             if !valid {
                 return fail(
                     "filter.symbols",
-                    &format!("names of 1 to {MAX_SYMBOL_LEN} letters, digits, '_' or '-'"),
+                    &format!("names of 1 to {MAX_SYMBOL_LEN} letters, digits, '_' or '-' (after `okx:` or `hyperliquid:` for those venues)"),
                     &format!("{symbol:?}"),
                 );
             }

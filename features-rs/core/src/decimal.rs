@@ -111,6 +111,30 @@ pub fn format_fixed(units: i64) -> String {
     format!("{sign}{whole}.{}", digits.trim_end_matches('0'))
 }
 
+/// Appends what [`format_fixed`] returns, without allocating (the OKX book checksum writes 100
+/// numbers per update).
+pub fn push_fixed(out: &mut Vec<u8>, units: i64) {
+    if units < 0 {
+        out.push(b'-');
+    }
+    let abs = units.unsigned_abs();
+    let mut buffer = itoa::Buffer::new();
+    out.extend_from_slice(buffer.format(abs / SCALE as u64).as_bytes());
+    let mut fraction = abs % SCALE as u64;
+    if fraction == 0 {
+        return;
+    }
+    out.push(b'.');
+    let mut digits = SCALE_DIGITS;
+    while fraction % 10 == 0 {
+        fraction /= 10;
+        digits -= 1;
+    }
+    let text = buffer.format(fraction);
+    out.resize(out.len() + digits - text.len(), b'0');
+    out.extend_from_slice(text.as_bytes());
+}
+
 /// The f64 nearest to a fixed-point value.
 #[inline]
 pub fn to_f64(units: i64) -> f64 {
@@ -120,6 +144,32 @@ pub fn to_f64(units: i64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_fixed_writes_what_format_fixed_returns() {
+        for units in [
+            0,
+            1,
+            -1,
+            10,
+            100_000_000,
+            6_180_020_000_000,
+            20_000,
+            -250_000_000,
+            i64::MAX,
+            i64::MIN,
+            123_456_789,
+            100_000_001,
+        ] {
+            let mut out = Vec::new();
+            push_fixed(&mut out, units);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format_fixed(units),
+                "{units}"
+            );
+        }
+    }
 
     #[test]
     fn parses_binance_strings() {

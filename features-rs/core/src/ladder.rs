@@ -13,6 +13,9 @@
 //! - every level is in exactly one place: in the window when its price is on the grid
 //!   (`lo + i * tick`) with `i < WINDOW`, else in `outside`; a quantity of 0 is no level;
 //! - every non-zero slot has an index below `top`, and `slots[top - 1]` is non-zero;
+//! - no non-zero slot has an index below `low` (a bound, not always tight), so clearing zeroes
+//!   `low..top` only: a venue that sends its whole book every message (Hyperliquid `l2Book`,
+//!   a few dozen levels) then costs its levels, not the 24k-slot span below the touch;
 //! - reads merge the window and `outside` in price order, so which levels sit where (the grid
 //!   and the window's position, chosen from the data) changes speed, never a result.
 //!
@@ -44,6 +47,8 @@ pub struct Ladder<const BID: bool> {
     slots: Vec<i64>,
     /// One past the highest non-zero slot.
     top: usize,
+    /// No non-zero slot lies below this index.
+    low: usize,
     /// Levels off the grid or outside the window, by key.
     outside: BTreeMap<i64, i64>,
 }
@@ -85,6 +90,7 @@ impl<const BID: bool> Ladder<BID> {
                 self.slots[index] = qty;
                 if qty != 0 {
                     self.top = self.top.max(index + 1);
+                    self.low = self.low.min(index);
                 } else if index + 1 == self.top {
                     self.shrink_top();
                 }
@@ -105,8 +111,11 @@ impl<const BID: bool> Ladder<BID> {
     }
 
     pub fn clear(&mut self) {
-        self.slots[..self.top].fill(0);
+        if self.low < self.top {
+            self.slots[self.low..self.top].fill(0);
+        }
         self.top = 0;
+        self.low = WINDOW;
         self.outside.clear();
     }
 
@@ -172,13 +181,14 @@ impl<const BID: bool> Ladder<BID> {
         }
         // Everything in the old window goes to `outside`, then the new window takes its levels.
         let (tick, lo_then) = (self.tick, old_lo);
-        for index in 0..self.top {
+        for index in self.low.min(self.top)..self.top {
             let qty = std::mem::take(&mut self.slots[index]);
             if qty != 0 {
                 self.outside.insert(lo_then + index as i64 * tick, qty);
             }
         }
         self.top = 0;
+        self.low = WINDOW;
         let hi = self.lo.saturating_add((WINDOW as i64 - 1) * tick);
         let moving: Vec<(i64, i64)> = self
             .outside
@@ -191,6 +201,7 @@ impl<const BID: bool> Ladder<BID> {
             let index = self.slot(key).expect("on the grid and in the window");
             self.slots[index] = qty;
             self.top = self.top.max(index + 1);
+            self.low = self.low.min(index);
         }
     }
 
@@ -331,7 +342,13 @@ mod tests {
                 expected.insert(px, qty);
             }
         }
-        for diff in diffs {
+        for (number, diff) in diffs.iter().enumerate() {
+            // Every fourth diff is a whole new book instead (a venue that streams snapshots):
+            // clearing must leave no level of the old one behind.
+            if number % 4 == 3 {
+                ladder.reset(diff);
+                expected.clear();
+            }
             for &(px, qty) in diff {
                 ladder.set(px, qty);
                 if qty == 0 {
@@ -371,7 +388,8 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
-        /// Any snapshot and diffs: the ladder reads exactly as an ordered map of the same levels.
+        /// Any snapshot and diffs (and snapshots between them): the ladder reads exactly as an
+        /// ordered map of the same levels.
         #[test]
         fn reads_as_an_ordered_map(snapshot in levels(), diffs in proptest::collection::vec(levels(), 1..30)) {
             check::<true>(&snapshot, &diffs)?;

@@ -7,7 +7,10 @@ use std::collections::HashMap;
 
 use crate::book::{Applied, Book, Top};
 use crate::config::FeatureConfig;
-use crate::decode::{decode_frame, Control, DepthDiff, Message, Quote, Snapshot, Trade};
+use crate::decode::{
+    decode_frame, BookAction, BookUpdate, Control, DepthDiff, Message, Quote, Snapshot, Trade,
+    Venue, VenueEvent,
+};
 use crate::features::{Bars, ClosedBar, FlowWindow, TopOfBook};
 use crate::record::{
     GapReason, Kind, Record, StatusEvent, FLAG_BOOK_VALID, FLAG_BUYER_AGGRESSOR,
@@ -54,11 +57,17 @@ pub struct Stats {
     /// Bare REST snapshots that could not be tied to one symbol.
     pub unattributed_snapshots: u64,
     pub heartbeats: u64,
+    /// Venue book checksums (OKX) that matched the rebuilt book.
+    pub checksums_verified: u64,
     pub errors: Vec<LineError>,
 }
 
 struct SymbolState {
+    /// The symbol-table name: bare for Binance, `venue:symbol` otherwise ([`Venue::qualified`]).
     name: String,
+    venue: Venue,
+    /// Where the venue's own symbol starts in `name` (after `venue:`).
+    key_start: usize,
     book: Book,
     flow: FlowWindow,
     bars: Bars,
@@ -77,7 +86,12 @@ struct SymbolState {
 pub struct Pipeline {
     config: FeatureConfig,
     fingerprint: String,
+    /// Streams kept of Binance frames (`filter.streams`, and Binance in `filter.venues`).
     keep: [bool; 4],
+    /// Streams kept (`filter.streams`), for the other venues.
+    keep_stream: [bool; 4],
+    /// Venues whose frames are kept, by [`Venue`] order (`filter.venues`; empty keeps all).
+    keep_venue: [bool; 3],
     fixed_symbols: bool,
     symbols: Vec<SymbolState>,
     /// Symbol ids by name, beyond the first [`LINEAR_SYMBOLS`] (found by a scan, which beats
@@ -95,9 +109,14 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn new(config: FeatureConfig) -> Self {
         let keep = crate::config::STREAMS.map(|s| config.filter.streams.iter().any(|k| k == s));
+        let venues = &config.filter.venues;
+        let keep_venue =
+            Venue::ALL.map(|v| venues.is_empty() || venues.iter().any(|k| k == v.name()));
         let mut pipeline = Pipeline {
+            keep: keep.map(|k| k && keep_venue[Venue::Binance as usize]),
+            keep_stream: keep,
+            keep_venue,
             fingerprint: config.fingerprint(),
-            keep,
             fixed_symbols: !config.filter.symbols.is_empty(),
             symbols: Vec::new(),
             index: HashMap::new(),
@@ -171,9 +190,13 @@ impl Pipeline {
         if self.symbols.len() >= LINEAR_SYMBOLS {
             self.index.insert(name.clone(), id);
         }
+        let (venue, key) = Venue::split(&name);
+        let key_start = name.len() - key.len();
         let features = &self.config.features;
         self.symbols.push(SymbolState {
             name,
+            venue,
+            key_start,
             book: Book::default(),
             flow: FlowWindow::new(features.flow_window_ms),
             bars: Bars::new(self.config.downsample.bar_ms, features.ewma_alpha),
@@ -194,15 +217,44 @@ impl Pipeline {
     #[inline]
     fn symbol_id(&mut self, name: &str) -> Option<u16> {
         let scanned = &self.symbols[..self.symbols.len().min(LINEAR_SYMBOLS)];
-        if let Some(index) = scanned.iter().position(|s| s.name == name) {
+        if let Some(index) = scanned
+            .iter()
+            .position(|s| s.name == name && s.venue == Venue::Binance)
+        {
             return Some(index as u16);
         }
         if self.symbols.len() > LINEAR_SYMBOLS {
             if let Some(&id) = self.index.get(name) {
+                if self.symbols[id as usize].venue == Venue::Binance {
+                    return Some(id);
+                }
+            }
+        }
+        // A Binance name that reads as another venue's (`okx:...`) cannot be numbered: it
+        // would be that venue's symbol.
+        if Venue::split(name).0 != Venue::Binance {
+            self.stats.filtered += 1;
+            return None;
+        }
+        self.new_symbol(name)
+    }
+
+    /// The id of `symbol` of a venue other than Binance (named `venue:symbol` in the table).
+    fn venue_symbol_id(&mut self, venue: Venue, symbol: &str) -> Option<u16> {
+        let scanned = &self.symbols[..self.symbols.len().min(LINEAR_SYMBOLS)];
+        if let Some(index) = scanned
+            .iter()
+            .position(|s| s.venue == venue && &s.name[s.key_start..] == symbol)
+        {
+            return Some(index as u16);
+        }
+        let name = venue.qualified(symbol);
+        if self.symbols.len() > LINEAR_SYMBOLS {
+            if let Some(&id) = self.index.get(&name) {
                 return Some(id);
             }
         }
-        self.new_symbol(name)
+        self.new_symbol(&name)
     }
 
     #[cold]
@@ -342,11 +394,22 @@ impl Pipeline {
             Message::Trade(t) if t.aggregate => Some(2),
             Message::Trade(_) => Some(1),
             Message::Depth { .. } | Message::Snapshot { .. } => Some(3),
+            Message::Venue { event, .. } => Some(match event {
+                VenueEvent::Quote(_) => 0,
+                VenueEvent::Trades(_) => 1,
+                VenueEvent::Book { .. } => 3,
+            }),
             _ => None,
         };
         if let Some(index) = stream {
             debug_assert_eq!(message.stream(), Some(crate::config::STREAMS[index]));
-            if !self.keep[index] {
+            let keep = match &message {
+                Message::Venue { venue, .. } => {
+                    self.keep_stream[index] && self.keep_venue[*venue as usize]
+                }
+                _ => self.keep[index],
+            };
+            if !keep {
                 self.stats.filtered += 1;
                 return;
             }
@@ -359,8 +422,71 @@ impl Pipeline {
                 self.on_snapshot(local_ns, symbol, snapshot, out)
             }
             Message::Control(control) => self.on_control(local_ns, control, out),
+            Message::Venue { venue, event } => self.on_venue(local_ns, venue, event, out),
             Message::Unknown => self.stats.unknown_frames += 1,
         }
+    }
+
+    fn on_venue(
+        &mut self,
+        local_ns: i64,
+        venue: Venue,
+        event: VenueEvent<'_>,
+        out: &mut Vec<Record>,
+    ) {
+        match event {
+            VenueEvent::Quote(quote) => {
+                if let Some(symbol) = self.venue_symbol_id(venue, quote.symbol) {
+                    self.quote_of(symbol, local_ns, quote, out);
+                }
+            }
+            VenueEvent::Trades(trades) => {
+                for trade in trades {
+                    if let Some(symbol) = self.venue_symbol_id(venue, trade.symbol) {
+                        self.trade_of(symbol, local_ns, trade, out);
+                    }
+                }
+            }
+            VenueEvent::Book { symbol, update } => {
+                if let Some(symbol) = self.venue_symbol_id(venue, symbol) {
+                    self.on_venue_book(symbol, local_ns, update, out);
+                }
+            }
+        }
+    }
+
+    /// A book message of a venue that streams its own snapshots: unlike a Binance REST
+    /// snapshot it is market data, so it moves event time like a diff does.
+    fn on_venue_book(
+        &mut self,
+        symbol: u16,
+        local_ns: i64,
+        update: BookUpdate,
+        out: &mut Vec<Record>,
+    ) {
+        let exchange_ns = ms_to_ns(update.event_ms);
+        self.advance(symbol, local_ns, exchange_ns, out);
+        let state = &mut self.symbols[symbol as usize];
+        let flags = match update.action {
+            BookAction::Snapshot => {
+                self.stats.snapshots += 1;
+                FLAG_FROM_SNAPSHOT
+            }
+            BookAction::Update => {
+                state.depth_diffs += 1;
+                0
+            }
+        };
+        let verified = state.book.checksums_verified;
+        let applied = state.book.apply_venue(&update);
+        self.stats.checksums_verified += state.book.checksums_verified - verified;
+        if let Applied::ChecksumMismatch { expected, computed } = applied {
+            self.error(format!(
+                "{}: book checksum mismatch: the venue sent {expected}, the book after this message gives {computed}; book invalid until the next snapshot",
+                self.symbols[symbol as usize].name
+            ));
+        }
+        self.after_book_change(symbol, local_ns, exchange_ns, applied, flags, out);
     }
 
     fn header(&mut self, kind: Kind, symbol: u16, local_ns: i64, exchange_ns: i64) -> Record {
@@ -434,6 +560,11 @@ impl Pipeline {
         let Some(symbol) = self.symbol_id(quote.symbol) else {
             return;
         };
+        self.quote_of(symbol, local_ns, quote, out);
+    }
+
+    #[inline]
+    fn quote_of(&mut self, symbol: u16, local_ns: i64, quote: Quote<'_>, out: &mut Vec<Record>) {
         let exchange_ns = match quote.event_ms {
             Some(ms) => ms_to_ns(ms),
             None => self.symbols[symbol as usize].last_exchange_ns,
@@ -474,6 +605,11 @@ impl Pipeline {
         let Some(symbol) = self.symbol_id(trade.symbol) else {
             return;
         };
+        self.trade_of(symbol, local_ns, trade, out);
+    }
+
+    #[inline]
+    fn trade_of(&mut self, symbol: u16, local_ns: i64, trade: Trade<'_>, out: &mut Vec<Record>) {
         let exchange_ns = ms_to_ns(trade.event_ms);
         self.advance(symbol, local_ns, exchange_ns, out);
         let buyer_aggressor = !trade.buyer_is_maker;
@@ -571,6 +707,9 @@ impl Pipeline {
         }
         match applied {
             Applied::Ignored => {}
+            Applied::ChecksumMismatch { .. } => {
+                self.emit_gap(symbol, local_ns, exchange_ns, GapReason::Checksum, 0, out);
+            }
             Applied::Gap {
                 missing,
                 after_snapshot,

@@ -90,13 +90,16 @@ pub enum GapReason {
     Snapshot = 2,
     /// The connection dropped; the book must be rebuilt.
     Disconnect = 3,
+    /// The rebuilt book did not match the checksum the venue sent with a message (OKX).
+    Checksum = 4,
 }
 
 impl GapReason {
-    pub const ALL: [GapReason; 3] = [
+    pub const ALL: [GapReason; 4] = [
         GapReason::Sequence,
         GapReason::Snapshot,
         GapReason::Disconnect,
+        GapReason::Checksum,
     ];
 
     pub fn name(self) -> &'static str {
@@ -104,6 +107,7 @@ impl GapReason {
             GapReason::Sequence => "sequence",
             GapReason::Snapshot => "snapshot",
             GapReason::Disconnect => "disconnect",
+            GapReason::Checksum => "checksum",
         }
     }
 }

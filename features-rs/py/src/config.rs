@@ -31,7 +31,7 @@ pub struct PyFeatureConfig {
 const SECTIONS: [&str; 4] = ["filter", "downsample", "features", "ingest"];
 
 /// Fields left out of the default's TOML (written only when not at their default).
-const HIDDEN_FIELDS: [(&str, &str); 1] = [("filter", "max_symbols")];
+const HIDDEN_FIELDS: [(&str, &str); 2] = [("filter", "max_symbols"), ("filter", "venues")];
 
 fn to_toml_value(key: &str, value: &Bound<'_, PyAny>) -> PyResult<toml::Value> {
     if value.is_instance_of::<PyBool>() {

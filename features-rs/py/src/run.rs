@@ -37,6 +37,7 @@ fn stats_dict<'py>(
     d.set_item("snapshots", stats.snapshots)?;
     d.set_item("unattributed_snapshots", stats.unattributed_snapshots)?;
     d.set_item("heartbeats", stats.heartbeats)?;
+    d.set_item("checksums_verified", stats.checksums_verified)?;
     let errors: Vec<(u64, String)> = stats
         .errors
         .iter()

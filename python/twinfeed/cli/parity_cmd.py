@@ -181,11 +181,11 @@ def gate(
 @click.option("--write", is_flag=True, help="Regenerate the goldens (what `make golden` does).")
 def golden(config_path: Path | None, write: bool) -> None:
     """Verify (or with --write, regenerate) golden digests of the bundled and real captures."""
-    from twinfeed.parity.golden import available_captures, verify_golden, write_golden
+    from twinfeed.parity.golden import golden_captures, verify_golden, write_golden
 
     config = load_config(config_path)
     failed = False
-    for capture in available_captures():
+    for capture in golden_captures():
         if write:
             console.print(f"wrote {write_golden(capture, config)}")
             continue

@@ -16,7 +16,12 @@ from typing import Any
 
 from twinfeed import FeatureConfig
 from twinfeed.parity.check import ParityReport, parity_check
-from twinfeed.parity.golden import GoldenResult, available_captures, verify_golden
+from twinfeed.parity.golden import (
+    GoldenResult,
+    available_captures,
+    golden_captures,
+    verify_golden,
+)
 from twinfeed.parity.trades import JournalError, TradeReplay, replay_decisions
 from twinfeed.records import build_info
 
@@ -80,7 +85,7 @@ def parity_gate(
             )
         elif replay.truncated:
             result.failures.append(f"decision replay: {db} run {replay.run_id}: {replay.truncated}")
-    for name in available_captures():
+    for name in golden_captures():
         golden = verify_golden(name, config)
         result.goldens.append(golden)
         if not golden.ok:

@@ -9,7 +9,10 @@ every venue frame byte for byte and converting times exactly (decimal strings, n
 ``cryptofeed``
     ``<local_epoch_seconds>: <raw json>`` per received frame. ``<url> <-> <ts>`` (connection
     opened) becomes ``{"twinfeed":"connected","url":...}``; ``<url> <- <ts>: {...}``
-    (subscribe requests sent) are skipped and counted. REST responses
+    (subscribe requests sent, e.g. OKX's ``{"op":"subscribe","args":[...]}``) become
+    ``{"twinfeed":"subscribed","url":...,"request":{...}}`` with the request verbatim (a status
+    record, as the ingest's own subscribe lines are); a request that is not a JSON object is
+    skipped and counted. REST responses
     ``<url> -> <ts>: {...}`` from the sibling ``.http`` file (``NAME.ws.N.M`` pairs with
     ``NAME.http.*``) become ``{"twinfeed":"snapshot","symbol":S,"data":{...}}`` lines, merged
     in time order; the symbol comes from the URL's ``symbol=`` query parameter.
@@ -173,7 +176,13 @@ def _cryptofeed_lines(path: Path, source: int, report: ImportReport) -> Iterator
             yield _Line(seconds_to_ns(stamp), source << 40 | order, frame, "snapshot")
             continue
         if " <- " in head:
-            report.skipped["subscribe_request"] += 1
+            url, _, stamp = head.partition(" <- ")
+            if not sep or not _SECONDS.match(stamp) or not body.startswith("{"):
+                report.skipped["subscribe_request"] += 1
+                continue
+            order += 1
+            frame = '{"twinfeed":"subscribed","url":' + json.dumps(url) + ',"request":' + body + "}"
+            yield _Line(seconds_to_ns(stamp), source << 40 | order, frame, "subscribed")
             continue
         url, arrow, stamp = text.partition(" <-> ")
         if arrow and _SECONDS.match(stamp.strip()):

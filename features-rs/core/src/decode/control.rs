@@ -6,6 +6,7 @@
 //! | `{"twinfeed":"heartbeat"}` | the ingest is alive |
 //! | `{"twinfeed":"connected","url":...}` | websocket connected |
 //! | `{"twinfeed":"subscribed","streams":[...]}` | subscription sent |
+//! | `{"twinfeed":"subscribed","url":...,"request":{...}}` | a subscribe request a third-party collector sent (cryptofeed `<url> <-` lines, imported verbatim) |
 //! | `{"twinfeed":"disconnected","reason":...}` | websocket lost; books are invalid |
 //! | `{"twinfeed":"snapshot","symbol":"BTCUSDT","data":{REST body}}` | depth snapshot fetched |
 //! | `{"twinfeed":"instruments","market":"usdm","data":{exchangeInfo}}` | the venue's trading rules |

@@ -4,7 +4,9 @@
 pub mod binance;
 pub mod control;
 pub mod flat;
+pub mod hyperliquid;
 pub mod nesting;
+pub mod okx;
 pub mod positional;
 
 use crate::decimal::parse_fixed;
@@ -86,8 +88,98 @@ pub enum Message<'a> {
         snapshot: Snapshot,
     },
     Control(Control),
+    /// A frame of a venue other than Binance (OKX, Hyperliquid): its symbols are numbered per
+    /// venue, so the same name on two venues is two symbols.
+    Venue {
+        venue: Venue,
+        event: VenueEvent<'a>,
+    },
     /// A well-formed frame of a stream the pipeline does not consume (kline, subscribe acks...).
     Unknown,
+}
+
+/// The venue a frame came from. Binance symbols keep their bare names (`BTCUSDT`); the others
+/// are venue-qualified in the symbol table (`okx:BTC-USDT`, `hyperliquid:BTC`), so a capture
+/// mixing venues is unambiguous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Venue {
+    Binance,
+    Okx,
+    Hyperliquid,
+}
+
+impl Venue {
+    pub const ALL: [Venue; 3] = [Venue::Binance, Venue::Okx, Venue::Hyperliquid];
+
+    /// The name used in configs (`filter.venues`) and symbol prefixes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Venue::Binance => "binance",
+            Venue::Okx => "okx",
+            Venue::Hyperliquid => "hyperliquid",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Venue> {
+        Venue::ALL
+            .into_iter()
+            .find(|v| v.name().eq_ignore_ascii_case(name))
+    }
+
+    /// The symbol-table name of `symbol` on this venue: bare for Binance (so every Binance
+    /// output stays what it was), `venue:symbol` otherwise.
+    pub fn qualified(self, symbol: &str) -> String {
+        match self {
+            Venue::Binance => symbol.to_string(),
+            _ => format!("{}:{symbol}", self.name()),
+        }
+    }
+
+    /// Splits a symbol-table name into its venue and the venue's own symbol.
+    pub fn split(name: &str) -> (Venue, &str) {
+        if let Some((prefix, rest)) = name.split_once(':') {
+            if let Some(venue) = Venue::from_name(prefix) {
+                if venue != Venue::Binance {
+                    return (venue, rest);
+                }
+            }
+        }
+        (Venue::Binance, name)
+    }
+}
+
+/// What a frame of a non-Binance venue carries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VenueEvent<'a> {
+    /// Best bid/offer (OKX `bbo-tbt`, `tickers`; Hyperliquid `bbo`): the bookTicker stream.
+    Quote(Quote<'a>),
+    /// Public trades, in the venue's order (OKX and Hyperliquid batch them): the trade stream.
+    Trades(Vec<Trade<'a>>),
+    /// A book message under snapshot-and-update rules (OKX `books`, `books5`; Hyperliquid
+    /// `l2Book`): the depth stream.
+    Book { symbol: &'a str, update: BookUpdate },
+}
+
+/// Whether a [`BookUpdate`] replaces the book or changes some levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BookAction {
+    Snapshot,
+    Update,
+}
+
+/// A venue book message: a whole book (snapshot) or changed levels (update, a size of 0
+/// removes the level), with the venue's continuity data when it sends any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BookUpdate {
+    pub action: BookAction,
+    /// OKX `seqId` and `prevSeqId` (books channels since 2022; absent in older captures).
+    pub seq_id: Option<i64>,
+    pub prev_seq_id: Option<i64>,
+    /// OKX `checksum`: CRC32 of the top 25 levels after this message is applied.
+    pub checksum: Option<i32>,
+    pub event_ms: i64,
+    pub bids: Vec<Level>,
+    pub asks: Vec<Level>,
 }
 
 /// Which stream of [`crate::config::STREAMS`] a message belongs to.
@@ -98,6 +190,11 @@ impl Message<'_> {
             Message::Trade(t) if t.aggregate => Some("aggTrade"),
             Message::Trade(_) => Some("trade"),
             Message::Depth { .. } | Message::Snapshot { .. } => Some("depth"),
+            Message::Venue { event, .. } => Some(match event {
+                VenueEvent::Quote(_) => "bookTicker",
+                VenueEvent::Trades(_) => "trade",
+                VenueEvent::Book { .. } => "depth",
+            }),
             _ => None,
         }
     }
@@ -140,6 +237,14 @@ pub(crate) fn utf8(bytes: &[u8]) -> Option<&str> {
 pub fn decode_frame(frame: &str) -> Result<Message<'_>, DecodeError> {
     if frame.starts_with(control::PREFIX) {
         return control::decode(frame);
+    }
+    // Every venue's frames open differently: Binance `{"stream":` or `{"e":` (or a bare REST
+    // body), OKX `{"arg":` / `{"event":` (and its `pong` text), Hyperliquid `{"channel":`.
+    if okx::is_okx(frame) {
+        return okx::decode(frame);
+    }
+    if frame.starts_with(hyperliquid::PREFIX) {
+        return hyperliquid::decode(frame);
     }
     binance::decode(frame)
 }
