@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import gzip
 import json
@@ -71,7 +72,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -380,6 +381,24 @@ def renice_all_threads(pid: int, niceness: int) -> None:
         os.setpriority(os.PRIO_PROCESS, int(task.name), niceness)
 
 
+@contextlib.contextmanager
+def pinned_reader(venue: VenueProcess, run: IngestRun, pin: bool) -> Iterator[None]:
+    """With ``pin``: this reader alone on the last core, venue (nice 19) and ingest on the
+    others. Restores this process's placement, and closes ``run``, on the way out."""
+    allowed = os.sched_getaffinity(0)
+    try:
+        if pin and len(allowed) > 1:
+            reader_core = max(allowed)
+            pin_all_threads(venue.process.pid, allowed - {reader_core})
+            pin_all_threads(run.ingest.pid, allowed - {reader_core})
+            renice_all_threads(venue.process.pid, 19)
+            os.sched_setaffinity(0, {reader_core})
+        yield
+    finally:
+        os.sched_setaffinity(0, allowed)
+        run.close()
+
+
 def ingest_latency(run: IngestRun, warmup: float, seconds: float) -> dict[str, Any]:
     feed = run.feed
     # The loop only keeps each batch and the time it arrived; the arithmetic happens after it,
@@ -570,18 +589,8 @@ def depth_phase(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         for name, spin_us in readers:
             stage_log = work / f"stages-{len(result['latency'])}.bin"
             run = IngestRun(venue, config, work, spin_us=spin_us, stage_log=stage_log)
-            allowed = os.sched_getaffinity(0)
-            try:
-                if args.pin and len(allowed) > 1:
-                    reader_core = max(allowed)
-                    pin_all_threads(venue.process.pid, allowed - {reader_core})
-                    pin_all_threads(run.ingest.pid, allowed - {reader_core})
-                    renice_all_threads(venue.process.pid, 19)
-                    os.sched_setaffinity(0, {reader_core})
+            with pinned_reader(venue, run, args.pin):
                 measured = depth_latency(run, args.warmup, args.latency_seconds)
-            finally:
-                os.sched_setaffinity(0, allowed)
-                run.close()
             result["latency"][name] = latency_summary(measured, stage_log)
     return result
 
@@ -730,18 +739,8 @@ def quote_phase(
     with paced as venue:
         rows += measure(venue, label, both, work, args.warmup, args.seconds)
         run = IngestRun(venue, config, work, spin_us=args.spin_us)
-        allowed = os.sched_getaffinity(0)
-        try:
-            if args.pin and len(allowed) > 1:
-                reader_core = max(allowed)
-                pin_all_threads(venue.process.pid, allowed - {reader_core})
-                pin_all_threads(run.ingest.pid, allowed - {reader_core})
-                renice_all_threads(venue.process.pid, 19)
-                os.sched_setaffinity(0, {reader_core})
+        with pinned_reader(venue, run, args.pin):
             latency = ingest_latency(run, args.warmup, args.latency_seconds)
-        finally:
-            os.sched_setaffinity(0, allowed)
-            run.close()
     return rows, latency
 
 

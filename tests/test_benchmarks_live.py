@@ -52,7 +52,10 @@ def test_live_feed_quick(tmp_path: Path, usdm_capture: Path) -> None:
     # The whole capture with depth subscribed: every record joins its line's stage stamps.
     depth = payload["depth"]
     assert depth["throughput"]["lost_to_overrun"] == 0
-    assert depth["throughput"]["by_kind"].get("book", 0) >= 1
+    # Quotes and trades flowed; whether the book is valid at --speed max depends on how far the
+    # venue runs ahead of the ingest (docs/benchmarks.md), so book records are not required.
+    assert depth["throughput"]["by_kind"].get("quote", 0) > 0
+    assert depth["throughput"]["by_kind"].get("trade", 0) > 0
     for reader in ("busy-poll", "spin-then-sleep (50 us)"):
         latency = depth["latency"][reader]
         assert latency["records"] > 0

@@ -100,6 +100,22 @@ class Order:
     reduce_only: bool = False
     good_till_ms: int = 0
 
+    def as_submitted(self) -> Order:
+        """A fresh copy of the order as the strategy submitted it: the same request fields
+        (ids, side, size, price, type, time in force, flags, submit time), no working state."""
+        return Order(
+            self.client_id,
+            self.symbol,
+            self.side,
+            self.qty,
+            self.price,
+            type=self.type,
+            tif=self.tif,
+            submit_ns=self.submit_ns,
+            reduce_only=self.reduce_only,
+            good_till_ms=self.good_till_ms,
+        )
+
     @property
     def remaining_qty(self) -> float:
         """Quantity still working (0 once the order is terminal)."""

@@ -110,6 +110,23 @@ ARROW_VIEW = "2"
 _NULL_INTEGERS = {"exchange_ns": 0, "update_id": 0, "count": 0, "symbol_id": 0xFFFF}
 
 
+def last_mids(records: np.ndarray[Any, Any]) -> dict[int, float]:
+    """The last defined ``mid`` of each symbol among the quote and book records of a record
+    array, by symbol id (what a brain marks its positions to after a batch)."""
+    kinds = records["kind"]
+    touch = np.flatnonzero((kinds == Kind.QUOTE) | (kinds == Kind.BOOK))
+    if not len(touch):
+        return {}
+    symbols = records["symbol_id"][touch]
+    mids = records["mid"][touch]
+    marks: dict[int, float] = {}
+    for symbol in np.unique(symbols).tolist():
+        mid = float(mids[np.flatnonzero(symbols == symbol)[-1]])
+        if mid == mid:
+            marks[int(symbol)] = mid
+    return marks
+
+
 def records_from_arrow(table: Any) -> np.ndarray[Any, Any]:
     """The binary records (dtype :func:`twinfeed.record_dtype`) behind an Arrow view of them
     (a pyarrow Table or RecordBatch, or a polars DataFrame): the inverse of the view, byte for

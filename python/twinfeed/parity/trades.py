@@ -33,7 +33,7 @@ from twinfeed.instruments import Instrument, SymbolInstruments
 from twinfeed.live.brain.journal import event_from_json, request_to_json
 from twinfeed.orders import OPEN_STATES, Event, Fill, Order
 from twinfeed.portfolio import Portfolio
-from twinfeed.records import KIND
+from twinfeed.records import last_mids
 from twinfeed.strategy import PnL, Strategy
 
 __all__ = [
@@ -44,8 +44,6 @@ __all__ = [
     "replay_decisions",
 ]
 
-_QUOTE = KIND["quote"]
-_BOOK = KIND["book"]
 _INPUTS = ("start", "batch", "deliver", "feed", "stop")
 
 
@@ -265,16 +263,7 @@ class ReplayContext(ContextBase):
         open_ids: list[str] = []
         if request.action == "submit" and request.order is not None:
             order = request.order
-            driver.views[order.client_id] = Order(
-                order.client_id,
-                order.symbol,
-                order.side,
-                order.qty,
-                order.price,
-                type=order.type,
-                tif=order.tif,
-                submit_ns=order.submit_ns,
-            )
+            driver.views[order.client_id] = order.as_submitted()
         elif request.action == "cancel_all":
             open_ids = [
                 client_id
@@ -430,17 +419,8 @@ class _Driver:
                     strategy.on_order_update(self.ctx, event)
 
     def _mark(self, records: np.ndarray[Any, Any]) -> None:
-        kinds = records["kind"]
-        touch = np.flatnonzero((kinds == _QUOTE) | (kinds == _BOOK))
-        if not len(touch):
-            return
-        symbols = records["symbol_id"][touch]
-        mids = records["mid"][touch]
-        for symbol in np.unique(symbols).tolist():
-            rows = np.flatnonzero(symbols == symbol)
-            mid = float(mids[rows[-1]])
-            if mid == mid:
-                self.portfolio.mark(int(symbol), mid)
+        for symbol, mid in last_mids(records).items():
+            self.portfolio.mark(symbol, mid)
 
     def _between_rows(self, seq_after: int) -> None:
         """Effects and deliveries the live runner made after the record ``seq_after - 1``."""

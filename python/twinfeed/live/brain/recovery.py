@@ -189,16 +189,7 @@ def _adopt(trader: Any, row: tuple[Any, ...], found: VenueOrder, trade_ids: set[
     tracked.trade_ids = set(trade_ids)
     tracked.venue_order_id = found.report.venue_order_id
     order.filled_qty = filled
-    view = Order(
-        client_id,
-        order.symbol,
-        order.side,
-        order.qty,
-        order.price,
-        type=order.type,
-        tif=order.tif,
-        submit_ns=order.submit_ns,
-    )
+    view = order.as_submitted()
     view.state, view.filled_qty = order.state, filled
     mid = float(row[10]) if row[10] is not None else float("nan")
     trader._legs[client_id] = _LegInfo(client_id, int(row[9] or time.time_ns()), mid)

@@ -63,7 +63,7 @@ from twinfeed.orders import (
     OrderUpdate,
 )
 from twinfeed.portfolio import Portfolio
-from twinfeed.records import KIND, build_info
+from twinfeed.records import build_info, last_mids
 from twinfeed.strategy import PnL, Strategy
 from twinfeed.venues.errors import VenueError
 
@@ -99,9 +99,6 @@ log = logging.getLogger("twinfeed.live")
 Callback = Literal[
     "on_start", "on_fill", "on_order_update", "on_feed_status", "on_batch", "on_record", "on_stop"
 ]
-
-_QUOTE = KIND["quote"]
-_BOOK = KIND["book"]
 
 
 @dataclass(frozen=True)
@@ -577,18 +574,7 @@ class LiveTrader:
         it invalid; it is recorded rejected and not sent)."""
         if order.client_id in self.logical:
             raise ValueError(f"duplicate client order id {order.client_id!r}")
-        view = Order(
-            order.client_id,
-            order.symbol,
-            order.side,
-            order.qty,
-            order.price,
-            type=order.type,
-            tif=order.tif,
-            submit_ns=order.submit_ns,
-            reduce_only=order.reduce_only,
-            good_till_ms=order.good_till_ms,
-        )
+        view = order.as_submitted()
         self.logical[order.client_id] = _Logical(view, order.client_id)
         self._send_leg(order, order.client_id, refusal)
 
@@ -874,18 +860,9 @@ class LiveTrader:
     # ---- market data --------------------------------------------------------------------
 
     def _mark(self, records: np.ndarray[Any, Any]) -> None:
-        kinds = records["kind"]
-        touch = np.flatnonzero((kinds == _QUOTE) | (kinds == _BOOK))
-        if not len(touch):
-            return
-        symbols = records["symbol_id"][touch]
-        mids = records["mid"][touch]
-        for symbol in np.unique(symbols).tolist():
-            rows = np.flatnonzero(symbols == symbol)
-            mid = float(mids[rows[-1]])
-            if mid == mid:
-                self._mids[int(symbol)] = mid
-                self.portfolio.mark(int(symbol), mid)
+        for symbol, mid in last_mids(records).items():
+            self._mids[symbol] = mid
+            self.portfolio.mark(symbol, mid)
 
     def _feed_strategy(self, records: np.ndarray[Any, Any]) -> None:
         strategy = self.strategy
