@@ -399,15 +399,20 @@ def pinned_reader(venue: VenueProcess, run: IngestRun, pin: bool) -> Iterator[No
         run.close()
 
 
-def ingest_latency(run: IngestRun, warmup: float, seconds: float) -> dict[str, Any]:
+def collect_arrivals(
+    run: IngestRun, warmup: float, seconds: float
+) -> tuple[list[tuple[int, int, np.ndarray[Any, Any]]], float]:
+    """Reads for ``seconds`` after ``warmup``, keeping each batch with the time it arrived and
+    the reader's ring cursor after it; returns them and the time read."""
     feed = run.feed
+    reader = feed._reader  # the cursor: which ring sequences each batch held
     # The loop only keeps each batch and the time it arrived; the arithmetic happens after it,
     # so the measuring does not delay the next read.
     # The cyclic garbage collector is off meanwhile: the batches kept here are the benchmark's
     # own garbage, and its full collections would show up as the benchmark's tail. The last
     # collection happens before the warm-up, whose reads then drain what piled up during it
     # (a collection takes milliseconds; the records behind it are not the feed's latency).
-    arrivals: list[tuple[int, np.ndarray[Any, Any]]] = []
+    arrivals: list[tuple[int, int, np.ndarray[Any, Any]]] = []
     gc.collect()
     gc.disable()
     try:
@@ -420,15 +425,21 @@ def ingest_latency(run: IngestRun, warmup: float, seconds: float) -> dict[str, A
             batch = feed.read(65536, timeout=0.001)
             received = time.time_ns()
             if len(batch):
-                arrivals.append((received, batch))
+                arrivals.append((received, reader.cursor, batch))
         elapsed = time.perf_counter() - start
     finally:
         gc.enable()
+    return arrivals, elapsed
+
+
+def ingest_latency(run: IngestRun, warmup: float, seconds: float) -> dict[str, Any]:
+    feed = run.feed
+    arrivals, elapsed = collect_arrivals(run, warmup, seconds)
     chunks: list[np.ndarray[Any, Any]] = []
     # The newest record of each batch was stamped just before the ingest published it, so its
     # latency approximates publish -> Python; the rest adds the wait for the batch to fill.
     newest: list[int] = []
-    for received, batch in arrivals:
+    for received, _, batch in arrivals:
         stamps = batch["local_ns"][batch["kind"] == QUOTE]
         if len(stamps):
             chunks.append(received - stamps)
@@ -490,27 +501,10 @@ def depth_throughput(run: IngestRun, warmup: float, seconds: float) -> dict[str,
 
 
 def depth_latency(run: IngestRun, warmup: float, seconds: float) -> dict[str, Any]:
-    """Receive-to-Python of every market record, and (once the ingest has stopped and written
-    its stage log) where it went. Call :meth:`IngestRun.close` before ``breakdown``."""
+    """The batches read and their arrival times and ring cursors, for :func:`latency_summary`
+    (which needs the stage log the ingest writes when :meth:`IngestRun.close` stops it)."""
+    arrivals, elapsed = collect_arrivals(run, warmup, seconds)
     feed = run.feed
-    reader = feed._reader  # the cursor: which ring sequences each batch held
-    arrivals: list[tuple[int, int, np.ndarray[Any, Any]]] = []
-    gc.collect()
-    gc.disable()
-    try:
-        deadline = time.perf_counter() + warmup
-        while time.perf_counter() < deadline:
-            feed.read(65536, timeout=0.001)
-        start = time.perf_counter()
-        end = start + seconds
-        while time.perf_counter() < end:
-            batch = feed.read(65536, timeout=0.001)
-            received = time.time_ns()
-            if len(batch):
-                arrivals.append((received, reader.cursor, batch))
-        elapsed = time.perf_counter() - start
-    finally:
-        gc.enable()
     return {"arrivals": arrivals, "seconds": elapsed, "lost_to_overrun": feed.overruns}
 
 
