@@ -15,6 +15,7 @@ import base64
 import hashlib
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -189,11 +190,17 @@ class HostileServer:
     """Runs ``ws`` and ``rest`` handlers for every connection on a thread of its own."""
 
     def __init__(
-        self, ws: WsHandler = idle, rest: RestHandler = good_snapshot, rcvbuf: int | None = None
+        self,
+        ws: WsHandler = idle,
+        rest: RestHandler = good_snapshot,
+        rcvbuf: int | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         """``rcvbuf`` sets SO_RCVBUF of the accepted sockets (on the listening socket, so the
-        advertised window is small from the start)."""
+        advertised window is small from the start). With ``tls`` (a server context) both sides
+        are served over TLS: ``wss://`` and ``https://``."""
         self.rcvbuf = rcvbuf
+        self.tls = tls
         self.ws = ws
         self.rest = rest
         self.ws_connections = 0
@@ -210,6 +217,9 @@ class HostileServer:
 
     @property
     def url(self) -> str:
+        if self.tls is not None:
+            # The name the test certificate is issued for (it resolves to 127.0.0.1).
+            return f"wss://localhost:{self.port}"
         return f"ws://127.0.0.1:{self.port}"
 
     def _run(self) -> None:
@@ -221,7 +231,7 @@ class HostileServer:
             if self.rcvbuf is not None:
                 listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
             listener.bind(("127.0.0.1", 0))
-            self._server = await asyncio.start_server(self._handle, sock=listener)
+            self._server = await asyncio.start_server(self._handle, sock=listener, ssl=self.tls)
             self.port = self._server.sockets[0].getsockname()[1]
             self._started.set()
 

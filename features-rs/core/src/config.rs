@@ -478,17 +478,23 @@ impl FeatureConfig {
                 );
             }
         }
-        if !ingest.url.starts_with("ws://") || ingest.url.len() <= "ws://".len() {
+        let has_host = |url: &str, schemes: [&str; 2]| {
+            schemes.iter().any(|scheme| {
+                url.strip_prefix(scheme)
+                    .is_some_and(|rest| !rest.is_empty())
+            })
+        };
+        if !has_host(&ingest.url, ["ws://", "wss://"]) {
             return fail(
                 "ingest.url",
-                "a ws://host[:port] url",
+                "a ws://host[:port] or wss://host[:port] url",
                 &format!("{:?}", ingest.url),
             );
         }
-        if !ingest.rest_url.is_empty() && !ingest.rest_url.starts_with("http://") {
+        if !ingest.rest_url.is_empty() && !has_host(&ingest.rest_url, ["http://", "https://"]) {
             return fail(
                 "ingest.rest_url",
-                "empty or an http://host[:port] url",
+                "empty or an http(s)://host[:port] url",
                 &format!("{:?}", ingest.rest_url),
             );
         }

@@ -9,4 +9,5 @@ pub mod live;
 pub mod replay;
 pub mod rest;
 pub mod sink;
+pub mod tls;
 pub mod ws;

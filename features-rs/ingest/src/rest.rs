@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Largest body accepted. A 1000-level depth snapshot is about 60 KB; 8 MiB is generous and
 /// still bounded.
@@ -309,22 +308,24 @@ pub async fn read_response<R: AsyncRead + Unpin>(
     }
 }
 
-/// `http://host[:port][/prefix]`, split.
+/// `http[s]://host[:port][/prefix]`, split.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpBase {
     pub host: String,
     pub port: u16,
     pub prefix: String,
+    /// `https`: TLS, verified against the system's trust anchors ([`crate::tls`]).
+    pub tls: bool,
 }
 
 impl HttpBase {
     pub fn parse(url: &str) -> Result<Self> {
-        let rest = if let Some(rest) = url.strip_prefix("http://") {
-            rest
-        } else if url.starts_with("https://") {
-            bail!("REST url {url:?}: https is not supported (the ingest speaks plain HTTP to loopback venues)");
+        let (rest, tls) = if let Some(rest) = url.strip_prefix("http://") {
+            (rest, false)
+        } else if let Some(rest) = url.strip_prefix("https://") {
+            (rest, true)
         } else {
-            bail!("REST url {url:?}: expected http://host[:port]");
+            bail!("REST url {url:?}: expected http://host[:port] or https://host[:port]");
         };
         let (authority, prefix) = match rest.find('/') {
             Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
@@ -336,7 +337,7 @@ impl HttpBase {
                 port.parse()
                     .with_context(|| format!("REST url {url:?}: bad port {port:?}"))?,
             ),
-            _ => (authority, 80),
+            _ => (authority, if tls { 443 } else { 80 }),
         };
         if host.is_empty() {
             bail!("REST url {url:?}: no host");
@@ -348,6 +349,7 @@ impl HttpBase {
                 .to_string(),
             port,
             prefix: prefix.to_string(),
+            tls,
         })
     }
 }
@@ -396,9 +398,9 @@ pub async fn get_capped(
 }
 
 async fn get_inner(base: &HttpBase, path: &str, max_body: usize) -> Result<String> {
-    let mut stream = TcpStream::connect((base.host.as_str(), base.port))
+    let mut stream = crate::tls::connect(&base.host, base.port, base.tls, |_| {})
         .await
-        .with_context(|| format!("cannot connect to {}:{}", base.host, base.port))?;
+        .map_err(|e| anyhow!("cannot connect to {}:{}: {e}", base.host, base.port))?;
     let request = format!(
         "GET {}{} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: twinfeed-ingest/{}\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
         base.prefix,
@@ -463,15 +465,15 @@ mod tests {
             HttpBase {
                 host: "127.0.0.1".into(),
                 port: 9443,
-                prefix: String::new()
+                prefix: String::new(),
+                tls: false,
             }
         );
         assert_eq!(HttpBase::parse("http://h/api/").unwrap().prefix, "/api");
         assert_eq!(HttpBase::parse("http://h").unwrap().port, 80);
-        assert!(HttpBase::parse("https://h")
-            .unwrap_err()
-            .to_string()
-            .contains("https"));
+        let secure = HttpBase::parse("https://fapi.binance.com").unwrap();
+        assert!(secure.tls && secure.port == 443 && secure.host == "fapi.binance.com");
+        assert!(HttpBase::parse("ftp://h").is_err());
         assert_eq!(
             rest_url_from_ws("ws://127.0.0.1:9443/stream"),
             "http://127.0.0.1:9443"

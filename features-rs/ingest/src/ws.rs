@@ -23,8 +23,11 @@
 
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
+
+use crate::tls::Stream;
 use tungstenite::handshake::client::generate_key;
 use tungstenite::handshake::derive_accept_key;
 use tungstenite::http::Uri;
@@ -71,7 +74,7 @@ pub struct Replies {
 }
 
 pub struct WsClient {
-    stream: TcpStream,
+    stream: Stream,
     reader: FrameReader,
     replies: Replies,
     /// An encoded frame being written, and how much of it has been.
@@ -82,24 +85,22 @@ pub struct WsClient {
     mask_seed: u64,
 }
 
-/// Connects to a `ws://` URL and completes the opening handshake.
+/// Connects to a `ws://` or `wss://` URL (TLS verified against the system's trust anchors, see
+/// [`crate::tls`]) and completes the opening handshake.
 pub async fn connect(url: &str, mask_seed: u64) -> Result<WsClient, String> {
     let uri: Uri = url.parse().map_err(|e| format!("bad URL {url}: {e}"))?;
-    match uri.scheme_str() {
-        Some("ws") => {}
-        Some(other) => return Err(format!("{url}: only ws:// is supported, not {other}://")),
-        None => return Err(format!("{url}: no scheme (expected ws://)")),
-    }
+    let tls = match uri.scheme_str() {
+        Some("ws") => false,
+        Some("wss") => true,
+        Some(other) => return Err(format!("{url}: expected ws:// or wss://, not {other}://")),
+        None => return Err(format!("{url}: no scheme (expected ws:// or wss://)")),
+    };
     let host = uri.host().ok_or_else(|| format!("{url}: no host"))?;
-    let port = uri.port_u16().unwrap_or(80);
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     // `[::1]` in a URL is `::1` to the resolver.
     let address = host.trim_start_matches('[').trim_end_matches(']');
-    let mut stream = TcpStream::connect((address, port))
-        .await
-        .map_err(|e| format!("connect {host}:{port}: {e}"))?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    limit_send_buffer(&stream);
+    let mut stream = crate::tls::connect(address, port, tls, limit_send_buffer).await?;
     let key = generate_key();
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -366,14 +367,17 @@ impl WsClient {
             } else {
                 Interest::READABLE
             };
-            let ready = self.stream.ready(interest).await?;
+            if matches!(self.stream, Stream::Tls(_)) {
+                return self.fill_tls().await;
+            }
+            let ready = self.stream.tcp().ready(interest).await?;
             if ready.is_writable() && self.wants_write() {
                 self.flush_replies()?;
             }
             if ready.is_readable() || ready.is_read_closed() {
                 self.reader.compact();
                 self.reader.buf.reserve(READ_CHUNK);
-                match self.stream.try_read_buf(&mut self.reader.buf) {
+                match self.stream.tcp().try_read_buf(&mut self.reader.buf) {
                     Ok(n) => return Ok(n),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e),
@@ -386,6 +390,25 @@ impl WsClient {
     /// are noted for [`WsClient::flush_replies`]; nothing here waits.
     pub fn next_message(&mut self) -> Result<Option<Frame<'_>>, String> {
         self.reader.next(&mut self.replies)
+    }
+
+    /// [`WsClient::fill`] over TLS: rustls keeps what it decrypted, so a read returns that
+    /// before the socket is waited for. Replies go out first, as far as they can without
+    /// waiting. Cancel safe (`read_buf` on a TLS stream is).
+    async fn fill_tls(&mut self) -> std::io::Result<usize> {
+        if self.wants_write() {
+            self.flush_replies()?;
+        }
+        let Stream::Tls(tls) = &mut self.stream else {
+            unreachable!("called for TLS streams only");
+        };
+        let tls = tls.as_mut();
+        if let Some(flushed) = tls.flush().now_or_never() {
+            flushed?;
+        }
+        self.reader.compact();
+        self.reader.buf.reserve(READ_CHUNK);
+        tls.read_buf(&mut self.reader.buf).await
     }
 
     /// Pings received on this connection.
@@ -406,7 +429,8 @@ impl WsClient {
         use std::os::fd::AsRawFd;
         let mut queued: libc::c_int = 0;
         // SAFETY: TIOCOUTQ writes one int; the descriptor is the open socket.
-        let ok = unsafe { libc::ioctl(self.stream.as_raw_fd(), libc::TIOCOUTQ, &mut queued) } == 0;
+        let fd = self.stream.tcp().as_raw_fd();
+        let ok = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) } == 0;
         if self.wants_write() || (ok && queued > 0) {
             let since = *self.stalled_since.get_or_insert_with(Instant::now);
             Some(since.elapsed())
@@ -427,7 +451,16 @@ impl WsClient {
                 };
                 self.encode(0xA, &payload);
             }
-            match self.stream.try_write(&self.out[self.out_written..]) {
+            let written = match &mut self.stream {
+                Stream::Plain(tcp) => tcp.try_write(&self.out[self.out_written..]),
+                // One attempt without waiting: rustls takes the bytes (and sends what the
+                // socket takes) or is pending, which counts as "would block".
+                Stream::Tls(tls) => tls
+                    .write(&self.out[self.out_written..])
+                    .now_or_never()
+                    .unwrap_or_else(|| Err(std::io::ErrorKind::WouldBlock.into())),
+            };
+            match written {
                 Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
                 Ok(n) => self.out_written += n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
@@ -468,7 +501,8 @@ impl WsClient {
                 self.stream.write_all(&self.out[self.out_written..]).await?;
             }
             self.encode(0x8, &code);
-            self.stream.write_all(&self.out).await
+            self.stream.write_all(&self.out).await?;
+            self.stream.flush().await
         })
         .await;
     }

@@ -17,8 +17,8 @@ left from an earlier run). With ``shadow`` nothing is sent: orders are matched i
 brain (:class:`twinfeed.live.brain.shadow.ShadowEntry`) and no credentials are needed.
 
 The session runs for ``duration_s`` (or until ``twinfeed ctl stop`` or Ctrl-C), then cancels,
-drains and reconciles with the venue like the local session. The ingest speaks ``ws://`` only
-(no TLS yet): Binance's real ``wss://`` streams cannot be read by this version.
+drains and reconciles with the venue like the local session. The ingest reads Binance's
+``wss://`` streams and ``https://`` snapshots over TLS (the system's trust anchors).
 """
 
 from __future__ import annotations
