@@ -249,7 +249,10 @@ def test_a_strategy_reading_the_wall_clock_or_an_unseeded_rng_is_caught(
     )
     assert outcome.exit_code == 1
     report = json.loads((out / f"trade-parity-{result.run_id}.json").read_text())
-    assert report["divergence"]["differing_fields"] == divergence.fields
+    # A second replay of a strategy that reads the wall clock or an unseeded generator may
+    # diverge elsewhere: the report must name a divergence, not necessarily the same one.
+    assert report["divergence"]["request"] is not None
+    assert report["divergence"]["reason"]
 
 
 @pytest.mark.parametrize("fault", ["drop-update:3", "swap-updates:3"])

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 from conftest import SHARED_REAL, require_real
-from twinfeed import KIND, GapReason
+from twinfeed import GapReason
 from twinfeed.instruments import Instrument
 from twinfeed.research import compute_features
 from twinfeed.research.features import open_run
@@ -42,10 +42,10 @@ def test_okx_cryptofeed_import_keeps_frames_and_every_book_checksum_passes(tmp_p
     assert stats["gaps"] == 0
     assert symbols == ["okx:BTC-USD-220527", "okx:UNI-USD-SWAP", "okx:BTC-USDT"]
     df = compute_features(out)
-    books = df.filter(pl.col("kind") == KIND["book"])
+    books = df.filter(pl.col("kind") == "book")
     assert books.height == 290
     assert (books["ask_px"] > books["bid_px"]).all()
-    assert df.filter(pl.col("kind") == KIND["status"]).height == 4  # connected + 3 subscribed
+    assert df.filter(pl.col("kind") == "status").height == 4  # connected + 3 subscribed
 
 
 def test_okx_corrupted_copy_is_a_checksum_gap_on_that_line(tmp_path: Path) -> None:
@@ -65,7 +65,7 @@ def test_okx_corrupted_copy_is_a_checksum_gap_on_that_line(tmp_path: Path) -> No
     corrupted = tmp_path / "corrupted.txt"
     corrupted.write_text("\n".join(lines) + "\n")
     df = compute_features(corrupted)
-    gaps = df.filter(pl.col("kind") == KIND["gap"])
+    gaps = df.filter(pl.col("kind") == "gap")
     assert gaps.height == 1
     assert gaps["line"][0] == target + 1
     assert gaps["flags"][0] == GapReason.CHECKSUM
@@ -84,8 +84,8 @@ def test_hyperliquid_capture_through_features_cli(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["features", str(source), "--out", str(out)])
     assert result.exit_code == 0, result.output
     df = pl.read_parquet(out)
-    assert df.filter(pl.col("kind") == KIND["book"]).height == 46
-    assert df.filter(pl.col("kind") == KIND["trade"]).height == 64
+    assert df.filter(pl.col("kind") == "book").height == 46
+    assert df.filter(pl.col("kind") == "trade").height == 64
 
 
 def test_instruments_from_okx_and_hyperliquid_answers() -> None:
@@ -131,7 +131,7 @@ def test_catalog_files_okx_and_hyperliquid_captures(tmp_path: Path) -> None:
     store.add_capture(okx, "okx")
     store.add_capture(require_real(HYPERLIQUID), "hyperliquid")
     books = store.sql(
-        "SELECT symbol, count(*) AS n FROM features WHERE kind = 2 GROUP BY symbol ORDER BY symbol"
+        "SELECT symbol, count(*) AS n FROM features WHERE kind = 'book' GROUP BY symbol ORDER BY symbol"
     )
     assert books.rows() == [
         ("hyperliquid:BTC", 46),
