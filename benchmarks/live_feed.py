@@ -281,12 +281,17 @@ class IngestRun:
         self.ingest.remove_ring()
 
 
+def warm_up(feed: Feed, seconds: float) -> None:
+    """Reads (and drops) for ``seconds`` before a throughput window."""
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        feed.read(65536, timeout=0.01)
+
+
 def ingest_throughput(run: IngestRun, warmup: float, seconds: float) -> Row:
     feed = run.feed
     books: dict[int, np.void] = {}
-    deadline = time.perf_counter() + warmup
-    while time.perf_counter() < deadline:
-        feed.read(65536, timeout=0.01)
+    warm_up(feed, warmup)
     frames_before = run.frames()
     cpu_before = run.cpu_seconds()
     lost_before = feed.overruns
@@ -470,9 +475,7 @@ def ingest_latency(run: IngestRun, warmup: float, seconds: float) -> dict[str, A
 def depth_throughput(run: IngestRun, warmup: float, seconds: float) -> dict[str, Any]:
     """Every record but heartbeats into Python, and the ingest's frames, over ``seconds``."""
     feed = run.feed
-    deadline = time.perf_counter() + warmup
-    while time.perf_counter() < deadline:
-        feed.read(65536, timeout=0.01)
+    warm_up(feed, warmup)
     frames_before = run.frames()
     cpu_before = run.cpu_seconds()
     lost_before = feed.overruns

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import ssl
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -195,7 +196,7 @@ async def read_and_drop(reader: asyncio.StreamReader) -> None:
 
 
 def book_after_snapshot_case(
-    rest_answers: list[bytes | None],
+    rest_answers: list[bytes | None], tls: ssl.SSLContext | None = None
 ) -> tuple[HostileServer, Market]:
     """A venue whose REST answers are ``rest_answers`` in turn (None: a good snapshot, which
     is also the answer after the list); the websocket sends quotes and trades, and depth diffs
@@ -222,7 +223,7 @@ def book_after_snapshot_case(
         await send_all(writer, market.mixed(60) + [market.last()])
         await reading
 
-    return HostileServer(ws=ws, rest=rest), market
+    return HostileServer(ws=ws, rest=rest, tls=tls), market
 
 
 def test_chunk_size_overflow_is_counted_and_the_snapshot_retried(

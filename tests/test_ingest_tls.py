@@ -5,7 +5,6 @@ connects and builds the book; without it the handshake is refused and nothing is
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import ipaddress
 import os
@@ -20,13 +19,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from hostile_server import HostileServer, Market, good_snapshot
+from hostile_server import HostileServer, Market
 from test_hostile_ingest import (  # noqa: F401 (kill_leftover_ingests: an autouse fixture)
     Run,
+    book_after_snapshot_case,
     kill_leftover_ingests,
-    read_and_drop,
-    send_all,
-    wait_until,
 )
 from twinfeed import KIND
 
@@ -96,22 +93,7 @@ def tls_ring(request: pytest.FixtureRequest) -> Iterator[str]:
 
 def _venue(context: ssl.SSLContext) -> tuple[HostileServer, Market]:
     """Quotes and trades, then (once the snapshot went out over https) chained depth diffs."""
-    market = Market()
-    state = {"good": False}
-
-    async def rest(number: int, path: str, writer: asyncio.StreamWriter) -> None:
-        await good_snapshot(number, path, writer)
-        state["good"] = True
-
-    async def ws(_conn: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        reading = asyncio.ensure_future(read_and_drop(reader))
-        await send_all(writer, [market.quote(), market.trade()])
-        await wait_until(lambda: state["good"])
-        await asyncio.sleep(0.1)
-        await send_all(writer, market.mixed(60) + [market.last()])
-        await reading
-
-    return HostileServer(ws=ws, rest=rest, tls=context), market
+    return book_after_snapshot_case([], tls=context)
 
 
 def test_wss_and_https_with_a_trusted_certificate(
